@@ -1,0 +1,155 @@
+//! The local APIC (xAPIC, memory-mapped): enable, EOI, inter-processor
+//! interrupts for SMP start-up and halting, and the timer.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use bitflags::bitflags;
+use x86_64::registers::model_specific::Msr;
+
+use super::idt::{VECTOR_SPURIOUS, VECTOR_TIMER};
+use super::time;
+
+const IA32_APIC_BASE: u32 = 0x1b;
+const APIC_BASE_ENABLE: u64 = 1 << 11;
+const APIC_BASE_ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+
+/// Register offsets from the APIC base.
+#[derive(Clone, Copy)]
+#[repr(u64)]
+enum Reg {
+    Id = 0x20,
+    Eoi = 0xb0,
+    SpuriousVector = 0xf0,
+    IcrLow = 0x300,
+    IcrHigh = 0x310,
+    LvtTimer = 0x320,
+    TimerInitialCount = 0x380,
+    TimerCurrentCount = 0x390,
+    TimerDivide = 0x3e0,
+}
+
+bitflags! {
+    /// Interrupt command register, low word.
+    #[derive(Clone, Copy)]
+    struct Icr: u32 {
+        const DELIVERY_NMI = 0b100 << 8;
+        const DELIVERY_INIT = 0b101 << 8;
+        const DELIVERY_STARTUP = 0b110 << 8;
+        const SEND_PENDING = 1 << 12;
+        const LEVEL_ASSERT = 1 << 14;
+        const ALL_EXCLUDING_SELF = 0b11 << 18;
+    }
+}
+
+bitflags! {
+    #[derive(Clone, Copy)]
+    struct LvtTimer: u32 {
+        const MASKED = 1 << 16;
+        const PERIODIC = 1 << 17;
+    }
+}
+
+const SVR_APIC_ENABLE: u32 = 1 << 8;
+const TIMER_DIVIDE_BY_16: u32 = 0b0011;
+
+/// Physical = virtual (identity map) base of the xAPIC; 0 until enabled.
+static BASE: AtomicU64 = AtomicU64::new(0);
+
+fn read(reg: Reg) -> u32 {
+    let base = BASE.load(Ordering::Relaxed);
+    // SAFETY: BASE is the identity-mapped, uncached APIC page set up by
+    // `enable`; the offset is one of the architectural registers.
+    unsafe { core::ptr::read_volatile((base + reg as u64) as *const u32) }
+}
+
+fn write(reg: Reg, value: u32) {
+    let base = BASE.load(Ordering::Relaxed);
+    // SAFETY: as in `read`.
+    unsafe { core::ptr::write_volatile((base + reg as u64) as *mut u32, value) }
+}
+
+/// Enables this CPU's local APIC with the spurious vector set.
+pub fn enable() {
+    let mut msr = Msr::new(IA32_APIC_BASE);
+    // SAFETY: IA32_APIC_BASE exists on every x86_64 CPU; setting the enable
+    // bit keeps the architectural base address.
+    let base = unsafe {
+        let value = msr.read() | APIC_BASE_ENABLE;
+        msr.write(value);
+        value & APIC_BASE_ADDR_MASK
+    };
+    BASE.store(base, Ordering::Relaxed);
+    write(
+        Reg::SpuriousVector,
+        SVR_APIC_ENABLE | VECTOR_SPURIOUS as u32,
+    );
+}
+
+pub fn is_enabled() -> bool {
+    BASE.load(Ordering::Relaxed) != 0
+}
+
+pub fn id() -> u32 {
+    read(Reg::Id) >> 24
+}
+
+pub fn eoi() {
+    if is_enabled() {
+        write(Reg::Eoi, 0);
+    }
+}
+
+fn send_ipi(dest_apic: u32, icr: Icr, vector: u8) {
+    write(Reg::IcrHigh, dest_apic << 24);
+    write(Reg::IcrLow, icr.bits() | vector as u32);
+    while read(Reg::IcrLow) & Icr::SEND_PENDING.bits() != 0 {
+        core::hint::spin_loop();
+    }
+}
+
+/// INIT then two STARTUPs at `page` (the trampoline's 4 KiB page number),
+/// with the waits the MP specification asks for.
+pub fn start_ap(apic_id: u32, page: u8, started: impl Fn() -> bool) {
+    send_ipi(apic_id, Icr::DELIVERY_INIT | Icr::LEVEL_ASSERT, 0);
+    time::delay_us(10_000);
+    for _ in 0..2 {
+        if started() {
+            return;
+        }
+        send_ipi(apic_id, Icr::DELIVERY_STARTUP, page);
+        time::delay_us(200);
+    }
+}
+
+/// Sends an NMI to every other CPU (used to halt them on a fatal error).
+pub fn nmi_all_others() {
+    if is_enabled() {
+        send_ipi(0, Icr::DELIVERY_NMI | Icr::ALL_EXCLUDING_SELF, 0);
+    }
+}
+
+/// Measures this CPU's timer rate against the calibrated TSC, in timer
+/// ticks (after divide-by-16) per millisecond.
+pub fn calibrate_timer() -> u32 {
+    const WINDOW_MS: u64 = 10;
+    write(Reg::TimerDivide, TIMER_DIVIDE_BY_16);
+    write(Reg::LvtTimer, LvtTimer::MASKED.bits() | VECTOR_TIMER as u32);
+    write(Reg::TimerInitialCount, u32::MAX);
+    time::delay_us(WINDOW_MS * 1000);
+    let elapsed = u32::MAX - read(Reg::TimerCurrentCount);
+    write(Reg::TimerInitialCount, 0);
+    (elapsed as u64 / WINDOW_MS) as u32
+}
+
+/// Starts a periodic timer interrupt every `period_ms` at `ticks_per_ms`.
+pub fn start_periodic(ticks_per_ms: u32, period_ms: u32) {
+    write(Reg::TimerDivide, TIMER_DIVIDE_BY_16);
+    write(
+        Reg::LvtTimer,
+        LvtTimer::PERIODIC.bits() | VECTOR_TIMER as u32,
+    );
+    write(
+        Reg::TimerInitialCount,
+        ticks_per_ms.saturating_mul(period_ms).max(1),
+    );
+}

@@ -1,0 +1,76 @@
+//! Time: the TSC, calibrated once against the PIT, gives delays and the
+//! boot clock.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use x86_64::instructions::port::Port;
+
+const PIT_HZ: u64 = 1_193_182;
+const PIT_CHANNEL2_DATA: u16 = 0x42;
+const PIT_COMMAND: u16 = 0x43;
+/// Channel 2, lobyte/hibyte access, mode 0 (interrupt on terminal count).
+const PIT_CHANNEL2_ONESHOT: u8 = 0b1011_0000;
+const PORT_B: u16 = 0x61;
+const PORT_B_GATE2: u8 = 1 << 0;
+const PORT_B_SPEAKER: u8 = 1 << 1;
+const PORT_B_OUT2: u8 = 1 << 5;
+
+static TSC_PER_MS: AtomicU64 = AtomicU64::new(0);
+
+pub fn rdtsc() -> u64 {
+    // SAFETY: RDTSC only reads the time-stamp counter.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// Measures TSC ticks per millisecond over a 10 ms PIT one-shot. Returns
+/// `None` when the PIT never fires (no PIT, or a broken one).
+pub fn calibrate() -> Option<u64> {
+    const WINDOW_MS: u64 = 10;
+    let count = (PIT_HZ * WINDOW_MS / 1000) as u16;
+    let mut port_b = Port::<u8>::new(PORT_B);
+    let mut command = Port::<u8>::new(PIT_COMMAND);
+    let mut data = Port::<u8>::new(PIT_CHANNEL2_DATA);
+    // SAFETY: PIT channel 2 and port B are the legacy PC timer, used by
+    // nothing else in Pavise; the speaker stays off.
+    let elapsed = unsafe {
+        let b = port_b.read() & !(PORT_B_SPEAKER | PORT_B_GATE2);
+        port_b.write(b);
+        command.write(PIT_CHANNEL2_ONESHOT);
+        data.write(count as u8);
+        data.write((count >> 8) as u8);
+        port_b.write(b | PORT_B_GATE2);
+        let start = rdtsc();
+        let mut spins = 0u64;
+        while port_b.read() & PORT_B_OUT2 == 0 {
+            spins += 1;
+            if spins > 100_000_000 {
+                return None;
+            }
+        }
+        rdtsc() - start
+    };
+    let per_ms = (elapsed / WINDOW_MS).max(1);
+    TSC_PER_MS.store(per_ms, Ordering::SeqCst);
+    Some(per_ms)
+}
+
+/// Uses an assumed rate when calibration failed, so delays still end.
+pub fn assume_rate(per_ms: u64) {
+    TSC_PER_MS.store(per_ms, Ordering::SeqCst);
+}
+
+pub fn tsc_per_ms() -> u64 {
+    TSC_PER_MS.load(Ordering::Relaxed).max(1)
+}
+
+pub fn delay_us(us: u64) {
+    let end = rdtsc() + tsc_per_ms() * us / 1000;
+    while rdtsc() < end {
+        core::hint::spin_loop();
+    }
+}
+
+/// Milliseconds since the TSC read `since`.
+pub fn ms_since(since: u64) -> u64 {
+    rdtsc().saturating_sub(since) / tsc_per_ms()
+}

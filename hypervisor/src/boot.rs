@@ -1,0 +1,559 @@
+//! Boot: from the bootstrap's jump into Rust to the ready line.
+//!
+//! Reads the boot information (multiboot2 from GRUB, or the PVH start info
+//! from QEMU's direct boot), parses the command line, builds the frame
+//! allocator, heap and page tables, moves onto the boot CPU's own stack,
+//! starts the other CPUs and reports `pavise: ready ...`. Fatal problems end
+//! in one `pavise: fatal: ...` sentence and a clean stop.
+
+use alloc::vec::Vec;
+use core::fmt;
+use core::panic::PanicInfo;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crate::acpi::{self, RootTable};
+use crate::arch::power::{self, ExitCode};
+use crate::arch::{percpu, smp, time};
+use crate::cmdline::{self, MAX_CPUS};
+use crate::console;
+use crate::mm::frame::{MemRegion, PhysRange, RegionKind};
+use crate::mm::{self, frame::FRAME_SIZE, heap, paging};
+use crate::println;
+
+const MULTIBOOT2_MAGIC: u32 = 0x36d7_6289;
+const PROTOCOL_MULTIBOOT2: u32 = 1;
+const PROTOCOL_PVH: u32 = 2;
+const PVH_START_INFO_MAGIC: u32 = 0x336e_c578;
+
+/// Pavise will not run with less free memory than this after boot.
+const MIN_FREE_MIB: u64 = 32;
+/// Assumed TSC rate when the PIT cannot be used for calibration.
+const FALLBACK_TSC_PER_MS: u64 = 1_000_000;
+
+const MAX_REGIONS: usize = 128;
+const MAX_MODULES: usize = 16;
+const CMDLINE_MAX: usize = 1024;
+
+/// TSC at hypervisor entry: the zero of the boot clock.
+static ENTRY_TSC: AtomicU64 = AtomicU64::new(0);
+
+/// A module handed over by the boot loader.
+#[derive(Clone, Copy)]
+pub struct Module {
+    pub start: u64,
+    pub end: u64,
+}
+
+/// What the boot loader told us, copied out of its structures.
+pub struct BootInfo {
+    cmdline: [u8; CMDLINE_MAX],
+    cmdline_len: usize,
+    regions: [MemRegion; MAX_REGIONS],
+    region_count: usize,
+    modules: [Module; MAX_MODULES],
+    module_count: usize,
+    /// Memory the boot loader's own structures occupy.
+    info_range: PhysRange,
+    rsdp_root: Option<RootTable>,
+    loader: &'static str,
+}
+
+impl BootInfo {
+    fn empty(loader: &'static str) -> Self {
+        Self {
+            cmdline: [0; CMDLINE_MAX],
+            cmdline_len: 0,
+            regions: [MemRegion {
+                start: 0,
+                len: 0,
+                kind: RegionKind::Reserved,
+            }; MAX_REGIONS],
+            region_count: 0,
+            modules: [Module { start: 0, end: 0 }; MAX_MODULES],
+            module_count: 0,
+            info_range: PhysRange::new(0, 0),
+            rsdp_root: None,
+            loader,
+        }
+    }
+
+    pub fn cmdline(&self) -> &str {
+        core::str::from_utf8(&self.cmdline[..self.cmdline_len]).unwrap_or("")
+    }
+
+    fn set_cmdline(&mut self, bytes: &[u8]) {
+        let len = bytes.len().min(CMDLINE_MAX);
+        self.cmdline[..len].copy_from_slice(&bytes[..len]);
+        self.cmdline_len = len;
+    }
+
+    pub fn regions(&self) -> &[MemRegion] {
+        &self.regions[..self.region_count]
+    }
+
+    fn push_region(&mut self, region: MemRegion) {
+        if self.region_count < MAX_REGIONS {
+            self.regions[self.region_count] = region;
+            self.region_count += 1;
+        }
+    }
+
+    pub fn modules(&self) -> &[Module] {
+        &self.modules[..self.module_count]
+    }
+
+    fn push_module(&mut self, module: Module) -> Result<(), BootError> {
+        if self.module_count == MAX_MODULES {
+            return Err(BootError::TooManyModules);
+        }
+        self.modules[self.module_count] = module;
+        self.module_count += 1;
+        Ok(())
+    }
+}
+
+/// Why boot cannot go on; each prints as one sentence.
+enum BootError {
+    UnknownProtocol(u32),
+    BadMultibootMagic(u32),
+    BadMultibootInfo,
+    BadStartInfo(u32),
+    NoMemoryMap,
+    TooManyModules,
+    TooLittleMemory { free_mib: u64 },
+    OutOfMemory(&'static str),
+    TooManyCpus { found: usize },
+    Cmdline(alloc::string::String),
+}
+
+impl fmt::Display for BootError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownProtocol(p) => write!(f, "entered through an unknown boot protocol ({p})"),
+            Self::BadMultibootMagic(m) => write!(
+                f,
+                "the boot loader passed magic {m:#x}, not multiboot2's {MULTIBOOT2_MAGIC:#x} — boot Pavise with GRUB's `multiboot2` command"
+            ),
+            Self::BadMultibootInfo => f.write_str("the multiboot2 boot information is malformed"),
+            Self::BadStartInfo(m) => write!(
+                f,
+                "the PVH start info has magic {m:#x}, not {PVH_START_INFO_MAGIC:#x}"
+            ),
+            Self::NoMemoryMap => f.write_str("the boot loader gave no memory map"),
+            Self::TooManyModules => {
+                write!(
+                    f,
+                    "more than {MAX_MODULES} boot modules — pass fewer modules"
+                )
+            }
+            Self::TooLittleMemory { free_mib } => write!(
+                f,
+                "only {free_mib} MiB of usable memory; Pavise needs at least {MIN_FREE_MIB} MiB — give the machine more memory"
+            ),
+            Self::OutOfMemory(what) => write!(f, "out of memory while setting up {what}"),
+            Self::TooManyCpus { found } => write!(
+                f,
+                "the machine has {found} CPUs but Pavise supports at most {MAX_CPUS} — boot with maxcpus={MAX_CPUS} or fewer CPUs"
+            ),
+            Self::Cmdline(text) => f.write_str(text),
+        }
+    }
+}
+
+fn fatal(err: BootError) -> ! {
+    println!("pavise: fatal: {err}");
+    power::stop(ExitCode::BootError)
+}
+
+fn multiboot2_region_kind(typ: multiboot2::MemoryAreaType) -> RegionKind {
+    use multiboot2::MemoryAreaType as T;
+    match typ {
+        T::Available => RegionKind::Usable,
+        T::AcpiAvailable => RegionKind::AcpiReclaimable,
+        T::ReservedHibernate => RegionKind::AcpiNvs,
+        T::Defective => RegionKind::Defective,
+        _ => RegionKind::Reserved,
+    }
+}
+
+fn from_multiboot2(info_addr: u32, magic: u32) -> Result<BootInfo, BootError> {
+    if magic != MULTIBOOT2_MAGIC {
+        return Err(BootError::BadMultibootMagic(magic));
+    }
+    // SAFETY: GRUB passed this address with the multiboot2 magic; it lies
+    // in the identity-mapped first 4 GiB and nothing writes it during boot.
+    let mbi = unsafe {
+        multiboot2::BootInformation::load(info_addr as *const multiboot2::BootInformationHeader)
+    }
+    .map_err(|_| BootError::BadMultibootInfo)?;
+    let mut boot = BootInfo::empty("GRUB (multiboot2)");
+    boot.info_range = PhysRange::new(mbi.start_address() as u64, mbi.end_address() as u64);
+    if let Some(Ok(cmdline)) = mbi.command_line_tag().map(|t| t.cmdline()) {
+        boot.set_cmdline(cmdline.as_bytes());
+    }
+    let map = mbi.memory_map_tag().ok_or(BootError::NoMemoryMap)?;
+    for area in map.memory_areas() {
+        boot.push_region(MemRegion {
+            start: area.start_address(),
+            len: area.size(),
+            kind: multiboot2_region_kind(area.typ().into()),
+        });
+    }
+    for module in mbi.module_tags() {
+        boot.push_module(Module {
+            start: module.start_address() as u64,
+            end: module.end_address() as u64,
+        })?;
+    }
+    boot.rsdp_root = if let Some(v2) = mbi.rsdp_v2_tag() {
+        Some(RootTable::Xsdt(v2.xsdt_address() as u64))
+    } else {
+        mbi.rsdp_v1_tag()
+            .map(|v1| RootTable::Rsdt(v1.rsdt_address() as u32))
+    };
+    Ok(boot)
+}
+
+/// Reads `T` from an identity-mapped physical address below 4 GiB.
+///
+/// # Safety
+/// `addr` must point at readable memory holding a `T`.
+unsafe fn read_phys<T: Copy>(addr: u64) -> T {
+    // SAFETY: the caller vouches for the address; unaligned reads are fine.
+    unsafe { core::ptr::read_unaligned(addr as *const T) }
+}
+
+/// Reads a NUL-terminated string at `addr`, at most `max` bytes.
+///
+/// # Safety
+/// `addr..addr+max` must be readable (or the string end sooner).
+unsafe fn c_string_len(addr: u64, max: usize) -> usize {
+    // SAFETY: forwarded to the caller.
+    (0..max)
+        .find(|&i| unsafe { read_phys::<u8>(addr + i as u64) } == 0)
+        .unwrap_or(max)
+}
+
+fn from_pvh(info_addr: u32) -> Result<BootInfo, BootError> {
+    let base = info_addr as u64;
+    // SAFETY: the PVH loader passes the start info's address in %ebx; the
+    // first 4 GiB are identity-mapped. Fields are read at the offsets of
+    // hvm_start_info (XEN-ABI.md) and the magic is checked first.
+    unsafe {
+        let magic: u32 = read_phys(base);
+        if magic != PVH_START_INFO_MAGIC {
+            return Err(BootError::BadStartInfo(magic));
+        }
+        let mut boot = BootInfo::empty("PVH direct boot");
+        let nr_modules: u32 = read_phys(base + 12);
+        let modlist: u64 = read_phys(base + 16);
+        let cmdline: u64 = read_phys(base + 24);
+        let rsdp: u64 = read_phys(base + 32);
+        let memmap: u64 = read_phys(base + 40);
+        let memmap_entries: u32 = read_phys(base + 48);
+        boot.info_range = PhysRange::new(base, base + 56);
+        if cmdline != 0 {
+            let len = c_string_len(cmdline, CMDLINE_MAX);
+            let bytes = core::slice::from_raw_parts(cmdline as *const u8, len);
+            boot.set_cmdline(bytes);
+        }
+        for i in 0..nr_modules as u64 {
+            let entry = modlist + i * 32;
+            let (paddr, size): (u64, u64) = (read_phys(entry), read_phys(entry + 8));
+            boot.push_module(Module {
+                start: paddr,
+                end: paddr + size,
+            })?;
+        }
+        if memmap == 0 || memmap_entries == 0 {
+            return Err(BootError::NoMemoryMap);
+        }
+        for i in 0..memmap_entries.min(MAX_REGIONS as u32) as u64 {
+            let entry = memmap + i * 24;
+            let (addr, size, typ): (u64, u64, u32) = (
+                read_phys(entry),
+                read_phys(entry + 8),
+                read_phys(entry + 16),
+            );
+            let kind = match typ {
+                1 => RegionKind::Usable,
+                3 => RegionKind::AcpiReclaimable,
+                4 => RegionKind::AcpiNvs,
+                5 => RegionKind::Defective,
+                _ => RegionKind::Reserved,
+            };
+            boot.push_region(MemRegion {
+                start: addr,
+                len: size,
+                kind,
+            });
+        }
+        if rsdp != 0 {
+            let bytes = core::slice::from_raw_parts(rsdp as *const u8, 36);
+            boot.rsdp_root = acpi::parse_rsdp(bytes).ok();
+        }
+        Ok(boot)
+    }
+}
+
+unsafe extern "C" {
+    static __image_start: u8;
+    static __image_end: u8;
+}
+
+/// Everything the frame allocator must never hand out.
+fn reserved_ranges(boot: &BootInfo) -> ([PhysRange; MAX_MODULES + 2], usize) {
+    let mut ranges = [PhysRange::new(0, 0); MAX_MODULES + 2];
+    ranges[0] = PhysRange::new(
+        &raw const __image_start as u64,
+        &raw const __image_end as u64,
+    );
+    ranges[1] = boot.info_range;
+    for (i, m) in boot.modules().iter().enumerate() {
+        ranges[2 + i] = PhysRange::new(m.start, m.end);
+    }
+    (ranges, 2 + boot.module_count)
+}
+
+/// Entry from the bootstrap (`main.rs`), on the boot stack, interrupts off.
+pub extern "C" fn entry(protocol: u32, info_addr: u32, magic: u32) -> ! {
+    ENTRY_TSC.store(time::rdtsc(), Ordering::SeqCst);
+    console::init();
+    let boot = match protocol {
+        PROTOCOL_MULTIBOOT2 => from_multiboot2(info_addr, magic),
+        PROTOCOL_PVH => from_pvh(info_addr),
+        other => Err(BootError::UnknownProtocol(other)),
+    };
+    let boot = boot.unwrap_or_else(|e| fatal(e));
+    let cmdline = boot.cmdline();
+    power::set_qemu_exit(cmdline::requests_qemu_exit(cmdline));
+    // Command-line errors are reported after the heap exists (they format).
+    let options = cmdline::parse(cmdline);
+    let level = options
+        .as_ref()
+        .map(|o| o.loglvl)
+        .unwrap_or(cmdline::LogLevel::Info);
+    console::init_log(level.filter());
+
+    if time::calibrate().is_none() {
+        time::assume_rate(FALLBACK_TSC_PER_MS);
+        log::warn!("PIT calibration failed; assuming a 1 GHz TSC");
+    }
+
+    let (reserved, n) = reserved_ranges(&boot);
+    mm::init_frames(boot.regions(), &reserved[..n]);
+    let free_mib = mm::frames().free_bytes() >> 20;
+    if free_mib < MIN_FREE_MIB {
+        fatal(BootError::TooLittleMemory { free_mib });
+    }
+    heap::init().unwrap_or_else(|what| fatal(BootError::OutOfMemory(what)));
+    let options = match options {
+        Ok(o) => o,
+        Err(e) => fatal(BootError::Cmdline(alloc::format!("{e}"))),
+    };
+    log::info!(
+        "Pavise {} booted by {} with '{}'",
+        env!("CARGO_PKG_VERSION"),
+        boot.loader,
+        cmdline
+    );
+    let untracked = mm::frames().untracked_bytes();
+    if untracked > 0 {
+        log::warn!("{} MiB of memory above 64 GiB left unused", untracked >> 20);
+    }
+
+    smp::install_trampoline();
+    paging::init(boot.regions()).unwrap_or_else(|_| fatal(BootError::OutOfMemory("page tables")));
+    let stacks = paging::map_cpu_stacks(0)
+        .unwrap_or_else(|_| fatal(BootError::OutOfMemory("the boot CPU's stacks")));
+    let context = BspContext {
+        rsdp_root: boot.rsdp_root,
+        maxcpus: options.maxcpus,
+    };
+    // SAFETY: the stack was just mapped; `bsp_main` never returns, so
+    // nothing on the boot stack is used again.
+    unsafe { switch_stack(stacks.main_top, &context) }
+}
+
+/// What the boot CPU carries over to its own stack.
+struct BspContext {
+    rsdp_root: Option<RootTable>,
+    maxcpus: Option<usize>,
+}
+
+/// Moves onto `stack_top` and calls `bsp_main(context)`.
+///
+/// # Safety
+/// `stack_top` must be the top of a mapped, unused stack; `context` must
+/// stay valid (it lives on the old stack, which is never unwound).
+unsafe fn switch_stack(stack_top: u64, context: &BspContext) -> ! {
+    // SAFETY: per the function contract; bsp_main is `-> !`.
+    unsafe {
+        core::arch::asm!(
+            "mov rsp, {stack}",
+            "xor ebp, ebp",
+            "call {main}",
+            "ud2",
+            stack = in(reg) stack_top,
+            main = sym bsp_main,
+            in("rdi") context as *const BspContext,
+            options(noreturn)
+        )
+    }
+}
+
+extern "C" fn bsp_main(context: &BspContext) -> ! {
+    let stacks = paging::stacks_of(0);
+    let bsp = smp::init_this_cpu(0, &stacks);
+
+    let apic_ids = match discover_cpus(context.rsdp_root) {
+        Ok(ids) => ids,
+        Err(e) => {
+            log::warn!("CPU discovery failed ({e}); running on the boot CPU only");
+            Vec::new()
+        }
+    };
+    if apic_ids.len() > MAX_CPUS && context.maxcpus.is_none() {
+        fatal(BootError::TooManyCpus {
+            found: apic_ids.len(),
+        });
+    }
+    let want = context.maxcpus.unwrap_or(MAX_CPUS).min(MAX_CPUS);
+    let others: Vec<u32> = apic_ids
+        .iter()
+        .copied()
+        .filter(|&id| id != bsp.apic_id)
+        .take(want - 1)
+        .collect();
+    smp::start_aps(&others);
+
+    let free_mib = mm::frames().free_bytes() >> 20;
+    println!(
+        "pavise: ready in {} ms: {} CPUs, {} MiB free",
+        time::ms_since(ENTRY_TSC.load(Ordering::SeqCst)),
+        smp::online(),
+        free_mib
+    );
+    log::info!("nothing to run");
+    power::stop(ExitCode::Success)
+}
+
+/// APIC ids of the enabled CPUs, from the ACPI MADT.
+fn discover_cpus(root: Option<RootTable>) -> Result<Vec<u32>, acpi::AcpiError> {
+    let root = match root {
+        Some(r) => r,
+        None => find_rsdp().ok_or(acpi::AcpiError::BadSignature)?,
+    };
+    let (addr, wide, sig) = match root {
+        RootTable::Rsdt(a) => (a as u64, false, b"RSDT"),
+        RootTable::Xsdt(a) => (a, true, b"XSDT"),
+    };
+    let root_table = acpi::validate_sdt(phys_table(addr)?, sig)?;
+    for table_addr in acpi::root_entries(root_table, wide) {
+        let table = phys_table(table_addr)?;
+        if table.get(..4) == Some(b"APIC") {
+            return acpi::parse_madt(acpi::validate_sdt(table, b"APIC")?).map(|m| m.apic_ids);
+        }
+    }
+    Err(acpi::AcpiError::BadSignature)
+}
+
+/// An ACPI table in identity-mapped firmware memory, sized by its header.
+fn phys_table(addr: u64) -> Result<&'static [u8], acpi::AcpiError> {
+    const MAX_TABLE: usize = 1 << 20;
+    if addr == 0 || addr >= (4 << 30) {
+        return Err(acpi::AcpiError::Truncated);
+    }
+    // SAFETY: firmware tables below 4 GiB are identity-mapped and never
+    // written by Pavise; the length is bounded before the slice is made.
+    unsafe {
+        let header = core::slice::from_raw_parts(addr as *const u8, acpi::SDT_HEADER_LEN);
+        let len = acpi::sdt_length(header).ok_or(acpi::AcpiError::Truncated)?;
+        if !(acpi::SDT_HEADER_LEN..=MAX_TABLE).contains(&len) {
+            return Err(acpi::AcpiError::Truncated);
+        }
+        Ok(core::slice::from_raw_parts(addr as *const u8, len))
+    }
+}
+
+/// Scans the BIOS areas for the RSDP (the PC way when no loader said).
+fn find_rsdp() -> Option<RootTable> {
+    // SAFETY: the EBDA pointer at 0x40e and the BIOS ROM area are legacy
+    // PC memory below 1 MiB, identity-mapped and read-only to us.
+    let ebda = unsafe { read_phys::<u16>(0x40e) } as u64 * 16;
+    let areas = [(ebda, ebda + 1024), (0xe0000, 0x100000)];
+    for (start, end) in areas {
+        if start == 0 {
+            continue;
+        }
+        let mut addr = start;
+        while addr + 36 <= end {
+            // SAFETY: inside the legacy areas above.
+            let bytes = unsafe { core::slice::from_raw_parts(addr as *const u8, 36) };
+            if let Ok(root) = acpi::parse_rsdp(bytes) {
+                return Some(root);
+            }
+            addr += 16;
+        }
+    }
+    None
+}
+
+/// Prints return addresses by walking the frame-pointer chain (the image is
+/// built with frame pointers), staying inside the current stack.
+pub fn print_backtrace(mut rbp: u64) {
+    let (bottom, top) = percpu::current().map_or_else(
+        || {
+            unsafe extern "C" {
+                static boot_stack_bottom: u8;
+                static boot_stack_top: u8;
+            }
+            (
+                &raw const boot_stack_bottom as u64,
+                &raw const boot_stack_top as u64,
+            )
+        },
+        |c| c.stack,
+    );
+    console::write_fmt_emergency(format_args!("  backtrace:"));
+    for _ in 0..24 {
+        if rbp % 8 != 0 || rbp < bottom || rbp + 16 > top {
+            break;
+        }
+        // SAFETY: rbp lies inside this CPU's mapped stack (checked above).
+        let (next, ret) = unsafe { (read_phys::<u64>(rbp), read_phys::<u64>(rbp + 8)) };
+        console::write_fmt_emergency(format_args!(" {ret:#x}"));
+        rbp = next;
+    }
+    console::write_fmt_emergency(format_args!("\r\n"));
+}
+
+static PANICKING: AtomicBool = AtomicBool::new(false);
+
+#[panic_handler]
+fn panic(info: &PanicInfo) -> ! {
+    if PANICKING.swap(true, Ordering::SeqCst) {
+        power::halt_forever();
+    }
+    let cpu = percpu::current_index();
+    match info.location() {
+        Some(l) => console::write_fmt_emergency(format_args!(
+            "pavise: panic on cpu{cpu} at {}:{}: {}\r\n",
+            l.file(),
+            l.line(),
+            info.message()
+        )),
+        None => console::write_fmt_emergency(format_args!(
+            "pavise: panic on cpu{cpu}: {}\r\n",
+            info.message()
+        )),
+    }
+    let rbp: u64;
+    // SAFETY: reads the frame pointer register only.
+    unsafe { core::arch::asm!("mov {}, rbp", out(reg) rbp) };
+    print_backtrace(rbp);
+    power::stop(ExitCode::Crash)
+}
+
+#[allow(dead_code)]
+const _: () = assert!(FRAME_SIZE == 4096);

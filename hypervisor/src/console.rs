@@ -1,0 +1,94 @@
+//! The hypervisor console: COM1 through `uart_16550`, the `log` backend, and
+//! the status lines (`pavise: ...`) that users and tests read.
+//!
+//! One lock serialises all CPUs' output. A CPU that dies while another
+//! holds the lock (panic, exception, NMI halt) takes it anyway after a
+//! bounded wait, so the last words always reach the console.
+
+use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use spin::Mutex;
+use uart_16550::Uart16550Tty;
+use uart_16550::backend::PioBackend;
+
+const COM1: u16 = 0x3f8;
+
+static SERIAL: Mutex<Option<Uart16550Tty<PioBackend>>> = Mutex::new(None);
+static LOGGER: Logger = Logger;
+static LOGGER_SET: AtomicBool = AtomicBool::new(false);
+
+pub fn init() {
+    // SAFETY: COM1 is the standard PC serial port; nothing else in Pavise
+    // drives it, and the port is only reached through SERIAL's lock.
+    let port = unsafe { Uart16550Tty::new_port(COM1, uart_16550::Config::default()) };
+    *SERIAL.lock() = port.ok();
+}
+
+/// Writes formatted text to the console, whole, as one unit.
+pub fn write_fmt(args: fmt::Arguments) {
+    let mut guard = SERIAL.lock();
+    if let Some(port) = guard.as_mut() {
+        let _ = port.write_fmt(args);
+    }
+}
+
+/// Like [`write_fmt`] but usable from a dying CPU: never waits forever.
+pub fn write_fmt_emergency(args: fmt::Arguments) {
+    let mut guard = None;
+    for _ in 0..10_000_000 {
+        if let Some(g) = SERIAL.try_lock() {
+            guard = Some(g);
+            break;
+        }
+        core::hint::spin_loop();
+    }
+    let mut guard = guard.unwrap_or_else(|| {
+        // SAFETY: the holder has not released the lock in a long time;
+        // we are stopping the machine and prefer garbled output to none.
+        unsafe { SERIAL.force_unlock() };
+        SERIAL.lock()
+    });
+    if let Some(port) = guard.as_mut() {
+        let _ = port.write_fmt(args);
+    }
+}
+
+/// Prints a line on the console, whatever the log level.
+#[macro_export]
+macro_rules! println {
+    ($($arg:tt)*) => {
+        $crate::console::write_fmt(format_args!("{}\r\n", format_args!($($arg)*)))
+    };
+}
+
+struct Logger;
+
+impl log::Log for Logger {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record) {
+        if self.enabled(record.metadata()) {
+            let cpu = crate::arch::percpu::current_index();
+            match record.level() {
+                log::Level::Error | log::Level::Warn => write_fmt(format_args!(
+                    "(pavise cpu{cpu}) {}: {}\r\n",
+                    record.level(),
+                    record.args()
+                )),
+                _ => write_fmt(format_args!("(pavise cpu{cpu}) {}\r\n", record.args())),
+            }
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+pub fn init_log(level: log::LevelFilter) {
+    if !LOGGER_SET.swap(true, Ordering::SeqCst) {
+        let _ = log::set_logger(&LOGGER);
+    }
+    log::set_max_level(level);
+}

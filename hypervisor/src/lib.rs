@@ -1,0 +1,20 @@
+//! Pavise, a Xen-style paravirtual hypervisor.
+//!
+//! The crate is a library so that its pure cores (command line, frame
+//! allocator, ACPI parsing, and later event channels, grants, scheduler
+//! decisions) build and test on the host; everything that touches hardware
+//! is compiled only for the bare-metal target.
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+
+pub mod acpi;
+pub mod cmdline;
+pub mod mm;
+
+#[cfg(target_os = "none")]
+pub mod arch;
+#[cfg(target_os = "none")]
+pub mod boot;
+#[cfg(target_os = "none")]
+pub mod console;
