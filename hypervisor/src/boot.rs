@@ -369,6 +369,7 @@ pub extern "C" fn entry(protocol: u32, info_addr: u32, magic: u32) -> ! {
     let context = BspContext {
         rsdp_root: boot.rsdp_root,
         maxcpus: options.maxcpus,
+        selftest: options.selftest,
     };
     // SAFETY: the stack was just mapped; `bsp_main` never returns, so
     // nothing on the boot stack is used again.
@@ -379,6 +380,7 @@ pub extern "C" fn entry(protocol: u32, info_addr: u32, magic: u32) -> ! {
 struct BspContext {
     rsdp_root: Option<RootTable>,
     maxcpus: Option<usize>,
+    selftest: Option<cmdline::Selftest>,
 }
 
 /// Moves onto `stack_top` and calls `bsp_main(context)`.
@@ -405,6 +407,9 @@ unsafe fn switch_stack(stack_top: u64, context: &BspContext) -> ! {
 extern "C" fn bsp_main(context: &BspContext) -> ! {
     let stacks = paging::stacks_of(0);
     let bsp = smp::init_this_cpu(0, &stacks);
+    if let Some(test) = context.selftest {
+        run_selftest(test);
+    }
 
     let apic_ids = match discover_cpus(context.rsdp_root) {
         Ok(ids) => ids,
@@ -436,6 +441,38 @@ extern "C" fn bsp_main(context: &BspContext) -> ! {
     );
     log::info!("nothing to run");
     power::stop(ExitCode::Success)
+}
+
+/// Faults on purpose; each must end in a clean diagnostic and stop.
+fn run_selftest(test: cmdline::Selftest) {
+    use cmdline::Selftest;
+    log::warn!("selftest: faulting on purpose ({test:?})");
+    match test {
+        Selftest::PageFault => {
+            // SAFETY: not safe at all — page 0 is unmapped on purpose and
+            // this read must fault; the trap handler stops the machine.
+            let value = unsafe { core::ptr::read_volatile(core::hint::black_box(8) as *const u64) };
+            log::error!("selftest: read {value:#x} from an unmapped page");
+        }
+        // SAFETY: deliberately executes an undefined instruction (#UD).
+        Selftest::InvalidOpcode => unsafe { core::arch::asm!("ud2") },
+        Selftest::StackOverflow => {
+            let depth = recurse(core::hint::black_box(0));
+            log::error!("selftest: recursed {depth} times without hitting the guard page");
+        }
+        Selftest::Panic => panic!("selftest: panicking on purpose"),
+    }
+}
+
+/// Eats 4 KiB of stack per call until the guard page stops it.
+fn recurse(depth: u64) -> u64 {
+    let mut pad = [0u8; 4096];
+    core::hint::black_box(&mut pad);
+    if depth > 1_000_000 {
+        depth
+    } else {
+        recurse(depth + 1) + pad[depth as usize % 4096] as u64
+    }
 }
 
 /// APIC ids of the enabled CPUs, from the ACPI MADT.

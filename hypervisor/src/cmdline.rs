@@ -21,7 +21,7 @@ pub enum LogLevel {
 }
 
 impl LogLevel {
-    const NAMES: &'static str = "none, error, warning, info, debug, all";
+    const NAMES: &'static str = "one of none, error, warning, info, debug, all";
 
     fn from_name(name: &str) -> Option<Self> {
         Some(match name {
@@ -47,6 +47,29 @@ impl LogLevel {
     }
 }
 
+/// A deliberate fault after boot, to prove the trap path (tests use it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Selftest {
+    PageFault,
+    InvalidOpcode,
+    StackOverflow,
+    Panic,
+}
+
+impl Selftest {
+    const NAMES: &'static str = "one of page-fault, invalid-opcode, stack-overflow, panic";
+
+    fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "page-fault" => Self::PageFault,
+            "invalid-opcode" => Self::InvalidOpcode,
+            "stack-overflow" => Self::StackOverflow,
+            "panic" => Self::Panic,
+            _ => return None,
+        })
+    }
+}
+
 /// Everything the command line can set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Options {
@@ -56,6 +79,8 @@ pub struct Options {
     pub qemu_exit: bool,
     /// Bring up at most this many CPUs (the boot CPU included).
     pub maxcpus: Option<usize>,
+    /// Fault on purpose once the boot CPU is up.
+    pub selftest: Option<Selftest>,
 }
 
 impl Default for Options {
@@ -64,6 +89,7 @@ impl Default for Options {
             loglvl: LogLevel::Info,
             qemu_exit: false,
             maxcpus: None,
+            selftest: None,
         }
     }
 }
@@ -91,7 +117,7 @@ impl fmt::Display for CmdlineError<'_> {
         match self {
             Self::UnknownOption(name) => write!(
                 f,
-                "unknown command-line option '{name}' (known: loglvl=, maxcpus=, qemu_exit)"
+                "unknown command-line option '{name}' (known: loglvl=, maxcpus=, qemu_exit, selftest=)"
             ),
             Self::BadValue {
                 option,
@@ -146,7 +172,7 @@ pub fn parse(cmdline: &str) -> Result<Options, CmdlineError<'_>> {
                 options.loglvl = LogLevel::from_name(level).ok_or(CmdlineError::BadValue {
                     option: "loglvl",
                     value,
-                    expected: concat!("one of ", "none, error, warning, info, debug, all"),
+                    expected: EXPECTED,
                 })?;
             }
             "maxcpus" => {
@@ -167,6 +193,20 @@ pub fn parse(cmdline: &str) -> Result<Options, CmdlineError<'_>> {
                     return Err(bad);
                 }
                 options.maxcpus = Some(count);
+            }
+            "selftest" => {
+                let value = value
+                    .filter(|v| !v.is_empty())
+                    .ok_or(CmdlineError::MissingValue {
+                        option: "selftest",
+                        expected: Selftest::NAMES,
+                    })?;
+                options.selftest =
+                    Some(Selftest::from_name(value).ok_or(CmdlineError::BadValue {
+                        option: "selftest",
+                        value,
+                        expected: Selftest::NAMES,
+                    })?);
             }
             "qemu_exit" => {
                 if let Some(value) = value {
@@ -254,6 +294,26 @@ mod tests {
         assert!(matches!(
             parse("qemu_exit=yes"),
             Err(CmdlineError::UnexpectedValue { .. })
+        ));
+    }
+
+    #[test]
+    fn selftests() {
+        assert_eq!(
+            parse("selftest=stack-overflow").unwrap().selftest,
+            Some(Selftest::StackOverflow)
+        );
+        assert_eq!(
+            parse("selftest=panic").unwrap().selftest,
+            Some(Selftest::Panic)
+        );
+        assert!(matches!(
+            parse("selftest=boom"),
+            Err(CmdlineError::BadValue { .. })
+        ));
+        assert!(matches!(
+            parse("selftest"),
+            Err(CmdlineError::MissingValue { .. })
         ));
     }
 
