@@ -10,6 +10,7 @@ extern crate alloc;
 
 pub mod acpi;
 pub mod cmdline;
+pub mod domain;
 pub mod mm;
 
 #[cfg(target_os = "none")]

@@ -1,6 +1,7 @@
 //! Memory management: physical frames, hypervisor page tables and heap.
 
 pub mod frame;
+pub mod guest;
 #[cfg(target_os = "none")]
 pub mod heap;
 #[cfg(target_os = "none")]

@@ -1,0 +1,195 @@
+//! The boot manifest: each GRUB module names a domain to build.
+//!
+//! A module's string is `[name=NAME] [mem=MiB] [vcpus=N] [cmdline=...]`;
+//! `cmdline=` takes the rest of the string. The first module is Dom0. Pure
+//! parsing, host-tested.
+
+use alloc::string::{String, ToString};
+use core::fmt;
+
+pub const DEFAULT_DOM0_MIB: u64 = 32;
+pub const DEFAULT_DOMU_MIB: u64 = 16;
+/// Smallest domain: room for a tiny kernel, its start info and stacks.
+pub const MIN_DOMAIN_MIB: u64 = 2;
+pub const MAX_DOMAIN_MIB: u64 = 3072;
+pub const MAX_VCPUS: u32 = 8;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DomainSpec {
+    pub name: String,
+    pub mem_mib: u64,
+    pub vcpus: u32,
+    pub cmdline: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ManifestError {
+    UnknownKey(String),
+    BadValue {
+        key: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownKey(k) => {
+                write!(
+                    f,
+                    "unknown module option '{k}' (known: name=, mem=, vcpus=, cmdline=)"
+                )
+            }
+            Self::BadValue {
+                key,
+                value,
+                expected,
+            } => {
+                write!(f, "bad value '{value}' for {key}= (expected {expected})")
+            }
+        }
+    }
+}
+
+/// Parses one module string; `index` 0 is Dom0 (it sets the defaults).
+pub fn parse(module_string: &str, index: usize) -> Result<DomainSpec, ManifestError> {
+    let mut spec = DomainSpec {
+        name: if index == 0 {
+            "dom0".to_string()
+        } else {
+            alloc::format!("domu{index}")
+        },
+        mem_mib: if index == 0 {
+            DEFAULT_DOM0_MIB
+        } else {
+            DEFAULT_DOMU_MIB
+        },
+        vcpus: 1,
+        cmdline: String::new(),
+    };
+    let mut rest = module_string.trim_start();
+    // GRUB may pass the module's path first.
+    if rest.starts_with('/') {
+        rest = rest
+            .split_once(char::is_whitespace)
+            .map_or("", |(_, r)| r)
+            .trim_start();
+    }
+    while !rest.is_empty() {
+        if let Some(cmdline) = rest.strip_prefix("cmdline=") {
+            spec.cmdline = cmdline.trim().to_string();
+            break;
+        }
+        let (word, tail) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+        rest = tail.trim_start();
+        let (key, value) = word.split_once('=').unwrap_or((word, ""));
+        match key {
+            "name" => {
+                let ok = !value.is_empty()
+                    && value.len() <= 32
+                    && value
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                if !ok {
+                    return Err(ManifestError::BadValue {
+                        key: "name",
+                        value: value.to_string(),
+                        expected: "1-32 letters, digits, '-' or '_'",
+                    });
+                }
+                spec.name = value.to_string();
+            }
+            "mem" => {
+                const EXPECTED: &str = "MiB from 2 to 3072";
+                let bad = || ManifestError::BadValue {
+                    key: "mem",
+                    value: value.to_string(),
+                    expected: EXPECTED,
+                };
+                let mib: u64 = value.parse().map_err(|_| bad())?;
+                if !(MIN_DOMAIN_MIB..=MAX_DOMAIN_MIB).contains(&mib) {
+                    return Err(bad());
+                }
+                spec.mem_mib = mib;
+            }
+            "vcpus" => {
+                const EXPECTED: &str = "a count from 1 to 8";
+                let bad = || ManifestError::BadValue {
+                    key: "vcpus",
+                    value: value.to_string(),
+                    expected: EXPECTED,
+                };
+                let n: u32 = value.parse().map_err(|_| bad())?;
+                if !(1..=MAX_VCPUS).contains(&n) {
+                    return Err(bad());
+                }
+                spec.vcpus = n;
+            }
+            _ => return Err(ManifestError::UnknownKey(key.to_string())),
+        }
+    }
+    Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let d0 = parse("", 0).unwrap();
+        assert_eq!(
+            (d0.name.as_str(), d0.mem_mib, d0.vcpus),
+            ("dom0", DEFAULT_DOM0_MIB, 1)
+        );
+        let d2 = parse("  ", 2).unwrap();
+        assert_eq!((d2.name.as_str(), d2.mem_mib), ("domu2", DEFAULT_DOMU_MIB));
+    }
+
+    #[test]
+    fn full() {
+        let s = parse("/boot/hello name=hello mem=24 vcpus=2 cmdline=a b=c  d", 1).unwrap();
+        assert_eq!(
+            s,
+            DomainSpec {
+                name: "hello".into(),
+                mem_mib: 24,
+                vcpus: 2,
+                cmdline: "a b=c  d".into()
+            }
+        );
+    }
+
+    #[test]
+    fn errors() {
+        assert!(matches!(
+            parse("colour=red", 1),
+            Err(ManifestError::UnknownKey(_))
+        ));
+        assert!(matches!(
+            parse("mem=1", 1),
+            Err(ManifestError::BadValue { key: "mem", .. })
+        ));
+        assert!(matches!(
+            parse("mem=lots", 1),
+            Err(ManifestError::BadValue { key: "mem", .. })
+        ));
+        assert!(matches!(
+            parse("vcpus=0", 1),
+            Err(ManifestError::BadValue { key: "vcpus", .. })
+        ));
+        assert!(matches!(
+            parse("vcpus=99", 1),
+            Err(ManifestError::BadValue { key: "vcpus", .. })
+        ));
+        assert!(matches!(
+            parse("name=", 1),
+            Err(ManifestError::BadValue { key: "name", .. })
+        ));
+        assert!(matches!(
+            parse("name=a/b", 1),
+            Err(ManifestError::BadValue { key: "name", .. })
+        ));
+    }
+}
