@@ -12,6 +12,7 @@ pub mod acpi;
 pub mod cmdline;
 pub mod domain;
 pub mod mm;
+pub mod virt;
 
 #[cfg(target_os = "none")]
 pub mod arch;

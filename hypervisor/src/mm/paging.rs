@@ -64,7 +64,7 @@ pub fn root() -> u64 {
     Cr3::read().0.start_address().as_u64()
 }
 
-fn alloc_table() -> Result<u64, PagingError> {
+pub fn alloc_table() -> Result<u64, PagingError> {
     let frame = super::frames().alloc().ok_or(PagingError::OutOfFrames)?;
     let addr = frame.start();
     // SAFETY: a fresh frame from the allocator, identity-mapped and
@@ -83,6 +83,26 @@ fn table_at(addr: u64) -> &'static mut PageTable {
 /// Maps one page of `size` (4 KiB or 2 MiB) at `virt` → `phys` under
 /// `root`, creating intermediate tables.
 fn map(root: u64, virt: u64, phys: u64, size: u64, flags: Flags) -> Result<(), PagingError> {
+    map_with(
+        root,
+        virt,
+        phys,
+        size,
+        flags,
+        Flags::PRESENT | Flags::WRITABLE,
+    )
+}
+
+/// [`map`] with chosen flags for newly created intermediate tables (nested
+/// page tables need the user bit on every level).
+pub fn map_with(
+    root: u64,
+    virt: u64,
+    phys: u64,
+    size: u64,
+    flags: Flags,
+    table_flags: Flags,
+) -> Result<(), PagingError> {
     let indices = [
         (virt >> 39) & 511,
         (virt >> 30) & 511,
@@ -95,7 +115,7 @@ fn map(root: u64, virt: u64, phys: u64, size: u64, flags: Flags) -> Result<(), P
         let entry = &mut table[index as usize];
         if entry.is_unused() {
             let next = alloc_table()?;
-            entry.set_addr(PhysAddr::new(next), Flags::PRESENT | Flags::WRITABLE);
+            entry.set_addr(PhysAddr::new(next), table_flags);
         }
         table = table_at(entry.addr().as_u64());
     }
@@ -212,4 +232,40 @@ pub fn map_cpu_stacks(index: usize) -> Result<CpuStacks, PagingError> {
         }
     }
     Ok(stacks)
+}
+
+/// Frees the page-table frames under `root` (not the pages they map) and
+/// `root` itself. For address spaces built with [`map_with`] and 4 KiB
+/// leaves only (nested page tables).
+pub fn free_tables(root: u64) {
+    fn free_level(table: u64, level: u32) {
+        if level > 1 {
+            for entry in table_at(table).iter() {
+                if !entry.is_unused() {
+                    free_level(entry.addr().as_u64(), level - 1);
+                }
+            }
+        }
+        let _ = super::frames().free(Frame::containing(table));
+    }
+    free_level(root, 4);
+}
+
+/// Points the 4 KiB leaf for `virt` under `root` at `phys` (or unmaps it).
+/// The intermediate tables must exist.
+pub fn set_leaf(root: u64, virt: u64, phys: Option<u64>, flags: Flags) -> bool {
+    let mut table = table_at(root);
+    for shift in [39u64, 30, 21] {
+        let entry = &table[((virt >> shift) & 511) as usize];
+        if entry.is_unused() {
+            return false;
+        }
+        table = table_at(entry.addr().as_u64());
+    }
+    let leaf = &mut table[((virt >> 12) & 511) as usize];
+    match phys {
+        Some(p) => leaf.set_addr(PhysAddr::new(p), flags),
+        None => leaf.set_unused(),
+    }
+    true
 }

@@ -1,0 +1,639 @@
+//! The AMD-V backend: per-CPU enablement, one VMCB per vCPU, nested page
+//! tables per domain, the world switch, and guest FPU state with XSAVE.
+//!
+//! World switch order: VMSAVE host → load guest GPRs → VMLOAD guest →
+//! VMRUN → VMSAVE guest → store guest GPRs → VMLOAD host. VMRUN saves no
+//! host GPRs, so the callee-saved ones go on the stack around it. The
+//! guest runs with GIF cleared around the switch and host IF set, so a
+//! host interrupt causes an INTR exit and is taken right after.
+
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use spin::Once;
+use x86_64::registers::control::{Cr4, Cr4Flags};
+use x86_64::registers::model_specific::Msr;
+use x86_64::structures::paging::PageTableFlags as Flags;
+
+use super::vmcb::{self, Intercept3, Intercept4, Segment, Vmcb, exit_code};
+use super::{Exit, GuestRegs, StartState, VirtCpu};
+use crate::cmdline::MAX_CPUS;
+use crate::mm::frame::{FRAME_SIZE, Frame};
+use crate::mm::guest::GuestPaging;
+use crate::mm::{self, paging};
+
+const MSR_EFER: u32 = 0xc000_0080;
+const MSR_VM_CR: u32 = 0xc001_0114;
+const MSR_VM_HSAVE_PA: u32 = 0xc001_0117;
+const EFER_SVME: u64 = 1 << 12;
+const VM_CR_SVMDIS: u64 = 1 << 4;
+
+/// Guest EFER bits a guest may set: SCE, LME, LMA, NXE.
+const GUEST_EFER_ALLOWED: u64 = (1 << 0) | (1 << 8) | (1 << 10) | (1 << 11);
+
+/// MSRs swapped by VMLOAD/VMSAVE or kept in the VMCB: safe to pass through.
+const PASSTHROUGH_MSRS: [u32; 10] = [
+    0x174,
+    0x175,
+    0x176, // SYSENTER_CS/ESP/EIP
+    0xc000_0081,
+    0xc000_0082,
+    0xc000_0083,
+    0xc000_0084, // STAR, LSTAR, CSTAR, SFMASK
+    0xc000_0100,
+    0xc000_0101,
+    0xc000_0102, // FS/GS/KERNEL_GS base
+];
+
+const IOPM_PAGES: usize = 3;
+const MSRPM_PAGES: usize = 2;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SvmError {
+    NotSupported,
+    DisabledByFirmware,
+    NoNestedPaging,
+    OutOfMemory,
+}
+
+impl core::fmt::Display for SvmError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Self::NotSupported => {
+                "this CPU has no AMD-V (SVM); run QEMU with -cpu max or an AMD host"
+            }
+            Self::DisabledByFirmware => "AMD-V is disabled by the firmware (VM_CR.SVMDIS)",
+            Self::NoNestedPaging => "this CPU's AMD-V lacks nested paging",
+            Self::OutOfMemory => "out of memory for SVM structures",
+        })
+    }
+}
+
+struct Shared {
+    iopm: u64,
+    msrpm: u64,
+    asids: u32,
+    xcr0_supported: u64,
+}
+
+static SHARED: Once<Result<Shared, SvmError>> = Once::new();
+/// Per CPU: host save area used with VMSAVE/VMLOAD.
+static HOST_SAVE: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+static NEXT_ASID: AtomicU32 = AtomicU32::new(0);
+
+fn cpuid(leaf: u32, sub: u32) -> core::arch::x86_64::CpuidResult {
+    core::arch::x86_64::__cpuid_count(leaf, sub)
+}
+
+fn alloc_zeroed(pages: usize, fill: u8) -> Result<u64, SvmError> {
+    let frame = mm::frames()
+        .alloc_contiguous(pages, 1)
+        .ok_or(SvmError::OutOfMemory)?;
+    // SAFETY: fresh identity-mapped frames owned by the caller from now on.
+    unsafe { core::ptr::write_bytes(frame.start() as *mut u8, fill, pages * FRAME_SIZE as usize) };
+    Ok(frame.start())
+}
+
+fn build_shared() -> Result<Shared, SvmError> {
+    if cpuid(0x8000_0001, 0).ecx & (1 << 2) == 0 {
+        return Err(SvmError::NotSupported);
+    }
+    let features = cpuid(0x8000_000a, 0);
+    if features.edx & 1 == 0 {
+        return Err(SvmError::NoNestedPaging);
+    }
+    let iopm = alloc_zeroed(IOPM_PAGES, 0xff)?;
+    let msrpm = alloc_zeroed(MSRPM_PAGES, 0xff)?;
+    for msr in PASSTHROUGH_MSRS {
+        let (base, first) = match msr {
+            0..=0x1fff => (0x0, 0),
+            0xc000_0000..=0xc000_1fff => (0x800, 0xc000_0000),
+            _ => (0x1000, 0xc001_0000),
+        };
+        let bit = (msr - first) as u64 * 2;
+        let byte = msrpm + base + bit / 8;
+        // SAFETY: inside the MSRPM pages just allocated.
+        unsafe { *(byte as *mut u8) &= !(0b11 << (bit % 8)) };
+    }
+    let xsave = cpuid(1, 0).ecx & (1 << 26) != 0;
+    let avx = cpuid(1, 0).ecx & (1 << 28) != 0;
+    let xcr0_supported = if xsave {
+        0b11 | if avx { 0b100 } else { 0 }
+    } else {
+        0
+    };
+    Ok(Shared {
+        iopm,
+        msrpm,
+        asids: features.ebx.max(2),
+        xcr0_supported,
+    })
+}
+
+/// Enables SVM on the calling CPU. Every CPU that runs guests calls it.
+pub fn enable_this_cpu(cpu_index: usize) -> Result<(), SvmError> {
+    let shared = SHARED.call_once(build_shared).as_ref().map_err(|e| *e)?;
+    // SAFETY: VM_CR exists when CPUID reports SVM (checked in build_shared).
+    if unsafe { Msr::new(MSR_VM_CR).read() } & VM_CR_SVMDIS != 0 {
+        return Err(SvmError::DisabledByFirmware);
+    }
+    let hsave = alloc_zeroed(1, 0)?;
+    let host_save = alloc_zeroed(1, 0)?;
+    // SAFETY: setting EFER.SVME and the host save area is the documented
+    // way to enable SVM; the page belongs to this CPU for ever.
+    unsafe {
+        let mut efer = Msr::new(MSR_EFER);
+        let value = efer.read();
+        efer.write(value | EFER_SVME);
+        Msr::new(MSR_VM_HSAVE_PA).write(hsave);
+    }
+    if shared.xcr0_supported != 0 {
+        // SAFETY: CPUID reports XSAVE; the host itself never uses FPU/SSE
+        // state, so enabling it only serves the guests.
+        unsafe {
+            Cr4::update(|f| {
+                f.insert(Cr4Flags::OSFXSR | Cr4Flags::OSXMMEXCPT_ENABLE | Cr4Flags::OSXSAVE)
+            });
+            xsetbv(shared.xcr0_supported);
+        }
+    }
+    HOST_SAVE[cpu_index].store(host_save, Ordering::SeqCst);
+    Ok(())
+}
+
+/// Whether guests can run (SVM was set up on the boot CPU).
+pub fn available() -> Result<(), SvmError> {
+    match SHARED.get() {
+        Some(Ok(_)) => Ok(()),
+        Some(Err(e)) => Err(*e),
+        None => Err(SvmError::NotSupported),
+    }
+}
+
+fn shared() -> &'static Shared {
+    match SHARED.get() {
+        Some(Ok(s)) => s,
+        _ => panic!("SVM used before enable_this_cpu succeeded"),
+    }
+}
+
+/// # Safety
+/// CR4.OSXSAVE must be set and `value` a valid XCR0.
+unsafe fn xsetbv(value: u64) {
+    // SAFETY: forwarded to the caller.
+    unsafe {
+        core::arch::asm!("xsetbv", in("ecx") 0, in("eax") value as u32, in("edx") (value >> 32) as u32)
+    };
+}
+
+core::arch::global_asm!(
+    r#"
+    .section .text.svm, "ax"
+    .global pavise_svm_world_switch
+pavise_svm_world_switch:
+    push %rbx
+    push %rbp
+    push %r12
+    push %r13
+    push %r14
+    push %r15
+    push %rdi
+    push %rsi
+    push %rdx
+    mov %rdx, %rax
+    vmsave %rax
+    mov 0(%rdi), %rbx
+    mov 8(%rdi), %rcx
+    mov 16(%rdi), %rdx
+    mov 24(%rdi), %rsi
+    mov 40(%rdi), %rbp
+    mov 48(%rdi), %r8
+    mov 56(%rdi), %r9
+    mov 64(%rdi), %r10
+    mov 72(%rdi), %r11
+    mov 80(%rdi), %r12
+    mov 88(%rdi), %r13
+    mov 96(%rdi), %r14
+    mov 104(%rdi), %r15
+    mov 8(%rsp), %rax
+    mov 32(%rdi), %rdi
+    vmload %rax
+    vmrun %rax
+    vmsave %rax
+    push %rdi
+    mov 24(%rsp), %rdi
+    mov %rbx, 0(%rdi)
+    mov %rcx, 8(%rdi)
+    mov %rdx, 16(%rdi)
+    mov %rsi, 24(%rdi)
+    mov %rbp, 40(%rdi)
+    mov %r8, 48(%rdi)
+    mov %r9, 56(%rdi)
+    mov %r10, 64(%rdi)
+    mov %r11, 72(%rdi)
+    mov %r12, 80(%rdi)
+    mov %r13, 88(%rdi)
+    mov %r14, 96(%rdi)
+    mov %r15, 104(%rdi)
+    pop %rax
+    mov %rax, 32(%rdi)
+    pop %rax
+    vmload %rax
+    add $16, %rsp
+    pop %r15
+    pop %r14
+    pop %r13
+    pop %r12
+    pop %rbp
+    pop %rbx
+    ret
+"#,
+    options(att_syntax)
+);
+
+unsafe extern "C" {
+    fn pavise_svm_world_switch(regs: *mut GuestRegs, vmcb_pa: u64, host_save_pa: u64);
+}
+
+/// Nested page tables of one domain (guest-physical → host-physical).
+pub struct NestedPaging {
+    root: u64,
+}
+
+const NPT_LEAF: Flags = Flags::PRESENT
+    .union(Flags::WRITABLE)
+    .union(Flags::USER_ACCESSIBLE);
+
+impl NestedPaging {
+    pub fn new() -> Result<Self, SvmError> {
+        Ok(Self {
+            root: paging::alloc_table().map_err(|_| SvmError::OutOfMemory)?,
+        })
+    }
+
+    pub fn map(&mut self, gpa: u64, frame: Frame) -> Result<(), SvmError> {
+        paging::map_with(
+            self.root,
+            gpa,
+            frame.start(),
+            FRAME_SIZE,
+            NPT_LEAF,
+            NPT_LEAF,
+        )
+        .map_err(|_| SvmError::OutOfMemory)
+    }
+
+    /// Re-points an already mapped page (e.g. the shared-info page).
+    pub fn remap(&mut self, gpa: u64, frame: Frame) -> bool {
+        paging::set_leaf(self.root, gpa, Some(frame.start()), NPT_LEAF)
+    }
+
+    pub fn root(&self) -> u64 {
+        self.root
+    }
+}
+
+impl Drop for NestedPaging {
+    fn drop(&mut self) {
+        paging::free_tables(self.root);
+    }
+}
+
+/// One vCPU on SVM.
+pub struct SvmVcpu {
+    vmcb: u64,
+    xsave_area: u64,
+    xcr0: u64,
+    regs: GuestRegs,
+    /// Set when the TLB must be flushed at the next VMRUN.
+    flush: bool,
+    /// A vector waiting for the guest's interrupt window.
+    pending_interrupt: Option<u8>,
+}
+
+// SAFETY: the VMCB and XSAVE pages are owned by this value; it moves between
+// CPUs only while not running (under the vCPU's lock).
+unsafe impl Send for SvmVcpu {}
+
+const ATTR_CODE32: u16 = 0xc9b;
+const ATTR_DATA32: u16 = 0xc93;
+const ATTR_CODE64: u16 = 0xa9b;
+const ATTR_TSS_BUSY: u16 = 0x8b;
+const ATTR_LDT: u16 = 0x82;
+
+fn flat(selector: u16, attrib: u16) -> Segment {
+    Segment {
+        selector,
+        attrib,
+        limit: 0xffff_ffff,
+        base: 0,
+    }
+}
+
+impl SvmVcpu {
+    pub fn new(npt: &NestedPaging) -> Result<Self, SvmError> {
+        let shared = shared();
+        let vmcb = alloc_zeroed(1, 0)?;
+        let xsave_area = match alloc_zeroed(1, 0) {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = mm::frames().free(Frame::containing(vmcb));
+                return Err(e);
+            }
+        };
+        let mut vcpu = Self {
+            vmcb,
+            xsave_area,
+            xcr0: 1,
+            regs: GuestRegs::default(),
+            flush: true,
+            pending_interrupt: None,
+        };
+        let asid = 1 + NEXT_ASID.fetch_add(1, Ordering::Relaxed) % (shared.asids - 1);
+        let c = &mut vcpu.vmcb_mut().control;
+        c.intercept3 = (Intercept3::INTR
+            | Intercept3::NMI
+            | Intercept3::SMI
+            | Intercept3::INIT
+            | Intercept3::CPUID
+            | Intercept3::INVD
+            | Intercept3::HLT
+            | Intercept3::INVLPGA
+            | Intercept3::IOIO_PROT
+            | Intercept3::MSR_PROT
+            | Intercept3::TASK_SWITCH
+            | Intercept3::SHUTDOWN)
+            .bits();
+        c.intercept4 = (Intercept4::VMRUN
+            | Intercept4::VMMCALL
+            | Intercept4::VMLOAD
+            | Intercept4::VMSAVE
+            | Intercept4::STGI
+            | Intercept4::CLGI
+            | Intercept4::SKINIT
+            | Intercept4::ICEBP
+            | Intercept4::MONITOR
+            | Intercept4::MWAIT
+            | Intercept4::XSETBV)
+            .bits();
+        c.iopm_base_pa = shared.iopm;
+        c.msrpm_base_pa = shared.msrpm;
+        c.guest_asid = asid;
+        c.vintr = vmcb::V_INTR_MASKING;
+        c.np_control = vmcb::NP_ENABLE;
+        c.n_cr3 = npt.root();
+        Ok(vcpu)
+    }
+
+    fn vmcb_ref(&self) -> &Vmcb {
+        // SAFETY: `vmcb` is this vCPU's own zeroed, identity-mapped page.
+        unsafe { &*(self.vmcb as *const Vmcb) }
+    }
+
+    fn vmcb_mut(&mut self) -> &mut Vmcb {
+        // SAFETY: as in `vmcb_ref`; `&mut self` makes the access unique.
+        unsafe { &mut *(self.vmcb as *mut Vmcb) }
+    }
+
+    pub fn exit_info(&self) -> (u64, u64, u64) {
+        let c = &self.vmcb_ref().control;
+        (c.exit_code, c.exit_info1, c.exit_info2)
+    }
+
+    /// Marks the TLB for a flush (nested mappings changed, or another
+    /// vCPU with the same ASID ran on this CPU).
+    pub fn request_flush(&mut self) {
+        self.flush = true;
+    }
+
+    pub fn set_xcr0(&mut self, value: u64) -> bool {
+        let supported = shared().xcr0_supported;
+        let valid =
+            value & 1 != 0 && value & !supported == 0 && (value & 0b100 == 0 || value & 0b10 != 0);
+        if valid {
+            self.xcr0 = value;
+        }
+        valid
+    }
+
+    /// Loads this vCPU's FPU/SSE/AVX state onto the CPU.
+    pub fn load_fpu(&mut self) {
+        if shared().xcr0_supported == 0 {
+            return;
+        }
+        // SAFETY: the area is this vCPU's page-aligned XSAVE image (zeroed
+        // = init state), XCR0 is a validated value.
+        unsafe {
+            xsetbv(self.xcr0);
+            core::arch::asm!("xrstor64 [{}]", in(reg) self.xsave_area, in("eax") u32::MAX, in("edx") u32::MAX);
+        }
+    }
+
+    /// Saves the CPU's FPU/SSE/AVX state into this vCPU.
+    pub fn save_fpu(&mut self) {
+        if shared().xcr0_supported == 0 {
+            return;
+        }
+        // SAFETY: as in `load_fpu`; XCR0 still holds this vCPU's value.
+        unsafe {
+            core::arch::asm!("xsave64 [{}]", in(reg) self.xsave_area, in("eax") u32::MAX, in("edx") u32::MAX);
+        }
+    }
+}
+
+impl Drop for SvmVcpu {
+    fn drop(&mut self) {
+        for page in [self.vmcb, self.xsave_area] {
+            // SAFETY: the page was ours; scrub before handing it back.
+            unsafe { core::ptr::write_bytes(page as *mut u8, 0, FRAME_SIZE as usize) };
+            let _ = mm::frames().free(Frame::containing(page));
+        }
+    }
+}
+
+impl VirtCpu for SvmVcpu {
+    fn reset(&mut self, state: StartState) {
+        let s = &mut self.vmcb_mut().save;
+        s.ldtr = Segment {
+            selector: 0,
+            attrib: ATTR_LDT,
+            limit: 0xffff,
+            base: 0,
+        };
+        s.gdtr = Segment {
+            selector: 0,
+            attrib: 0,
+            limit: 0xffff,
+            base: 0,
+        };
+        s.idtr = Segment {
+            selector: 0,
+            attrib: 0,
+            limit: 0xffff,
+            base: 0,
+        };
+        s.tr = Segment {
+            selector: 0x18,
+            attrib: ATTR_TSS_BUSY,
+            limit: 0x67,
+            base: 0,
+        };
+        s.dr6 = 0xffff_0ff0;
+        s.dr7 = 0x400;
+        s.g_pat = 0x0007_0406_0007_0406;
+        s.cpl = 0;
+        self.regs = GuestRegs::default();
+        match state {
+            StartState::Pvh32 { entry, start_info } => {
+                let s = &mut self.vmcb_mut().save;
+                s.cs = flat(0x08, ATTR_CODE32);
+                for seg in [&mut s.ds, &mut s.es, &mut s.ss, &mut s.fs, &mut s.gs] {
+                    *seg = flat(0x10, ATTR_DATA32);
+                }
+                s.cr0 = 0x11; // PE | ET
+                s.cr3 = 0;
+                s.cr4 = 0;
+                s.efer = EFER_SVME;
+                s.rflags = 0x2;
+                s.rip = entry as u64;
+                s.rsp = 0;
+                s.rax = 0;
+                self.regs.rbx = start_info as u64;
+            }
+            StartState::Long64 {
+                rip,
+                rsp,
+                cr0,
+                cr3,
+                cr4,
+                efer,
+                regs,
+                rax,
+                rflags,
+            } => {
+                let s = &mut self.vmcb_mut().save;
+                s.cs = Segment {
+                    selector: 0x08,
+                    attrib: ATTR_CODE64,
+                    limit: 0xffff_ffff,
+                    base: 0,
+                };
+                for seg in [&mut s.ds, &mut s.es, &mut s.ss, &mut s.fs, &mut s.gs] {
+                    *seg = flat(0x10, ATTR_DATA32);
+                }
+                s.cr0 = cr0;
+                s.cr3 = cr3;
+                s.cr4 = cr4;
+                s.efer = (efer & GUEST_EFER_ALLOWED) | EFER_SVME;
+                s.rflags = (rflags & 0x3f_7fd5) | 0x2;
+                s.rip = rip;
+                s.rsp = rsp;
+                s.rax = rax;
+                self.regs = regs;
+            }
+        }
+        self.flush = true;
+    }
+
+    fn run(&mut self) -> Exit {
+        let cpu = crate::arch::percpu::current_index();
+        let host_save = HOST_SAVE[cpu].load(Ordering::Relaxed);
+        if let Some(vector) = self.pending_interrupt {
+            let c = &mut self.vmcb_mut().control;
+            if c.event_inject & vmcb::EVENT_VALID == 0 {
+                c.vintr |= vmcb::V_IRQ
+                    | (0xf << vmcb::V_INTR_PRIO_SHIFT)
+                    | ((vector as u64) << vmcb::V_INTR_VECTOR_SHIFT);
+            }
+        }
+        let flush = core::mem::take(&mut self.flush);
+        self.vmcb_mut().control.tlb_control = if flush { vmcb::TLB_FLUSH_ALL } else { 0 };
+        let regs: *mut GuestRegs = &mut self.regs;
+        // SAFETY: the VMCB is valid (built by `new`/`reset`), SVM is enabled
+        // on this CPU with its host save area; interrupts stay held by
+        // GIF=0 until after the world switch, then IF is cleared again
+        // before GIF is set so the host decides when to take them.
+        unsafe {
+            core::arch::asm!("clgi", "sti");
+            pavise_svm_world_switch(regs, self.vmcb, host_save);
+            core::arch::asm!("cli", "stgi");
+        }
+        let c = &mut self.vmcb_mut().control;
+        c.event_inject = 0;
+        let (code, info1, info2, vintr) = (c.exit_code, c.exit_info1, c.exit_info2, c.vintr);
+        if self.pending_interrupt.is_some() && vintr & vmcb::V_IRQ == 0 {
+            // The guest took the virtual interrupt.
+            self.pending_interrupt = None;
+        }
+        match code {
+            exit_code::VMMCALL => Exit::Hypercall,
+            exit_code::CPUID => Exit::Cpuid,
+            exit_code::MSR => Exit::Msr {
+                write: info1 & 1 != 0,
+            },
+            exit_code::HLT => Exit::Hlt,
+            exit_code::IOIO => Exit::Io {
+                port: (info1 >> 16) as u16,
+                input: info1 & 1 != 0,
+                next_rip: info2,
+            },
+            exit_code::NPF => Exit::NestedPageFault {
+                gpa: info2,
+                error: info1,
+            },
+            exit_code::SHUTDOWN => Exit::Shutdown,
+            exit_code::INTR | exit_code::NMI => Exit::ExternalInterrupt,
+            exit_code::VINTR => Exit::InterruptWindow,
+            exit_code::XSETBV => Exit::Xsetbv,
+            exit_code::INVALID => Exit::InvalidState,
+            other => Exit::Unexpected(other),
+        }
+    }
+
+    fn regs(&mut self) -> &mut GuestRegs {
+        &mut self.regs
+    }
+    fn rax(&self) -> u64 {
+        self.vmcb_ref().save.rax
+    }
+    fn set_rax(&mut self, value: u64) {
+        self.vmcb_mut().save.rax = value;
+    }
+    fn rip(&self) -> u64 {
+        self.vmcb_ref().save.rip
+    }
+    fn set_rip(&mut self, value: u64) {
+        self.vmcb_mut().save.rip = value;
+    }
+    fn paging(&self) -> GuestPaging {
+        let s = &self.vmcb_ref().save;
+        GuestPaging {
+            cr0: s.cr0,
+            cr3: s.cr3,
+            cr4: s.cr4,
+            efer: s.efer,
+        }
+    }
+    fn cpl(&self) -> u8 {
+        self.vmcb_ref().save.cpl
+    }
+    fn inject_exception(&mut self, vector: u8, error_code: Option<u32>) {
+        let mut event = vmcb::EVENT_VALID | vmcb::EVENT_TYPE_EXCEPTION | vector as u64;
+        if let Some(code) = error_code {
+            event |= vmcb::EVENT_ERROR_VALID | (code as u64) << 32;
+        }
+        self.vmcb_mut().control.event_inject = event;
+    }
+    fn inject_interrupt(&mut self, vector: u8) {
+        self.pending_interrupt = Some(vector);
+    }
+    fn efer(&self) -> u64 {
+        self.vmcb_ref().save.efer & !EFER_SVME
+    }
+    fn set_efer(&mut self, value: u64) -> bool {
+        if value & !GUEST_EFER_ALLOWED != 0 {
+            return false;
+        }
+        self.vmcb_mut().save.efer = value | EFER_SVME;
+        true
+    }
+}
