@@ -42,6 +42,28 @@ static ENTRY_TSC: AtomicU64 = AtomicU64::new(0);
 pub struct Module {
     pub start: u64,
     pub end: u64,
+    string: [u8; MODULE_STRING_MAX],
+    string_len: usize,
+}
+
+const MODULE_STRING_MAX: usize = 512;
+
+impl Module {
+    fn new(start: u64, end: u64, string: &[u8]) -> Self {
+        let len = string.len().min(MODULE_STRING_MAX);
+        let mut m = Self {
+            start,
+            end,
+            string: [0; MODULE_STRING_MAX],
+            string_len: len,
+        };
+        m.string[..len].copy_from_slice(&string[..len]);
+        m
+    }
+
+    pub fn string(&self) -> &str {
+        core::str::from_utf8(&self.string[..self.string_len]).unwrap_or("")
+    }
 }
 
 /// What the boot loader told us, copied out of its structures.
@@ -69,7 +91,7 @@ impl BootInfo {
                 kind: RegionKind::Reserved,
             }; MAX_REGIONS],
             region_count: 0,
-            modules: [Module { start: 0, end: 0 }; MAX_MODULES],
+            modules: [Module::new(0, 0, b""); MAX_MODULES],
             module_count: 0,
             info_range: PhysRange::new(0, 0),
             rsdp_root: None,
@@ -200,10 +222,12 @@ fn from_multiboot2(info_addr: u32, magic: u32) -> Result<BootInfo, BootError> {
         });
     }
     for module in mbi.module_tags() {
-        boot.push_module(Module {
-            start: module.start_address() as u64,
-            end: module.end_address() as u64,
-        })?;
+        let string = module.cmdline().unwrap_or("");
+        boot.push_module(Module::new(
+            module.start_address() as u64,
+            module.end_address() as u64,
+            string.as_bytes(),
+        ))?;
     }
     boot.rsdp_root = if let Some(v2) = mbi.rsdp_v2_tag() {
         Some(RootTable::Xsdt(v2.xsdt_address() as u64))
@@ -259,11 +283,20 @@ fn from_pvh(info_addr: u32) -> Result<BootInfo, BootError> {
         }
         for i in 0..nr_modules as u64 {
             let entry = modlist + i * 32;
-            let (paddr, size): (u64, u64) = (read_phys(entry), read_phys(entry + 8));
-            boot.push_module(Module {
-                start: paddr,
-                end: paddr + size,
-            })?;
+            let (paddr, size, string): (u64, u64, u64) = (
+                read_phys(entry),
+                read_phys(entry + 8),
+                read_phys(entry + 16),
+            );
+            let text: &[u8] = if string == 0 {
+                b""
+            } else {
+                core::slice::from_raw_parts(
+                    string as *const u8,
+                    c_string_len(string, MODULE_STRING_MAX),
+                )
+            };
+            boot.push_module(Module::new(paddr, paddr.saturating_add(size), text))?;
         }
         if memmap == 0 || memmap_entries == 0 {
             return Err(BootError::NoMemoryMap);
@@ -319,6 +352,7 @@ fn reserved_ranges(boot: &BootInfo) -> ([PhysRange; MAX_MODULES + 2], usize) {
 pub extern "C" fn entry(protocol: u32, info_addr: u32, magic: u32) -> ! {
     ENTRY_TSC.store(time::rdtsc(), Ordering::SeqCst);
     console::init();
+    crate::arch::lapic::disable_legacy_pic();
     let boot = match protocol {
         PROTOCOL_MULTIBOOT2 => from_multiboot2(info_addr, magic),
         PROTOCOL_PVH => from_pvh(info_addr),
@@ -370,6 +404,8 @@ pub extern "C" fn entry(protocol: u32, info_addr: u32, magic: u32) -> ! {
         rsdp_root: boot.rsdp_root,
         maxcpus: options.maxcpus,
         selftest: options.selftest,
+        modules: boot.modules().to_vec(),
+        exit_when_done: options.exit_when_done,
     };
     // SAFETY: the stack was just mapped; `bsp_main` never returns, so
     // nothing on the boot stack is used again.
@@ -381,6 +417,8 @@ struct BspContext {
     rsdp_root: Option<RootTable>,
     maxcpus: Option<usize>,
     selftest: Option<cmdline::Selftest>,
+    modules: Vec<Module>,
+    exit_when_done: bool,
 }
 
 /// Moves onto `stack_top` and calls `bsp_main(context)`.
@@ -439,8 +477,67 @@ extern "C" fn bsp_main(context: &BspContext) -> ! {
         smp::online(),
         free_mib
     );
-    log::info!("nothing to run");
-    power::stop(ExitCode::Success)
+    if context.modules.is_empty() {
+        log::info!("nothing to run");
+        power::stop(ExitCode::Success)
+    }
+    start_domains(context)
+}
+
+/// Builds the manifest's domains (the first module is Dom0) and turns
+/// every CPU into a scheduler.
+fn start_domains(context: &BspContext) -> ! {
+    use crate::domain::{builder, manifest, registry};
+    use crate::virt::svm;
+    if let Err(e) = svm::enable_this_cpu(0) {
+        println!("pavise: fatal: cannot run domains: {e}");
+        power::stop(ExitCode::BootError);
+    }
+    registry::set_exit_when_done(context.exit_when_done);
+    let mut built = 0;
+    for (index, module) in context.modules.iter().enumerate() {
+        let privileged = index == 0;
+        let spec = match manifest::parse(module.string(), index) {
+            Ok(spec) => spec,
+            Err(e) => {
+                println!(
+                    "pavise: d{index}: bad module string '{}': {e}",
+                    module.string()
+                );
+                continue;
+            }
+        };
+        let len = (module.end - module.start) as usize;
+        // SAFETY: the boot loader put the module there; the frame allocator
+        // never hands out its frames, and it is identity-mapped.
+        let image = unsafe { core::slice::from_raw_parts(module.start as *const u8, len) };
+        let watched = !privileged;
+        match builder::build(index as u16, &spec, image, privileged, watched) {
+            Ok(d) => {
+                built += 1;
+                println!(
+                    "pavise: d{} ({}) built: {} MiB, {} vCPU{}{}",
+                    d.id,
+                    d.name,
+                    spec.mem_mib,
+                    spec.vcpus,
+                    if spec.vcpus == 1 { "" } else { "s" },
+                    if privileged { ", privileged" } else { "" }
+                );
+            }
+            Err(e) => println!("pavise: d{index} ({}) not built: {e}", spec.name),
+        }
+    }
+    if built == 0 {
+        println!("pavise: no domain could be built");
+        power::stop(ExitCode::GuestFailed);
+    }
+    smp::release_aps();
+    crate::arch::lapic::start_periodic(
+        percpu::current().map_or(0, |c| c.lapic_ticks_per_ms.load(Ordering::Relaxed)),
+        time::TICK_MS,
+    );
+    crate::domain::sched::run_cpu()
 }
 
 /// Faults on purpose; each must end in a clean diagnostic and stop.

@@ -81,6 +81,9 @@ pub struct Options {
     pub maxcpus: Option<usize>,
     /// Fault on purpose once the boot CPU is up.
     pub selftest: Option<Selftest>,
+    /// Power off once every DomU has ended (status 0 only if all powered
+    /// off cleanly).
+    pub exit_when_done: bool,
 }
 
 impl Default for Options {
@@ -90,6 +93,7 @@ impl Default for Options {
             qemu_exit: false,
             maxcpus: None,
             selftest: None,
+            exit_when_done: false,
         }
     }
 }
@@ -117,7 +121,7 @@ impl fmt::Display for CmdlineError<'_> {
         match self {
             Self::UnknownOption(name) => write!(
                 f,
-                "unknown command-line option '{name}' (known: loglvl=, maxcpus=, qemu_exit, selftest=)"
+                "unknown command-line option '{name}' (known: loglvl=, maxcpus=, qemu_exit, exit_when_done, selftest=)"
             ),
             Self::BadValue {
                 option,
@@ -207,6 +211,15 @@ pub fn parse(cmdline: &str) -> Result<Options, CmdlineError<'_>> {
                         value,
                         expected: Selftest::NAMES,
                     })?);
+            }
+            "exit_when_done" => {
+                if let Some(value) = value {
+                    return Err(CmdlineError::UnexpectedValue {
+                        option: "exit_when_done",
+                        value,
+                    });
+                }
+                options.exit_when_done = true;
             }
             "qemu_exit" => {
                 if let Some(value) = value {

@@ -92,3 +92,20 @@ pub fn init_log(level: log::LevelFilter) {
     }
     log::set_max_level(level);
 }
+
+/// Takes the bytes waiting on the serial line, without blocking.
+pub fn read_available(buf: &mut [u8]) -> usize {
+    let mut guard = SERIAL.lock();
+    let Some(port) = guard.as_mut() else { return 0 };
+    let mut n = 0;
+    while n < buf.len() {
+        match port.inner_mut().try_receive_byte() {
+            Ok(b) => {
+                buf[n] = b;
+                n += 1;
+            }
+            Err(_) => break,
+        }
+    }
+    n
+}

@@ -20,3 +20,5 @@ pub mod arch;
 pub mod boot;
 #[cfg(target_os = "none")]
 pub mod console;
+#[cfg(target_os = "none")]
+pub mod hypercall;

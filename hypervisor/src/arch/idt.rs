@@ -236,7 +236,10 @@ extern "C" fn trap_handler(frame: &mut TrapFrame) {
         }
         0..=31 => exception(frame),
         VECTOR_SPURIOUS => {}
-        VECTOR_TIMER => lapic::eoi(),
+        VECTOR_TIMER => {
+            super::time::tick(percpu::current_index());
+            lapic::eoi();
+        }
         _ => {
             log::warn!("unexpected interrupt vector {vector:#x}");
             lapic::eoi();

@@ -153,3 +153,32 @@ pub fn start_periodic(ticks_per_ms: u32, period_ms: u32) {
         ticks_per_ms.saturating_mul(period_ms).max(1),
     );
 }
+
+/// Remaps the legacy 8259 PICs away from the exception vectors (0x20-0x2f)
+/// and masks every line: Pavise takes interrupts only from local APICs.
+pub fn disable_legacy_pic() {
+    use x86_64::instructions::port::Port;
+    const PIC1_COMMAND: u16 = 0x20;
+    const PIC1_DATA: u16 = 0x21;
+    const PIC2_COMMAND: u16 = 0xa0;
+    const PIC2_DATA: u16 = 0xa1;
+    const ICW1_INIT_ICW4: u8 = 0x11;
+    const ICW4_8086: u8 = 0x01;
+    const VECTOR_BASE: u8 = 0x20;
+    let (mut c1, mut d1) = (Port::<u8>::new(PIC1_COMMAND), Port::<u8>::new(PIC1_DATA));
+    let (mut c2, mut d2) = (Port::<u8>::new(PIC2_COMMAND), Port::<u8>::new(PIC2_DATA));
+    // SAFETY: the standard 8259 initialisation sequence on the PC's fixed
+    // ports; nothing else in Pavise uses the PICs.
+    unsafe {
+        c1.write(ICW1_INIT_ICW4);
+        c2.write(ICW1_INIT_ICW4);
+        d1.write(VECTOR_BASE);
+        d2.write(VECTOR_BASE + 8);
+        d1.write(4); // slave on IRQ2
+        d2.write(2);
+        d1.write(ICW4_8086);
+        d2.write(ICW4_8086);
+        d1.write(0xff);
+        d2.write(0xff);
+    }
+}

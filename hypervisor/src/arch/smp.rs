@@ -5,7 +5,7 @@
 //! waits for the AP to report in before reusing the page for the next.
 
 use alloc::boxed::Box;
-use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 use super::percpu::{self, PerCpu};
 use super::{gdt, idt, lapic, time};
@@ -144,9 +144,27 @@ pub fn init_this_cpu(index: usize, stacks: &CpuStacks) -> &'static PerCpu {
 extern "C" fn ap_entry(index: u64) -> ! {
     let stacks = paging::stacks_of(index as usize);
     init_this_cpu(index as usize, &stacks);
+    let cpu = super::percpu::current().map_or(0, |c| c.lapic_ticks_per_ms.load(Ordering::Relaxed));
     LAST_STARTED.store(index as u32, Ordering::SeqCst);
     ONLINE.fetch_add(1, Ordering::SeqCst);
-    super::power::halt_forever()
+    // Sleep until the boot CPU has domains to run, waking on the timer.
+    lapic::start_periodic(cpu, time::TICK_MS);
+    while !RELEASED.load(Ordering::SeqCst) {
+        // SAFETY: sti;hlt waits for the next timer tick; IF goes back off.
+        unsafe { core::arch::asm!("sti", "hlt", "cli") };
+    }
+    if let Err(e) = crate::virt::svm::enable_this_cpu(index as usize) {
+        log::warn!("cpu{index}: cannot run guests: {e}");
+        super::power::halt_forever();
+    }
+    crate::domain::sched::run_cpu()
+}
+
+static RELEASED: AtomicBool = AtomicBool::new(false);
+
+/// Lets the started APs join the scheduler.
+pub fn release_aps() {
+    RELEASED.store(true, Ordering::SeqCst);
 }
 
 /// Starts the given APs one by one; returns how many came up.

@@ -16,6 +16,19 @@ const PORT_B_SPEAKER: u8 = 1 << 1;
 const PORT_B_OUT2: u8 = 1 << 5;
 
 static TSC_PER_MS: AtomicU64 = AtomicU64::new(0);
+/// Timer interrupts taken, per CPU.
+static TICKS: [AtomicU64; crate::cmdline::MAX_CPUS] =
+    [const { AtomicU64::new(0) }; crate::cmdline::MAX_CPUS];
+/// Scheduler time slice = local APIC timer period.
+pub const TICK_MS: u32 = 10;
+
+pub fn tick(cpu: usize) {
+    TICKS[cpu].fetch_add(1, Ordering::Relaxed);
+}
+
+pub fn ticks(cpu: usize) -> u64 {
+    TICKS[cpu].load(Ordering::Relaxed)
+}
 
 pub fn rdtsc() -> u64 {
     // SAFETY: RDTSC only reads the time-stamp counter.

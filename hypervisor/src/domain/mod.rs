@@ -1,5 +1,13 @@
 //! Domains: the manifest that names them, the PVH image loader, and (on
 //! bare metal) the domain objects, builder and scheduler.
 
+#[cfg(target_os = "none")]
+pub mod builder;
 pub mod elf;
+#[cfg(target_os = "none")]
+pub mod exits;
 pub mod manifest;
+#[cfg(target_os = "none")]
+pub mod registry;
+#[cfg(target_os = "none")]
+pub mod sched;

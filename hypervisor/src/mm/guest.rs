@@ -249,7 +249,7 @@ impl<M: HostMemory> GuestView<'_, M> {
         Ok(T::read_from_bytes(&bytes).unwrap_or_else(|_| T::new_zeroed()))
     }
 
-    pub fn write_obj<T: IntoBytes + Immutable>(
+    pub fn write_obj<T: IntoBytes + Immutable + ?Sized>(
         &self,
         gva: Gva,
         value: &T,

@@ -8,13 +8,53 @@ pub mod heap;
 pub mod paging;
 
 #[cfg(target_os = "none")]
-pub use global::{frames, init_frames};
+pub use global::{IdentityMap, frames, init_frames, scrub_and_free};
 
 #[cfg(target_os = "none")]
 mod global {
     use spin::{Mutex, MutexGuard, Once};
 
-    use super::frame::{FrameAllocator, MemRegion, PhysRange};
+    use super::frame::{FRAME_SIZE, Frame, FrameAllocator, MemRegion, PhysRange};
+    use super::guest::HostMemory;
+
+    /// Host frames through the hypervisor's identity map.
+    pub struct IdentityMap;
+
+    impl HostMemory for IdentityMap {
+        fn read(&self, frame: Frame, offset: usize, buf: &mut [u8]) {
+            assert!(offset + buf.len() <= FRAME_SIZE as usize);
+            // SAFETY: every RAM frame is identity-mapped; the range stays
+            // inside the frame (asserted); callers pass frames they own.
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    (frame.start() as usize + offset) as *const u8,
+                    buf.as_mut_ptr(),
+                    buf.len(),
+                )
+            }
+        }
+        fn write(&self, frame: Frame, offset: usize, data: &[u8]) {
+            assert!(offset + data.len() <= FRAME_SIZE as usize);
+            // SAFETY: as in `read`.
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    data.as_ptr(),
+                    (frame.start() as usize + offset) as *mut u8,
+                    data.len(),
+                )
+            }
+        }
+    }
+
+    /// Zeroes a frame a domain used and returns it to the allocator.
+    pub fn scrub_and_free(frame: Frame) {
+        // SAFETY: the caller owned the frame and gives it up; it is
+        // identity-mapped RAM.
+        unsafe { core::ptr::write_bytes(frame.start() as *mut u8, 0, FRAME_SIZE as usize) };
+        if let Err(e) = frames().free(frame) {
+            log::error!("frame accounting: {e}");
+        }
+    }
 
     /// Physical memory Pavise can track: 64 GiB (one bit per 4 KiB frame).
     const BITMAP_WORDS: usize = (64 << 30) / 4096 / 64;

@@ -287,6 +287,10 @@ impl NestedPaging {
         paging::set_leaf(self.root, gpa, Some(frame.start()), NPT_LEAF)
     }
 
+    pub fn unmap(&mut self, gpa: u64) -> bool {
+        paging::set_leaf(self.root, gpa, None, Flags::empty())
+    }
+
     pub fn root(&self) -> u64 {
         self.root
     }

@@ -1,0 +1,272 @@
+//! Live domains: the `Domain` and its vCPUs, the registry of domains by
+//! id, lifecycle (shutdown, crash, teardown) and the exit-when-done watch.
+
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+
+use spin::Mutex;
+
+use crate::arch::power::{self, ExitCode};
+use crate::mm::frame::Frame;
+use crate::mm::guest::{GuestPaging, GuestView, P2m};
+use crate::mm::{IdentityMap, scrub_and_free};
+use crate::println;
+use crate::virt::svm::{NestedPaging, SvmVcpu};
+
+pub type DomId = u16;
+
+/// Why a domain ended, as Xen's `SHUTDOWN_*` reasons (plus crash causes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EndReason {
+    Poweroff,
+    Reboot,
+    Suspend,
+    Crash(String),
+    Watchdog,
+}
+
+impl core::fmt::Display for EndReason {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Poweroff => f.write_str("poweroff"),
+            Self::Reboot => f.write_str("reboot"),
+            Self::Suspend => f.write_str("suspend"),
+            Self::Watchdog => f.write_str("watchdog"),
+            Self::Crash(cause) => write!(f, "crash: {cause}"),
+        }
+    }
+}
+
+/// vCPU scheduling states.
+pub mod vcpu_state {
+    pub const DOWN: u8 = 0;
+    pub const RUNNABLE: u8 = 1;
+    pub const RUNNING: u8 = 2;
+    pub const BLOCKED: u8 = 3;
+}
+
+pub struct VcpuSlot {
+    pub cpu: SvmVcpu,
+    pub initialised: bool,
+    /// `register_vcpu_info` location (gfn, offset), kept for event delivery.
+    pub vcpu_info: Option<(u64, u32)>,
+    /// Nested-mapping generation this vCPU's TLB reflects.
+    pub npt_generation: u64,
+}
+
+pub struct Memory {
+    pub p2m: P2m,
+    pub npt: NestedPaging,
+    /// Where the shared-info page is mapped, if the guest asked.
+    pub shared_info_gfn: Option<u64>,
+}
+
+pub const HVM_NR_PARAMS: usize = 64;
+
+pub struct Domain {
+    pub id: DomId,
+    pub name: String,
+    pub privileged: bool,
+    /// An exit-when-done run waits for this domain.
+    pub watched: bool,
+    pub mem_bytes: u64,
+    pub memory: Mutex<Memory>,
+    pub shared_info: Frame,
+    pub vcpus: Vec<Mutex<VcpuSlot>>,
+    pub vcpu_states: Vec<AtomicU8>,
+    pub npt_generation: AtomicU64,
+    pub hvm_params: Mutex<[u64; HVM_NR_PARAMS]>,
+    console_line: Mutex<Vec<u8>>,
+    dead: AtomicBool,
+}
+
+impl Domain {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: DomId,
+        name: String,
+        privileged: bool,
+        watched: bool,
+        mem_bytes: u64,
+        memory: Memory,
+        shared_info: Frame,
+        vcpus: Vec<SvmVcpu>,
+    ) -> Self {
+        let n = vcpus.len();
+        Self {
+            id,
+            name,
+            privileged,
+            watched,
+            mem_bytes,
+            memory: Mutex::new(memory),
+            shared_info,
+            vcpus: vcpus
+                .into_iter()
+                .map(|cpu| {
+                    Mutex::new(VcpuSlot {
+                        cpu,
+                        initialised: false,
+                        vcpu_info: None,
+                        npt_generation: 0,
+                    })
+                })
+                .collect(),
+            vcpu_states: (0..n).map(|_| AtomicU8::new(vcpu_state::DOWN)).collect(),
+            npt_generation: AtomicU64::new(0),
+            hvm_params: Mutex::new([0; HVM_NR_PARAMS]),
+            console_line: Mutex::new(Vec::new()),
+            dead: AtomicBool::new(false),
+        }
+    }
+
+    pub fn is_dead(&self) -> bool {
+        self.dead.load(Ordering::SeqCst)
+    }
+
+    /// Runs `f` with a checked view of guest memory as the vCPU sees it.
+    pub fn with_guest<R>(
+        &self,
+        paging: GuestPaging,
+        f: impl FnOnce(&GuestView<'_, IdentityMap>) -> R,
+    ) -> R {
+        let memory = self.memory.lock();
+        let view = GuestView {
+            p2m: &memory.p2m,
+            mem: &IdentityMap,
+            paging,
+        };
+        f(&view)
+    }
+
+    /// Console output from the guest, printed a line at a time with the
+    /// domain prefix so interleaved output stays readable.
+    pub fn console_write(&self, bytes: &[u8]) {
+        const MAX_LINE: usize = 512;
+        let mut line = self.console_line.lock();
+        for &b in bytes {
+            if b == b'\n' || line.len() >= MAX_LINE {
+                self.flush_line(&mut line);
+                if b == b'\n' {
+                    continue;
+                }
+            }
+            if b == b'\r' {
+                continue;
+            }
+            // Control characters other than tab become '?': a guest must
+            // not drive the host terminal.
+            line.push(if b == b'\t' || (0x20..0x7f).contains(&b) {
+                b
+            } else {
+                b'?'
+            });
+        }
+    }
+
+    fn flush_line(&self, line: &mut Vec<u8>) {
+        let text = core::str::from_utf8(line).unwrap_or("");
+        println!("(d{}) {}", self.id, text);
+        line.clear();
+    }
+
+    /// Ends the domain (first reason wins): prints the lifecycle line,
+    /// removes it from the registry; memory goes when the last vCPU
+    /// stops using it.
+    pub fn end(&self, reason: EndReason) {
+        if self.dead.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        {
+            let mut line = self.console_line.lock();
+            if !line.is_empty() {
+                self.flush_line(&mut line);
+            }
+        }
+        println!("pavise: d{} ({}) {}", self.id, self.name, reason);
+        DOMAINS.lock().remove(&self.id);
+        note_end(self.watched, &reason);
+    }
+}
+
+impl Drop for Domain {
+    fn drop(&mut self) {
+        let memory = self.memory.get_mut();
+        let mut shared_info_mapped = false;
+        for (gfn, frame) in memory.p2m.frames() {
+            if frame == self.shared_info {
+                shared_info_mapped = true;
+            }
+            let _ = gfn;
+            scrub_and_free(frame);
+        }
+        if !shared_info_mapped {
+            scrub_and_free(self.shared_info);
+        }
+        log::debug!("d{}: memory scrubbed and freed", self.id);
+    }
+}
+
+static DOMAINS: Mutex<BTreeMap<DomId, Arc<Domain>>> = Mutex::new(BTreeMap::new());
+
+pub fn register(domain: Arc<Domain>) {
+    if domain.watched {
+        WATCHED_LIVE.fetch_add(1, Ordering::SeqCst);
+    }
+    LIVE.fetch_add(1, Ordering::SeqCst);
+    DOMAINS.lock().insert(domain.id, domain);
+}
+
+pub fn lookup(id: DomId) -> Option<Arc<Domain>> {
+    DOMAINS.lock().get(&id).cloned()
+}
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static WATCHED_LIVE: AtomicUsize = AtomicUsize::new(0);
+static WATCHED_FAILED: AtomicBool = AtomicBool::new(false);
+static EXIT_WHEN_DONE: AtomicBool = AtomicBool::new(false);
+
+pub fn set_exit_when_done(enabled: bool) {
+    EXIT_WHEN_DONE.store(enabled, Ordering::SeqCst);
+}
+
+/// Stops the machine when the watched domains (or all) have ended.
+fn note_end(watched: bool, reason: &EndReason) {
+    let clean = *reason == EndReason::Poweroff;
+    if watched {
+        if !clean {
+            WATCHED_FAILED.store(true, Ordering::SeqCst);
+        }
+        let left = WATCHED_LIVE.fetch_sub(1, Ordering::SeqCst) - 1;
+        if left == 0 && EXIT_WHEN_DONE.load(Ordering::SeqCst) {
+            let failed = WATCHED_FAILED.load(Ordering::SeqCst);
+            println!(
+                "pavise: all watched domains ended{}",
+                if failed {
+                    " (some did not power off cleanly)"
+                } else {
+                    ""
+                }
+            );
+            power::stop(if failed {
+                ExitCode::GuestFailed
+            } else {
+                ExitCode::Success
+            });
+        }
+    } else if !clean {
+        WATCHED_FAILED.store(true, Ordering::SeqCst);
+    }
+    if LIVE.fetch_sub(1, Ordering::SeqCst) == 1 {
+        println!("pavise: no domains left");
+        let failed = WATCHED_FAILED.load(Ordering::SeqCst);
+        power::stop(if failed {
+            ExitCode::GuestFailed
+        } else {
+            ExitCode::Success
+        });
+    }
+}

@@ -1,0 +1,114 @@
+//! The scheduler: one global round-robin queue of runnable vCPUs, served
+//! by every CPU. A vCPU runs until it yields, blocks, its domain ends, or
+//! a timer tick passes while others wait — so a spinning guest cannot
+//! starve the rest.
+
+use alloc::collections::VecDeque;
+use alloc::sync::Arc;
+use core::sync::atomic::Ordering;
+
+use spin::Mutex;
+
+use super::exits::{self, Next};
+use super::registry::{Domain, vcpu_state};
+use crate::arch::{percpu, time};
+use crate::virt::VirtCpu;
+
+static RUNQ: Mutex<VecDeque<(Arc<Domain>, usize)>> = Mutex::new(VecDeque::new());
+
+/// Makes a down or blocked vCPU runnable.
+pub fn wake(domain: &Arc<Domain>, vcpu: usize) {
+    let state = &domain.vcpu_states[vcpu];
+    let from_blocked = state
+        .compare_exchange(
+            vcpu_state::BLOCKED,
+            vcpu_state::RUNNABLE,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        )
+        .is_ok();
+    let from_down = !from_blocked
+        && state
+            .compare_exchange(
+                vcpu_state::DOWN,
+                vcpu_state::RUNNABLE,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            )
+            .is_ok();
+    if from_blocked || from_down {
+        RUNQ.lock().push_back((domain.clone(), vcpu));
+    }
+}
+
+fn idle() {
+    // SAFETY: sti;hlt is atomic with respect to interrupts (the shadow of
+    // sti covers hlt), so the timer tick that wakes us is not lost.
+    unsafe { core::arch::asm!("sti", "hlt", "cli") };
+}
+
+enum SliceEnd {
+    Requeue,
+    Block,
+    Stop,
+}
+
+/// Serves the run queue on this CPU for ever.
+pub fn run_cpu() -> ! {
+    loop {
+        let next = RUNQ.lock().pop_front();
+        let Some((domain, vcpu)) = next else {
+            idle();
+            continue;
+        };
+        if domain.is_dead() {
+            continue;
+        }
+        domain.vcpu_states[vcpu].store(vcpu_state::RUNNING, Ordering::SeqCst);
+        match run_slice(&domain, vcpu) {
+            SliceEnd::Requeue => {
+                domain.vcpu_states[vcpu].store(vcpu_state::RUNNABLE, Ordering::SeqCst);
+                RUNQ.lock().push_back((domain, vcpu));
+            }
+            SliceEnd::Block => {
+                domain.vcpu_states[vcpu].store(vcpu_state::BLOCKED, Ordering::SeqCst);
+            }
+            SliceEnd::Stop => domain.vcpu_states[vcpu].store(vcpu_state::DOWN, Ordering::SeqCst),
+        }
+    }
+}
+
+fn run_slice(domain: &Arc<Domain>, vcpu: usize) -> SliceEnd {
+    let cpu_index = percpu::current_index();
+    let mut slot = domain.vcpus[vcpu].lock();
+    slot.cpu.request_flush();
+    slot.cpu.load_fpu();
+    let start = time::ticks(cpu_index);
+    let end = loop {
+        let generation = domain.npt_generation.load(Ordering::SeqCst);
+        if slot.npt_generation != generation {
+            slot.npt_generation = generation;
+            slot.cpu.request_flush();
+        }
+        let exit = slot.cpu.run();
+        if domain.is_dead() {
+            break SliceEnd::Stop;
+        }
+        match exits::handle(domain, vcpu, &mut slot, exit) {
+            Next::Continue => {}
+            Next::Yield => break SliceEnd::Requeue,
+            Next::Block => break SliceEnd::Block,
+            Next::Stop => break SliceEnd::Stop,
+        }
+        if exit == crate::virt::Exit::ExternalInterrupt {
+            // Take the pending host interrupt (timer tick, IPI) now.
+            // SAFETY: the IDT handles every vector; IF goes back off.
+            unsafe { core::arch::asm!("sti", "nop", "cli") };
+            if time::ticks(cpu_index) != start && !RUNQ.lock().is_empty() {
+                break SliceEnd::Requeue;
+            }
+        }
+    };
+    slot.cpu.save_fpu();
+    end
+}

@@ -1,0 +1,442 @@
+//! Hypercall dispatch: Xen numbering, arguments in rdi, rsi, rdx, r10, r8,
+//! result in rax (negative Xen errno on failure). Every pointer is a
+//! guest-virtual address read or written once through the domain's
+//! checked view; a bad one is -EFAULT, never a hypervisor fault.
+
+use alloc::sync::Arc;
+use core::sync::atomic::Ordering;
+
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+use crate::domain::exits::{Next, XEN_VERSION_MAJOR, XEN_VERSION_MINOR};
+use crate::domain::registry::{
+    self, DomId, Domain, EndReason, HVM_NR_PARAMS, VcpuSlot, vcpu_state,
+};
+use crate::domain::sched;
+use crate::mm::guest::{Gfn, GuestFault, Gva};
+use crate::virt::{GuestRegs, StartState, VirtCpu};
+
+/// Xen errno values (errno.h).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(i64)]
+pub enum Errno {
+    Perm = 1,
+    NoEnt = 2,
+    Srch = 3,
+    Fault = 14,
+    Exist = 17,
+    Inval = 22,
+    NoSys = 38,
+}
+
+impl From<GuestFault> for Errno {
+    fn from(_: GuestFault) -> Self {
+        Errno::Fault
+    }
+}
+
+type HcResult = Result<i64, Errno>;
+
+mod nr {
+    pub const MEMORY_OP: u64 = 12;
+    pub const XEN_VERSION: u64 = 17;
+    pub const CONSOLE_IO: u64 = 18;
+    pub const VCPU_OP: u64 = 24;
+    pub const SCHED_OP: u64 = 29;
+    pub const HVM_OP: u64 = 34;
+}
+
+const DOMID_SELF: u16 = 0x7ff0;
+
+/// What the dispatcher needs of the calling vCPU.
+struct Caller<'a> {
+    domain: &'a Arc<Domain>,
+    vcpu: usize,
+    slot: &'a mut VcpuSlot,
+}
+
+impl Caller<'_> {
+    fn read<T: FromBytes>(&self, gva: u64) -> Result<T, Errno> {
+        let paging = self.slot.cpu.paging();
+        Ok(self
+            .domain
+            .with_guest(paging, |g| g.read_obj::<T>(Gva(gva)))?)
+    }
+
+    fn write<T: IntoBytes + Immutable + ?Sized>(&self, gva: u64, value: &T) -> Result<(), Errno> {
+        let paging = self.slot.cpu.paging();
+        Ok(self
+            .domain
+            .with_guest(paging, |g| g.write_obj(Gva(gva), value))?)
+    }
+
+    fn read_bytes(&self, gva: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        let paging = self.slot.cpu.paging();
+        Ok(self.domain.with_guest(paging, |g| g.read(Gva(gva), buf))?)
+    }
+
+    /// The domain a `domid` argument names, with Xen's permission rule: a
+    /// domain may name itself; only a privileged domain may name others.
+    fn target(&self, domid: u16) -> Result<Arc<Domain>, Errno> {
+        if domid == DOMID_SELF || domid == self.domain.id {
+            return Ok(self.domain.clone());
+        }
+        let other = registry::lookup(domid as DomId).ok_or(Errno::Srch)?;
+        if !self.domain.privileged {
+            return Err(Errno::Perm);
+        }
+        Ok(other)
+    }
+}
+
+pub fn dispatch(domain: &Arc<Domain>, vcpu: usize, slot: &mut VcpuSlot) -> Next {
+    let nr = slot.cpu.rax();
+    let r: GuestRegs = *slot.cpu.regs();
+    let args = [r.rdi, r.rsi, r.rdx, r.r10, r.r8];
+    if slot.cpu.cpl() != 0 {
+        slot.cpu.set_rax(-(Errno::Perm as i64) as u64);
+        return Next::Continue;
+    }
+    let mut caller = Caller { domain, vcpu, slot };
+    let mut next = Next::Continue;
+    let result = match nr {
+        nr::XEN_VERSION => xen_version(&caller, args[0], args[1]),
+        nr::CONSOLE_IO => console_io(&caller, args[0], args[1], args[2]),
+        nr::SCHED_OP => sched_op(&caller, args[0], args[1], &mut next),
+        nr::MEMORY_OP => memory_op(&caller, args[0], args[1]),
+        nr::HVM_OP => hvm_op(&caller, args[0], args[1]),
+        nr::VCPU_OP => vcpu_op(&mut caller, args[0], args[1], args[2]),
+        _ => Err(Errno::NoSys),
+    };
+    let value = match result {
+        Ok(v) => v,
+        Err(e) => -(e as i64),
+    };
+    caller.slot.cpu.set_rax(value as u64);
+    next
+}
+
+fn xen_version(c: &Caller, cmd: u64, arg: u64) -> HcResult {
+    const VERSION: u64 = 0;
+    const EXTRAVERSION: u64 = 1;
+    const GET_FEATURES: u64 = 6;
+    const PAGESIZE: u64 = 7;
+    const XENFEAT_AUTO_TRANSLATED_PHYSMAP: u32 = 1 << 2;
+    #[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
+    #[repr(C)]
+    struct FeatureInfo {
+        submap_idx: u32,
+        submap: u32,
+    }
+    match cmd {
+        VERSION => Ok(((XEN_VERSION_MAJOR << 16) | XEN_VERSION_MINOR) as i64),
+        EXTRAVERSION => {
+            let mut text = [0u8; 16];
+            text[..7].copy_from_slice(b"-pavise");
+            c.write(arg, &text)?;
+            Ok(0)
+        }
+        GET_FEATURES => {
+            let mut info: FeatureInfo = c.read(arg)?;
+            info.submap = if info.submap_idx == 0 {
+                XENFEAT_AUTO_TRANSLATED_PHYSMAP
+            } else {
+                0
+            };
+            c.write(arg, &info)?;
+            Ok(0)
+        }
+        PAGESIZE => Ok(4096),
+        _ => Err(Errno::NoSys),
+    }
+}
+
+fn console_io(c: &Caller, cmd: u64, count: u64, buf: u64) -> HcResult {
+    const WRITE: u64 = 0;
+    const READ: u64 = 1;
+    const CHUNK: usize = 256;
+    match cmd {
+        WRITE => {
+            let mut done = 0u64;
+            let mut chunk = [0u8; CHUNK];
+            while done < count {
+                let n = (count - done).min(CHUNK as u64) as usize;
+                c.read_bytes(buf.wrapping_add(done), &mut chunk[..n])?;
+                c.domain.console_write(&chunk[..n]);
+                done += n as u64;
+            }
+            Ok(0)
+        }
+        READ => {
+            if !c.domain.privileged {
+                return Err(Errno::Perm);
+            }
+            let mut chunk = [0u8; CHUNK];
+            let n = crate::console::read_available(&mut chunk[..count.min(CHUNK as u64) as usize]);
+            c.write(buf, &chunk[..n])?;
+            Ok(n as i64)
+        }
+        _ => Err(Errno::NoSys),
+    }
+}
+
+fn sched_op(c: &Caller, cmd: u64, arg: u64, next: &mut Next) -> HcResult {
+    const YIELD: u64 = 0;
+    const BLOCK: u64 = 1;
+    const SHUTDOWN: u64 = 2;
+    match cmd {
+        YIELD => {
+            *next = Next::Yield;
+            Ok(0)
+        }
+        BLOCK => {
+            *next = Next::Block;
+            Ok(0)
+        }
+        SHUTDOWN => {
+            let reason: u32 = c.read(arg)?;
+            let reason = match reason {
+                0 => EndReason::Poweroff,
+                1 => EndReason::Reboot,
+                2 => EndReason::Suspend,
+                3 => EndReason::Crash(alloc::string::String::from("the guest reported a crash")),
+                4 => EndReason::Watchdog,
+                _ => return Err(Errno::Inval),
+            };
+            c.domain.end(reason);
+            *next = Next::Stop;
+            Ok(0)
+        }
+        _ => Err(Errno::NoSys),
+    }
+}
+
+fn memory_op(c: &Caller, cmd: u64, arg: u64) -> HcResult {
+    const ADD_TO_PHYSMAP: u64 = 7;
+    const MEMORY_MAP: u64 = 9;
+    const XENMAPSPACE_SHARED_INFO: u32 = 0;
+    const MEMOP_CMD_MASK: u64 = 0x3f;
+    #[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
+    #[repr(C)]
+    struct MemoryMap {
+        nr_entries: u32,
+        pad: u32,
+        buffer: u64,
+    }
+    #[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
+    #[repr(C)]
+    struct E820Entry {
+        addr: u64,
+        size: u64,
+        kind: u32,
+        pad: u32,
+    }
+    #[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
+    #[repr(C)]
+    struct AddToPhysmap {
+        domid: u16,
+        size: u16,
+        space: u32,
+        idx: u64,
+        gpfn: u64,
+    }
+    match cmd & MEMOP_CMD_MASK {
+        MEMORY_MAP => {
+            let mut map: MemoryMap = c.read(arg)?;
+            if map.nr_entries < 1 {
+                return Err(Errno::Inval);
+            }
+            let ram = E820Entry {
+                addr: 0,
+                size: c.domain.mem_bytes,
+                kind: 1,
+                pad: 0,
+            };
+            c.write(map.buffer, &ram)?;
+            map.nr_entries = 1;
+            c.write(arg, &map)?;
+            Ok(0)
+        }
+        ADD_TO_PHYSMAP => {
+            let req: AddToPhysmap = c.read(arg)?;
+            let target = c.target(req.domid)?;
+            if req.space != XENMAPSPACE_SHARED_INFO || req.idx != 0 {
+                return Err(Errno::Inval);
+            }
+            map_shared_info(&target, req.gpfn)?;
+            Ok(0)
+        }
+        _ => Err(Errno::NoSys),
+    }
+}
+
+/// Puts the domain's shared-info page at `gpfn`; the RAM page there is
+/// given up (scrubbed and freed), as Xen does.
+fn map_shared_info(domain: &Domain, gpfn: u64) -> Result<(), Errno> {
+    let mut memory = domain.memory.lock();
+    let gfn = Gfn(gpfn);
+    if memory.p2m.get(gfn).is_none() {
+        return Err(Errno::Inval);
+    }
+    if memory.shared_info_gfn == Some(gpfn) {
+        return Ok(());
+    }
+    if let Some(old) = memory.shared_info_gfn {
+        // Moving it: the old place becomes a hole.
+        let _ = memory.p2m.set(Gfn(old), None);
+        memory.npt.unmap(old * 4096);
+    }
+    let displaced = memory
+        .p2m
+        .set(gfn, Some(domain.shared_info))
+        .map_err(|_| Errno::Inval)?;
+    memory.npt.remap(gpfn * 4096, domain.shared_info);
+    memory.shared_info_gfn = Some(gpfn);
+    drop(memory);
+    if let Some(frame) = displaced.filter(|f| *f != domain.shared_info) {
+        crate::mm::scrub_and_free(frame);
+    }
+    domain.npt_generation.fetch_add(1, Ordering::SeqCst);
+    Ok(())
+}
+
+fn hvm_op(c: &Caller, cmd: u64, arg: u64) -> HcResult {
+    const SET_PARAM: u64 = 0;
+    const GET_PARAM: u64 = 1;
+    const HVM_PARAM_CALLBACK_IRQ: u32 = 0;
+    /// Parameters this Pavise knows: callback, store pfn/evtchn, console pfn/evtchn.
+    const KNOWN: [u32; 5] = [0, 1, 2, 17, 18];
+    #[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
+    #[repr(C)]
+    struct HvmParam {
+        domid: u16,
+        pad: u16,
+        index: u32,
+        value: u64,
+    }
+    match cmd {
+        SET_PARAM | GET_PARAM => {
+            let mut p: HvmParam = c.read(arg)?;
+            let target = c.target(p.domid)?;
+            if p.index as usize >= HVM_NR_PARAMS || !KNOWN.contains(&p.index) {
+                return Err(Errno::Inval);
+            }
+            if cmd == GET_PARAM {
+                p.value = target.hvm_params.lock()[p.index as usize];
+                c.write(arg, &p)?;
+            } else {
+                // Guests choose their callback; the rest is the toolstack's.
+                if p.index != HVM_PARAM_CALLBACK_IRQ && !c.domain.privileged {
+                    return Err(Errno::Perm);
+                }
+                target.hvm_params.lock()[p.index as usize] = p.value;
+            }
+            Ok(0)
+        }
+        _ => Err(Errno::NoSys),
+    }
+}
+
+fn vcpu_op(c: &mut Caller, cmd: u64, vcpuid: u64, arg: u64) -> HcResult {
+    const INITIALISE: u64 = 0;
+    const UP: u64 = 1;
+    const IS_UP: u64 = 3;
+    const REGISTER_VCPU_INFO: u64 = 10;
+    const VCPU_HVM_MODE_64B: u32 = 1;
+    #[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
+    #[repr(C)]
+    struct HvmContext64 {
+        mode: u32,
+        pad: u32,
+        rax: u64,
+        rcx: u64,
+        rdx: u64,
+        rbx: u64,
+        rsp: u64,
+        rbp: u64,
+        rsi: u64,
+        rdi: u64,
+        rip: u64,
+        rflags: u64,
+        cr0: u64,
+        cr3: u64,
+        cr4: u64,
+        efer: u64,
+    }
+    #[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
+    #[repr(C)]
+    struct RegisterVcpuInfo {
+        mfn: u64,
+        offset: u32,
+        rsvd: u32,
+    }
+    let count = c.domain.vcpus.len() as u64;
+    if vcpuid >= count {
+        return Err(Errno::NoEnt);
+    }
+    let id = vcpuid as usize;
+    let state = c.domain.vcpu_states[id].load(Ordering::SeqCst);
+    match cmd {
+        IS_UP => Ok((state != vcpu_state::DOWN) as i64),
+        UP => {
+            if id == c.vcpu || state != vcpu_state::DOWN {
+                return Ok(0);
+            }
+            if !c.domain.vcpus[id].lock().initialised {
+                return Err(Errno::Inval);
+            }
+            sched::wake(c.domain, id);
+            Ok(0)
+        }
+        INITIALISE => {
+            if id == c.vcpu || state != vcpu_state::DOWN {
+                return Err(Errno::Exist);
+            }
+            let ctx: HvmContext64 = c.read(arg)?;
+            if ctx.mode != VCPU_HVM_MODE_64B {
+                return Err(Errno::Inval);
+            }
+            let regs = GuestRegs {
+                rbx: ctx.rbx,
+                rcx: ctx.rcx,
+                rdx: ctx.rdx,
+                rsi: ctx.rsi,
+                rdi: ctx.rdi,
+                rbp: ctx.rbp,
+                ..Default::default()
+            };
+            let mut target = c.domain.vcpus[id].lock();
+            if target.initialised {
+                return Err(Errno::Exist);
+            }
+            target.cpu.reset(StartState::Long64 {
+                rip: ctx.rip,
+                rsp: ctx.rsp,
+                cr0: ctx.cr0,
+                cr3: ctx.cr3,
+                cr4: ctx.cr4,
+                efer: ctx.efer,
+                regs,
+                rax: ctx.rax,
+                rflags: ctx.rflags,
+            });
+            target.initialised = true;
+            Ok(0)
+        }
+        REGISTER_VCPU_INFO => {
+            let info: RegisterVcpuInfo = c.read(arg)?;
+            let pages = c.domain.mem_bytes / 4096;
+            if info.mfn >= pages || info.offset as u64 + 64 > 4096 {
+                return Err(Errno::Inval);
+            }
+            let location = Some((info.mfn, info.offset));
+            if id == c.vcpu {
+                c.slot.vcpu_info = location;
+            } else {
+                c.domain.vcpus[id].lock().vcpu_info = location;
+            }
+            Ok(0)
+        }
+        _ => Err(Errno::NoSys),
+    }
+}
