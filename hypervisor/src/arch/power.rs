@@ -42,7 +42,9 @@ pub fn halt_forever() -> ! {
 
 /// Stops every CPU and, with `qemu_exit`, powers QEMU off with `code`.
 pub fn stop(code: ExitCode) -> ! {
-    if !HALT_REQUESTED.swap(true, Ordering::SeqCst) {
+    // Only CPUs Pavise started run code that must be stopped; the others
+    // still wait for their start-up IPI.
+    if !HALT_REQUESTED.swap(true, Ordering::SeqCst) && super::smp::online() > 1 {
         super::lapic::nmi_all_others();
     }
     if QEMU_EXIT.load(Ordering::SeqCst) {

@@ -1,0 +1,150 @@
+//! The errors xtask reports: each one prints as one sentence a user can act on.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+/// Everything that can go wrong in xtask, as a value (never a panic).
+#[derive(Debug)]
+pub enum Error {
+    /// A file-system operation failed.
+    Io {
+        /// What xtask was doing, e.g. "creating directory /x".
+        doing: String,
+        source: io::Error,
+    },
+    /// A program could not be started at all.
+    Spawn { program: String, source: io::Error },
+    /// A program ran and failed.
+    CommandFailed {
+        /// The command line, for the user to rerun.
+        command: String,
+        /// How it ended, e.g. "exit status: 2".
+        status: String,
+        /// Its captured error output, empty when it went to the terminal.
+        stderr: String,
+    },
+    /// Host tools are missing and xtask may not install them itself.
+    MissingPrerequisites {
+        tools: Vec<&'static str>,
+        packages: Vec<&'static str>,
+    },
+    /// Host tools are still missing after installing their packages.
+    StillMissing { tools: Vec<&'static str> },
+    /// `rustup` is needed to check or install the bare-metal target.
+    NoRustup,
+    /// A built artifact is not where the build puts it.
+    ArtifactMissing { path: PathBuf },
+    /// A module file to boot does not exist or is not a file.
+    ModuleMissing { path: PathBuf },
+    /// A `--module` argument is not `FILE [STRING]`.
+    BadModuleArg { arg: String },
+    /// Direct boot passes modules through `-initrd`, which takes one file.
+    DirectBootTooManyModules { count: usize },
+    /// Direct boot's `-initrd` carries no module string.
+    DirectBootModuleString { string: String },
+    /// A command line or module string GRUB could not carry.
+    BadBootString {
+        string: String,
+        reason: &'static str,
+    },
+    /// A guest kernel's Cargo.toml has no `[package]` name.
+    NoPackageName { manifest: PathBuf },
+    /// QEMU arguments for GRUB boot were asked for without an image.
+    NoImage,
+    /// A captured run was asked for without a time-out.
+    NoTimeout,
+    /// Some phases of `cargo xtask test` failed.
+    TestsFailed { phases: Vec<&'static str> },
+}
+
+/// xtask's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Wraps an I/O error with what xtask was doing when it happened.
+    pub fn io(doing: impl Into<String>) -> impl FnOnce(io::Error) -> Self {
+        let doing = doing.into();
+        move |source| Self::Io { doing, source }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Io { doing, source } => write!(f, "failed while {doing}: {source}"),
+            Self::Spawn { program, source } => {
+                write!(f, "could not start `{program}`: {source}")
+            }
+            Self::CommandFailed {
+                command,
+                status,
+                stderr,
+            } => {
+                write!(f, "`{command}` failed ({status})")?;
+                if !stderr.trim().is_empty() {
+                    write!(f, "; its output:\n{}", stderr.trim_end())?;
+                }
+                Ok(())
+            }
+            Self::MissingPrerequisites { tools, packages } => write!(
+                f,
+                "missing {}; install them with `apt-get install {}` (or run xtask as root to let it do so)",
+                tools.join(", "),
+                packages.join(" ")
+            ),
+            Self::StillMissing { tools } => write!(
+                f,
+                "still missing {} after installing their packages",
+                tools.join(", ")
+            ),
+            Self::NoRustup => write!(
+                f,
+                "`rustup` is not on PATH, so the x86_64-unknown-none target cannot be checked or installed; install rustup"
+            ),
+            Self::ArtifactMissing { path } => write!(
+                f,
+                "{} does not exist; build it with `cargo xtask build`",
+                path.display()
+            ),
+            Self::ModuleMissing { path } => {
+                write!(f, "module file {} does not exist", path.display())
+            }
+            Self::BadModuleArg { arg } => write!(
+                f,
+                "bad module argument '{arg}': expected a file, optionally followed by a space and the module string"
+            ),
+            Self::DirectBootTooManyModules { count } => write!(
+                f,
+                "direct boot can pass only one module (through -initrd) but {count} were given; boot through GRUB instead"
+            ),
+            Self::DirectBootModuleString { string } => write!(
+                f,
+                "direct boot passes the module through -initrd, which carries no module string, so '{string}' would be lost; boot through GRUB instead"
+            ),
+            Self::BadBootString { string, reason } => {
+                write!(f, "cannot pass {string:?} through GRUB: {reason}")
+            }
+            Self::NoPackageName { manifest } => write!(
+                f,
+                "{} has no `name = \"…\"` in its [package] section",
+                manifest.display()
+            ),
+            Self::NoImage => write!(f, "GRUB boot needs an image; Machine::prepare makes one"),
+            Self::NoTimeout => write!(
+                f,
+                "a captured QEMU run needs a time-out, so that it cannot hang"
+            ),
+            Self::TestsFailed { phases } => write!(f, "failed: {}", phases.join(", ")),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Io { source, .. } | Self::Spawn { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}

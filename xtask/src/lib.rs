@@ -1,0 +1,19 @@
+//! Pavise's host tool as a library: building the bare-metal crates, making
+//! the GRUB image, booting QEMU and decoding how it ended. The `xtask`
+//! binary is its command line; the scenario tests (`pavise-tests`) use it to
+//! boot machines.
+
+pub mod bare_metal;
+pub mod error;
+pub mod exit;
+pub mod grub;
+pub mod machine;
+pub mod prereqs;
+pub mod progress;
+pub mod suite;
+pub mod workspace;
+
+pub use bare_metal::{artifact, build_all, check_built};
+pub use error::{Error, Result};
+pub use exit::{Exit, HvStatus};
+pub use machine::{Boot, Ended, Machine, Prepared, RunOutcome};

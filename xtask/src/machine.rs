@@ -1,0 +1,563 @@
+//! A QEMU machine to boot Pavise on: its settings, the QEMU command line,
+//! and running it either with the serial console captured (tests) or on the
+//! terminal (`cargo xtask run`), always under a time-out when one is given.
+
+use std::ffi::OsString;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::bare_metal::{self, HYPERVISOR};
+use crate::error::{Error, Result};
+use crate::exit::Exit;
+use crate::grub;
+use crate::prereqs::{self, Need};
+use crate::workspace;
+
+/// The option xtask always puts first on the hypervisor command line: it
+/// makes the hypervisor power QEMU off through `isa-debug-exit` when it has
+/// nothing left to run or hits a fatal error. First, so that the hypervisor
+/// has seen it even when a later option is bad.
+pub const QEMU_EXIT_OPTION: &str = "qemu_exit";
+
+/// The time-out [`Machine::default`] gives a captured run.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// How long QEMU gets to stop after SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(3);
+
+/// How often a running QEMU is checked for having exited.
+const POLL: Duration = Duration::from_millis(10);
+
+/// Only one QEMU runs at a time in this process (the machines this runs on
+/// have two cores, and TCG is CPU-bound).
+static QEMU_LOCK: Mutex<()> = Mutex::new(());
+
+/// How QEMU gets the hypervisor into memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Boot {
+    /// BIOS → GRUB (from an ISO) → multiboot2: what users boot.
+    Grub,
+    /// QEMU `-kernel` through the ELF's Xen PVH note: faster, at most one
+    /// module (through `-initrd`, without a module string).
+    Direct,
+}
+
+/// A machine to boot: its settings and what to boot on it.
+#[derive(Clone, Debug)]
+pub struct Machine {
+    /// Number of CPUs (`-smp`).
+    pub smp: u32,
+    /// Memory in MiB (`-m`).
+    pub mem_mib: u32,
+    pub boot: Boot,
+    /// Hypervisor options; xtask adds [`QEMU_EXIT_OPTION`] in front.
+    pub cmdline: String,
+    /// Modules to load: a host file and the module string GRUB passes with it.
+    pub modules: Vec<(PathBuf, String)>,
+    /// Extra QEMU arguments, appended last.
+    pub extra_qemu_args: Vec<String>,
+    /// When to stop QEMU; `None` lets it run (not allowed for captured runs).
+    pub timeout: Option<Duration>,
+    /// The hypervisor ELF to boot.
+    pub hypervisor: PathBuf,
+}
+
+impl Default for Machine {
+    /// 1 CPU, 512 MiB, GRUB, no options or modules, [`DEFAULT_TIMEOUT`], the
+    /// release hypervisor build.
+    fn default() -> Self {
+        Self {
+            smp: 1,
+            mem_mib: 512,
+            boot: Boot::Grub,
+            cmdline: String::new(),
+            modules: Vec::new(),
+            extra_qemu_args: Vec::new(),
+            timeout: Some(DEFAULT_TIMEOUT),
+            hypervisor: bare_metal::artifact(HYPERVISOR),
+        }
+    }
+}
+
+/// The end of a captured run.
+#[derive(Clone, Debug)]
+pub struct RunOutcome {
+    pub exit: Exit,
+    /// Everything the machine wrote to its serial console.
+    pub console: String,
+    /// QEMU's own messages (warnings, errors).
+    pub qemu_stderr: String,
+    /// Wall time from starting QEMU to its end.
+    pub wall: Duration,
+}
+
+/// The end of an interactive run (the console went to the terminal).
+#[derive(Clone, Copy, Debug)]
+pub struct Ended {
+    pub exit: Exit,
+    pub wall: Duration,
+}
+
+impl Machine {
+    /// The complete hypervisor command line: [`QEMU_EXIT_OPTION`] then the
+    /// user's options.
+    pub fn hypervisor_cmdline(&self) -> String {
+        let user = self.cmdline.trim();
+        if user.is_empty() {
+            QEMU_EXIT_OPTION.to_owned()
+        } else {
+            format!("{QEMU_EXIT_OPTION} {user}")
+        }
+    }
+
+    /// A short description, e.g. `4 CPUs, 128 MiB, GRUB`.
+    pub fn describe(&self) -> String {
+        let cpus = if self.smp == 1 { "CPU" } else { "CPUs" };
+        let boot = match self.boot {
+            Boot::Grub => "GRUB",
+            Boot::Direct => "direct boot",
+        };
+        format!("{} {cpus}, {} MiB, {boot}", self.smp, self.mem_mib)
+    }
+
+    /// Checks the settings, host tools and files, and (for GRUB boot) makes
+    /// the image in a staging directory of its own.
+    pub fn prepare(&self) -> Result<Prepared> {
+        if self.boot == Boot::Direct {
+            check_direct_modules(&self.modules)?;
+        }
+        if !self.hypervisor.is_file() {
+            return Err(Error::ArtifactMissing {
+                path: self.hypervisor.clone(),
+            });
+        }
+        for (path, _) in &self.modules {
+            if !path.is_file() {
+                return Err(Error::ModuleMissing { path: path.clone() });
+            }
+        }
+        let cmdline = self.hypervisor_cmdline();
+        let (staging, iso) = match self.boot {
+            Boot::Grub => {
+                prereqs::ensure(&[Need::Qemu, Need::GrubImage])?;
+                let staging = Staging::create()?;
+                let iso = staging.path().join("pavise.iso");
+                grub::make_image(
+                    &staging.path().join("iso"),
+                    &iso,
+                    &self.hypervisor,
+                    &cmdline,
+                    &self.modules,
+                )?;
+                (Some(staging), Some(iso))
+            }
+            Boot::Direct => {
+                prereqs::ensure(&[Need::Qemu])?;
+                (None, None)
+            }
+        };
+        Ok(Prepared {
+            args: self.qemu_args(iso.as_deref())?,
+            timeout: self.timeout,
+            _staging: staging,
+        })
+    }
+
+    /// QEMU's arguments; `iso` is the GRUB image (GRUB boot only).
+    pub fn qemu_args(&self, iso: Option<&Path>) -> Result<Vec<OsString>> {
+        let mut args: Vec<OsString> = [
+            "-machine",
+            "q35",
+            "-cpu",
+            "max",
+            "-m",
+            &format!("{}M", self.mem_mib),
+            "-smp",
+            &self.smp.to_string(),
+            "-display",
+            "none",
+            "-serial",
+            "stdio",
+            "-monitor",
+            "none",
+            "-no-reboot",
+            "-device",
+            "isa-debug-exit,iobase=0xf4,iosize=0x04",
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect();
+        match (self.boot, iso) {
+            (Boot::Grub, Some(iso)) => {
+                args.extend(["-boot".into(), "d".into(), "-cdrom".into()]);
+                args.push(iso.into());
+            }
+            (Boot::Grub, None) => return Err(Error::NoImage),
+            (Boot::Direct, _) => {
+                check_direct_modules(&self.modules)?;
+                args.push("-kernel".into());
+                args.push(self.hypervisor.clone().into());
+                args.push("-append".into());
+                args.push(self.hypervisor_cmdline().into());
+                if let Some((path, _)) = self.modules.first() {
+                    args.push("-initrd".into());
+                    args.push(path.clone().into());
+                }
+            }
+        }
+        args.extend(self.extra_qemu_args.iter().map(OsString::from));
+        Ok(args)
+    }
+
+    /// Prepares and boots the machine, capturing its serial console; QEMU is
+    /// stopped when the time-out (required here) runs out.
+    pub fn run_captured(&self) -> Result<RunOutcome> {
+        if self.timeout.is_none() {
+            return Err(Error::NoTimeout);
+        }
+        self.prepare()?.run_captured()
+    }
+
+    /// Prepares and boots the machine with its serial console on the
+    /// terminal.
+    pub fn run_interactive(&self) -> Result<Ended> {
+        self.prepare()?.run_interactive()
+    }
+}
+
+/// Direct boot can carry one module, through `-initrd`, without a string.
+fn check_direct_modules(modules: &[(PathBuf, String)]) -> Result<()> {
+    match modules {
+        [] => Ok(()),
+        [(_, string)] if string.is_empty() => Ok(()),
+        [(_, string)] => Err(Error::DirectBootModuleString {
+            string: string.clone(),
+        }),
+        more => Err(Error::DirectBootTooManyModules { count: more.len() }),
+    }
+}
+
+/// A machine ready to start: QEMU's arguments and the image they name.
+#[derive(Debug)]
+pub struct Prepared {
+    args: Vec<OsString>,
+    timeout: Option<Duration>,
+    /// Removed (with the image) when the run is over.
+    _staging: Option<Staging>,
+}
+
+impl Prepared {
+    /// QEMU's arguments.
+    pub fn args(&self) -> &[OsString] {
+        &self.args
+    }
+
+    /// Runs QEMU with the console captured and stdin closed.
+    pub fn run_captured(self) -> Result<RunOutcome> {
+        let _one_qemu = QEMU_LOCK
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut command = self.command();
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let start = Instant::now();
+        let mut child = spawn(&mut command)?;
+        let console = child.stdout.take().map(read_all);
+        let stderr = child.stderr.take().map(read_all);
+        let exit = wait(&mut child, self.timeout, start);
+        let wall = start.elapsed();
+        let console = joined(console);
+        let qemu_stderr = joined(stderr);
+        Ok(RunOutcome {
+            exit: exit?,
+            console,
+            qemu_stderr,
+            wall,
+        })
+    }
+
+    /// Runs QEMU on the terminal: its console streams to stdout as it comes
+    /// and the terminal's input goes to the serial port. Ctrl-C stops QEMU
+    /// (which gets the signal) while xtask stays to clean up and report.
+    pub fn run_interactive(self) -> Result<Ended> {
+        let _one_qemu = QEMU_LOCK
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut command = self.command();
+        let _sigint = SigintDeferred::install();
+        let start = Instant::now();
+        let mut child = spawn(&mut command)?;
+        let exit = wait(&mut child, self.timeout, start)?;
+        Ok(Ended {
+            exit,
+            wall: start.elapsed(),
+        })
+    }
+
+    fn command(&self) -> Command {
+        let mut command = Command::new("qemu-system-x86_64");
+        command.args(&self.args).current_dir(workspace::root());
+        command
+    }
+}
+
+fn spawn(command: &mut Command) -> Result<Child> {
+    command.spawn().map_err(|source| Error::Spawn {
+        program: "qemu-system-x86_64".into(),
+        source,
+    })
+}
+
+/// Reads a pipe to its end on a thread of its own.
+fn read_all(mut pipe: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        // A read error ends the capture; what came before is kept.
+        let _ = pipe.read_to_end(&mut bytes);
+        bytes
+    })
+}
+
+fn joined(reader: Option<JoinHandle<Vec<u8>>>) -> String {
+    let bytes = reader.and_then(|r| r.join().ok()).unwrap_or_default();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Waits for QEMU to exit, stopping it when `timeout` (from `start`) runs
+/// out. QEMU never outlives this call.
+fn wait(child: &mut Child, timeout: Option<Duration>, start: Instant) -> Result<Exit> {
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Ok(Exit::from_status(status)),
+            Ok(None) => {}
+            Err(e) => {
+                stop(child);
+                return Err(Error::io("waiting for QEMU")(e));
+            }
+        }
+        if timeout.is_some_and(|t| start.elapsed() >= t) {
+            stop(child);
+            return Ok(Exit::TimedOut);
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Stops QEMU: SIGTERM first (QEMU then restores the terminal), SIGKILL if
+/// it has not gone after [`STOP_GRACE`].
+fn stop(child: &mut Child) {
+    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+        // SAFETY: kill has no memory-safety preconditions; the pid is our
+        // own child, which has not been reaped yet, so it is still ours.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+        let asked = Instant::now();
+        while asked.elapsed() < STOP_GRACE {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// While alive, SIGINT (Ctrl-C) does not end xtask: QEMU, in the same
+/// process group, gets it and quits, and xtask cleans up after it. A handler
+/// (not SIG_IGN) is used because children reset handlers on exec, so QEMU
+/// still gets the default action.
+struct SigintDeferred {
+    previous: libc::sighandler_t,
+}
+
+extern "C" fn ignore_signal(_: libc::c_int) {}
+
+impl SigintDeferred {
+    fn install() -> Self {
+        let handler = ignore_signal as extern "C" fn(libc::c_int);
+        // SAFETY: the handler does nothing, so it is async-signal-safe.
+        let previous = unsafe { libc::signal(libc::SIGINT, handler as libc::sighandler_t) };
+        Self { previous }
+    }
+}
+
+impl Drop for SigintDeferred {
+    fn drop(&mut self) {
+        // SAFETY: restores the disposition that was there before.
+        unsafe {
+            libc::signal(libc::SIGINT, self.previous);
+        }
+    }
+}
+
+/// A directory of one run's own under `target/pavise/runs/`, removed when
+/// dropped, so that two runs never share an image.
+#[derive(Debug)]
+pub struct Staging {
+    path: PathBuf,
+}
+
+impl Staging {
+    /// Creates a fresh directory no other run (in this or another process)
+    /// is using.
+    pub fn create() -> Result<Self> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let runs = workspace::pavise_dir().join("runs");
+        std::fs::create_dir_all(&runs)
+            .map_err(Error::io(format!("creating {}", runs.display())))?;
+        loop {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let path = runs.join(format!("{}-{n}", std::process::id()));
+            match std::fs::create_dir(&path) {
+                Ok(()) => return Ok(Self { path }),
+                // Left over from an earlier process with the same id.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(Error::io(format!("creating {}", path.display()))(e)),
+            }
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(args: &[OsString]) -> Vec<String> {
+        args.iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn qemu_exit_comes_first() {
+        let mut machine = Machine::default();
+        assert_eq!(machine.hypervisor_cmdline(), "qemu_exit");
+        machine.cmdline = "  frobnicate=1 loglvl=info ".into();
+        assert_eq!(
+            machine.hypervisor_cmdline(),
+            "qemu_exit frobnicate=1 loglvl=info"
+        );
+    }
+
+    #[test]
+    fn grub_boot_arguments() {
+        let machine = Machine {
+            smp: 4,
+            mem_mib: 128,
+            extra_qemu_args: vec!["-d".into(), "int".into()],
+            ..Machine::default()
+        };
+        let args = machine
+            .qemu_args(Some(Path::new("/tmp/x.iso")))
+            .expect("arguments");
+        assert_eq!(
+            strings(&args).join(" "),
+            "-machine q35 -cpu max -m 128M -smp 4 -display none -serial stdio \
+             -monitor none -no-reboot -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
+             -boot d -cdrom /tmp/x.iso -d int"
+        );
+        assert_eq!(machine.describe(), "4 CPUs, 128 MiB, GRUB");
+    }
+
+    #[test]
+    fn direct_boot_arguments() {
+        let machine = Machine {
+            boot: Boot::Direct,
+            cmdline: "loglvl=debug".into(),
+            modules: vec![(PathBuf::from("/tmp/initrd"), String::new())],
+            hypervisor: PathBuf::from("/tmp/hv"),
+            ..Machine::default()
+        };
+        let args = strings(&machine.qemu_args(None).expect("arguments"));
+        let tail = &args[args.len() - 6..];
+        assert_eq!(
+            tail,
+            [
+                "-kernel",
+                "/tmp/hv",
+                "-append",
+                "qemu_exit loglvl=debug",
+                "-initrd",
+                "/tmp/initrd"
+            ]
+        );
+        assert!(!args.contains(&"-cdrom".to_owned()));
+        assert_eq!(machine.describe(), "1 CPU, 512 MiB, direct boot");
+    }
+
+    #[test]
+    fn direct_boot_refuses_what_initrd_cannot_carry() {
+        let two = Machine {
+            boot: Boot::Direct,
+            modules: vec![
+                (PathBuf::from("/a"), String::new()),
+                (PathBuf::from("/b"), String::new()),
+            ],
+            ..Machine::default()
+        };
+        assert!(matches!(
+            two.prepare(),
+            Err(Error::DirectBootTooManyModules { count: 2 })
+        ));
+        let named = Machine {
+            boot: Boot::Direct,
+            modules: vec![(PathBuf::from("/a"), "role=dom0".into())],
+            ..Machine::default()
+        };
+        assert!(matches!(
+            named.prepare(),
+            Err(Error::DirectBootModuleString { .. })
+        ));
+    }
+
+    #[test]
+    fn captured_runs_need_a_time_out() {
+        let machine = Machine {
+            timeout: None,
+            ..Machine::default()
+        };
+        assert!(matches!(machine.run_captured(), Err(Error::NoTimeout)));
+    }
+
+    #[test]
+    fn missing_files_are_reported() {
+        let machine = Machine {
+            hypervisor: PathBuf::from("/nonexistent/hypervisor"),
+            ..Machine::default()
+        };
+        assert!(matches!(
+            machine.prepare(),
+            Err(Error::ArtifactMissing { .. })
+        ));
+    }
+
+    #[test]
+    fn staging_directories_are_distinct_and_removed() {
+        let a = Staging::create().expect("staging");
+        let b = Staging::create().expect("staging");
+        assert_ne!(a.path(), b.path());
+        let kept = a.path().to_owned();
+        assert!(kept.is_dir());
+        drop(a);
+        assert!(!kept.exists());
+    }
+}

@@ -1,0 +1,194 @@
+//! `cargo xtask`: build Pavise, boot it in QEMU, run the test suite.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use xtask::progress::{Step, say};
+use xtask::{Boot, Error, Exit, Machine, bare_metal, suite};
+
+/// Pavise's host tool.
+#[derive(Parser)]
+#[command(name = "cargo xtask", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build every bare-metal crate (release, x86_64-unknown-none).
+    Build,
+    /// Build, make the GRUB image and boot Pavise in QEMU with the serial
+    /// console on this terminal.
+    Run(RunArgs),
+    /// Run the whole test suite: host unit tests, then the QEMU scenarios.
+    Test,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Number of CPUs.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    smp: u32,
+    /// Memory in MiB.
+    #[arg(long, value_name = "MiB", default_value_t = 512,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    mem: u32,
+    /// Stop QEMU after this many seconds (exit status 124).
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    timeout: Option<u64>,
+    /// Boot the hypervisor ELF directly (QEMU -kernel, Xen PVH entry)
+    /// instead of through GRUB.
+    #[arg(long)]
+    direct: bool,
+    /// Extra hypervisor command-line options, e.g. "loglvl=debug maxcpus=2"
+    /// (xtask always adds qemu_exit).
+    #[arg(long, value_name = "OPTIONS", default_value = "")]
+    cmdline: String,
+    /// A module to load: a file, optionally followed by a space and the
+    /// module string ("FILE STRING…"). Repeatable; direct boot takes one,
+    /// without a string.
+    #[arg(long = "module", value_name = "FILE [STRING]", value_parser = parse_module)]
+    modules: Vec<(PathBuf, String)>,
+    /// Extra QEMU arguments.
+    #[arg(last = true, value_name = "QEMU ARGS")]
+    qemu_args: Vec<String>,
+}
+
+/// Splits `FILE [STRING]` at the first whitespace.
+fn parse_module(arg: &str) -> Result<(PathBuf, String), Error> {
+    let arg_trimmed = arg.trim();
+    let (file, string) = match arg_trimmed.split_once(char::is_whitespace) {
+        Some((file, string)) => (file, string.trim_start()),
+        None => (arg_trimmed, ""),
+    };
+    if file.is_empty() {
+        return Err(Error::BadModuleArg {
+            arg: arg.to_owned(),
+        });
+    }
+    Ok((PathBuf::from(file), string.to_owned()))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Build => build(1, 1).map(|()| ExitCode::SUCCESS),
+        Command::Run(args) => run(args),
+        Command::Test => suite::run().map(|()| ExitCode::SUCCESS),
+    };
+    result.unwrap_or_else(|e| {
+        say(&format!("error: {e}"));
+        ExitCode::FAILURE
+    })
+}
+
+fn build(n: usize, total: usize) -> xtask::Result<()> {
+    let packages = bare_metal::packages()?.join(", ");
+    let step = Step::start(
+        n,
+        total,
+        &format!("building {packages} (release, {})", bare_metal::TARGET),
+    );
+    bare_metal::build_all()?;
+    step.done("built");
+    Ok(())
+}
+
+fn run(args: RunArgs) -> xtask::Result<ExitCode> {
+    let machine = Machine {
+        smp: args.smp,
+        mem_mib: args.mem,
+        boot: if args.direct {
+            Boot::Direct
+        } else {
+            Boot::Grub
+        },
+        cmdline: args.cmdline,
+        modules: args.modules,
+        extra_qemu_args: args.qemu_args,
+        timeout: args.timeout.map(Duration::from_secs),
+        ..Machine::default()
+    };
+    let total = if args.direct { 2 } else { 3 };
+    build(1, total)?;
+    let prepared = if args.direct {
+        machine.prepare()?
+    } else {
+        let step = Step::start(2, total, "making GRUB image");
+        let prepared = machine.prepare()?;
+        step.done("made");
+        prepared
+    };
+    let step = Step::start(
+        total,
+        total,
+        &format!("booting QEMU: {}", machine.describe()),
+    );
+    let ended = prepared.run_interactive()?;
+    step.done_with(|took| match (ended.exit, args.timeout) {
+        (Exit::TimedOut, Some(seconds)) => format!("timed out after {seconds} s; QEMU stopped"),
+        (exit, _) => format!("QEMU ran {took}: {exit}"),
+    });
+    Ok(ExitCode::from(ended.exit.process_code()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn module_arguments() {
+        assert_eq!(
+            parse_module("target/dom0").ok(),
+            Some((PathBuf::from("target/dom0"), String::new()))
+        );
+        assert_eq!(
+            parse_module("k.elf  role=domu name=web ").ok(),
+            Some((PathBuf::from("k.elf"), "role=domu name=web".into()))
+        );
+        assert!(parse_module("   ").is_err());
+    }
+
+    #[test]
+    fn run_options_parse() {
+        let cli = Cli::try_parse_from([
+            "xtask",
+            "run",
+            "--smp",
+            "4",
+            "--mem",
+            "128",
+            "--timeout",
+            "20",
+            "--direct",
+            "--cmdline",
+            "loglvl=debug",
+            "--",
+            "-d",
+            "int",
+        ])
+        .expect("valid options");
+        let Command::Run(args) = cli.command else {
+            panic!("expected run");
+        };
+        assert_eq!((args.smp, args.mem, args.timeout), (4, 128, Some(20)));
+        assert!(args.direct);
+        assert_eq!(args.cmdline, "loglvl=debug");
+        assert_eq!(args.qemu_args, ["-d", "int"]);
+    }
+
+    #[test]
+    fn bad_run_options_are_refused() {
+        for bad in [
+            &["xtask", "run", "--smp", "0"][..],
+            &["xtask", "run", "--mem", "lots"],
+            &["xtask", "run", "--timeout", "0"],
+            &["xtask", "run", "--frobnicate"],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
+        }
+    }
+}

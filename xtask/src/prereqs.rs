@@ -1,0 +1,154 @@
+//! Host tools xtask needs (QEMU, and GRUB with its helpers for the image):
+//! checking for them and, when running as root with apt-get, installing the
+//! Debian packages that provide them.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::bare_metal::run_inheriting;
+use crate::error::{Error, Result};
+use crate::progress::say;
+
+/// What a run needs from the host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Need {
+    /// QEMU itself.
+    Qemu,
+    /// Everything `grub-mkrescue` needs to make a BIOS-bootable ISO.
+    GrubImage,
+}
+
+/// Something on the host that must exist, and the Debian package with it.
+struct Requirement {
+    /// A program looked up on PATH, or an absolute directory.
+    thing: &'static str,
+    package: &'static str,
+    need: Need,
+}
+
+const REQUIREMENTS: &[Requirement] = &[
+    Requirement {
+        thing: "qemu-system-x86_64",
+        package: "qemu-system-x86",
+        need: Need::Qemu,
+    },
+    Requirement {
+        thing: "grub-mkrescue",
+        package: "grub-common",
+        need: Need::GrubImage,
+    },
+    Requirement {
+        thing: "/usr/lib/grub/i386-pc",
+        package: "grub-pc-bin",
+        need: Need::GrubImage,
+    },
+    Requirement {
+        thing: "xorriso",
+        package: "xorriso",
+        need: Need::GrubImage,
+    },
+    Requirement {
+        thing: "mformat",
+        package: "mtools",
+        need: Need::GrubImage,
+    },
+];
+
+/// Makes sure every host tool for `needs` is there. Missing ones are
+/// installed with apt-get when running as root; otherwise this fails with
+/// the packages to install.
+pub fn ensure(needs: &[Need]) -> Result<()> {
+    let missing = missing(needs);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let tools: Vec<&'static str> = missing.iter().map(|r| r.thing).collect();
+    let mut packages: Vec<&'static str> = missing.iter().map(|r| r.package).collect();
+    packages.dedup();
+    if !is_root() || find_program("apt-get").is_none() {
+        return Err(Error::MissingPrerequisites { tools, packages });
+    }
+    say(&format!(
+        "missing {}; installing the Debian packages {} with apt-get",
+        tools.join(", "),
+        packages.join(" ")
+    ));
+    let mut update = apt_get();
+    update.arg("update");
+    run_inheriting(update)?;
+    let mut install = apt_get();
+    install
+        .args(["install", "-y", "--no-install-recommends"])
+        .args(&packages);
+    run_inheriting(install)?;
+    let still: Vec<&'static str> = self::missing(needs).iter().map(|r| r.thing).collect();
+    if still.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::StillMissing { tools: still })
+    }
+}
+
+fn missing(needs: &[Need]) -> Vec<&'static Requirement> {
+    REQUIREMENTS
+        .iter()
+        .filter(|r| needs.contains(&r.need))
+        .filter(|r| {
+            if r.thing.starts_with('/') {
+                !Path::new(r.thing).is_dir()
+            } else {
+                find_program(r.thing).is_none()
+            }
+        })
+        .collect()
+}
+
+fn apt_get() -> Command {
+    let mut command = Command::new("apt-get");
+    command.env("DEBIAN_FRONTEND", "noninteractive");
+    command
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The path of an executable program on PATH, if there is one.
+pub fn find_program(name: &str) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| {
+            candidate
+                .metadata()
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_need_has_its_packages() {
+        let grub: Vec<_> = REQUIREMENTS
+            .iter()
+            .filter(|r| r.need == Need::GrubImage)
+            .map(|r| r.package)
+            .collect();
+        assert_eq!(grub, ["grub-common", "grub-pc-bin", "xorriso", "mtools"]);
+        assert!(
+            REQUIREMENTS
+                .iter()
+                .any(|r| r.need == Need::Qemu && r.package == "qemu-system-x86")
+        );
+    }
+
+    #[test]
+    fn finds_programs_on_path() {
+        assert!(find_program("sh").is_some());
+        assert!(find_program("no-such-program-pavise").is_none());
+    }
+}

@@ -1,0 +1,43 @@
+//! Where things are: the workspace root, cargo's target directory and the
+//! directory xtask keeps its images in.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The workspace root (the directory holding the workspace Cargo.toml).
+pub fn root() -> &'static Path {
+    // xtask/ sits directly under the workspace root.
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.parent().unwrap_or(manifest_dir)
+}
+
+/// Cargo's target directory: `$CARGO_TARGET_DIR` (relative paths taken from
+/// the workspace root, where xtask runs cargo) or `<root>/target`.
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => root().join(dir),
+        _ => root().join("target"),
+    }
+}
+
+/// Where xtask keeps its own files (staging directories, images).
+pub fn pavise_dir() -> PathBuf {
+    target_dir().join("pavise")
+}
+
+/// A `cargo` command run from the workspace root, using the same cargo that
+/// started xtask when there is one.
+pub fn cargo() -> Command {
+    let program = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
+    let mut command = Command::new(program);
+    command.current_dir(root());
+    command
+}
+
+/// A command line as one string, for messages.
+pub fn describe(command: &Command) -> String {
+    let mut words = vec![command.get_program().to_string_lossy().into_owned()];
+    words.extend(command.get_args().map(|a| a.to_string_lossy().into_owned()));
+    words.join(" ")
+}
