@@ -406,6 +406,7 @@ pub extern "C" fn entry(protocol: u32, info_addr: u32, magic: u32) -> ! {
         selftest: options.selftest,
         modules: boot.modules().to_vec(),
         exit_when_done: options.exit_when_done,
+        bench: options.bench,
     };
     // SAFETY: the stack was just mapped; `bsp_main` never returns, so
     // nothing on the boot stack is used again.
@@ -419,6 +420,7 @@ struct BspContext {
     selftest: Option<cmdline::Selftest>,
     modules: Vec<Module>,
     exit_when_done: bool,
+    bench: bool,
 }
 
 /// Moves onto `stack_top` and calls `bsp_main(context)`.
@@ -494,6 +496,15 @@ fn start_domains(context: &BspContext) -> ! {
         power::stop(ExitCode::BootError);
     }
     registry::set_exit_when_done(context.exit_when_done);
+    if context.bench {
+        const ROUND_TRIPS: u32 = 10_000;
+        match svm::bare_exit_cycles(ROUND_TRIPS) {
+            Ok(cycles) => {
+                println!("pavise: bench: bare_vmexit_cycles={cycles} ({ROUND_TRIPS} round trips)")
+            }
+            Err(e) => println!("pavise: bench: bare exit loop failed: {e}"),
+        }
+    }
     let mut built = 0;
     for (index, module) in context.modules.iter().enumerate() {
         let privileged = index == 0;

@@ -84,6 +84,8 @@ pub struct Options {
     /// Power off once every DomU has ended (status 0 only if all powered
     /// off cleanly).
     pub exit_when_done: bool,
+    /// Measure the bare VM exit cost at boot (for `cargo xtask bench`).
+    pub bench: bool,
 }
 
 impl Default for Options {
@@ -94,6 +96,7 @@ impl Default for Options {
             maxcpus: None,
             selftest: None,
             exit_when_done: false,
+            bench: false,
         }
     }
 }
@@ -121,7 +124,7 @@ impl fmt::Display for CmdlineError<'_> {
         match self {
             Self::UnknownOption(name) => write!(
                 f,
-                "unknown command-line option '{name}' (known: loglvl=, maxcpus=, qemu_exit, exit_when_done, selftest=)"
+                "unknown command-line option '{name}' (known: loglvl=, maxcpus=, qemu_exit, exit_when_done, bench, selftest=)"
             ),
             Self::BadValue {
                 option,
@@ -211,6 +214,15 @@ pub fn parse(cmdline: &str) -> Result<Options, CmdlineError<'_>> {
                         value,
                         expected: Selftest::NAMES,
                     })?);
+            }
+            "bench" => {
+                if let Some(value) = value {
+                    return Err(CmdlineError::UnexpectedValue {
+                        option: "bench",
+                        value,
+                    });
+                }
+                options.bench = true;
             }
             "exit_when_done" => {
                 if let Some(value) = value {

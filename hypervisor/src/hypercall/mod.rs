@@ -23,6 +23,7 @@ pub enum Errno {
     Perm = 1,
     NoEnt = 2,
     Srch = 3,
+    TooBig = 7,
     Fault = 14,
     Exist = 17,
     Inval = 22,
@@ -155,8 +156,14 @@ fn console_io(c: &Caller, cmd: u64, count: u64, buf: u64) -> HcResult {
     const WRITE: u64 = 0;
     const READ: u64 = 1;
     const CHUNK: usize = 256;
+    /// One call prints at most this much: a guest cannot hold a CPU with
+    /// megabytes of console output.
+    const MAX_WRITE: u64 = 64 << 10;
     match cmd {
         WRITE => {
+            if count > MAX_WRITE {
+                return Err(Errno::TooBig);
+            }
             let mut done = 0u64;
             let mut chunk = [0u8; CHUNK];
             while done < count {

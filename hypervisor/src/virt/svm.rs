@@ -641,3 +641,49 @@ impl VirtCpu for SvmVcpu {
         true
     }
 }
+
+/// Measures the bare exit cost: a one-page guest that loops on VMMCALL,
+/// resumed straight away with no hypercall work, `iterations` times.
+/// Returns the average TSC cycles per VMMCALL exit + VMRUN round trip.
+pub fn bare_exit_cycles(iterations: u32) -> Result<u64, SvmError> {
+    const CODE_GPA: u64 = 0x1000;
+    // vmmcall; jmp back to the vmmcall
+    const LOOP: [u8; 5] = [0x0f, 0x01, 0xd9, 0xeb, 0xfb];
+    let mut npt = NestedPaging::new()?;
+    let page = mm::frames().alloc().ok_or(SvmError::OutOfMemory)?;
+    // SAFETY: a fresh identity-mapped frame; it becomes the guest's code.
+    unsafe {
+        core::ptr::write_bytes(page.start() as *mut u8, 0xcc, FRAME_SIZE as usize);
+        core::ptr::copy_nonoverlapping(LOOP.as_ptr(), page.start() as *mut u8, LOOP.len());
+    }
+    let result = (|| {
+        npt.map(CODE_GPA, page)?;
+        let mut vcpu = SvmVcpu::new(&npt)?;
+        vcpu.reset(StartState::Pvh32 {
+            entry: CODE_GPA as u32,
+            start_info: 0,
+        });
+        let mut exits = 0u32;
+        let start = crate::arch::time::rdtsc();
+        while exits < iterations {
+            match vcpu.run() {
+                Exit::Hypercall => {
+                    exits += 1;
+                    vcpu.set_rip(vcpu.rip() + 3);
+                }
+                Exit::ExternalInterrupt => {
+                    // SAFETY: take the host interrupt, as the scheduler does.
+                    unsafe { core::arch::asm!("sti", "nop", "cli") };
+                }
+                other => {
+                    log::warn!("bench guest exited with {other:?}");
+                    return Err(SvmError::NotSupported);
+                }
+            }
+        }
+        Ok((crate::arch::time::rdtsc() - start) / iterations.max(1) as u64)
+    })();
+    drop(npt);
+    let _ = mm::frames().free(page);
+    result
+}
