@@ -670,7 +670,7 @@ pub fn print_backtrace(mut rbp: u64) {
         console::write_fmt_emergency(format_args!(" {ret:#x}"));
         rbp = next;
     }
-    console::write_fmt_emergency(format_args!("\r\n"));
+    console::write_fmt_emergency(format_args!("\n"));
 }
 
 static PANICKING: AtomicBool = AtomicBool::new(false);
@@ -683,13 +683,13 @@ fn panic(info: &PanicInfo) -> ! {
     let cpu = percpu::current_index();
     match info.location() {
         Some(l) => console::write_fmt_emergency(format_args!(
-            "pavise: panic on cpu{cpu} at {}:{}: {}\r\n",
+            "pavise: panic on cpu{cpu} at {}:{}: {}\n",
             l.file(),
             l.line(),
             info.message()
         )),
         None => console::write_fmt_emergency(format_args!(
-            "pavise: panic on cpu{cpu}: {}\r\n",
+            "pavise: panic on cpu{cpu}: {}\n",
             info.message()
         )),
     }

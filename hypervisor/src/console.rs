@@ -58,7 +58,7 @@ pub fn write_fmt_emergency(args: fmt::Arguments) {
 #[macro_export]
 macro_rules! println {
     ($($arg:tt)*) => {
-        $crate::console::write_fmt(format_args!("{}\r\n", format_args!($($arg)*)))
+        $crate::console::write_fmt(format_args!("{}\n", format_args!($($arg)*)))
     };
 }
 
@@ -74,11 +74,11 @@ impl log::Log for Logger {
             let cpu = crate::arch::percpu::current_index();
             match record.level() {
                 log::Level::Error | log::Level::Warn => write_fmt(format_args!(
-                    "(pavise cpu{cpu}) {}: {}\r\n",
+                    "(pavise cpu{cpu}) {}: {}\n",
                     record.level(),
                     record.args()
                 )),
-                _ => write_fmt(format_args!("(pavise cpu{cpu}) {}\r\n", record.args())),
+                _ => write_fmt(format_args!("(pavise cpu{cpu}) {}\n", record.args())),
             }
         }
     }

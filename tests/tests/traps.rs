@@ -19,20 +19,41 @@ fn selftest(name: &str, needles: &[&str]) {
 
 #[test]
 fn page_fault_dumps_registers_and_cr2() {
-    selftest("page-fault", &["pavise: exception #PF page fault (vector 14", "cr2 0x0000000000000008", "rip ", "backtrace:"]);
+    selftest(
+        "page-fault",
+        &[
+            "pavise: exception #PF page fault (vector 14",
+            "cr2 0x0000000000000008",
+            "rip ",
+            "backtrace:",
+        ],
+    );
 }
 
 #[test]
 fn invalid_opcode_is_reported() {
-    selftest("invalid-opcode", &["pavise: exception #UD invalid opcode (vector 6"]);
+    selftest(
+        "invalid-opcode",
+        &["pavise: exception #UD invalid opcode (vector 6"],
+    );
 }
 
 #[test]
 fn stack_overflow_hits_the_guard_page_and_double_faults_on_its_own_stack() {
-    selftest("stack-overflow", &["pavise: exception #DF double fault (vector 8"]);
+    selftest(
+        "stack-overflow",
+        &["pavise: exception #DF double fault (vector 8"],
+    );
 }
 
 #[test]
 fn panic_prints_location_and_backtrace() {
-    selftest("panic", &["pavise: panic on cpu0 at hypervisor/src/boot.rs", "selftest: panicking on purpose", "backtrace: 0x"]);
+    selftest(
+        "panic",
+        &[
+            "pavise: panic on cpu0 at hypervisor/src/boot.rs",
+            "selftest: panicking on purpose",
+            "backtrace: 0x",
+        ],
+    );
 }

@@ -89,7 +89,7 @@ impl fmt::Display for Error {
             }
             Self::MissingPrerequisites { tools, packages } => write!(
                 f,
-                "missing {}; install them with `apt-get install {}` (or run xtask as root to let it do so)",
+                "missing host tools ({}); install them with `sudo apt-get install {}` (xtask does this itself when run as root)",
                 tools.join(", "),
                 packages.join(" ")
             ),

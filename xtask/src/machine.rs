@@ -105,14 +105,12 @@ pub struct Ended {
 
 impl Machine {
     /// The complete hypervisor command line: [`QEMU_EXIT_OPTION`] then the
-    /// user's options.
+    /// user's options (whitespace-separated words, joined by single spaces).
     pub fn hypervisor_cmdline(&self) -> String {
-        let user = self.cmdline.trim();
-        if user.is_empty() {
-            QEMU_EXIT_OPTION.to_owned()
-        } else {
-            format!("{QEMU_EXIT_OPTION} {user}")
-        }
+        std::iter::once(QEMU_EXIT_OPTION)
+            .chain(self.cmdline.split_whitespace())
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     /// A short description, e.g. `4 CPUs, 128 MiB, GRUB`.
@@ -128,23 +126,16 @@ impl Machine {
     /// Checks the settings, host tools and files, and (for GRUB boot) makes
     /// the image in a staging directory of its own.
     pub fn prepare(&self) -> Result<Prepared> {
-        if self.boot == Boot::Direct {
-            check_direct_modules(&self.modules)?;
-        }
+        self.check_inputs()?;
         if !self.hypervisor.is_file() {
             return Err(Error::ArtifactMissing {
                 path: self.hypervisor.clone(),
             });
         }
-        for (path, _) in &self.modules {
-            if !path.is_file() {
-                return Err(Error::ModuleMissing { path: path.clone() });
-            }
-        }
+        prereqs::ensure(self.needs())?;
         let cmdline = self.hypervisor_cmdline();
         let (staging, iso) = match self.boot {
             Boot::Grub => {
-                prereqs::ensure(&[Need::Qemu, Need::GrubImage])?;
                 let staging = Staging::create()?;
                 let iso = staging.path().join("pavise.iso");
                 grub::make_image(
@@ -156,16 +147,41 @@ impl Machine {
                 )?;
                 (Some(staging), Some(iso))
             }
-            Boot::Direct => {
-                prereqs::ensure(&[Need::Qemu])?;
-                (None, None)
-            }
+            Boot::Direct => (None, None),
         };
         Ok(Prepared {
             args: self.qemu_args(iso.as_deref())?,
             timeout: self.timeout,
             _staging: staging,
         })
+    }
+
+    /// The host tools booting this machine takes.
+    pub fn needs(&self) -> &'static [Need] {
+        match self.boot {
+            Boot::Grub => &[Need::Qemu, Need::GrubImage],
+            Boot::Direct => &[Need::Qemu],
+        }
+    }
+
+    /// Checks what the user chose, before anything is built: the modules
+    /// exist and the boot path can carry them and the command line.
+    pub fn check_inputs(&self) -> Result<()> {
+        match self.boot {
+            Boot::Direct => check_direct_modules(&self.modules)?,
+            Boot::Grub => {
+                grub::quote(&self.hypervisor_cmdline())?;
+                for (_, string) in &self.modules {
+                    grub::quote(string)?;
+                }
+            }
+        }
+        for (path, _) in &self.modules {
+            if !path.is_file() {
+                return Err(Error::ModuleMissing { path: path.clone() });
+            }
+        }
+        Ok(())
     }
 
     /// QEMU's arguments; `iso` is the GRUB image (GRUB boot only).
@@ -414,6 +430,7 @@ impl Staging {
         let runs = workspace::pavise_dir().join("runs");
         std::fs::create_dir_all(&runs)
             .map_err(Error::io(format!("creating {}", runs.display())))?;
+        remove_abandoned(&runs);
         loop {
             let n = NEXT.fetch_add(1, Ordering::Relaxed);
             let path = runs.join(format!("{}-{n}", std::process::id()));
@@ -428,6 +445,25 @@ impl Staging {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// Removes staging directories whose process is gone (it was killed before
+/// it could clean up). Best effort: what cannot be removed now is tried
+/// again next time.
+fn remove_abandoned(runs: &Path) {
+    let Ok(entries) = std::fs::read_dir(runs) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some((pid, _)) = name.to_str().and_then(|n| n.split_once('-')) else {
+            continue;
+        };
+        let is_pid = !pid.is_empty() && pid.chars().all(|c| c.is_ascii_digit());
+        if is_pid && !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 
@@ -451,7 +487,7 @@ mod tests {
     fn qemu_exit_comes_first() {
         let mut machine = Machine::default();
         assert_eq!(machine.hypervisor_cmdline(), "qemu_exit");
-        machine.cmdline = "  frobnicate=1 loglvl=info ".into();
+        machine.cmdline = "  frobnicate=1 \t loglvl=info ".into();
         assert_eq!(
             machine.hypervisor_cmdline(),
             "qemu_exit frobnicate=1 loglvl=info"
@@ -536,6 +572,27 @@ mod tests {
             ..Machine::default()
         };
         assert!(matches!(machine.run_captured(), Err(Error::NoTimeout)));
+    }
+
+    #[test]
+    fn inputs_are_checked_before_building() {
+        let missing_module = Machine {
+            modules: vec![(PathBuf::from("/nonexistent/kernel"), String::new())],
+            hypervisor: PathBuf::from("/nonexistent/hypervisor"),
+            ..Machine::default()
+        };
+        assert!(matches!(
+            missing_module.check_inputs(),
+            Err(Error::ModuleMissing { .. })
+        ));
+        let quoted_string = Machine {
+            modules: vec![(PathBuf::from("/a"), "name=\"web\"".into())],
+            ..Machine::default()
+        };
+        assert!(matches!(
+            quoted_string.check_inputs(),
+            Err(Error::BadBootString { .. })
+        ));
     }
 
     #[test]

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use xtask::progress::{Step, say};
-use xtask::{Boot, Error, Exit, Machine, bare_metal, suite};
+use xtask::{Boot, Error, Exit, Machine, bare_metal, prereqs, suite};
 
 /// Pavise's host tool.
 #[derive(Parser)]
-#[command(name = "cargo xtask", version, about)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask", version, about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -112,6 +112,8 @@ fn run(args: RunArgs) -> xtask::Result<ExitCode> {
         timeout: args.timeout.map(Duration::from_secs),
         ..Machine::default()
     };
+    machine.check_inputs()?;
+    prereqs::ensure(machine.needs())?;
     let total = if args.direct { 2 } else { 3 };
     build(1, total)?;
     let prepared = if args.direct {

@@ -44,6 +44,9 @@ pub fn run() -> Result<()> {
 }
 
 fn phases(timings: &mut Vec<(&'static str, Duration)>) -> Result<()> {
+    // Missing QEMU or GRUB tools would fail phase 3: say so before phase 1.
+    prereqs::ensure(&[Need::Qemu, Need::GrubImage])?;
+
     // 1. Host unit tests of every crate except the QEMU scenarios (and the
     // guest kernels, which are bare-metal binaries only).
     let mut unit = workspace::cargo();
@@ -76,7 +79,6 @@ fn phases(timings: &mut Vec<(&'static str, Duration)>) -> Result<()> {
     result?;
 
     // 3. The QEMU scenarios, one QEMU at a time, against that build.
-    prereqs::ensure(&[Need::Qemu, Need::GrubImage])?;
     let mut scenarios = workspace::cargo();
     scenarios
         .args([

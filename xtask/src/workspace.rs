@@ -35,9 +35,12 @@ pub fn cargo() -> Command {
     command
 }
 
-/// A command line as one string, for messages.
+/// A command line as one string, for messages (the program by its file
+/// name only: `cargo test …`, not the toolchain path).
 pub fn describe(command: &Command) -> String {
-    let mut words = vec![command.get_program().to_string_lossy().into_owned()];
+    let program = Path::new(command.get_program());
+    let name = program.file_name().unwrap_or(program.as_os_str());
+    let mut words = vec![name.to_string_lossy().into_owned()];
     words.extend(command.get_args().map(|a| a.to_string_lossy().into_owned()));
     words.join(" ")
 }

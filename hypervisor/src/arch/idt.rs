@@ -251,11 +251,11 @@ fn exception(frame: &TrapFrame) -> ! {
     let vector = frame.vector as usize;
     let cpu = percpu::current_index();
     console::write_fmt_emergency(format_args!(
-        "pavise: exception {} (vector {}, error code {:#x}) on cpu{} at rip {:#018x}\r\n",
+        "pavise: exception {} (vector {}, error code {:#x}) on cpu{} at rip {:#018x}\n",
         EXCEPTION_NAMES[vector], vector, frame.error_code, cpu, frame.rip
     ));
     if vector == VECTOR_PAGE_FAULT as usize {
-        console::write_fmt_emergency(format_args!("  cr2 {:#018x}\r\n", Cr2::read_raw()));
+        console::write_fmt_emergency(format_args!("  cr2 {:#018x}\n", Cr2::read_raw()));
     }
     let f = frame;
     let rows: [[(&str, u64); 4]; 5] = [
@@ -287,7 +287,7 @@ fn exception(frame: &TrapFrame) -> ! {
     ];
     for row in rows {
         console::write_fmt_emergency(format_args!(
-            "  {} {:#018x}  {} {:#018x}  {} {:#018x}  {} {:#018x}\r\n",
+            "  {} {:#018x}  {} {:#018x}  {} {:#018x}  {} {:#018x}\n",
             row[0].0, row[0].1, row[1].0, row[1].1, row[2].0, row[2].1, row[3].0, row[3].1
         ));
     }
