@@ -11,6 +11,7 @@ extern crate alloc;
 pub mod acpi;
 pub mod cmdline;
 pub mod domain;
+pub mod evtchn;
 pub mod mm;
 pub mod virt;
 
