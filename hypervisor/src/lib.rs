@@ -12,6 +12,7 @@ pub mod acpi;
 pub mod cmdline;
 pub mod domain;
 pub mod evtchn;
+pub mod grant;
 pub mod mm;
 pub mod virt;
 
