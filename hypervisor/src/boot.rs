@@ -218,7 +218,7 @@ fn from_multiboot2(info_addr: u32, magic: u32) -> Result<BootInfo, BootError> {
         boot.push_region(MemRegion {
             start: area.start_address(),
             len: area.size(),
-            kind: multiboot2_region_kind(area.typ().into()),
+            kind: multiboot2_region_kind(area.typ()),
         });
     }
     for module in mbi.module_tags() {
@@ -662,7 +662,7 @@ pub fn print_backtrace(mut rbp: u64) {
     );
     console::write_fmt_emergency(format_args!("  backtrace:"));
     for _ in 0..24 {
-        if rbp % 8 != 0 || rbp < bottom || rbp + 16 > top {
+        if !rbp.is_multiple_of(8) || rbp < bottom || rbp + 16 > top {
             break;
         }
         // SAFETY: rbp lies inside this CPU's mapped stack (checked above).

@@ -106,6 +106,16 @@ pub enum CopySide {
     Own { gfn: u64 },
 }
 
+/// One element of a `GNTTABOP_copy` batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CopyOp {
+    pub source: CopySide,
+    pub source_offset: u16,
+    pub dest: CopySide,
+    pub dest_offset: u16,
+    pub len: u16,
+}
+
 /// A checked copy: both frames resolved, ready for the glue to move bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ResolvedCopy {
@@ -350,19 +360,16 @@ impl Grants {
     pub fn copy(
         &self,
         caller: DomId,
-        source: CopySide,
-        source_offset: u16,
-        dest: CopySide,
-        dest_offset: u16,
-        len: u16,
+        op: &CopyOp,
         mem: &impl GrantMemory,
     ) -> Result<ResolvedCopy, GrantStatus> {
         const PAGE: u32 = 4096;
-        if source_offset as u32 + len as u32 > PAGE || dest_offset as u32 + len as u32 > PAGE {
+        let len = op.len as u32;
+        if op.source_offset as u32 + len > PAGE || op.dest_offset as u32 + len > PAGE {
             return Err(GrantStatus::BadCopyArg);
         }
-        let source = self.resolve_side(caller, source, false, mem)?;
-        let dest = self.resolve_side(caller, dest, true, mem)?;
+        let source = self.resolve_side(caller, op.source, false, mem)?;
+        let dest = self.resolve_side(caller, op.dest, true, mem)?;
         Ok(ResolvedCopy { source, dest })
     }
 

@@ -141,29 +141,79 @@ fn copy_checks_both_sides() {
     let dst = CopySide::Gref { domain: 1, gref: 9 };
     let own = CopySide::Own { gfn: 0x40 };
     assert_eq!(
-        g.copy(2, src, 0, own, 0, 4096, &t),
+        g.copy(
+            2,
+            &CopyOp {
+                source: src,
+                source_offset: 0,
+                dest: own,
+                dest_offset: 0,
+                len: 4096
+            },
+            &t
+        ),
         Ok(ResolvedCopy {
             source: (1, 0x10),
             dest: (2, 0x40)
         })
     );
     assert_eq!(
-        g.copy(2, own, 0, dst, 100, 100, &t),
+        g.copy(
+            2,
+            &CopyOp {
+                source: own,
+                source_offset: 0,
+                dest: dst,
+                dest_offset: 100,
+                len: 100
+            },
+            &t
+        ),
         Ok(ResolvedCopy {
             source: (2, 0x40),
             dest: (1, 0x11)
         })
     );
     assert_eq!(
-        g.copy(2, own, 0, src, 0, 1, &t),
+        g.copy(
+            2,
+            &CopyOp {
+                source: own,
+                source_offset: 0,
+                dest: src,
+                dest_offset: 0,
+                len: 1
+            },
+            &t
+        ),
         Err(GrantStatus::PermissionDenied)
     ); // read-only dest
     assert_eq!(
-        g.copy(2, own, 4000, dst, 0, 200, &t),
+        g.copy(
+            2,
+            &CopyOp {
+                source: own,
+                source_offset: 4000,
+                dest: dst,
+                dest_offset: 0,
+                len: 200
+            },
+            &t
+        ),
         Err(GrantStatus::BadCopyArg)
     );
     assert_eq!(
-        g.copy(0, src, 0, own, 0, 1, &t),
+        g.copy(
+            0,
+            &CopyOp {
+                source: src,
+                source_offset: 0,
+                dest: own,
+                dest_offset: 0,
+                len: 1
+            },
+            &t
+        ),
         Err(GrantStatus::PermissionDenied)
     ); // not dom0's
 }
@@ -205,15 +255,12 @@ proptest! {
                 0 => t.grant(a, gref, b, gref, flag),
                 1 => {
                     let before = t.0.borrow().get(&(b, gref)).copied();
-                    match g.map(a, b, gref, gref as u64, flag, &t) {
-                        Ok((h, m)) => {
-                            let e = before.unwrap();
-                            prop_assert_eq!(e.domid, a, "mapped a grant meant for another domain");
-                            prop_assert!(flag || e.flags & gtf::READONLY == 0, "writable map of a read-only grant");
-                            prop_assert_eq!(m.writable, !flag);
-                            handles.push((a, h));
-                        }
-                        Err(_) => {}
+                    if let Ok((h, m)) = g.map(a, b, gref, gref as u64, flag, &t) {
+                        let e = before.unwrap();
+                        prop_assert_eq!(e.domid, a, "mapped a grant meant for another domain");
+                        prop_assert!(flag || e.flags & gtf::READONLY == 0, "writable map of a read-only grant");
+                        prop_assert_eq!(m.writable, !flag);
+                        handles.push((a, h));
                     }
                 }
                 2 => {
@@ -222,7 +269,14 @@ proptest! {
                     }
                 }
                 _ => {
-                    let r = g.copy(a, CopySide::Gref { domain: b, gref }, 0, CopySide::Own { gfn: 1 }, 0, 8, &t);
+                    let op = CopyOp {
+                        source: CopySide::Gref { domain: b, gref },
+                        source_offset: 0,
+                        dest: CopySide::Own { gfn: 1 },
+                        dest_offset: 0,
+                        len: 8,
+                    };
+                    let r = g.copy(a, &op, &t);
                     if r.is_ok() {
                         prop_assert_eq!(t.0.borrow()[&(b, gref)].domid, a);
                     }

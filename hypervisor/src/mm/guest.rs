@@ -307,7 +307,7 @@ pub(crate) mod tests {
             p.read(&host, Gpa(4 * 4096 - 2), &mut buf),
             Err(GuestFault::Unmapped(Gpa(4 * 4096)))
         );
-        assert_eq!(p.read(&host, Gpa(u64::MAX - 2), &mut buf).is_err(), true);
+        assert!(p.read(&host, Gpa(u64::MAX - 2), &mut buf).is_err());
     }
 
     /// Builds 4-level tables in guest memory mapping gva 0x40_0000.. onto

@@ -66,7 +66,8 @@ mod global {
         FRAMES.call_once(|| {
             // SAFETY: BITMAP is referenced only here, and `call_once` runs
             // this closure at most once, so the `&'static mut` is unique.
-            let storage = unsafe { &mut *&raw mut BITMAP };
+            let bitmap = &raw mut BITMAP;
+            let storage = unsafe { &mut *bitmap };
             Mutex::new(FrameAllocator::new(storage, regions, reserved))
         });
     }
