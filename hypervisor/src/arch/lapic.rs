@@ -107,11 +107,16 @@ fn send_ipi(dest_apic: u32, icr: Icr, vector: u8) {
     }
 }
 
-/// INIT then two STARTUPs at `page` (the trampoline's 4 KiB page number),
-/// with the waits the MP specification asks for.
-pub fn start_ap(apic_id: u32, page: u8, started: impl Fn() -> bool) {
-    send_ipi(apic_id, Icr::DELIVERY_INIT | Icr::LEVEL_ASSERT, 0);
+/// INIT to every other CPU at once, then the 10 ms the MP specification
+/// asks for before any STARTUP.
+pub fn init_all_others() {
+    send_ipi(0, Icr::DELIVERY_INIT | Icr::LEVEL_ASSERT | Icr::ALL_EXCLUDING_SELF, 0);
     time::delay_us(10_000);
+}
+
+/// Up to two STARTUPs at `page` (the trampoline's 4 KiB page number) to a
+/// CPU that got INIT, until `started` says it runs.
+pub fn start_ap(apic_id: u32, page: u8, started: impl Fn() -> bool) {
     for _ in 0..2 {
         if started() {
             return;

@@ -95,10 +95,10 @@ struct TrampolineData {
     cpu_index: u64,
 }
 
-/// CPUs running Rust code, the BSP included.
+/// CPUs fully set up (tables, APIC, timer calibrated), the BSP included.
 static ONLINE: AtomicUsize = AtomicUsize::new(1);
-/// Index of the last AP that reported in.
-static LAST_STARTED: AtomicU32 = AtomicU32::new(0);
+/// CPUs that reached Rust code (and so released the trampoline's data).
+static STARTED: AtomicUsize = AtomicUsize::new(1);
 
 pub fn online() -> usize {
     ONLINE.load(Ordering::SeqCst)
@@ -142,10 +142,10 @@ pub fn init_this_cpu(index: usize, stacks: &CpuStacks) -> &'static PerCpu {
 }
 
 extern "C" fn ap_entry(index: u64) -> ! {
+    STARTED.fetch_add(1, Ordering::SeqCst);
     let stacks = paging::stacks_of(index as usize);
     init_this_cpu(index as usize, &stacks);
     let cpu = super::percpu::current().map_or(0, |c| c.lapic_ticks_per_ms.load(Ordering::Relaxed));
-    LAST_STARTED.store(index as u32, Ordering::SeqCst);
     ONLINE.fetch_add(1, Ordering::SeqCst);
     // Sleep until the boot CPU has domains to run, waking on the timer.
     lapic::start_periodic(cpu, time::TICK_MS);
@@ -167,17 +167,21 @@ pub fn release_aps() {
     RELEASED.store(true, Ordering::SeqCst);
 }
 
-/// Starts the given APs one by one; returns how many came up.
+/// Starts the given APs: one INIT to all, then a STARTUP to each in turn
+/// (the next as soon as the previous has left the trampoline), while the
+/// started ones set themselves up in parallel. Returns how many came up.
 pub fn start_aps(apic_ids: &[u32]) -> usize {
+    if apic_ids.is_empty() {
+        return 0;
+    }
+    lapic::init_all_others();
     let mut started = 0;
     for (i, &apic_id) in apic_ids.iter().enumerate() {
-        let index = online();
+        let index = 1 + started;
         let stacks = match paging::map_cpu_stacks(index) {
             Ok(s) => s,
             Err(_) => {
-                log::warn!(
-                    "no memory for the stacks of CPU with APIC id {apic_id}; not starting it"
-                );
+                log::warn!("no memory for the stacks of CPU with APIC id {apic_id}; not starting it");
                 break;
             }
         };
@@ -188,19 +192,28 @@ pub fn start_aps(apic_ids: &[u32]) -> usize {
             cpu_index: index as u64,
         };
         // SAFETY: TRAMPOLINE_DATA is a reserved low page mapped read-write;
-        // no AP is reading it (the previous one has reported in).
+        // no AP is reading it (the previous one has left the trampoline).
         unsafe { core::ptr::write_volatile(TRAMPOLINE_DATA as *mut TrampolineData, data) };
-        let before = online();
-        lapic::start_ap(apic_id, (TRAMPOLINE_CODE >> 12) as u8, || online() > before);
-        let deadline = time::rdtsc() + time::tsc_per_ms() * 2000;
-        while online() == before && time::rdtsc() < deadline {
-            core::hint::spin_loop();
-        }
-        if online() == before {
+        let before = STARTED.load(Ordering::SeqCst);
+        let has_started = || STARTED.load(Ordering::SeqCst) > before;
+        lapic::start_ap(apic_id, (TRAMPOLINE_CODE >> 12) as u8, has_started);
+        if !wait_until(1000, has_started) {
             log::warn!("CPU with APIC id {apic_id} did not start (#{i})");
             break;
         }
         started += 1;
     }
-    started
+    if !wait_until(2000, || online() == 1 + started) {
+        log::warn!("only {} of {} started CPUs finished their set-up", online() - 1, started);
+    }
+    online() - 1
+}
+
+/// Spins until `done` or `ms` milliseconds pass; returns `done()`.
+fn wait_until(ms: u64, done: impl Fn() -> bool) -> bool {
+    let deadline = time::rdtsc() + time::tsc_per_ms() * ms;
+    while !done() && time::rdtsc() < deadline {
+        core::hint::spin_loop();
+    }
+    done()
 }
