@@ -351,6 +351,7 @@ fn reserved_ranges(boot: &BootInfo) -> ([PhysRange; MAX_MODULES + 2], usize) {
 /// Entry from the bootstrap (`main.rs`), on the boot stack, interrupts off.
 pub extern "C" fn entry(protocol: u32, info_addr: u32, magic: u32) -> ! {
     ENTRY_TSC.store(time::rdtsc(), Ordering::SeqCst);
+    time::set_system_time_zero(ENTRY_TSC.load(Ordering::SeqCst));
     console::init();
     crate::arch::lapic::disable_legacy_pic();
     let boot = match protocol {
@@ -496,6 +497,12 @@ fn start_domains(context: &BspContext) -> ! {
         power::stop(ExitCode::BootError);
     }
     registry::set_exit_when_done(context.exit_when_done);
+    match time::read_rtc() {
+        Some(now) => crate::domain::events::set_boot_wallclock(
+            now.saturating_sub(time::system_time_ns() / 1_000_000_000),
+        ),
+        None => log::warn!("the RTC gave no valid date; guests' wallclock starts at 1970"),
+    }
     if context.bench {
         const ROUND_TRIPS: u32 = 10_000;
         match svm::bare_exit_cycles(ROUND_TRIPS) {

@@ -15,6 +15,7 @@ pub mod evtchn;
 pub mod grant;
 pub mod mm;
 pub mod virt;
+pub mod wallclock;
 
 #[cfg(target_os = "none")]
 pub mod arch;

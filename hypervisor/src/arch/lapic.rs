@@ -110,7 +110,11 @@ fn send_ipi(dest_apic: u32, icr: Icr, vector: u8) {
 /// INIT to every other CPU at once, then the 10 ms the MP specification
 /// asks for before any STARTUP.
 pub fn init_all_others() {
-    send_ipi(0, Icr::DELIVERY_INIT | Icr::LEVEL_ASSERT | Icr::ALL_EXCLUDING_SELF, 0);
+    send_ipi(
+        0,
+        Icr::DELIVERY_INIT | Icr::LEVEL_ASSERT | Icr::ALL_EXCLUDING_SELF,
+        0,
+    );
     time::delay_us(10_000);
 }
 

@@ -181,7 +181,9 @@ pub fn start_aps(apic_ids: &[u32]) -> usize {
         let stacks = match paging::map_cpu_stacks(index) {
             Ok(s) => s,
             Err(_) => {
-                log::warn!("no memory for the stacks of CPU with APIC id {apic_id}; not starting it");
+                log::warn!(
+                    "no memory for the stacks of CPU with APIC id {apic_id}; not starting it"
+                );
                 break;
             }
         };
@@ -204,7 +206,11 @@ pub fn start_aps(apic_ids: &[u32]) -> usize {
         started += 1;
     }
     if !wait_until(2000, || online() == 1 + started) {
-        log::warn!("only {} of {} started CPUs finished their set-up", online() - 1, started);
+        log::warn!(
+            "only {} of {} started CPUs finished their set-up",
+            online() - 1,
+            started
+        );
     }
     online() - 1
 }

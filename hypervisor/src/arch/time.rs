@@ -87,3 +87,82 @@ pub fn delay_us(us: u64) {
 pub fn ms_since(since: u64) -> u64 {
     rdtsc().saturating_sub(since) / tsc_per_ms()
 }
+
+static BOOT_TSC: AtomicU64 = AtomicU64::new(0);
+
+/// Sets the zero of system time (Xen's "system time": ns since boot).
+pub fn set_system_time_zero(tsc: u64) {
+    BOOT_TSC.store(tsc, Ordering::SeqCst);
+}
+
+pub fn boot_tsc() -> u64 {
+    BOOT_TSC.load(Ordering::Relaxed)
+}
+
+/// System time in ns at TSC value `tsc`.
+pub fn system_time_at(tsc: u64) -> u64 {
+    let delta = tsc.saturating_sub(boot_tsc()) as u128;
+    (delta * 1_000_000 / tsc_per_ms() as u128) as u64
+}
+
+pub fn system_time_ns() -> u64 {
+    system_time_at(rdtsc())
+}
+
+/// Reads the CMOS real-time clock as seconds since the epoch.
+pub fn read_rtc() -> Option<u64> {
+    const INDEX: u16 = 0x70;
+    const DATA: u16 = 0x71;
+    const STATUS_A_UPDATING: u8 = 1 << 7;
+    const STATUS_B_BINARY: u8 = 1 << 2;
+    const STATUS_B_24H: u8 = 1 << 1;
+    let mut index = Port::<u8>::new(INDEX);
+    let mut data = Port::<u8>::new(DATA);
+    let mut read = |reg: u8| {
+        // SAFETY: CMOS index/data ports; reading RTC registers has no side
+        // effects and nothing else in Pavise uses the CMOS.
+        unsafe {
+            index.write(reg);
+            data.read()
+        }
+    };
+    for _ in 0..1_000_000 {
+        if read(0x0a) & STATUS_A_UPDATING == 0 {
+            break;
+        }
+    }
+    let regs = [
+        read(0x00),
+        read(0x02),
+        read(0x04),
+        read(0x07),
+        read(0x08),
+        read(0x09),
+        read(0x32),
+    ];
+    let status_b = read(0x0b);
+    let conv = |v: u8| {
+        if status_b & STATUS_B_BINARY != 0 {
+            v
+        } else {
+            crate::wallclock::from_bcd(v)
+        }
+    };
+    let mut hour = conv(regs[2] & 0x7f);
+    if status_b & STATUS_B_24H == 0 && regs[2] & 0x80 != 0 {
+        hour = (hour % 12) + 12;
+    }
+    let century = match conv(regs[6]) {
+        c @ 19..=21 => c as i64,
+        _ => 20,
+    };
+    let year = century * 100 + conv(regs[5]) as i64;
+    crate::wallclock::unix_seconds(
+        year,
+        conv(regs[4]) as u32,
+        conv(regs[3]) as u32,
+        hour as u32,
+        conv(regs[1]) as u32,
+        conv(regs[0]) as u32,
+    )
+}

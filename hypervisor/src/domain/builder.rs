@@ -201,7 +201,7 @@ pub fn build(
     ));
     domain.vcpus[0].lock().initialised = true;
     registry::register(domain.clone());
-    super::sched::wake(&domain, 0);
+    super::sched::start(&domain, 0);
     Ok(domain)
 }
 

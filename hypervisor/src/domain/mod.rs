@@ -5,6 +5,8 @@
 pub mod builder;
 pub mod elf;
 #[cfg(target_os = "none")]
+pub mod events;
+#[cfg(target_os = "none")]
 pub mod exits;
 pub mod manifest;
 #[cfg(target_os = "none")]

@@ -51,8 +51,6 @@ pub mod vcpu_state {
 pub struct VcpuSlot {
     pub cpu: SvmVcpu,
     pub initialised: bool,
-    /// `register_vcpu_info` location (gfn, offset), kept for event delivery.
-    pub vcpu_info: Option<(u64, u32)>,
     /// Nested-mapping generation this vCPU's TLB reflects.
     pub npt_generation: u64,
 }
@@ -65,6 +63,7 @@ pub struct Memory {
 }
 
 pub const HVM_NR_PARAMS: usize = 64;
+pub const VCPU_INFO_DEFAULT: u64 = u64::MAX;
 
 pub struct Domain {
     pub id: DomId,
@@ -79,6 +78,17 @@ pub struct Domain {
     pub vcpu_states: Vec<AtomicU8>,
     pub npt_generation: AtomicU64,
     pub hvm_params: Mutex<[u64; HVM_NR_PARAMS]>,
+    /// Per vCPU: registered vcpu_info as `gfn << 12 | offset`, or
+    /// `VCPU_INFO_DEFAULT` for its slot in shared info.
+    pub vcpu_info_at: Vec<AtomicU64>,
+    /// Per vCPU: an upcall was raised and not yet injected.
+    pub upcall_asserted: Vec<AtomicBool>,
+    /// Per vCPU: vector set with HVMOP_set_evtchn_upcall_vector (0 = none).
+    pub upcall_vector: Vec<AtomicU8>,
+    /// Per vCPU: singleshot timer deadline in system-time ns (0 = none).
+    pub timer_deadline: Vec<AtomicU64>,
+    /// Per vCPU: SCHEDOP_poll time-out in system-time ns (0 = none).
+    pub poll_deadline: Vec<AtomicU64>,
     console_line: Mutex<Vec<u8>>,
     dead: AtomicBool,
 }
@@ -110,7 +120,6 @@ impl Domain {
                     Mutex::new(VcpuSlot {
                         cpu,
                         initialised: false,
-                        vcpu_info: None,
                         npt_generation: 0,
                     })
                 })
@@ -118,6 +127,11 @@ impl Domain {
             vcpu_states: (0..n).map(|_| AtomicU8::new(vcpu_state::DOWN)).collect(),
             npt_generation: AtomicU64::new(0),
             hvm_params: Mutex::new([0; HVM_NR_PARAMS]),
+            vcpu_info_at: (0..n).map(|_| AtomicU64::new(VCPU_INFO_DEFAULT)).collect(),
+            upcall_asserted: (0..n).map(|_| AtomicBool::new(false)).collect(),
+            upcall_vector: (0..n).map(|_| AtomicU8::new(0)).collect(),
+            timer_deadline: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            poll_deadline: (0..n).map(|_| AtomicU64::new(0)).collect(),
             console_line: Mutex::new(Vec::new()),
             dead: AtomicBool::new(false),
         }
@@ -188,6 +202,7 @@ impl Domain {
         }
         println!("pavise: d{} ({}) {}", self.id, self.name, reason);
         DOMAINS.lock().remove(&self.id);
+        super::events::remove_domain(self.id);
         note_end(self.watched, &reason);
     }
 }
@@ -213,6 +228,7 @@ impl Drop for Domain {
 static DOMAINS: Mutex<BTreeMap<DomId, Arc<Domain>>> = Mutex::new(BTreeMap::new());
 
 pub fn register(domain: Arc<Domain>) {
+    super::events::add_domain(&domain);
     if domain.watched {
         WATCHED_LIVE.fetch_add(1, Ordering::SeqCst);
     }
@@ -222,6 +238,11 @@ pub fn register(domain: Arc<Domain>) {
 
 pub fn lookup(id: DomId) -> Option<Arc<Domain>> {
     DOMAINS.lock().get(&id).cloned()
+}
+
+/// Every live domain (a snapshot).
+pub fn all() -> Vec<Arc<Domain>> {
+    DOMAINS.lock().values().cloned().collect()
 }
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);

@@ -16,29 +16,29 @@ use crate::virt::VirtCpu;
 
 static RUNQ: Mutex<VecDeque<(Arc<Domain>, usize)>> = Mutex::new(VecDeque::new());
 
-/// Makes a down or blocked vCPU runnable.
-pub fn wake(domain: &Arc<Domain>, vcpu: usize) {
+fn make_runnable(domain: &Arc<Domain>, vcpu: usize, from: u8) {
     let state = &domain.vcpu_states[vcpu];
-    let from_blocked = state
+    if state
         .compare_exchange(
-            vcpu_state::BLOCKED,
+            from,
             vcpu_state::RUNNABLE,
             Ordering::SeqCst,
             Ordering::SeqCst,
         )
-        .is_ok();
-    let from_down = !from_blocked
-        && state
-            .compare_exchange(
-                vcpu_state::DOWN,
-                vcpu_state::RUNNABLE,
-                Ordering::SeqCst,
-                Ordering::SeqCst,
-            )
-            .is_ok();
-    if from_blocked || from_down {
+        .is_ok()
+    {
         RUNQ.lock().push_back((domain.clone(), vcpu));
     }
+}
+
+/// Makes a blocked vCPU runnable (an event or time-out arrived).
+pub fn wake(domain: &Arc<Domain>, vcpu: usize) {
+    make_runnable(domain, vcpu, vcpu_state::BLOCKED);
+}
+
+/// Starts a vCPU that is down (boot, VCPUOP_up).
+pub fn start(domain: &Arc<Domain>, vcpu: usize) {
+    make_runnable(domain, vcpu, vcpu_state::DOWN);
 }
 
 fn idle() {
@@ -56,6 +56,7 @@ enum SliceEnd {
 /// Serves the run queue on this CPU for ever.
 pub fn run_cpu() -> ! {
     loop {
+        super::events::run_timers();
         let next = RUNQ.lock().pop_front();
         let Some((domain, vcpu)) = next else {
             idle();
@@ -72,6 +73,11 @@ pub fn run_cpu() -> ! {
             }
             SliceEnd::Block => {
                 domain.vcpu_states[vcpu].store(vcpu_state::BLOCKED, Ordering::SeqCst);
+                // An event that arrived while it was going to sleep must
+                // not be lost.
+                if super::events::upcall_pending(&domain, vcpu) {
+                    wake(&domain, vcpu);
+                }
             }
             SliceEnd::Stop => domain.vcpu_states[vcpu].store(vcpu_state::DOWN, Ordering::SeqCst),
         }
@@ -85,6 +91,7 @@ fn run_slice(domain: &Arc<Domain>, vcpu: usize) -> SliceEnd {
     slot.cpu.load_fpu();
     let start = time::ticks(cpu_index);
     let end = loop {
+        super::events::prepare_entry(domain, vcpu, &mut slot.cpu);
         let generation = domain.npt_generation.load(Ordering::SeqCst);
         if slot.npt_generation != generation {
             slot.npt_generation = generation;
@@ -104,6 +111,7 @@ fn run_slice(domain: &Arc<Domain>, vcpu: usize) -> SliceEnd {
             // Take the pending host interrupt (timer tick, IPI) now.
             // SAFETY: the IDT handles every vector; IF goes back off.
             unsafe { core::arch::asm!("sti", "nop", "cli") };
+            super::events::run_timers();
             if time::ticks(cpu_index) != start && !RUNQ.lock().is_empty() {
                 break SliceEnd::Requeue;
             }

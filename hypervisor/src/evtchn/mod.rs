@@ -124,6 +124,11 @@ pub struct EventChannels {
 }
 
 impl EventChannels {
+    /// No domains yet (usable in a `static`).
+    pub const EMPTY: Self = Self {
+        domains: BTreeMap::new(),
+    };
+
     pub fn new() -> Self {
         Self::default()
     }
@@ -361,3 +366,33 @@ impl EventChannels {
 
 #[cfg(test)]
 mod tests;
+
+/// `vcpu_time_info` scale: system time (ns) = ((tsc delta << shift) *
+/// mul) >> 32, with `shift` negative meaning a right shift. Pure.
+pub fn pvclock_scale(tsc_per_ms: u64) -> (u32, i8) {
+    // ns per tick as a 32.32 fixed-point value: 1e6 / tsc_per_ms.
+    let mut shift: i8 = 0;
+    let mut tps = tsc_per_ms.max(1) * 1000; // ticks per second
+    let ns_per_s: u64 = 1_000_000_000;
+    // Normalise so that ns/tick is in [0.5, 1): mul = ns_per_s<<32 / tps.
+    while tps > ns_per_s * 2 {
+        tps >>= 1;
+        shift -= 1;
+    }
+    while tps <= ns_per_s {
+        tps <<= 1;
+        shift += 1;
+    }
+    let mul = ((ns_per_s as u128) << 32) / tps as u128;
+    (mul.min(u32::MAX as u128) as u32, shift)
+}
+
+/// Applies a pvclock scale to a TSC delta, exactly as guests do.
+pub fn pvclock_delta_ns(delta: u64, mul: u32, shift: i8) -> u64 {
+    let d = if shift >= 0 {
+        delta << shift
+    } else {
+        delta >> (-shift)
+    };
+    ((d as u128 * mul as u128) >> 32) as u64
+}

@@ -242,3 +242,17 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn pvclock_scale_is_accurate() {
+    for tsc_per_ms in [1_000u64, 62_500, 1_000_000, 2_400_000, 3_700_000, 6_000_000] {
+        let (mul, shift) = pvclock_scale(tsc_per_ms);
+        let one_second = tsc_per_ms * 1000;
+        let ns = pvclock_delta_ns(one_second, mul, shift);
+        let error = ns.abs_diff(1_000_000_000);
+        assert!(
+            error < 1_000,
+            "{tsc_per_ms} ticks/ms: 1 s came out as {ns} ns"
+        );
+    }
+}

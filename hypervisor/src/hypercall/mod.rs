@@ -12,7 +12,8 @@ use crate::domain::exits::{Next, XEN_VERSION_MAJOR, XEN_VERSION_MINOR};
 use crate::domain::registry::{
     self, DomId, Domain, EndReason, HVM_NR_PARAMS, VcpuSlot, vcpu_state,
 };
-use crate::domain::sched;
+use crate::domain::{events, sched};
+use crate::evtchn::{Binding, EvtchnError};
 use crate::mm::guest::{Gfn, GuestFault, Gva};
 use crate::virt::{GuestRegs, StartState, VirtCpu};
 
@@ -27,7 +28,22 @@ pub enum Errno {
     Fault = 14,
     Exist = 17,
     Inval = 22,
+    NoSpc = 28,
+    Time = 62,
     NoSys = 38,
+}
+
+impl From<EvtchnError> for Errno {
+    fn from(e: EvtchnError) -> Self {
+        match e {
+            EvtchnError::Invalid => Errno::Inval,
+            EvtchnError::NoDomain => Errno::Srch,
+            EvtchnError::NotPermitted => Errno::Perm,
+            EvtchnError::NoSpace => Errno::NoSpc,
+            EvtchnError::Exists => Errno::Exist,
+            EvtchnError::NoVcpu => Errno::NoEnt,
+        }
+    }
 }
 
 impl From<GuestFault> for Errno {
@@ -40,6 +56,8 @@ type HcResult = Result<i64, Errno>;
 
 mod nr {
     pub const MEMORY_OP: u64 = 12;
+    pub const SET_TIMER_OP: u64 = 15;
+    pub const EVENT_CHANNEL_OP: u64 = 32;
     pub const XEN_VERSION: u64 = 17;
     pub const CONSOLE_IO: u64 = 18;
     pub const VCPU_OP: u64 = 24;
@@ -107,6 +125,11 @@ pub fn dispatch(domain: &Arc<Domain>, vcpu: usize, slot: &mut VcpuSlot) -> Next 
         nr::MEMORY_OP => memory_op(&caller, args[0], args[1]),
         nr::HVM_OP => hvm_op(&caller, args[0], args[1]),
         nr::VCPU_OP => vcpu_op(&mut caller, args[0], args[1], args[2]),
+        nr::EVENT_CHANNEL_OP => event_channel_op(&caller, args[0], args[1]),
+        nr::SET_TIMER_OP => {
+            events::set_timer(domain, vcpu, args[0]);
+            Ok(0)
+        }
         _ => Err(Errno::NoSys),
     };
     let value = match result {
@@ -123,6 +146,8 @@ fn xen_version(c: &Caller, cmd: u64, arg: u64) -> HcResult {
     const GET_FEATURES: u64 = 6;
     const PAGESIZE: u64 = 7;
     const XENFEAT_AUTO_TRANSLATED_PHYSMAP: u32 = 1 << 2;
+    const XENFEAT_HVM_CALLBACK_VECTOR: u32 = 1 << 8;
+    const XENFEAT_HVM_SAFE_PVCLOCK: u32 = 1 << 9;
     #[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
     #[repr(C)]
     struct FeatureInfo {
@@ -141,6 +166,8 @@ fn xen_version(c: &Caller, cmd: u64, arg: u64) -> HcResult {
             let mut info: FeatureInfo = c.read(arg)?;
             info.submap = if info.submap_idx == 0 {
                 XENFEAT_AUTO_TRANSLATED_PHYSMAP
+                    | XENFEAT_HVM_CALLBACK_VECTOR
+                    | XENFEAT_HVM_SAFE_PVCLOCK
             } else {
                 0
             };
@@ -191,12 +218,42 @@ fn sched_op(c: &Caller, cmd: u64, arg: u64, next: &mut Next) -> HcResult {
     const YIELD: u64 = 0;
     const BLOCK: u64 = 1;
     const SHUTDOWN: u64 = 2;
+    const POLL: u64 = 3;
     match cmd {
         YIELD => {
             *next = Next::Yield;
             Ok(0)
         }
         BLOCK => {
+            // Like Xen: blocking with an event already pending returns at once.
+            if !events::upcall_pending(c.domain, c.vcpu) {
+                *next = Next::Block;
+            }
+            Ok(0)
+        }
+        POLL => {
+            #[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
+            #[repr(C)]
+            struct SchedPoll {
+                ports: u64,
+                nr_ports: u32,
+                pad: u32,
+                timeout: u64,
+            }
+            const MAX_POLL_PORTS: u32 = 128;
+            let poll: SchedPoll = c.read(arg)?;
+            if poll.nr_ports > MAX_POLL_PORTS {
+                return Err(Errno::Inval);
+            }
+            let mut ports = alloc::vec![0u32; poll.nr_ports as usize];
+            c.read_bytes(poll.ports, ports.as_mut_bytes())?;
+            if poll.nr_ports == 0 || events::any_pending(c.domain, &ports) {
+                return Ok(0);
+            }
+            if poll.timeout != 0 && poll.timeout <= crate::arch::time::system_time_ns() {
+                return Ok(0);
+            }
+            events::set_poll_deadline(c.domain, c.vcpu, poll.timeout);
             *next = Next::Block;
             Ok(0)
         }
@@ -310,6 +367,14 @@ fn map_shared_info(domain: &Domain, gpfn: u64) -> Result<(), Errno> {
 fn hvm_op(c: &Caller, cmd: u64, arg: u64) -> HcResult {
     const SET_PARAM: u64 = 0;
     const GET_PARAM: u64 = 1;
+    const SET_EVTCHN_UPCALL_VECTOR: u64 = 23;
+    #[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
+    #[repr(C)]
+    struct UpcallVector {
+        vcpu: u32,
+        vector: u8,
+        pad: [u8; 3],
+    }
     const HVM_PARAM_CALLBACK_IRQ: u32 = 0;
     /// Parameters this Pavise knows: callback, store pfn/evtchn, console pfn/evtchn.
     const KNOWN: [u32; 5] = [0, 1, 2, 17, 18];
@@ -340,6 +405,15 @@ fn hvm_op(c: &Caller, cmd: u64, arg: u64) -> HcResult {
             }
             Ok(0)
         }
+        SET_EVTCHN_UPCALL_VECTOR => {
+            let u: UpcallVector = c.read(arg)?;
+            // Vectors below 0x10 are exceptions, not interrupts.
+            if u.vector < 0x10 || u.vcpu as usize >= c.domain.vcpus.len() {
+                return Err(Errno::Inval);
+            }
+            c.domain.upcall_vector[u.vcpu as usize].store(u.vector, Ordering::SeqCst);
+            Ok(0)
+        }
         _ => Err(Errno::NoSys),
     }
 }
@@ -348,6 +422,8 @@ fn vcpu_op(c: &mut Caller, cmd: u64, vcpuid: u64, arg: u64) -> HcResult {
     const INITIALISE: u64 = 0;
     const UP: u64 = 1;
     const IS_UP: u64 = 3;
+    const SET_SINGLESHOT_TIMER: u64 = 8;
+    const STOP_SINGLESHOT_TIMER: u64 = 9;
     const REGISTER_VCPU_INFO: u64 = 10;
     const VCPU_HVM_MODE_64B: u32 = 1;
     #[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
@@ -392,7 +468,7 @@ fn vcpu_op(c: &mut Caller, cmd: u64, vcpuid: u64, arg: u64) -> HcResult {
             if !c.domain.vcpus[id].lock().initialised {
                 return Err(Errno::Inval);
             }
-            sched::wake(c.domain, id);
+            sched::start(c.domain, id);
             Ok(0)
         }
         INITIALISE => {
@@ -432,16 +508,167 @@ fn vcpu_op(c: &mut Caller, cmd: u64, vcpuid: u64, arg: u64) -> HcResult {
         }
         REGISTER_VCPU_INFO => {
             let info: RegisterVcpuInfo = c.read(arg)?;
-            let pages = c.domain.mem_bytes / 4096;
-            if info.mfn >= pages || info.offset as u64 + 64 > 4096 {
+            let backed = c.domain.memory.lock().p2m.get(Gfn(info.mfn)).is_some();
+            if !backed || info.offset as u64 + 64 > 4096 || !info.offset.is_multiple_of(8) {
                 return Err(Errno::Inval);
             }
-            let location = Some((info.mfn, info.offset));
-            if id == c.vcpu {
-                c.slot.vcpu_info = location;
-            } else {
-                c.domain.vcpus[id].lock().vcpu_info = location;
+            // Once registered it stays (as in Xen).
+            let at = &c.domain.vcpu_info_at[id];
+            if at.load(Ordering::SeqCst) != registry::VCPU_INFO_DEFAULT {
+                return Err(Errno::Inval);
             }
+            at.store((info.mfn << 12) | info.offset as u64, Ordering::SeqCst);
+            Ok(0)
+        }
+        SET_SINGLESHOT_TIMER => {
+            #[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
+            #[repr(C)]
+            struct SingleshotTimer {
+                timeout_abs_ns: u64,
+                flags: u32,
+                pad: u32,
+            }
+            const VCPU_SSHOTTMR_FUTURE: u32 = 1;
+            let t: SingleshotTimer = c.read(arg)?;
+            if id != c.vcpu {
+                return Err(Errno::Inval);
+            }
+            if t.flags & VCPU_SSHOTTMR_FUTURE != 0
+                && t.timeout_abs_ns < crate::arch::time::system_time_ns()
+            {
+                return Err(Errno::Time);
+            }
+            events::set_timer(c.domain, id, t.timeout_abs_ns.max(1));
+            Ok(0)
+        }
+        STOP_SINGLESHOT_TIMER => {
+            events::set_timer(c.domain, id, 0);
+            Ok(0)
+        }
+        _ => Err(Errno::NoSys),
+    }
+}
+
+fn event_channel_op(c: &Caller, cmd: u64, arg: u64) -> HcResult {
+    const BIND_INTERDOMAIN: u64 = 0;
+    const BIND_VIRQ: u64 = 1;
+    const CLOSE: u64 = 3;
+    const SEND: u64 = 4;
+    const STATUS: u64 = 5;
+    const ALLOC_UNBOUND: u64 = 6;
+    const BIND_IPI: u64 = 7;
+    const BIND_VCPU: u64 = 8;
+    const UNMASK: u64 = 9;
+    #[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
+    #[repr(C)]
+    struct AllocUnbound {
+        dom: u16,
+        remote_dom: u16,
+        port: u32,
+    }
+    #[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
+    #[repr(C)]
+    struct BindInterdomain {
+        remote_dom: u16,
+        pad: u16,
+        remote_port: u32,
+        local_port: u32,
+    }
+    #[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
+    #[repr(C)]
+    struct BindVirq {
+        virq: u32,
+        vcpu: u32,
+        port: u32,
+    }
+    #[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
+    #[repr(C)]
+    struct PortAndVcpu {
+        port: u32,
+        vcpu: u32,
+    }
+    #[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
+    #[repr(C)]
+    struct Status {
+        dom: u16,
+        pad: u16,
+        port: u32,
+        status: u32,
+        vcpu: u32,
+        u0: u32,
+        u1: u32,
+    }
+    let me = c.domain.id;
+    match cmd {
+        ALLOC_UNBOUND => {
+            let mut op: AllocUnbound = c.read(arg)?;
+            op.port = events::CHANNELS
+                .lock()
+                .alloc_unbound(me, op.dom, op.remote_dom)?;
+            c.write(arg, &op).inspect_err(|_| {
+                let _ = events::CHANNELS.lock().close(me, op.port);
+            })?;
+            Ok(0)
+        }
+        BIND_INTERDOMAIN => {
+            let mut op: BindInterdomain = c.read(arg)?;
+            op.local_port =
+                events::CHANNELS
+                    .lock()
+                    .bind_interdomain(me, op.remote_dom, op.remote_port)?;
+            c.write(arg, &op)?;
+            Ok(0)
+        }
+        BIND_VIRQ => {
+            let mut op: BindVirq = c.read(arg)?;
+            op.port = events::CHANNELS.lock().bind_virq(me, op.virq, op.vcpu)?;
+            c.write(arg, &op)?;
+            Ok(0)
+        }
+        BIND_IPI => {
+            let mut op: PortAndVcpu = c.read(arg)?;
+            op.port = events::CHANNELS.lock().bind_ipi(me, op.vcpu)?;
+            c.write(arg, &op)?;
+            Ok(0)
+        }
+        CLOSE => {
+            let port: u32 = c.read(arg)?;
+            events::CHANNELS.lock().close(me, port)?;
+            Ok(0)
+        }
+        SEND => {
+            let port: u32 = c.read(arg)?;
+            let delivery = events::CHANNELS.lock().send(me, port)?;
+            if let Some(d) = delivery {
+                events::deliver(d);
+            }
+            Ok(0)
+        }
+        STATUS => {
+            let mut op: Status = c.read(arg)?;
+            let st = events::CHANNELS.lock().status(me, op.dom, op.port)?;
+            op.vcpu = st.vcpu;
+            (op.status, op.u0, op.u1) = match st.binding {
+                Binding::Free => (0, 0, 0),
+                Binding::Unbound { remote } => (1, remote as u32, 0),
+                Binding::Interdomain {
+                    remote,
+                    remote_port,
+                } => (2, remote as u32, remote_port),
+                Binding::Virq { virq } => (4, virq, 0),
+                Binding::Ipi => (5, 0, 0),
+            };
+            c.write(arg, &op)?;
+            Ok(0)
+        }
+        BIND_VCPU => {
+            let op: PortAndVcpu = c.read(arg)?;
+            events::CHANNELS.lock().bind_vcpu(me, op.port, op.vcpu)?;
+            Ok(0)
+        }
+        UNMASK => {
+            let port: u32 = c.read(arg)?;
+            events::unmask(c.domain, port)?;
             Ok(0)
         }
         _ => Err(Errno::NoSys),

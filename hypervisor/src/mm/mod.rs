@@ -9,6 +9,8 @@ pub mod paging;
 
 #[cfg(target_os = "none")]
 pub use global::{IdentityMap, frames, init_frames, scrub_and_free};
+#[cfg(target_os = "none")]
+pub mod shared;
 
 #[cfg(target_os = "none")]
 mod global {

@@ -1,0 +1,255 @@
+//! Event delivery into guests: the 2-level pending/mask bitmaps and
+//! selector in shared info, `evtchn_upcall_pending` in vcpu_info, the
+//! upcall vector, VIRQ_TIMER with singleshot timers, SCHEDOP_poll
+//! time-outs, and the time fields guests read (vcpu_time_info, wallclock).
+//!
+//! The port bookkeeping is the pure core in `crate::evtchn`; this module
+//! applies its decisions to guest memory with atomic operations.
+
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use spin::Mutex;
+
+use super::registry::{self, DomId, Domain, VCPU_INFO_DEFAULT};
+use super::sched;
+use crate::arch::time;
+use crate::evtchn::{self, Delivery, EventChannels, PortNo};
+use crate::mm::frame::Frame;
+use crate::mm::guest::Gfn;
+use crate::mm::shared;
+use crate::virt::VirtCpu;
+use crate::virt::svm::SvmVcpu;
+
+pub static CHANNELS: Mutex<EventChannels> = Mutex::new(EventChannels::EMPTY);
+
+/// Earliest timer deadline of any vCPU (0 = none): a cheap check for the
+/// scheduler loop.
+static NEXT_DEADLINE: AtomicU64 = AtomicU64::new(0);
+/// Wallclock (Unix seconds) at system time 0.
+static BOOT_WALLCLOCK: AtomicU64 = AtomicU64::new(0);
+
+const SHARED_PENDING: usize = 0x800;
+const SHARED_MASK: usize = 0xa00;
+const SHARED_WC_VERSION: usize = 0xc00;
+const SHARED_WC_SEC: usize = 0xc04;
+const SHARED_WC_NSEC: usize = 0xc08;
+const VCPU_INFO_SIZE: usize = 64;
+const VCPU_INFO_IN_SHARED: usize = 32;
+const VI_UPCALL_PENDING: usize = 0;
+const VI_PENDING_SEL: usize = 8;
+const VI_TIME: usize = 32;
+/// HVM_PARAM_CALLBACK_IRQ: value[63:56] = 2 means "vector in value[7:0]".
+const CALLBACK_TYPE_VECTOR: u64 = 2;
+const HVM_PARAM_CALLBACK_IRQ: usize = 0;
+
+pub fn set_boot_wallclock(unix_seconds: u64) {
+    BOOT_WALLCLOCK.store(unix_seconds, Ordering::SeqCst);
+}
+
+pub fn add_domain(domain: &Domain) {
+    CHANNELS
+        .lock()
+        .add_domain(domain.id, domain.vcpus.len() as u32, domain.privileged);
+    write_wallclock(domain);
+}
+
+pub fn remove_domain(id: DomId) {
+    CHANNELS.lock().remove_domain(id);
+}
+
+fn write_wallclock(domain: &Domain) {
+    let si = domain.shared_info;
+    let version = shared::load_u32(si, SHARED_WC_VERSION);
+    shared::store_u32(si, SHARED_WC_VERSION, version.wrapping_add(1) | 1);
+    shared::store_u32(
+        si,
+        SHARED_WC_SEC,
+        BOOT_WALLCLOCK.load(Ordering::SeqCst) as u32,
+    );
+    shared::store_u32(si, SHARED_WC_NSEC, 0);
+    shared::store_u32(
+        si,
+        SHARED_WC_VERSION,
+        (version.wrapping_add(1) | 1).wrapping_add(1),
+    );
+}
+
+/// The frame and offset of a vCPU's vcpu_info, if it has one.
+fn vcpu_info(domain: &Domain, vcpu: usize) -> Option<(Frame, usize)> {
+    let at = domain.vcpu_info_at.get(vcpu)?.load(Ordering::SeqCst);
+    if at == VCPU_INFO_DEFAULT {
+        return (vcpu < VCPU_INFO_IN_SHARED).then_some((domain.shared_info, vcpu * VCPU_INFO_SIZE));
+    }
+    let frame = domain.memory.lock().p2m.get(Gfn(at >> 12))?;
+    Some((frame, (at & 0xfff) as usize))
+}
+
+/// Sets `port` pending in `domain` and, unless masked, raises the upcall
+/// on `vcpu` — the 2-level rules of Xen's `evtchn_2l_set_pending`.
+fn set_pending(domain: &Arc<Domain>, port: PortNo, vcpu: u32) {
+    let (word, bit) = ((port / 64) as usize, 1u64 << (port % 64));
+    let si = domain.shared_info;
+    if shared::fetch_or_u64(si, SHARED_PENDING + word * 8, bit) & bit != 0 {
+        return;
+    }
+    if shared::load_u64(si, SHARED_MASK + word * 8) & bit != 0 {
+        return;
+    }
+    raise(domain, vcpu as usize, word);
+}
+
+fn raise(domain: &Arc<Domain>, vcpu: usize, word: usize) {
+    let Some((frame, offset)) = vcpu_info(domain, vcpu) else {
+        return;
+    };
+    let sel = 1u64 << word;
+    if shared::fetch_or_u64(frame, offset + VI_PENDING_SEL, sel) & sel != 0 {
+        return;
+    }
+    if shared::swap_u8(frame, offset + VI_UPCALL_PENDING, 1) != 0 {
+        return;
+    }
+    domain.upcall_asserted[vcpu].store(true, Ordering::SeqCst);
+    sched::wake(domain, vcpu);
+}
+
+pub fn deliver(delivery: Delivery) {
+    if let Some(domain) = registry::lookup(delivery.domain) {
+        set_pending(&domain, delivery.port, delivery.vcpu);
+    }
+}
+
+/// Raises virtual IRQ `virq` of `domain` on `vcpu` if the guest bound it.
+pub fn send_virq(domain: &Arc<Domain>, virq: u32, vcpu: u32) {
+    let target = CHANNELS.lock().virq_target(domain.id, virq, vcpu);
+    if let Some(d) = target {
+        set_pending(domain, d.port, d.vcpu);
+    }
+}
+
+/// `EVTCHNOP_unmask`: clears the mask bit and re-raises a pending event.
+pub fn unmask(domain: &Arc<Domain>, port: PortNo) -> Result<(), evtchn::EvtchnError> {
+    if port >= evtchn::NR_PORTS {
+        return Err(evtchn::EvtchnError::Invalid);
+    }
+    let vcpu = CHANNELS.lock().status(domain.id, domain.id, port)?.vcpu as usize;
+    let (word, bit) = ((port / 64) as usize, 1u64 << (port % 64));
+    let si = domain.shared_info;
+    let was_masked = shared::fetch_and_u64(si, SHARED_MASK + word * 8, !bit) & bit != 0;
+    if was_masked && shared::load_u64(si, SHARED_PENDING + word * 8) & bit != 0 {
+        raise(domain, vcpu, word);
+    }
+    Ok(())
+}
+
+/// True if any of `ports` is pending (for SCHEDOP_poll).
+pub fn any_pending(domain: &Domain, ports: &[PortNo]) -> bool {
+    ports.iter().any(|&p| {
+        p < evtchn::NR_PORTS
+            && shared::load_u64(domain.shared_info, SHARED_PENDING + (p as usize / 64) * 8)
+                & (1 << (p % 64))
+                != 0
+    })
+}
+
+pub fn upcall_pending(domain: &Domain, vcpu: usize) -> bool {
+    vcpu_info(domain, vcpu).is_some_and(|(f, o)| shared::load_u64(f, o) & 0xff != 0)
+}
+
+fn callback_vector(domain: &Domain, vcpu: usize) -> Option<u8> {
+    let per_vcpu = domain.upcall_vector[vcpu].load(Ordering::SeqCst);
+    if per_vcpu != 0 {
+        return Some(per_vcpu);
+    }
+    let param = domain.hvm_params.lock()[HVM_PARAM_CALLBACK_IRQ];
+    (param >> 56 == CALLBACK_TYPE_VECTOR)
+        .then_some(param as u8)
+        .filter(|&v| v >= 0x10)
+}
+
+/// Before each guest entry: inject a raised upcall, refresh the time.
+pub fn prepare_entry(domain: &Domain, vcpu: usize, cpu: &mut SvmVcpu) {
+    if domain.upcall_asserted[vcpu].swap(false, Ordering::SeqCst)
+        && let Some(vector) = callback_vector(domain, vcpu)
+    {
+        cpu.inject_interrupt(vector);
+    }
+    update_time(domain, vcpu);
+}
+
+/// Writes vcpu_time_info (version odd while writing, as pvclock wants).
+fn update_time(domain: &Domain, vcpu: usize) {
+    let Some((frame, offset)) = vcpu_info(domain, vcpu) else {
+        return;
+    };
+    let t = offset + VI_TIME;
+    let (mul, shift) = evtchn::pvclock_scale(time::tsc_per_ms());
+    let version = shared::load_u32(frame, t);
+    let odd = version.wrapping_add(1) | 1;
+    shared::store_u32(frame, t, odd);
+    let tsc = time::rdtsc();
+    shared::store_u64(frame, t + 8, tsc);
+    shared::store_u64(frame, t + 16, time::system_time_at(tsc));
+    shared::store_u32(frame, t + 24, mul);
+    // tsc_shift (i8) @28 and flags (u8) @29 share one u32 with the padding.
+    shared::store_u32(frame, t + 28, shift as u8 as u32);
+    shared::store_u32(frame, t, odd.wrapping_add(1));
+}
+
+/// Arms `vcpu`'s singleshot timer (absolute system time; 0 cancels).
+pub fn set_timer(domain: &Domain, vcpu: usize, deadline_ns: u64) {
+    domain.timer_deadline[vcpu].store(deadline_ns, Ordering::SeqCst);
+    note_deadline(deadline_ns);
+}
+
+pub fn set_poll_deadline(domain: &Domain, vcpu: usize, deadline_ns: u64) {
+    domain.poll_deadline[vcpu].store(deadline_ns, Ordering::SeqCst);
+    note_deadline(deadline_ns);
+}
+
+fn note_deadline(deadline: u64) {
+    if deadline != 0 {
+        let _ = NEXT_DEADLINE.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |cur| {
+            (cur == 0 || deadline < cur).then_some(deadline)
+        });
+    }
+}
+
+/// Fires expired timers: VIRQ_TIMER for singleshot timers, a wake-up for
+/// poll time-outs. Called from every CPU's scheduler loop.
+pub fn run_timers() {
+    let next = NEXT_DEADLINE.load(Ordering::SeqCst);
+    let now = time::system_time_ns();
+    if next == 0 || now < next {
+        return;
+    }
+    if NEXT_DEADLINE
+        .compare_exchange(next, 0, Ordering::SeqCst, Ordering::SeqCst)
+        .is_err()
+    {
+        return; // another CPU is on it
+    }
+    for domain in registry::all() {
+        for vcpu in 0..domain.vcpus.len() {
+            let timer = domain.timer_deadline[vcpu].load(Ordering::SeqCst);
+            if timer != 0 {
+                if timer <= now {
+                    domain.timer_deadline[vcpu].store(0, Ordering::SeqCst);
+                    send_virq(&domain, evtchn::VIRQ_TIMER, vcpu as u32);
+                } else {
+                    note_deadline(timer);
+                }
+            }
+            let poll = domain.poll_deadline[vcpu].load(Ordering::SeqCst);
+            if poll != 0 {
+                if poll <= now {
+                    domain.poll_deadline[vcpu].store(0, Ordering::SeqCst);
+                    sched::wake(&domain, vcpu);
+                } else {
+                    note_deadline(poll);
+                }
+            }
+        }
+    }
+}
