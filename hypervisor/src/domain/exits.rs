@@ -91,10 +91,30 @@ pub fn handle(domain: &Arc<Domain>, vcpu: usize, slot: &mut VcpuSlot, exit: Exit
             }
             Next::Continue
         }
-        Exit::Io { .. } => {
-            // No emulated devices: port I/O is refused like on hardware
-            // without the device's permission.
-            cpu.inject_exception(VECTOR_GP, Some(0));
+        Exit::Io {
+            input,
+            size,
+            string,
+            next_rip,
+            ..
+        } => {
+            // No emulated devices. As Xen does for PVH guests, a port with
+            // nothing behind it reads as all ones and ignores writes (Xen
+            // guests probe such ports, e.g. QEMU's debug console at 0x12).
+            // String I/O would need emulating memory operands: refused.
+            if string {
+                cpu.inject_exception(VECTOR_GP, Some(0));
+            } else {
+                if input {
+                    let ones = if size == 4 {
+                        0xffff_ffff
+                    } else {
+                        (1u64 << (size * 8)) - 1
+                    };
+                    cpu.set_rax((cpu.rax() & !ones) | ones);
+                }
+                cpu.set_rip(next_rip);
+            }
             Next::Continue
         }
         Exit::ExternalInterrupt | Exit::InterruptWindow => Next::Continue,

@@ -41,9 +41,12 @@ pub enum Exit {
         write: bool,
     },
     Hlt,
+    /// Port I/O: `size` in bytes; `string` for INS/OUTS.
     Io {
         port: u16,
         input: bool,
+        size: u8,
+        string: bool,
         next_rip: u64,
     },
     NestedPageFault {

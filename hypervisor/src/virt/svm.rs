@@ -578,6 +578,12 @@ impl VirtCpu for SvmVcpu {
             exit_code::IOIO => Exit::Io {
                 port: (info1 >> 16) as u16,
                 input: info1 & 1 != 0,
+                size: match (info1 >> 4) & 0b111 {
+                    0b001 => 1,
+                    0b010 => 2,
+                    _ => 4,
+                },
+                string: info1 & (1 << 2) != 0,
                 next_rip: info2,
             },
             exit_code::NPF => Exit::NestedPageFault {
