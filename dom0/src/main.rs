@@ -1,10 +1,20 @@
-//! Dom0: the privileged domain. Today it announces itself and idles; the
-//! XenStore server and the console backends will run here.
+//! Dom0: the privileged domain. It runs the PV console backend for every
+//! DomU; the XenStore server will run here too.
 #![cfg_attr(target_os = "none", no_std, no_main)]
+
+#[cfg(target_os = "none")]
+extern crate alloc;
+
+#[cfg(target_os = "none")]
+mod console;
+#[cfg(target_os = "none")]
+mod events;
 
 #[cfg(target_os = "none")]
 mod kernel {
     use guest_shim::{StartInfo, hypercall, println};
+
+    use crate::{console, events};
 
     fn main(info: &StartInfo) -> ! {
         println!(
@@ -12,7 +22,18 @@ mod kernel {
             info.nr_modules,
             info.privileged()
         );
+        events::init();
+        let mut consoles = console::connect_all();
+        println!(
+            "dom0: serving {} console{}",
+            consoles.len(),
+            if consoles.len() == 1 { "" } else { "s" }
+        );
         loop {
+            events::clear_all();
+            for c in consoles.iter_mut() {
+                c.drain();
+            }
             if hypercall::sched_block().is_err() {
                 let _ = hypercall::sched_yield();
             }

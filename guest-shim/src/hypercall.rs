@@ -164,6 +164,11 @@ pub fn sched_shutdown(reason: u32) -> Result<u64> {
 
 /// HVMOP_get_param for our own domain.
 pub fn hvm_get_param(index: u32) -> Result<u64> {
+    hvm_get_param_of(DOMID_SELF, index)
+}
+
+/// HVMOP_get_param for domain `domid` (another domain: privileged only).
+pub fn hvm_get_param_of(domid: u16, index: u32) -> Result<u64> {
     #[repr(C)]
     struct Param {
         domid: u16,
@@ -172,7 +177,7 @@ pub fn hvm_get_param(index: u32) -> Result<u64> {
         value: u64,
     }
     let p = Param {
-        domid: DOMID_SELF,
+        domid,
         pad: 0,
         index,
         value: 0,
@@ -244,4 +249,78 @@ pub fn start_secondary_vcpu(vcpu: u32, entry: extern "C" fn() -> !, stack_top: u
     vcpu_initialise(vcpu, &ctx)?;
     vcpu_up(vcpu)?;
     Ok(())
+}
+
+pub mod hvm_param {
+    pub const CALLBACK_IRQ: u32 = 0;
+    pub const STORE_PFN: u32 = 1;
+    pub const STORE_EVTCHN: u32 = 2;
+    pub const CONSOLE_PFN: u32 = 17;
+    pub const CONSOLE_EVTCHN: u32 = 18;
+}
+
+/// XENMEM_add_to_physmap(XENMAPSPACE_shared_info) at `gpfn`.
+pub fn map_shared_info(gpfn: u64) -> Result<u64> {
+    #[repr(C)]
+    struct AddToPhysmap {
+        domid: u16,
+        size: u16,
+        space: u32,
+        idx: u64,
+        gpfn: u64,
+    }
+    let req = AddToPhysmap {
+        domid: DOMID_SELF,
+        size: 0,
+        space: 0,
+        idx: 0,
+        gpfn,
+    };
+    call(nr::MEMORY_OP, 7, ptr(&req), 0)
+}
+
+/// Maps `foreign_domid`'s page `gfn` at our `gpfn` (privileged domains):
+/// XENMEM_add_to_physmap_batch with XENMAPSPACE_gmfn_foreign.
+pub fn map_foreign_page(foreign_domid: u16, gfn: u64, gpfn: u64) -> Result<()> {
+    #[repr(C)]
+    struct Batch {
+        domid: u16,
+        space: u16,
+        size: u16,
+        foreign_domid: u16,
+        idxs: u64,
+        gpfns: u64,
+        errs: u64,
+    }
+    let (idx, target, err) = (gfn, gpfn, 0i32);
+    let req = Batch {
+        domid: DOMID_SELF,
+        space: 4,
+        size: 1,
+        foreign_domid,
+        idxs: ptr(&idx),
+        gpfns: ptr(&target),
+        errs: ptr(&err),
+    };
+    call(nr::MEMORY_OP, 23, ptr(&req), 0)?;
+    // SAFETY: the hypervisor wrote the per-page status through the pointer.
+    let err = unsafe { core::ptr::read_volatile(&err) };
+    if err < 0 {
+        Err(Errno(-err as i64))
+    } else {
+        Ok(())
+    }
+}
+
+/// EVTCHNOP_bind_interdomain: our new port connected to `remote_port`.
+pub fn evtchn_bind_interdomain(remote_dom: u16, remote_port: u32) -> Result<u32> {
+    let op = [remote_dom as u32, remote_port, 0];
+    call(nr::EVENT_CHANNEL_OP, 0, ptr(&op), 0)?;
+    // SAFETY: the hypervisor wrote the local port through the pointer.
+    Ok(unsafe { core::ptr::read_volatile(&op[2]) })
+}
+
+/// EVTCHNOP_send.
+pub fn evtchn_send(port: u32) -> Result<u64> {
+    call(nr::EVENT_CHANNEL_OP, 4, ptr(&port), 0)
 }

@@ -22,6 +22,12 @@ const E820_RAM: u32 = 1;
 /// Layout of the start-info page: the struct, one memmap entry, cmdline.
 const MEMMAP_OFFSET: u64 = 64;
 const CMDLINE_OFFSET: u64 = 128;
+const E820_RESERVED: u32 = 2;
+/// Pages at the top of guest memory for the PV console and XenStore rings
+/// (reserved in the memory map, as Xen's special pages are).
+const SPECIAL_PAGES: u64 = 2;
+const CONSOLE_PAGE_FROM_TOP: u64 = 1;
+const STORE_PAGE_FROM_TOP: u64 = 2;
 const CMDLINE_MAX: usize = (FRAME_SIZE - CMDLINE_OFFSET) as usize - 1;
 
 #[derive(Debug)]
@@ -55,6 +61,20 @@ impl fmt::Display for BuildError {
 impl From<SvmError> for BuildError {
     fn from(e: SvmError) -> Self {
         Self::Virt(e)
+    }
+}
+
+/// A domain's memory map (address, size, e820 type): RAM, and for a DomU
+/// the reserved special pages at the top.
+pub fn memory_map(mem_bytes: u64, privileged: bool) -> Vec<(u64, u64, u32)> {
+    if privileged {
+        alloc::vec![(0, mem_bytes, E820_RAM)]
+    } else {
+        let special = SPECIAL_PAGES * FRAME_SIZE;
+        alloc::vec![
+            (0, mem_bytes - special, E820_RAM),
+            (mem_bytes - special, special, E820_RESERVED)
+        ]
     }
 }
 
@@ -95,7 +115,8 @@ pub fn build(
     let mem_bytes = spec.mem_mib << 20;
     let (_, image_end) = pvh.span();
     let start_info_gpa = image_end.next_multiple_of(FRAME_SIZE);
-    if start_info_gpa + FRAME_SIZE > mem_bytes {
+    // The top two pages hold the PV console and XenStore rings.
+    if start_info_gpa + FRAME_SIZE > mem_bytes - SPECIAL_PAGES * FRAME_SIZE {
         return Err(BuildError::DoesNotFit {
             needs: start_info_gpa + FRAME_SIZE,
             has: mem_bytes,
@@ -159,11 +180,14 @@ pub fn build(
         },
     );
     put_u64(&mut page, 40, start_info_gpa + MEMMAP_OFFSET);
-    put_u32(&mut page, 48, 1);
-    let m = MEMMAP_OFFSET as usize;
-    put_u64(&mut page, m, 0);
-    put_u64(&mut page, m + 8, mem_bytes);
-    put_u32(&mut page, m + 16, E820_RAM);
+    let map = memory_map(mem_bytes, privileged);
+    put_u32(&mut page, 48, map.len() as u32);
+    for (i, &(addr, size, kind)) in map.iter().enumerate() {
+        let m = MEMMAP_OFFSET as usize + i * 24;
+        put_u64(&mut page, m, addr);
+        put_u64(&mut page, m + 8, size);
+        put_u32(&mut page, m + 16, kind);
+    }
     let c = CMDLINE_OFFSET as usize;
     page[c..c + spec.cmdline.len()].copy_from_slice(spec.cmdline.as_bytes());
     building
@@ -201,6 +225,15 @@ pub fn build(
     ));
     domain.vcpus[0].lock().initialised = true;
     registry::register(domain.clone());
+    if !privileged {
+        let pages = mem_bytes / FRAME_SIZE;
+        super::events::connect_backends(
+            &domain,
+            pages - CONSOLE_PAGE_FROM_TOP,
+            pages - STORE_PAGE_FROM_TOP,
+        )
+        .map_err(|_| BuildError::OutOfMemory)?;
+    }
     super::sched::start(&domain, 0);
     Ok(domain)
 }

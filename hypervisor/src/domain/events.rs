@@ -219,6 +219,7 @@ fn note_deadline(deadline: u64) {
 /// Fires expired timers: VIRQ_TIMER for singleshot timers, a wake-up for
 /// poll time-outs. Called from every CPU's scheduler loop.
 pub fn run_timers() {
+    super::foreign::release_quarantine();
     let next = NEXT_DEADLINE.load(Ordering::SeqCst);
     let now = time::system_time_ns();
     if next == 0 || now < next {
@@ -252,4 +253,31 @@ pub fn run_timers() {
             }
         }
     }
+}
+
+const HVM_PARAM_STORE_PFN: usize = 1;
+const HVM_PARAM_STORE_EVTCHN: usize = 2;
+const HVM_PARAM_CONSOLE_PFN: usize = 17;
+const HVM_PARAM_CONSOLE_EVTCHN: usize = 18;
+/// The domain that runs the backends (console, XenStore).
+const BACKEND_DOMAIN: DomId = 0;
+
+/// Gives a new DomU its PV console and XenStore channels, as Xen's
+/// toolstack does: an unbound port for each, offered to Dom0, and the
+/// ring pages' frame numbers and ports in its HVM parameters.
+pub fn connect_backends(
+    domain: &Domain,
+    console_gfn: u64,
+    store_gfn: u64,
+) -> Result<(), evtchn::EvtchnError> {
+    let mut channels = CHANNELS.lock();
+    let console = channels.alloc_unbound(domain.id, domain.id, BACKEND_DOMAIN)?;
+    let store = channels.alloc_unbound(domain.id, domain.id, BACKEND_DOMAIN)?;
+    drop(channels);
+    let mut params = domain.hvm_params.lock();
+    params[HVM_PARAM_CONSOLE_PFN] = console_gfn;
+    params[HVM_PARAM_CONSOLE_EVTCHN] = console as u64;
+    params[HVM_PARAM_STORE_PFN] = store_gfn;
+    params[HVM_PARAM_STORE_EVTCHN] = store as u64;
+    Ok(())
 }

@@ -8,6 +8,8 @@ pub mod elf;
 pub mod events;
 #[cfg(target_os = "none")]
 pub mod exits;
+#[cfg(target_os = "none")]
+pub mod foreign;
 pub mod manifest;
 #[cfg(target_os = "none")]
 pub mod registry;

@@ -91,6 +91,11 @@ pub struct Domain {
     pub poll_deadline: Vec<AtomicU64>,
     console_line: Mutex<Vec<u8>>,
     dead: AtomicBool,
+    /// Pages of other domains mapped into this one (gfn here → mapping).
+    pub foreign_maps: Mutex<BTreeMap<u64, super::foreign::ForeignMap>>,
+    /// Our gfns another domain has mapped (their frames are quarantined,
+    /// not freed at once, when we die).
+    pub lent: Mutex<alloc::collections::BTreeSet<u64>>,
 }
 
 impl Domain {
@@ -133,6 +138,8 @@ impl Domain {
             timer_deadline: (0..n).map(|_| AtomicU64::new(0)).collect(),
             poll_deadline: (0..n).map(|_| AtomicU64::new(0)).collect(),
             console_line: Mutex::new(Vec::new()),
+            foreign_maps: Mutex::new(BTreeMap::new()),
+            lent: Mutex::new(alloc::collections::BTreeSet::new()),
             dead: AtomicBool::new(false),
         }
     }
@@ -183,7 +190,13 @@ impl Domain {
 
     fn flush_line(&self, line: &mut Vec<u8>) {
         let text = core::str::from_utf8(line).unwrap_or("");
-        println!("(d{}) {}", self.id, text);
+        // As in Xen, the privileged domain's output is printed as it is: it
+        // is Dom0 that relays the DomUs' console rings with their prefixes.
+        if self.privileged {
+            println!("{text}");
+        } else {
+            println!("(d{}) {}", self.id, text);
+        }
         line.clear();
     }
 
@@ -203,6 +216,7 @@ impl Domain {
         println!("pavise: d{} ({}) {}", self.id, self.name, reason);
         DOMAINS.lock().remove(&self.id);
         super::events::remove_domain(self.id);
+        super::foreign::revoke_all_of(self.id);
         note_end(self.watched, &reason);
     }
 }
@@ -210,13 +224,19 @@ impl Domain {
 impl Drop for Domain {
     fn drop(&mut self) {
         let memory = self.memory.get_mut();
+        let foreign = self.foreign_maps.get_mut();
+        let lent = self.lent.get_mut();
         let mut shared_info_mapped = false;
         for (gfn, frame) in memory.p2m.frames() {
             if frame == self.shared_info {
                 shared_info_mapped = true;
             }
-            let _ = gfn;
-            scrub_and_free(frame);
+            match foreign.remove(&gfn.0) {
+                // Another domain's page: not ours to free; ours was set aside.
+                Some(map) => scrub_and_free(map.displaced),
+                None if lent.contains(&gfn.0) => super::foreign::quarantine(frame),
+                None => scrub_and_free(frame),
+            }
         }
         if !shared_info_mapped {
             scrub_and_free(self.shared_info);

@@ -277,6 +277,21 @@ fn sched_op(c: &Caller, cmd: u64, arg: u64, next: &mut Next) -> HcResult {
 
 fn memory_op(c: &Caller, cmd: u64, arg: u64) -> HcResult {
     const ADD_TO_PHYSMAP: u64 = 7;
+    const ADD_TO_PHYSMAP_BATCH: u64 = 23;
+    const XENMAPSPACE_GMFN_FOREIGN: u16 = 4;
+    /// Pages one batch may map (Xen preempts longer ones; we refuse).
+    const MAX_BATCH: u16 = 256;
+    #[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
+    #[repr(C)]
+    struct AddToPhysmapBatch {
+        domid: u16,
+        space: u16,
+        size: u16,
+        foreign_domid: u16,
+        idxs: u64,
+        gpfns: u64,
+        errs: u64,
+    }
     const MEMORY_MAP: u64 = 9;
     const XENMAPSPACE_SHARED_INFO: u32 = 0;
     const MEMOP_CMD_MASK: u64 = 0x3f;
@@ -305,19 +320,54 @@ fn memory_op(c: &Caller, cmd: u64, arg: u64) -> HcResult {
         gpfn: u64,
     }
     match cmd & MEMOP_CMD_MASK {
+        ADD_TO_PHYSMAP_BATCH => {
+            let req: AddToPhysmapBatch = c.read(arg)?;
+            let target = c.target(req.domid)?;
+            if !Arc::ptr_eq(&target, c.domain) {
+                return Err(Errno::Perm);
+            }
+            if req.space != XENMAPSPACE_GMFN_FOREIGN {
+                return Err(Errno::Inval);
+            }
+            if !c.domain.privileged {
+                return Err(Errno::Perm);
+            }
+            if req.size > MAX_BATCH {
+                return Err(Errno::TooBig);
+            }
+            for i in 0..req.size as u64 {
+                let idx: u64 = c.read(req.idxs.wrapping_add(i * 8))?;
+                let gpfn: u64 = c.read(req.gpfns.wrapping_add(i * 8))?;
+                let err: i32 =
+                    match crate::domain::foreign::map(c.domain, req.foreign_domid, idx, gpfn) {
+                        Ok(()) => 0,
+                        Err(crate::domain::foreign::MapError::NoSuchDomain) => {
+                            -(Errno::Srch as i32)
+                        }
+                        Err(crate::domain::foreign::MapError::Invalid) => -(Errno::Inval as i32),
+                    };
+                c.write(req.errs.wrapping_add(i * 4), &err)?;
+            }
+            Ok(0)
+        }
         MEMORY_MAP => {
             let mut map: MemoryMap = c.read(arg)?;
             if map.nr_entries < 1 {
                 return Err(Errno::Inval);
             }
-            let ram = E820Entry {
-                addr: 0,
-                size: c.domain.mem_bytes,
-                kind: 1,
-                pad: 0,
-            };
-            c.write(map.buffer, &ram)?;
-            map.nr_entries = 1;
+            let entries =
+                crate::domain::builder::memory_map(c.domain.mem_bytes, c.domain.privileged);
+            let n = entries.len().min(map.nr_entries as usize);
+            for (i, &(addr, size, kind)) in entries.iter().take(n).enumerate() {
+                let entry = E820Entry {
+                    addr,
+                    size,
+                    kind,
+                    pad: 0,
+                };
+                c.write(map.buffer.wrapping_add(i as u64 * 24), &entry)?;
+            }
+            map.nr_entries = n as u32;
             c.write(arg, &map)?;
             Ok(0)
         }

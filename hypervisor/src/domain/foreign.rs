@@ -1,0 +1,128 @@
+//! Foreign mappings: the privileged domain maps pages of other domains
+//! into its own physmap (`XENMEM_add_to_physmap_batch` with
+//! `XENMAPSPACE_gmfn_foreign`), as Xen's toolstack does to reach a DomU's
+//! console ring.
+//!
+//! When the owner dies its pages are taken back from the mapper first
+//! (the mapper's page that was there returns), and the owner's frames wait
+//! in quarantine for two timer ticks — by then every CPU has left its
+//! guest at least once and flushed stale translations — before they are
+//! scrubbed and reused, so no domain can see another's recycled memory.
+
+use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
+
+use spin::Mutex;
+
+use super::registry::{self, DomId, Domain};
+use crate::arch::time;
+use crate::mm::frame::{FRAME_SIZE, Frame};
+use crate::mm::guest::Gfn;
+use crate::mm::scrub_and_free;
+
+#[derive(Clone, Copy, Debug)]
+pub struct ForeignMap {
+    pub owner: DomId,
+    pub owner_gfn: u64,
+    /// The mapper's own frame that the foreign page replaced.
+    pub displaced: Frame,
+}
+
+/// Frames waiting to be freed, with the TSC after which they may be.
+static QUARANTINE: Mutex<Vec<(Frame, u64)>> = Mutex::new(Vec::new());
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MapError {
+    /// -ESRCH
+    NoSuchDomain,
+    /// -EINVAL
+    Invalid,
+}
+
+/// Maps `owner`'s page `owner_gfn` at `mapper`'s `gfn`.
+pub fn map(mapper: &Domain, owner: DomId, owner_gfn: u64, gfn: u64) -> Result<(), MapError> {
+    if owner == mapper.id {
+        return Err(MapError::Invalid);
+    }
+    let owner = registry::lookup(owner).ok_or(MapError::NoSuchDomain)?;
+    let frame = owner
+        .memory
+        .lock()
+        .p2m
+        .get(Gfn(owner_gfn))
+        .ok_or(MapError::Invalid)?;
+    let mut maps = mapper.foreign_maps.lock();
+    let mut memory = mapper.memory.lock();
+    let current = memory.p2m.get(Gfn(gfn)).ok_or(MapError::Invalid)?;
+    let displaced = match maps.get(&gfn) {
+        // Re-mapping a slot: keep the original page aside, not the foreign one.
+        Some(previous) => previous.displaced,
+        None => current,
+    };
+    if current == mapper.shared_info {
+        return Err(MapError::Invalid);
+    }
+    memory
+        .p2m
+        .set(Gfn(gfn), Some(frame))
+        .map_err(|_| MapError::Invalid)?;
+    memory.npt.remap(gfn * FRAME_SIZE, frame);
+    maps.insert(
+        gfn,
+        ForeignMap {
+            owner: owner.id,
+            owner_gfn,
+            displaced,
+        },
+    );
+    owner.lent.lock().insert(owner_gfn);
+    drop(memory);
+    mapper.npt_generation.fetch_add(1, Ordering::SeqCst);
+    Ok(())
+}
+
+/// Takes `owner`'s pages back from every domain that maps them.
+pub fn revoke_all_of(owner: DomId) {
+    for mapper in registry::all() {
+        let mut maps = mapper.foreign_maps.lock();
+        let gone: Vec<(u64, ForeignMap)> = maps
+            .iter()
+            .filter(|(_, m)| m.owner == owner)
+            .map(|(g, m)| (*g, *m))
+            .collect();
+        if gone.is_empty() {
+            continue;
+        }
+        let mut memory = mapper.memory.lock();
+        for (gfn, map) in gone {
+            maps.remove(&gfn);
+            let _ = memory.p2m.set(Gfn(gfn), Some(map.displaced));
+            memory.npt.remap(gfn * FRAME_SIZE, map.displaced);
+        }
+        drop(memory);
+        mapper.npt_generation.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+pub fn quarantine(frame: Frame) {
+    let release = time::rdtsc() + 2 * time::TICK_MS as u64 * time::tsc_per_ms();
+    QUARANTINE.lock().push((frame, release));
+}
+
+/// Frees quarantined frames whose wait is over (scheduler loop).
+pub fn release_quarantine() {
+    let now = time::rdtsc();
+    let mut q = QUARANTINE.lock();
+    if q.is_empty() {
+        return;
+    }
+    let mut i = 0;
+    while i < q.len() {
+        if q[i].1 <= now {
+            let (frame, _) = q.swap_remove(i);
+            scrub_and_free(frame);
+        } else {
+            i += 1;
+        }
+    }
+}
