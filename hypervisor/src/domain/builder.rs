@@ -211,7 +211,7 @@ pub fn build(
     let memory = Memory {
         p2m,
         npt,
-        shared_info_gfn: None,
+        special: alloc::collections::BTreeMap::new(),
     };
     let domain = Arc::new(Domain::new(
         id,

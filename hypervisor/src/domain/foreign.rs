@@ -59,7 +59,8 @@ pub fn map(mapper: &Domain, owner: DomId, owner_gfn: u64, gfn: u64) -> Result<()
         Some(previous) => previous.displaced,
         None => current,
     };
-    if current == mapper.shared_info {
+    if memory.special.contains_key(&gfn) || mapper.held_grants.lock().values().any(|h| h.gfn == gfn)
+    {
         return Err(MapError::Invalid);
     }
     memory

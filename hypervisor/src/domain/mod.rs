@@ -10,6 +10,8 @@ pub mod events;
 pub mod exits;
 #[cfg(target_os = "none")]
 pub mod foreign;
+#[cfg(target_os = "none")]
+pub mod grants;
 pub mod manifest;
 #[cfg(target_os = "none")]
 pub mod registry;

@@ -58,8 +58,9 @@ pub struct VcpuSlot {
 pub struct Memory {
     pub p2m: P2m,
     pub npt: NestedPaging,
-    /// Where the shared-info page is mapped, if the guest asked.
-    pub shared_info_gfn: Option<u64>,
+    /// Hypervisor-owned pages placed in the physmap at the guest's
+    /// request (shared info, grant table frames): gfn → frame.
+    pub special: BTreeMap<u64, Frame>,
 }
 
 pub const HVM_NR_PARAMS: usize = 64;
@@ -96,6 +97,10 @@ pub struct Domain {
     /// Our gfns another domain has mapped (their frames are quarantined,
     /// not freed at once, when we die).
     pub lent: Mutex<alloc::collections::BTreeSet<u64>>,
+    /// This domain's grant table frames.
+    pub grant_table: Mutex<super::grants::TableFrames>,
+    /// Grants of other domains mapped here, by handle.
+    pub held_grants: Mutex<BTreeMap<u32, super::grants::HeldGrant>>,
 }
 
 impl Domain {
@@ -140,12 +145,58 @@ impl Domain {
             console_line: Mutex::new(Vec::new()),
             foreign_maps: Mutex::new(BTreeMap::new()),
             lent: Mutex::new(alloc::collections::BTreeSet::new()),
+            grant_table: Mutex::new(Default::default()),
+            held_grants: Mutex::new(BTreeMap::new()),
             dead: AtomicBool::new(false),
         }
     }
 
     pub fn is_dead(&self) -> bool {
         self.dead.load(Ordering::SeqCst)
+    }
+
+    /// True if `gfn` holds a page the guest may not give up or reuse as
+    /// a mapping slot (shared info, grant frames, foreign or granted pages).
+    pub fn is_special_gfn(&self, gfn: u64) -> bool {
+        self.memory.lock().special.contains_key(&gfn)
+            || self.foreign_maps.lock().contains_key(&gfn)
+            || self.held_grants.lock().values().any(|h| h.gfn == gfn)
+    }
+
+    /// Places a hypervisor-owned page (shared info, a grant frame) at
+    /// `gfn`, moving it if it was elsewhere; the RAM page there is freed.
+    pub fn place_special(&self, gfn: u64, frame: Frame) -> Result<(), ()> {
+        if self.foreign_maps.lock().contains_key(&gfn)
+            || self.held_grants.lock().values().any(|h| h.gfn == gfn)
+        {
+            return Err(());
+        }
+        let mut memory = self.memory.lock();
+        let current = memory.p2m.get(crate::mm::guest::Gfn(gfn)).ok_or(())?;
+        if current == frame {
+            return Ok(());
+        }
+        if memory.special.contains_key(&gfn) {
+            return Err(()); // another special page lives there
+        }
+        let previous = memory
+            .special
+            .iter()
+            .find(|(_, f)| **f == frame)
+            .map(|(g, _)| *g);
+        if let Some(old) = previous {
+            // Moving it: the old place becomes a hole.
+            memory.special.remove(&old);
+            let _ = memory.p2m.set(crate::mm::guest::Gfn(old), None);
+            memory.npt.unmap(old * crate::mm::frame::FRAME_SIZE);
+        }
+        let _ = memory.p2m.set(crate::mm::guest::Gfn(gfn), Some(frame));
+        memory.npt.remap(gfn * crate::mm::frame::FRAME_SIZE, frame);
+        memory.special.insert(gfn, frame);
+        drop(memory);
+        scrub_and_free(current);
+        self.npt_generation.fetch_add(1, Ordering::SeqCst);
+        Ok(())
     }
 
     /// Runs `f` with a checked view of guest memory as the vCPU sees it.
@@ -217,6 +268,7 @@ impl Domain {
         DOMAINS.lock().remove(&self.id);
         super::events::remove_domain(self.id);
         super::foreign::revoke_all_of(self.id);
+        super::grants::remove_domain(self);
         note_end(self.watched, &reason);
     }
 }
@@ -226,20 +278,22 @@ impl Drop for Domain {
         let memory = self.memory.get_mut();
         let foreign = self.foreign_maps.get_mut();
         let lent = self.lent.get_mut();
-        let mut shared_info_mapped = false;
         for (gfn, frame) in memory.p2m.frames() {
-            if frame == self.shared_info {
-                shared_info_mapped = true;
+            if memory.special.contains_key(&gfn.0) {
+                continue; // freed below, once
             }
             match foreign.remove(&gfn.0) {
                 // Another domain's page: not ours to free; ours was set aside.
                 Some(map) => scrub_and_free(map.displaced),
+                // Still grant-mapped elsewhere: it outlives us.
+                None if super::grants::keep_if_mapped(frame) => {}
                 None if lent.contains(&gfn.0) => super::foreign::quarantine(frame),
                 None => scrub_and_free(frame),
             }
         }
-        if !shared_info_mapped {
-            scrub_and_free(self.shared_info);
+        scrub_and_free(self.shared_info);
+        for frame in core::mem::take(&mut self.grant_table.get_mut().frames) {
+            scrub_and_free(frame);
         }
         log::debug!("d{}: memory scrubbed and freed", self.id);
     }
@@ -249,6 +303,7 @@ static DOMAINS: Mutex<BTreeMap<DomId, Arc<Domain>>> = Mutex::new(BTreeMap::new()
 
 pub fn register(domain: Arc<Domain>) {
     super::events::add_domain(&domain);
+    super::grants::add_domain(domain.id);
     if domain.watched {
         WATCHED_LIVE.fetch_add(1, Ordering::SeqCst);
     }

@@ -125,6 +125,12 @@ pub struct ResolvedCopy {
 }
 
 impl Grants {
+    /// No domains yet (usable in a `static`).
+    pub const EMPTY: Self = Self {
+        domains: BTreeMap::new(),
+        pins: BTreeMap::new(),
+    };
+
     pub fn new() -> Self {
         Self::default()
     }

@@ -54,8 +54,11 @@ impl From<GuestFault> for Errno {
 
 type HcResult = Result<i64, Errno>;
 
+mod grant_table;
+
 mod nr {
     pub const MEMORY_OP: u64 = 12;
+    pub const GRANT_TABLE_OP: u64 = 20;
     pub const SET_TIMER_OP: u64 = 15;
     pub const EVENT_CHANNEL_OP: u64 = 32;
     pub const XEN_VERSION: u64 = 17;
@@ -126,6 +129,7 @@ pub fn dispatch(domain: &Arc<Domain>, vcpu: usize, slot: &mut VcpuSlot) -> Next 
         nr::HVM_OP => hvm_op(&caller, args[0], args[1]),
         nr::VCPU_OP => vcpu_op(&mut caller, args[0], args[1], args[2]),
         nr::EVENT_CHANNEL_OP => event_channel_op(&caller, args[0], args[1]),
+        nr::GRANT_TABLE_OP => grant_table::grant_table_op(&caller, args[0], args[1], args[2]),
         nr::SET_TIMER_OP => {
             events::set_timer(domain, vcpu, args[0]);
             Ok(0)
@@ -294,6 +298,7 @@ fn memory_op(c: &Caller, cmd: u64, arg: u64) -> HcResult {
     }
     const MEMORY_MAP: u64 = 9;
     const XENMAPSPACE_SHARED_INFO: u32 = 0;
+    const XENMAPSPACE_GRANT_TABLE: u32 = 1;
     const MEMOP_CMD_MASK: u64 = 0x3f;
     #[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
     #[repr(C)]
@@ -374,44 +379,21 @@ fn memory_op(c: &Caller, cmd: u64, arg: u64) -> HcResult {
         ADD_TO_PHYSMAP => {
             let req: AddToPhysmap = c.read(arg)?;
             let target = c.target(req.domid)?;
-            if req.space != XENMAPSPACE_SHARED_INFO || req.idx != 0 {
-                return Err(Errno::Inval);
-            }
-            map_shared_info(&target, req.gpfn)?;
+            let frame = match req.space {
+                XENMAPSPACE_SHARED_INFO if req.idx == 0 => target.shared_info,
+                XENMAPSPACE_GRANT_TABLE => {
+                    let idx = u32::try_from(req.idx).map_err(|_| Errno::Inval)?;
+                    crate::domain::grants::table_frame(&target, idx).ok_or(Errno::Inval)?
+                }
+                _ => return Err(Errno::Inval),
+            };
+            target
+                .place_special(req.gpfn, frame)
+                .map_err(|_| Errno::Inval)?;
             Ok(0)
         }
         _ => Err(Errno::NoSys),
     }
-}
-
-/// Puts the domain's shared-info page at `gpfn`; the RAM page there is
-/// given up (scrubbed and freed), as Xen does.
-fn map_shared_info(domain: &Domain, gpfn: u64) -> Result<(), Errno> {
-    let mut memory = domain.memory.lock();
-    let gfn = Gfn(gpfn);
-    if memory.p2m.get(gfn).is_none() {
-        return Err(Errno::Inval);
-    }
-    if memory.shared_info_gfn == Some(gpfn) {
-        return Ok(());
-    }
-    if let Some(old) = memory.shared_info_gfn {
-        // Moving it: the old place becomes a hole.
-        let _ = memory.p2m.set(Gfn(old), None);
-        memory.npt.unmap(old * 4096);
-    }
-    let displaced = memory
-        .p2m
-        .set(gfn, Some(domain.shared_info))
-        .map_err(|_| Errno::Inval)?;
-    memory.npt.remap(gpfn * 4096, domain.shared_info);
-    memory.shared_info_gfn = Some(gpfn);
-    drop(memory);
-    if let Some(frame) = displaced.filter(|f| *f != domain.shared_info) {
-        crate::mm::scrub_and_free(frame);
-    }
-    domain.npt_generation.fetch_add(1, Ordering::SeqCst);
-    Ok(())
 }
 
 fn hvm_op(c: &Caller, cmd: u64, arg: u64) -> HcResult {

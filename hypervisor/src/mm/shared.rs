@@ -62,3 +62,10 @@ pub fn swap_u8(frame: Frame, offset: usize, value: u8) -> u8 {
 pub fn store_u8(frame: Frame, offset: usize, value: u8) {
     u8_at(frame, offset).store(value, Ordering::SeqCst)
 }
+
+/// Compare-and-swap of an aligned u32 in a shared page.
+pub fn compare_exchange_u32(frame: Frame, offset: usize, current: u32, new: u32) -> bool {
+    u32_at(frame, offset)
+        .compare_exchange(current, new, Ordering::SeqCst, Ordering::SeqCst)
+        .is_ok()
+}

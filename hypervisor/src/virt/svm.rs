@@ -287,6 +287,17 @@ impl NestedPaging {
         paging::set_leaf(self.root, gpa, Some(frame.start()), NPT_LEAF)
     }
 
+    /// Like [`remap`](Self::remap) but read-only for the guest (a
+    /// read-only grant mapping).
+    pub fn remap_readonly(&mut self, gpa: u64, frame: Frame) -> bool {
+        paging::set_leaf(
+            self.root,
+            gpa,
+            Some(frame.start()),
+            Flags::PRESENT | Flags::USER_ACCESSIBLE,
+        )
+    }
+
     pub fn unmap(&mut self, gpa: u64) -> bool {
         paging::set_leaf(self.root, gpa, None, Flags::empty())
     }
