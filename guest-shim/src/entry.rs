@@ -127,27 +127,35 @@ unsafe extern "C" {
 }
 
 #[repr(C, align(16))]
-struct Idt([[u64; 2]; 32]);
+struct Idt([[u64; 2]; 256]);
 
-static mut IDT: Idt = Idt([[0; 2]; 32]);
+static mut IDT: Idt = Idt([[0; 2]; 256]);
+
+fn gate(handler: u64) -> [u64; 2] {
+    let low = (handler & 0xffff) | (0x08 << 16) | (0x8e00 << 32) | ((handler >> 16) & 0xffff) << 48;
+    [low, handler >> 32]
+}
+
+/// Points IDT `vector` at `handler` (an interrupt-gate entry point).
+pub(crate) fn set_gate(vector: u8, handler: u64) {
+    let idt = &raw mut IDT;
+    // SAFETY: the IDT is ours; a 16-byte store of one gate.
+    unsafe { (*idt).0[vector as usize] = gate(handler) };
+}
 
 fn load_idt() {
     let base = &raw const guest_trap_stubs as u64;
-    let idt = &raw mut IDT;
     for vector in 0..32u64 {
-        let handler = base + vector * 16;
-        let low =
-            (handler & 0xffff) | (0x08 << 16) | (0x8e00 << 32) | ((handler >> 16) & 0xffff) << 48;
-        // SAFETY: single-threaded early boot; IDT is ours.
-        unsafe { (*idt).0[vector as usize] = [low, handler >> 32] };
+        set_gate(vector as u8, base + vector * 16);
     }
+    let idt = &raw mut IDT;
     #[repr(C, packed)]
     struct Pointer {
         limit: u16,
         base: u64,
     }
     let pointer = Pointer {
-        limit: (32 * 16 - 1) as u16,
+        limit: (256 * 16 - 1) as u16,
         base: idt as u64,
     };
     // SAFETY: the IDT is a static; its gates point at our stubs.

@@ -17,6 +17,8 @@ extern crate alloc;
 pub mod console;
 #[cfg(target_os = "none")]
 pub mod entry;
+#[cfg(target_os = "none")]
+pub mod events;
 pub mod hypercall;
 pub mod start_info;
 
