@@ -21,6 +21,8 @@ pub mod entry;
 pub mod events;
 pub mod hypercall;
 pub mod start_info;
+#[cfg(target_os = "none")]
+pub mod xenstore;
 
 pub use start_info::StartInfo;
 
