@@ -19,6 +19,8 @@ pub mod console;
 pub mod entry;
 #[cfg(target_os = "none")]
 pub mod events;
+#[cfg(target_os = "none")]
+pub mod grants;
 pub mod hypercall;
 pub mod start_info;
 #[cfg(target_os = "none")]

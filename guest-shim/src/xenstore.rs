@@ -65,11 +65,17 @@ impl XenStore {
     /// Connects to the store the hypervisor advertises.
     pub fn connect() -> Result<Self, XsError> {
         let pfn = hypercall::hvm_get_param(hvm_param::STORE_PFN).map_err(|_| XsError::NoStore)?;
-        let port = hypercall::hvm_get_param(hvm_param::STORE_EVTCHN).map_err(|_| XsError::NoStore)?;
+        let port =
+            hypercall::hvm_get_param(hvm_param::STORE_EVTCHN).map_err(|_| XsError::NoStore)?;
         if pfn == 0 {
             return Err(XsError::NoStore);
         }
-        Ok(Self { ring: (pfn << 12) as *mut u8, port: port as u32, next_req: 1, events: VecDeque::new() })
+        Ok(Self {
+            ring: (pfn << 12) as *mut u8,
+            port: port as u32,
+            next_req: 1,
+            events: VecDeque::new(),
+        })
     }
 
     fn put(&mut self, bytes: &[u8]) {
@@ -121,7 +127,8 @@ impl XenStore {
     fn receive(&mut self) -> Result<(u32, u32, Vec<u8>), XsError> {
         let mut header = [0u8; HEADER];
         self.get(&mut header);
-        let word = |i: usize| u32::from_le_bytes(header[i * 4..i * 4 + 4].try_into().unwrap_or([0; 4]));
+        let word =
+            |i: usize| u32::from_le_bytes(header[i * 4..i * 4 + 4].try_into().unwrap_or([0; 4]));
         let (kind, req_id, len) = (word(0), word(1), word(3) as usize);
         if len > PAYLOAD_MAX {
             return Err(XsError::Malformed);
@@ -184,20 +191,26 @@ impl XenStore {
     }
 
     pub fn write_tx(&mut self, tx: u32, path: &str, value: &str) -> Result<(), XsError> {
-        self.request(msg::WRITE, tx, &[&Self::path_arg(path), value.as_bytes()]).map(|_| ())
+        self.request(msg::WRITE, tx, &[&Self::path_arg(path), value.as_bytes()])
+            .map(|_| ())
     }
 
     pub fn mkdir(&mut self, path: &str) -> Result<(), XsError> {
-        self.request(msg::MKDIR, 0, &[&Self::path_arg(path)]).map(|_| ())
+        self.request(msg::MKDIR, 0, &[&Self::path_arg(path)])
+            .map(|_| ())
     }
 
     pub fn rm(&mut self, path: &str) -> Result<(), XsError> {
-        self.request(msg::RM, 0, &[&Self::path_arg(path)]).map(|_| ())
+        self.request(msg::RM, 0, &[&Self::path_arg(path)])
+            .map(|_| ())
     }
 
     pub fn directory(&mut self, path: &str) -> Result<Vec<String>, XsError> {
         let v = self.request(msg::DIRECTORY, 0, &[&Self::path_arg(path)])?;
-        Ok(v.split(|&b| b == 0).filter(|s| !s.is_empty()).map(|s| String::from_utf8_lossy(s).into_owned()).collect())
+        Ok(v.split(|&b| b == 0)
+            .filter(|s| !s.is_empty())
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect())
     }
 
     pub fn get_domain_path(&mut self, domid: u32) -> Result<String, XsError> {
@@ -208,16 +221,27 @@ impl XenStore {
     }
 
     pub fn watch(&mut self, path: &str, token: &str) -> Result<(), XsError> {
-        self.request(msg::WATCH, 0, &[&Self::path_arg(path), &Self::path_arg(token)]).map(|_| ())
+        self.request(
+            msg::WATCH,
+            0,
+            &[&Self::path_arg(path), &Self::path_arg(token)],
+        )
+        .map(|_| ())
     }
 
     pub fn unwatch(&mut self, path: &str, token: &str) -> Result<(), XsError> {
-        self.request(msg::UNWATCH, 0, &[&Self::path_arg(path), &Self::path_arg(token)]).map(|_| ())
+        self.request(
+            msg::UNWATCH,
+            0,
+            &[&Self::path_arg(path), &Self::path_arg(token)],
+        )
+        .map(|_| ())
     }
 
     pub fn transaction_start(&mut self) -> Result<u32, XsError> {
         let v = self.request(msg::TRANSACTION_START, 0, &[b"\0"])?;
-        let s = core::str::from_utf8(v.split(|&b| b == 0).next().unwrap_or(&[])).map_err(|_| XsError::Malformed)?;
+        let s = core::str::from_utf8(v.split(|&b| b == 0).next().unwrap_or(&[]))
+            .map_err(|_| XsError::Malformed)?;
         s.parse().map_err(|_| XsError::Malformed)
     }
 
@@ -242,6 +266,11 @@ impl XenStore {
 }
 
 fn split_event(payload: &[u8]) -> (String, String) {
-    let mut parts = payload.split(|&b| b == 0).map(|s| String::from_utf8_lossy(s).into_owned());
-    (parts.next().unwrap_or_default(), parts.next().unwrap_or_default())
+    let mut parts = payload
+        .split(|&b| b == 0)
+        .map(|s| String::from_utf8_lossy(s).into_owned());
+    (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    )
 }
