@@ -1,0 +1,200 @@
+//! pingpong: two DomUs rendezvous through XenStore, ping-pong over an
+//! interdomain event channel, and share a page with grants.
+//!
+//! Command line: `pong peer=<domid>` (offers a port and a granted page,
+//! publishing them under its XenStore home) or `ping peer=<domid>` (finds
+//! them, binds, maps and writes the page, grant-copies into it, then
+//! measures round trips). Each prints one verdict.
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+#[cfg(target_os = "none")]
+mod kernel {
+    use alloc::format;
+    use core::sync::atomic::{AtomicU32, Ordering};
+
+    use guest_shim::grants::{self, CopyPtr};
+    use guest_shim::xenstore::XenStore;
+    use guest_shim::{ShutdownReason, StartInfo, events, hypercall, println, rdtsc, shutdown};
+
+    extern crate alloc;
+
+    const ROUND_TRIPS: u32 = 200;
+    const GREETING: &[u8] = b"pong says hello";
+    const REPLY: &[u8] = b"ping was here";
+    const COPIED: &[u8] = b"copied by grant";
+
+    static RECEIVED: AtomicU32 = AtomicU32::new(0);
+    static mut PEER_PORT: u32 = 0;
+
+    #[repr(C, align(4096))]
+    struct Page([u8; 4096]);
+    static mut SHARED: Page = Page([0; 4096]);
+    static mut MAPPED: Page = Page([0; 4096]);
+    static mut SCRATCH: Page = Page([0; 4096]);
+
+    fn fail(who: &str, why: &str) -> ! {
+        println!("{who}: FAIL {why}");
+        shutdown(ShutdownReason::Poweroff)
+    }
+
+    fn on_event(_port: u32) {
+        RECEIVED.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn pong_echo(_port: u32) {
+        RECEIVED.fetch_add(1, Ordering::SeqCst);
+        // SAFETY: set once before events are enabled for it.
+        let _ = events::send(unsafe { PEER_PORT });
+    }
+
+    fn wait_for(count: u32) {
+        while RECEIVED.load(Ordering::SeqCst) < count {
+            events::wait_for_event();
+        }
+    }
+
+    fn page_addr(p: *mut Page) -> u64 {
+        p as u64
+    }
+
+    fn pong(peer: u16, xs: &mut XenStore) -> ! {
+        let me = hypercall::domid().unwrap_or(0);
+        let port = events::alloc_unbound(peer)
+            .unwrap_or_else(|e| fail("pong", &format!("alloc_unbound {e:?}")));
+        // SAFETY: before the port can fire.
+        unsafe { PEER_PORT = port };
+        events::on(port, pong_echo);
+        let shared = &raw mut SHARED;
+        // SAFETY: our own page, not yet granted.
+        unsafe { (&mut (*shared).0)[..GREETING.len()].copy_from_slice(GREETING) };
+        let gref = grants::grant_access(peer, page_addr(shared) >> 12, false)
+            .unwrap_or_else(|| fail("pong", "no free grant ref"));
+        let home = format!("/local/domain/{me}/pingpong");
+        let published = xs
+            .write(&format!("{home}/port"), &format!("{port}"))
+            .and_then(|_| xs.write(&format!("{home}/gref"), &format!("{gref}")));
+        if let Err(e) = published {
+            fail("pong", &format!("xenstore write {e:?}"));
+        }
+        // Readable by everyone (owner = us, default permission r).
+        if let Err(e) = xs.request(
+            guest_shim::xenstore::msg::SET_PERMS,
+            0,
+            &[format!("{home}\0r{me}\0").as_bytes()],
+        ) {
+            fail("pong", &format!("set_perms {e:?}"));
+        }
+        if let Err(e) = xs.write(&format!("{home}/ready"), "1") {
+            fail("pong", &format!("xenstore write {e:?}"));
+        }
+        // The ping side sends ROUND_TRIPS events plus one to say it is done.
+        wait_for(ROUND_TRIPS + 1);
+        // SAFETY: reading our own page after the peer wrote and copied into it.
+        let page = unsafe { &(*shared).0 };
+        if &page[..REPLY.len()] != REPLY || &page[2048..2048 + COPIED.len()] != COPIED {
+            fail("pong", "the shared page does not hold what ping wrote");
+        }
+        if grants::flags(gref) & (grants::GTF_READING | grants::GTF_WRITING) != 0 {
+            fail("pong", "grant still marked in use after ping unmapped it");
+        }
+        if !grants::end_access(gref) {
+            fail("pong", "could not revoke the grant");
+        }
+        println!("pong: PASS");
+        shutdown(ShutdownReason::Poweroff)
+    }
+
+    fn ping(peer: u16, xs: &mut XenStore) -> ! {
+        let home = format!("/local/domain/{peer}/pingpong");
+        let mut tries = 0;
+        while xs.read(&format!("{home}/ready")).is_err() {
+            tries += 1;
+            if tries > 100_000 {
+                fail("ping", "pong never published its channel");
+            }
+            let _ = hypercall::sched_yield();
+        }
+        let read_num = |xs: &mut XenStore, key: &str| -> u32 {
+            xs.read(&format!("{home}/{key}"))
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or_else(|| fail("ping", &format!("bad {key}")))
+        };
+        let (port, gref) = (read_num(xs, "port"), read_num(xs, "gref"));
+        let local = events::bind_interdomain(peer, port)
+            .unwrap_or_else(|e| fail("ping", &format!("bind_interdomain {e:?}")));
+        events::on(local, on_event);
+
+        // Map, read, write, unmap the granted page.
+        let mapped = &raw mut MAPPED;
+        let handle = grants::map(peer, gref, page_addr(mapped), false)
+            .unwrap_or_else(|s| fail("ping", &format!("map status {}", s.0)));
+        // SAFETY: the granted page is mapped at MAPPED now.
+        unsafe {
+            if &(&(*mapped).0)[..GREETING.len()] != GREETING {
+                fail("ping", "mapped page does not hold pong's greeting");
+            }
+            (&mut (*mapped).0)[..REPLY.len()].copy_from_slice(REPLY);
+        }
+        if let Err(s) = grants::unmap(handle, page_addr(mapped)) {
+            fail("ping", &format!("unmap status {}", s.0));
+        }
+        // Grant-copy: from our page into pong's granted page.
+        let scratch = &raw mut SCRATCH;
+        // SAFETY: our own page.
+        unsafe { (&mut (*scratch).0)[..COPIED.len()].copy_from_slice(COPIED) };
+        let src = CopyPtr::Own {
+            gfn: page_addr(scratch) >> 12,
+            offset: 0,
+        };
+        let dst = CopyPtr::Gref {
+            domid: peer,
+            gref,
+            offset: 2048,
+        };
+        if let Err(s) = grants::copy(src, dst, COPIED.len() as u16) {
+            fail("ping", &format!("grant copy status {}", s.0));
+        }
+
+        // Ping-pong.
+        let start = rdtsc();
+        for i in 0..ROUND_TRIPS {
+            let _ = events::send(local);
+            wait_for(i + 1);
+        }
+        let cycles = (rdtsc() - start) / ROUND_TRIPS as u64;
+        let _ = events::send(local);
+        println!("ping: evtchn_roundtrip_cycles={cycles}");
+        println!("ping: PASS");
+        shutdown(ShutdownReason::Poweroff)
+    }
+
+    fn main(info: &StartInfo) -> ! {
+        let mut words = info.cmdline().split_whitespace();
+        let role = words.next().unwrap_or("");
+        let peer: u16 = words
+            .find_map(|w| w.strip_prefix("peer="))
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| fail("pingpong", "needs peer=<domid>"));
+        if let Err(e) = events::init() {
+            fail(role, &format!("events init {e:?}"));
+        }
+        if let Err(e) = grants::init() {
+            fail(role, &format!("grant table {e:?}"));
+        }
+        let mut xs = XenStore::connect().unwrap_or_else(|e| fail(role, &format!("xenstore {e:?}")));
+        match role {
+            "pong" => pong(peer, &mut xs),
+            "ping" => ping(peer, &mut xs),
+            other => fail("pingpong", &format!("unknown role '{other}'")),
+        }
+    }
+
+    guest_shim::entry!(main);
+}
+
+#[cfg(not(target_os = "none"))]
+fn main() {
+    eprintln!("a guest kernel: build it with `cargo xtask build`");
+    std::process::exit(2);
+}
