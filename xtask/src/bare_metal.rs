@@ -13,8 +13,9 @@ use crate::workspace;
 pub const TARGET: &str = "x86_64-unknown-none";
 
 /// The bare-metal packages besides the guest kernels, which are found under
-/// [`KERNELS_DIR`] by themselves. Adding one (e.g. "dom0") is one line here.
-pub const PACKAGES: &[&str] = &["hypervisor"];
+/// [`KERNELS_DIR`] by themselves: the hypervisor, Dom0 and the test-kernel
+/// crate (one binary per test kernel).
+pub const PACKAGES: &[&str] = &["hypervisor", "dom0", "test-kernels"];
 
 /// The directory whose sub-directories holding a Cargo.toml are guest
 /// kernels, relative to the workspace root.
@@ -54,6 +55,32 @@ pub fn kernel_packages() -> Result<Vec<String>> {
     }
     names.sort();
     Ok(names)
+}
+
+/// Where the test-kernel crate keeps one source file per kernel binary.
+pub const TEST_KERNEL_BINS: &str = "tests/kernels/src/bin";
+
+/// Every bare-metal binary the build produces: the hypervisor, Dom0 and one
+/// per file in [`TEST_KERNEL_BINS`].
+pub fn binaries() -> Result<Vec<String>> {
+    let mut all = vec![HYPERVISOR.to_owned(), "dom0".to_owned()];
+    let dir = workspace::root().join(TEST_KERNEL_BINS);
+    let entries =
+        std::fs::read_dir(&dir).map_err(Error::io(format!("listing {}", dir.display())))?;
+    let mut kernels = Vec::new();
+    for entry in entries {
+        let path = entry
+            .map_err(Error::io(format!("listing {}", dir.display())))?
+            .path();
+        if path.extension().is_some_and(|e| e == "rs")
+            && let Some(stem) = path.file_stem().and_then(|s| s.to_str())
+        {
+            kernels.push(stem.to_owned());
+        }
+    }
+    kernels.sort();
+    all.extend(kernels);
+    Ok(all)
 }
 
 /// The `name` in the `[package]` section of a Cargo.toml. Only that one key
@@ -140,8 +167,8 @@ pub fn build_all() -> Result<()> {
 /// Checks that every bare-metal package's ELF exists (for runs told that the
 /// build already happened).
 pub fn check_built() -> Result<()> {
-    for package in packages()? {
-        let path = artifact(&package);
+    for binary in binaries()? {
+        let path = artifact(&binary);
         if !path.is_file() {
             return Err(Error::ArtifactMissing { path });
         }

@@ -56,6 +56,12 @@ pub enum Error {
     NoTimeout,
     /// Some phases of `cargo xtask test` failed.
     TestsFailed { phases: Vec<&'static str> },
+    /// A `--domu` argument is malformed.
+    BadDomu { arg: String, reason: String },
+    /// A `--domu` kernel is not an ELF file.
+    NotElf { path: PathBuf },
+    /// A benchmark run did not print the figure it should have.
+    BenchOutput { what: &'static str, console: String },
 }
 
 /// xtask's result type.
@@ -136,6 +142,19 @@ impl fmt::Display for Error {
                 "a captured QEMU run needs a time-out, so that it cannot hang"
             ),
             Self::TestsFailed { phases } => write!(f, "failed: {}", phases.join(", ")),
+            Self::BadDomu { arg, reason } => write!(
+                f,
+                "bad --domu '{arg}': {reason} (expected PATH[,mem=MiB,vcpus=N,cmdline=...])"
+            ),
+            Self::NotElf { path } => write!(
+                f,
+                "{} is not an ELF file; --domu takes a Xen PVH kernel (an ELF with the XEN_ELFNOTE_PHYS32_ENTRY note)",
+                path.display()
+            ),
+            Self::BenchOutput { what, console } => write!(
+                f,
+                "the benchmark run printed no {what}; its console:\n{console}"
+            ),
         }
     }
 }

@@ -4,6 +4,8 @@
 //! boot machines.
 
 pub mod bare_metal;
+pub mod bench;
+pub mod domains;
 pub mod error;
 pub mod exit;
 pub mod grub;

@@ -5,8 +5,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use xtask::domains::{self, DomU};
 use xtask::progress::{Step, say};
-use xtask::{Boot, Error, Exit, Machine, bare_metal, prereqs, suite};
+use xtask::{Boot, Error, Exit, Machine, bare_metal, bench, prereqs, suite};
 
 /// Pavise's host tool.
 #[derive(Parser)]
@@ -25,6 +26,13 @@ enum Command {
     Run(RunArgs),
     /// Run the whole test suite: host unit tests, then the QEMU scenarios.
     Test,
+    /// Measure hypercall and CPU-loop costs inside guests, as ratios within
+    /// one run (plain TCG and with -icount shift=0).
+    Bench {
+        /// Where to write the figures as JSON.
+        #[arg(long, value_name = "PATH")]
+        json: Option<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -52,12 +60,25 @@ struct RunArgs {
     /// without a string.
     #[arg(long = "module", value_name = "FILE [STRING]", value_parser = parse_module)]
     modules: Vec<(PathBuf, String)>,
+    /// Boot a PVH ELF kernel as a DomU beside Dom0:
+    /// PATH[,mem=MiB,vcpus=N,cmdline=...] (cmdline takes the rest).
+    /// Repeatable. Without --domu or --module, Dom0 and a demo DomU boot.
+    #[arg(long = "domu", value_name = "PATH[,OPTIONS]", value_parser = parse_domu)]
+    domus: Vec<DomU>,
+    /// Power QEMU off as soon as every DomU has ended; the exit status is 0
+    /// only if all of them powered off cleanly.
+    #[arg(long)]
+    exit_when_done: bool,
     /// Extra QEMU arguments.
     #[arg(last = true, value_name = "QEMU ARGS")]
     qemu_args: Vec<String>,
 }
 
 /// Splits `FILE [STRING]` at the first whitespace.
+fn parse_domu(arg: &str) -> Result<DomU, Error> {
+    domains::parse_domu(arg)
+}
+
 fn parse_module(arg: &str) -> Result<(PathBuf, String), Error> {
     let arg_trimmed = arg.trim();
     let (file, string) = match arg_trimmed.split_once(char::is_whitespace) {
@@ -78,6 +99,7 @@ fn main() -> ExitCode {
         Command::Build => build(1, 1).map(|()| ExitCode::SUCCESS),
         Command::Run(args) => run(args),
         Command::Test => suite::run().map(|()| ExitCode::SUCCESS),
+        Command::Bench { json } => run_bench(json).map(|()| ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|e| {
         say(&format!("error: {e}"));
@@ -98,7 +120,19 @@ fn build(n: usize, total: usize) -> xtask::Result<()> {
 }
 
 fn run(args: RunArgs) -> xtask::Result<ExitCode> {
-    let machine = Machine {
+    if args.direct && !args.domus.is_empty() {
+        return Err(Error::DirectBootTooManyModules {
+            count: args.domus.len() + 1,
+        });
+    }
+    for domu in &args.domus {
+        domains::check_kernel(&domu.kernel)?;
+    }
+    let mut cmdline = args.cmdline.clone();
+    if args.exit_when_done {
+        cmdline = format!("{cmdline} exit_when_done").trim().to_owned();
+    }
+    let mut machine = Machine {
         smp: args.smp,
         mem_mib: args.mem,
         boot: if args.direct {
@@ -106,16 +140,27 @@ fn run(args: RunArgs) -> xtask::Result<ExitCode> {
         } else {
             Boot::Grub
         },
-        cmdline: args.cmdline,
-        modules: args.modules,
-        extra_qemu_args: args.qemu_args,
+        cmdline,
+        modules: args.modules.clone(),
+        extra_qemu_args: args.qemu_args.clone(),
         timeout: args.timeout.map(Duration::from_secs),
         ..Machine::default()
     };
-    machine.check_inputs()?;
     prereqs::ensure(machine.needs())?;
     let total = if args.direct { 2 } else { 3 };
     build(1, total)?;
+    // Dom0 plus the named DomUs, or plus the demo when nothing was named.
+    if !args.direct && (!args.domus.is_empty() || args.modules.is_empty()) {
+        let domus = if args.domus.is_empty() {
+            vec![domains::test_kernel(domains::DEMO_DOMU)]
+        } else {
+            args.domus.clone()
+        };
+        let mut modules = domains::modules(&domus)?;
+        modules.extend(args.modules.iter().cloned());
+        machine.modules = modules;
+    }
+    machine.check_inputs()?;
     let prepared = if args.direct {
         machine.prepare()?
     } else {
@@ -135,6 +180,30 @@ fn run(args: RunArgs) -> xtask::Result<ExitCode> {
         (exit, _) => format!("QEMU ran {took}: {exit}"),
     });
     Ok(ExitCode::from(ended.exit.process_code()))
+}
+
+fn run_bench(json: Option<PathBuf>) -> xtask::Result<()> {
+    prereqs::ensure(Machine::default().needs())?;
+    build(1, 3)?;
+    let step = Step::start(
+        2,
+        3,
+        "measuring under plain TCG (Pavise run, then bare run)",
+    );
+    let tcg = bench::measure(false)?;
+    step.done("measured");
+    let step = Step::start(3, 3, "measuring with -icount shift=0");
+    let icount = bench::measure(true)?;
+    step.done("measured");
+    print!("{}", bench::table(&tcg, &icount));
+    let path = json.unwrap_or_else(bench::default_json_path);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+    }
+    std::fs::write(&path, bench::json(&tcg, &icount))
+        .map_err(Error::io(format!("writing {}", path.display())))?;
+    say(&format!("figures written to {}", path.display()));
+    Ok(())
 }
 
 #[cfg(test)]
