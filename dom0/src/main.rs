@@ -1,5 +1,5 @@
-//! Dom0: the privileged domain. It runs the PV console backend for every
-//! DomU; the XenStore server will run here too.
+//! Dom0: the privileged domain. It runs the PV console backend and the
+//! XenStore server for every DomU.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(target_os = "none")]
@@ -9,12 +9,14 @@ extern crate alloc;
 mod console;
 #[cfg(target_os = "none")]
 mod events;
+#[cfg(target_os = "none")]
+mod xenstored;
 
 #[cfg(target_os = "none")]
 mod kernel {
     use guest_shim::{StartInfo, hypercall, println};
 
-    use crate::{console, events};
+    use crate::{console, events, xenstored};
 
     fn main(info: &StartInfo) -> ! {
         println!(
@@ -24,16 +26,23 @@ mod kernel {
         );
         events::init();
         let mut consoles = console::connect_all();
+        let mut store = xenstored::Xenstored::start();
         println!(
             "dom0: serving {} console{}",
             consoles.len(),
             if consoles.len() == 1 { "" } else { "s" }
+        );
+        println!(
+            "dom0: XenStore serving {} domain{}",
+            store.connections(),
+            if store.connections() == 1 { "" } else { "s" }
         );
         loop {
             events::clear_all();
             for c in consoles.iter_mut() {
                 c.drain();
             }
+            while store.serve() {}
             if hypercall::sched_block().is_err() {
                 let _ = hypercall::sched_yield();
             }

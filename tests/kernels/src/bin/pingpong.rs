@@ -70,13 +70,11 @@ mod kernel {
         let gref = grants::grant_access(peer, page_addr(shared) >> 12, false)
             .unwrap_or_else(|| fail("pong", "no free grant ref"));
         let home = format!("/local/domain/{me}/pingpong");
-        let published = xs
-            .write(&format!("{home}/port"), &format!("{port}"))
-            .and_then(|_| xs.write(&format!("{home}/gref"), &format!("{gref}")));
-        if let Err(e) = published {
-            fail("pong", &format!("xenstore write {e:?}"));
+        // Readable by everyone (owner = us, default permission r); nodes
+        // created below inherit it.
+        if let Err(e) = xs.mkdir(&home) {
+            fail("pong", &format!("xenstore mkdir {e:?}"));
         }
-        // Readable by everyone (owner = us, default permission r).
         if let Err(e) = xs.request(
             guest_shim::xenstore::msg::SET_PERMS,
             0,
@@ -84,8 +82,14 @@ mod kernel {
         ) {
             fail("pong", &format!("set_perms {e:?}"));
         }
-        if let Err(e) = xs.write(&format!("{home}/ready"), "1") {
-            fail("pong", &format!("xenstore write {e:?}"));
+        for (key, value) in [
+            ("port", format!("{port}")),
+            ("gref", format!("{gref}")),
+            ("ready", "1".into()),
+        ] {
+            if let Err(e) = xs.write(&format!("{home}/{key}"), &value) {
+                fail("pong", &format!("xenstore write {key}: {e:?}"));
+            }
         }
         // The ping side sends ROUND_TRIPS events plus one to say it is done.
         wait_for(ROUND_TRIPS + 1);

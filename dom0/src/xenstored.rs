@@ -1,0 +1,192 @@
+//! The XenStore server's plumbing: one connection per DomU over the ring
+//! page and event channel its builder gave it, bytes in and out of the
+//! pure store core (`dom0::store`).
+
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use dom0::store::{self, DomId, FrameReader, Store};
+use guest_shim::hypercall::{self, hvm_param};
+use guest_shim::println;
+
+const REQ: usize = 0;
+const RSP: usize = 1024;
+const RING: u32 = 1024;
+const REQ_CONS: usize = 2048;
+const REQ_PROD: usize = 2052;
+const RSP_CONS: usize = 2056;
+const RSP_PROD: usize = 2060;
+const MAX_DOMID: u16 = 32;
+/// Replies and events waiting for ring space, per connection.
+const OUTBOX_MAX: usize = 64 * 1024;
+
+#[repr(C, align(4096))]
+struct Page([u8; 4096]);
+
+static mut RING_SLOTS: [Page; MAX_DOMID as usize] = [const { Page([0; 4096]) }; MAX_DOMID as usize];
+
+struct Connection {
+    domid: DomId,
+    ring: *mut u8,
+    port: u32,
+    reader: FrameReader,
+    outbox: VecDeque<u8>,
+    broken: bool,
+}
+
+fn ring_u32(ring: *mut u8, offset: usize) -> &'static AtomicU32 {
+    // SAFETY: `ring` is a mapped ring page; offsets are its aligned
+    // cons/prod fields (xenstore_domain_interface).
+    unsafe { AtomicU32::from_ptr(ring.add(offset) as *mut u32) }
+}
+
+pub struct Xenstored {
+    store: Store,
+    connections: Vec<Connection>,
+}
+
+impl Xenstored {
+    /// Connects every DomU that has a store ring and introduces it.
+    pub fn start() -> Self {
+        let mut me = Self {
+            store: Store::new(),
+            connections: Vec::new(),
+        };
+        me.store.introduce(0);
+        for domid in 1..MAX_DOMID {
+            let Ok(pfn) = hypercall::hvm_get_param_of(domid, hvm_param::STORE_PFN) else {
+                continue;
+            };
+            let Ok(port) = hypercall::hvm_get_param_of(domid, hvm_param::STORE_EVTCHN) else {
+                continue;
+            };
+            if pfn == 0 {
+                continue;
+            }
+            let slots = &raw mut RING_SLOTS;
+            // SAFETY: one slot per domid, used only for this mapping.
+            let ring = unsafe { (*slots)[domid as usize].0.as_mut_ptr() };
+            if let Err(e) = hypercall::map_foreign_page(domid, pfn, ring as u64 >> 12) {
+                println!("dom0: cannot map d{domid}'s store ring: {e:?}");
+                continue;
+            }
+            match hypercall::evtchn_bind_interdomain(domid, port as u32) {
+                Ok(local) => {
+                    me.store.introduce(domid);
+                    me.connections.push(Connection {
+                        domid,
+                        ring,
+                        port: local,
+                        reader: FrameReader::default(),
+                        outbox: VecDeque::new(),
+                        broken: false,
+                    });
+                }
+                Err(e) => println!("dom0: cannot bind d{domid}'s store event channel: {e:?}"),
+            }
+        }
+        me
+    }
+
+    pub fn connections(&self) -> usize {
+        self.connections.len()
+    }
+
+    /// Serves whatever arrived; true if anything moved.
+    pub fn serve(&mut self) -> bool {
+        let mut moved = false;
+        for i in 0..self.connections.len() {
+            moved |= self.take_requests(i);
+        }
+        while let Some((to, reply)) = self.store.events.pop_front() {
+            if let Some(c) = self.connections.iter_mut().find(|c| c.domid == to) {
+                queue(c, &store::encode(&reply));
+            }
+        }
+        for c in self.connections.iter_mut() {
+            moved |= flush(c);
+        }
+        moved
+    }
+
+    fn take_requests(&mut self, index: usize) -> bool {
+        let c = &mut self.connections[index];
+        if c.broken {
+            return false;
+        }
+        let cons = ring_u32(c.ring, REQ_CONS).load(Ordering::Acquire);
+        let prod = ring_u32(c.ring, REQ_PROD).load(Ordering::Acquire);
+        let available = prod.wrapping_sub(cons);
+        if available == 0 {
+            return false;
+        }
+        if available > RING {
+            // A producer more than a ring ahead: the guest broke the protocol.
+            println!(
+                "dom0: d{} wrote a bad store ring index; closing its store connection",
+                c.domid
+            );
+            c.broken = true;
+            return false;
+        }
+        let mut bytes = Vec::with_capacity(available as usize);
+        for i in 0..available {
+            let at = REQ + (cons.wrapping_add(i) % RING) as usize;
+            // SAFETY: inside the req[] array of the mapped ring page.
+            bytes.push(unsafe { core::ptr::read_volatile(c.ring.add(at)) });
+        }
+        ring_u32(c.ring, REQ_CONS).store(prod, Ordering::Release);
+        c.reader.push(&bytes);
+        let domid = c.domid;
+        loop {
+            let frame = match self.connections[index].reader.next() {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(_) => {
+                    println!(
+                        "dom0: d{domid} sent an oversized store message; closing its store connection"
+                    );
+                    self.connections[index].broken = true;
+                    break;
+                }
+            };
+            let (kind, req_id, tx, payload) = frame;
+            let reply = self.store.handle(domid, kind, req_id, tx, &payload);
+            queue(&mut self.connections[index], &store::encode(&reply));
+        }
+        true
+    }
+}
+
+fn queue(c: &mut Connection, bytes: &[u8]) {
+    if c.outbox.len() + bytes.len() > OUTBOX_MAX {
+        // A guest that never reads its replies loses them, not our memory.
+        return;
+    }
+    c.outbox.extend(bytes.iter().copied());
+}
+
+fn flush(c: &mut Connection) -> bool {
+    if c.outbox.is_empty() || c.broken {
+        return false;
+    }
+    let cons = ring_u32(c.ring, RSP_CONS).load(Ordering::Acquire);
+    let prod = ring_u32(c.ring, RSP_PROD).load(Ordering::Acquire);
+    let used = prod.wrapping_sub(cons);
+    if used > RING {
+        c.broken = true;
+        return false;
+    }
+    let space = (RING - used) as usize;
+    let n = space.min(c.outbox.len());
+    for i in 0..n {
+        let at = RSP + (prod.wrapping_add(i as u32) % RING) as usize;
+        let byte = c.outbox.pop_front().unwrap_or(0);
+        // SAFETY: inside the rsp[] array of the mapped ring page.
+        unsafe { core::ptr::write_volatile(c.ring.add(at), byte) };
+    }
+    ring_u32(c.ring, RSP_PROD).store(prod.wrapping_add(n as u32), Ordering::Release);
+    let _ = hypercall::evtchn_send(c.port);
+    n > 0
+}
