@@ -140,7 +140,7 @@ impl Xenstored {
         c.reader.push(&bytes);
         let domid = c.domid;
         loop {
-            let frame = match self.connections[index].reader.next() {
+            let frame = match self.connections[index].reader.next_frame() {
                 Ok(Some(f)) => f,
                 Ok(None) => break,
                 Err(_) => {

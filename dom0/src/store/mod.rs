@@ -812,7 +812,7 @@ impl FrameReader {
 
     /// The next complete message; `Err` if the peer sent an impossible
     /// length (the connection is then unusable).
-    pub fn next(&mut self) -> core::result::Result<Option<Frame>, XsError> {
+    pub fn next_frame(&mut self) -> core::result::Result<Option<Frame>, XsError> {
         if self.buffer.len() < 16 {
             return Ok(None);
         }

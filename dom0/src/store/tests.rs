@@ -230,7 +230,7 @@ fn transactions_commit_abort_and_conflict() {
     );
     req(&mut s, 1, msg::READ, 3, b"x\0").unwrap();
     write(&mut s, 1, "x", "outside").unwrap();
-    req(&mut s, 1, msg::WRITE, 3, b"z\01").unwrap();
+    req(&mut s, 1, msg::WRITE, 3, b"z\0\x31").unwrap();
     assert_eq!(
         req(&mut s, 1, msg::TRANSACTION_END, 3, b"T\0").unwrap_err(),
         "EAGAIN"
@@ -258,18 +258,18 @@ fn frames_across_chunks() {
     let bytes = encode(&reply);
     let mut r = FrameReader::default();
     for b in &bytes {
-        assert_eq!(r.next().unwrap(), None);
+        assert_eq!(r.next_frame().unwrap(), None);
         r.push(core::slice::from_ref(b));
     }
     assert_eq!(
-        r.next().unwrap(),
+        r.next_frame().unwrap(),
         Some((msg::READ, 9, 0, b"name\0".to_vec()))
     );
     let mut bad = encode(&reply);
     bad[12..16].copy_from_slice(&(PAYLOAD_MAX as u32 + 1).to_le_bytes());
     let mut r = FrameReader::default();
     r.push(&bad);
-    assert_eq!(r.next(), Err(XsError::TooBig));
+    assert_eq!(r.next_frame(), Err(XsError::TooBig));
 }
 
 proptest! {
@@ -315,7 +315,7 @@ proptest! {
             let end = (at + c).min(stream.len());
             r.push(&stream[at..end]);
             at = end;
-            while let Some(f) = r.next().unwrap() { got.push(f); }
+            while let Some(f) = r.next_frame().unwrap() { got.push(f); }
         }
         let want: Vec<Frame> = msgs.iter().map(|m| (m.kind, m.req_id, m.tx_id, m.payload.clone())).collect();
         prop_assert_eq!(got, want);
