@@ -57,7 +57,7 @@ mod kernel {
         p as u64
     }
 
-    fn pong(peer: u16, xs: &mut XenStore) -> ! {
+    fn pong(peer: u16, ro_peer: Option<u16>, xs: &mut XenStore) -> ! {
         let me = hypercall::domid().unwrap_or(0);
         let port = events::alloc_unbound(peer)
             .unwrap_or_else(|e| fail("pong", &format!("alloc_unbound {e:?}")));
@@ -82,11 +82,20 @@ mod kernel {
         ) {
             fail("pong", &format!("set_perms {e:?}"));
         }
-        for (key, value) in [
-            ("port", format!("{port}")),
-            ("gref", format!("{gref}")),
-            ("ready", "1".into()),
-        ] {
+        // Optionally a read-only grant for a third domain (`ro=<domid>`).
+        let ro_gref = ro_peer.map(|d| {
+            let scratch = &raw mut SCRATCH;
+            // SAFETY: our own page, granted read-only below.
+            unsafe { (&mut (*scratch).0)[..GREETING.len()].copy_from_slice(GREETING) };
+            grants::grant_access(d, page_addr(scratch) >> 12, true)
+                .unwrap_or_else(|| fail("pong", "no free grant ref"))
+        });
+        let mut entries = alloc::vec![("port", format!("{port}")), ("gref", format!("{gref}"))];
+        if let Some(r) = ro_gref {
+            entries.push(("rogref", format!("{r}")));
+        }
+        entries.push(("ready", "1".into()));
+        for (key, value) in entries {
             if let Err(e) = xs.write(&format!("{home}/{key}"), &value) {
                 fail("pong", &format!("xenstore write {key}: {e:?}"));
             }
@@ -188,7 +197,14 @@ mod kernel {
         }
         let mut xs = XenStore::connect().unwrap_or_else(|e| fail(role, &format!("xenstore {e:?}")));
         match role {
-            "pong" => pong(peer, &mut xs),
+            "pong" => {
+                let ro = info
+                    .cmdline()
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix("ro="))
+                    .and_then(|p| p.parse().ok());
+                pong(peer, ro, &mut xs)
+            }
             "ping" => ping(peer, &mut xs),
             other => fail("pingpong", &format!("unknown role '{other}'")),
         }

@@ -1,0 +1,150 @@
+//! xstest: XenStore as a DomU sees it — its domain path, read/write/
+//! directory/rm, permissions (another domain's home is closed), watches
+//! (immediate event, event on change below the watch), and transactions
+//! (a conflicting commit gets EAGAIN; the retry commits).
+//! Command line: `peer=<domid>` of another DomU whose home must stay closed.
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+#[cfg(target_os = "none")]
+mod kernel {
+    extern crate alloc;
+    use alloc::format;
+    use alloc::string::String;
+
+    use guest_shim::xenstore::{XenStore, XsError};
+    use guest_shim::{ShutdownReason, StartInfo, hypercall, println, shutdown};
+
+    fn check(failures: &mut u32, what: &str, ok: bool) {
+        if !ok {
+            println!("xstest: {what}: wrong");
+            *failures += 1;
+        }
+    }
+
+    fn main(info: &StartInfo) -> ! {
+        let peer: u16 = info
+            .cmdline()
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("peer="))
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        let mut xs = match XenStore::connect() {
+            Ok(x) => x,
+            Err(e) => {
+                println!("xstest: FAIL no store: {e:?}");
+                shutdown(ShutdownReason::Poweroff)
+            }
+        };
+        let me = hypercall::domid().unwrap_or(0);
+        let mut f = 0;
+        let denied =
+            |r: &Result<String, XsError>| matches!(r, Err(XsError::Server(s)) if s == "EACCES");
+
+        let home = xs.get_domain_path(me);
+        check(
+            &mut f,
+            "get_domain_path",
+            home.as_deref() == Ok(format!("/local/domain/{me}").as_str()),
+        );
+        check(
+            &mut f,
+            "write",
+            xs.write("xstest/a", "1").is_ok() && xs.write("xstest/b", "2").is_ok(),
+        );
+        check(&mut f, "read", xs.read("xstest/a").as_deref() == Ok("1"));
+        let dir = xs.directory("xstest").unwrap_or_default();
+        check(
+            &mut f,
+            "directory",
+            dir.len() == 2 && dir.iter().any(|d| d == "a") && dir.iter().any(|d| d == "b"),
+        );
+        check(
+            &mut f,
+            "rm",
+            xs.rm("xstest/b").is_ok()
+                && matches!(xs.read("xstest/b"), Err(XsError::Server(s)) if s == "ENOENT"),
+        );
+        check(
+            &mut f,
+            "dom0's home is closed",
+            denied(&xs.read("/local/domain/0/name"))
+                || matches!(xs.read("/local/domain/0"), Err(XsError::Server(ref s)) if s == "EACCES"),
+        );
+        if peer != 0 {
+            check(
+                &mut f,
+                "peer's home is closed",
+                denied(&xs.read(&format!("/local/domain/{peer}"))),
+            );
+            check(
+                &mut f,
+                "peer's home is not writable",
+                xs.write(&format!("/local/domain/{peer}/evil"), "x")
+                    .is_err(),
+            );
+        }
+
+        // Watches: an immediate event, then one for a change below.
+        check(&mut f, "watch", xs.watch("xstest/w", "tok").is_ok());
+        check(
+            &mut f,
+            "immediate watch event",
+            xs.next_event() == Ok((String::from("xstest/w"), String::from("tok"))),
+        );
+        let _ = xs.write("xstest/w/x", "y");
+        let mut seen = false;
+        for _ in 0..4 {
+            match xs.next_event() {
+                Ok((path, token)) if token == "tok" && path == "xstest/w/x" => {
+                    seen = true;
+                    break;
+                }
+                Ok(_) => continue,
+                Err(_) => break,
+            }
+        }
+        check(&mut f, "watch fires on a change below", seen);
+        check(&mut f, "unwatch", xs.unwatch("xstest/w", "tok").is_ok());
+
+        // Transactions: a conflict is EAGAIN, the retry commits.
+        let _ = xs.write("xstest/t", "0");
+        let tx = xs.transaction_start().unwrap_or(0);
+        check(&mut f, "transaction start", tx != 0);
+        let _ = xs.read_tx(tx, "xstest/t");
+        let _ = xs.write("xstest/t", "changed outside");
+        let _ = xs.write_tx(tx, "xstest/t", "from tx");
+        check(
+            &mut f,
+            "conflict gives EAGAIN",
+            matches!(xs.transaction_end(tx, true), Err(XsError::Server(s)) if s == "EAGAIN"),
+        );
+        let tx = xs.transaction_start().unwrap_or(0);
+        let _ = xs.read_tx(tx, "xstest/t");
+        let _ = xs.write_tx(tx, "xstest/t", "from tx");
+        check(
+            &mut f,
+            "retry commits",
+            xs.transaction_end(tx, true).is_ok(),
+        );
+        check(
+            &mut f,
+            "committed value",
+            xs.read("xstest/t").as_deref() == Ok("from tx"),
+        );
+
+        if f == 0 {
+            println!("xstest: PASS");
+        } else {
+            println!("xstest: FAIL {f} checks");
+        }
+        shutdown(ShutdownReason::Poweroff)
+    }
+
+    guest_shim::entry!(main);
+}
+
+#[cfg(not(target_os = "none"))]
+fn main() {
+    eprintln!("a guest kernel: build it with `cargo xtask build`");
+    std::process::exit(2);
+}
