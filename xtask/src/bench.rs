@@ -1,7 +1,9 @@
 //! `cargo xtask bench`: figures measured inside guests, as ratios within
-//! one run — a null hypercall against the bare VMMCALL exit round trip,
-//! and a DomU's CPU-bound loop against the same loop run bare on QEMU —
-//! with plain TCG and with `-icount shift=0` (TSC counts instructions).
+//! one run — a null hypercall against the bare VMMCALL exit round trip, a
+//! DomU's CPU-bound loop against the same loop run bare on QEMU, an
+//! interdomain event-channel round trip, grant-copy throughput against an
+//! in-guest memcpy, and the XenStore read round trip — with plain TCG and
+//! with `-icount shift=0` (the guest TSC then counts instructions).
 
 use std::time::Duration;
 
@@ -11,21 +13,37 @@ use crate::exit::{Exit, HvStatus};
 use crate::machine::{Boot, Machine};
 use crate::{bare_metal, workspace};
 
-/// One mode's figures (TSC cycles).
+/// One mode's figures (TSC cycles unless named otherwise).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Figures {
     pub bare_vmexit: u64,
     pub hypercall: u64,
     pub domu_loop: u64,
     pub bare_loop: u64,
+    /// Interdomain event-channel round trip between two DomUs.
+    pub evtchn_roundtrip: u64,
+    pub xenstore_read: u64,
+    /// 4 KiB grant copies and in-guest memcpy, MiB/s of system time.
+    pub grant_copy_mibps: u64,
+    pub memcpy_mibps: u64,
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    a as f64 / b.max(1) as f64
 }
 
 impl Figures {
     pub fn hypercall_ratio(&self) -> f64 {
-        self.hypercall as f64 / self.bare_vmexit.max(1) as f64
+        ratio(self.hypercall, self.bare_vmexit)
     }
     pub fn loop_ratio(&self) -> f64 {
-        self.domu_loop as f64 / self.bare_loop.max(1) as f64
+        ratio(self.domu_loop, self.bare_loop)
+    }
+    pub fn evtchn_ratio(&self) -> f64 {
+        ratio(self.evtchn_roundtrip, self.bare_vmexit)
+    }
+    pub fn grant_copy_ratio(&self) -> f64 {
+        ratio(self.grant_copy_mibps, self.memcpy_mibps)
     }
 }
 
@@ -54,92 +72,177 @@ fn icount_args(icount: bool) -> Vec<String> {
     }
 }
 
-/// Runs both machines of one mode.
-pub fn measure(icount: bool) -> Result<Figures> {
-    let timeout = Some(Duration::from_secs(if icount { 300 } else { 120 }));
-    let bench = DomU {
-        kernel: bare_metal::artifact("bench"),
+fn kernel(name: &str, cmdline: Option<&str>) -> DomU {
+    DomU {
+        kernel: bare_metal::artifact(name),
         mem_mib: None,
         vcpus: None,
-        cmdline: None,
-    };
-    let under_pavise = Machine {
+        cmdline: cmdline.map(str::to_owned),
+    }
+}
+
+/// Boots Pavise with `domus`; the run must end cleanly.
+fn under_pavise(
+    cmdline: &str,
+    domus: &[DomU],
+    icount: bool,
+    timeout: Option<Duration>,
+) -> Result<String> {
+    let machine = Machine {
         smp: 2,
-        cmdline: "bench exit_when_done".to_owned(),
-        modules: domains::modules(&[bench])?,
+        cmdline: cmdline.to_owned(),
+        modules: domains::modules(domus)?,
         extra_qemu_args: icount_args(icount),
         timeout,
         ..Machine::default()
     };
-    let run = under_pavise.run_captured()?;
+    let run = machine.run_captured()?;
     if run.exit != Exit::Hypervisor(HvStatus::Success) {
         return Err(Error::BenchOutput {
-            what: "clean end of the benchmark domain",
+            what: "clean end of the benchmark domains",
             console: run.console,
         });
     }
+    Ok(run.console)
+}
+
+/// Runs the machines of one mode.
+pub fn measure(icount: bool) -> Result<Figures> {
+    let timeout = Some(Duration::from_secs(if icount { 300 } else { 120 }));
+    let bench = under_pavise(
+        "bench exit_when_done",
+        &[kernel("bench", None)],
+        icount,
+        timeout,
+    )?;
+    let pingpong = under_pavise(
+        "exit_when_done",
+        &[
+            kernel("pingpong", Some("pong peer=2")),
+            kernel("pingpong", Some("ping peer=1")),
+        ],
+        icount,
+        timeout,
+    )?;
     let bare = Machine {
         boot: Boot::Direct,
         hypervisor: bare_metal::artifact("bench"),
         extra_qemu_args: icount_args(icount),
         timeout,
         ..Machine::default()
-    };
-    let bare_run = bare.run_captured()?;
+    }
+    .run_captured()?;
     Ok(Figures {
-        bare_vmexit: need(&run.console, "bare_vmexit_cycles")?,
-        hypercall: need(&run.console, "hypercall_cycles")?,
-        domu_loop: need(&run.console, "loop_cycles")?,
-        bare_loop: need(&bare_run.console, "loop_cycles")?,
+        bare_vmexit: need(&bench, "bare_vmexit_cycles")?,
+        hypercall: need(&bench, "hypercall_cycles")?,
+        domu_loop: need(&bench, "loop_cycles")?,
+        bare_loop: need(&bare.console, "loop_cycles")?,
+        evtchn_roundtrip: need(&pingpong, "evtchn_roundtrip_cycles")?,
+        xenstore_read: need(&bench, "xenstore_read_cycles")?,
+        grant_copy_mibps: need(&bench, "grant_copy_mibps")?,
+        memcpy_mibps: need(&bench, "memcpy_mibps")?,
     })
 }
 
 /// The table people read.
 pub fn table(tcg: &Figures, icount: &Figures) -> String {
-    let mut t = String::new();
-    t.push_str("figure (TSC cycles)                     TCG            TCG -icount shift=0\n");
-    let rows: [(&str, u64, u64); 4] = [
+    let mut t = String::from(
+        "figure                                           TCG   TCG -icount shift=0\n",
+    );
+    let rows: [(&str, u64, u64); 8] = [
         (
-            "bare VMMCALL exit + VMRUN",
+            "bare VMMCALL exit + VMRUN (cycles)",
             tcg.bare_vmexit,
             icount.bare_vmexit,
         ),
         (
-            "null hypercall (xen_version) from DomU",
+            "null hypercall from a DomU (cycles)",
             tcg.hypercall,
             icount.hypercall,
         ),
-        ("CPU-bound loop in a DomU", tcg.domu_loop, icount.domu_loop),
-        ("same loop bare on QEMU", tcg.bare_loop, icount.bare_loop),
+        (
+            "CPU-bound loop in a DomU (cycles)",
+            tcg.domu_loop,
+            icount.domu_loop,
+        ),
+        (
+            "same loop bare on QEMU (cycles)",
+            tcg.bare_loop,
+            icount.bare_loop,
+        ),
+        (
+            "evtchn round trip, 2 DomUs (cycles)",
+            tcg.evtchn_roundtrip,
+            icount.evtchn_roundtrip,
+        ),
+        (
+            "XenStore read round trip (cycles)",
+            tcg.xenstore_read,
+            icount.xenstore_read,
+        ),
+        (
+            "grant copy, 4 KiB pages (MiB/s)",
+            tcg.grant_copy_mibps,
+            icount.grant_copy_mibps,
+        ),
+        (
+            "memcpy in a DomU, 4 KiB (MiB/s)",
+            tcg.memcpy_mibps,
+            icount.memcpy_mibps,
+        ),
     ];
     for (name, a, b) in rows {
-        t.push_str(&format!("{name:<40}{a:>14} {b:>20}\n"));
+        t.push_str(&format!("{name:<42}{a:>12} {b:>21}\n"));
     }
-    t.push_str(&format!(
-        "{:<40}{:>14.2} {:>20.2}\n",
-        "ratio: hypercall / bare exit",
-        tcg.hypercall_ratio(),
-        icount.hypercall_ratio()
-    ));
-    t.push_str(&format!(
-        "{:<40}{:>14.3} {:>20.3}\n",
-        "ratio: DomU loop / bare loop",
-        tcg.loop_ratio(),
-        icount.loop_ratio()
-    ));
+    let ratios: [(&str, f64, f64); 4] = [
+        (
+            "ratio: hypercall / bare exit",
+            tcg.hypercall_ratio(),
+            icount.hypercall_ratio(),
+        ),
+        (
+            "ratio: DomU loop / bare loop",
+            tcg.loop_ratio(),
+            icount.loop_ratio(),
+        ),
+        (
+            "ratio: evtchn round trip / bare exit",
+            tcg.evtchn_ratio(),
+            icount.evtchn_ratio(),
+        ),
+        (
+            "ratio: grant copy / memcpy",
+            tcg.grant_copy_ratio(),
+            icount.grant_copy_ratio(),
+        ),
+    ];
+    for (name, a, b) in ratios {
+        t.push_str(&format!("{name:<42}{a:>12.3} {b:>21.3}\n"));
+    }
     t
 }
 
 pub fn json(tcg: &Figures, icount: &Figures) -> String {
     let one = |f: &Figures| {
         format!(
-            "{{\"bare_vmexit_cycles\": {}, \"hypercall_cycles\": {}, \"domu_loop_cycles\": {}, \"bare_loop_cycles\": {}, \"hypercall_over_bare_exit\": {:.3}, \"domu_loop_over_bare_loop\": {:.4}}}",
+            concat!(
+                "{{\"bare_vmexit_cycles\": {}, \"hypercall_cycles\": {}, \"domu_loop_cycles\": {}, ",
+                "\"bare_loop_cycles\": {}, \"evtchn_roundtrip_cycles\": {}, \"xenstore_read_cycles\": {}, ",
+                "\"grant_copy_mibps\": {}, \"memcpy_mibps\": {}, \"hypercall_over_bare_exit\": {:.3}, ",
+                "\"domu_loop_over_bare_loop\": {:.4}, \"evtchn_over_bare_exit\": {:.3}, \"grant_copy_over_memcpy\": {:.4}}}"
+            ),
             f.bare_vmexit,
             f.hypercall,
             f.domu_loop,
             f.bare_loop,
+            f.evtchn_roundtrip,
+            f.xenstore_read,
+            f.grant_copy_mibps,
+            f.memcpy_mibps,
             f.hypercall_ratio(),
-            f.loop_ratio()
+            f.loop_ratio(),
+            f.evtchn_ratio(),
+            f.grant_copy_ratio()
         )
     };
     format!(
@@ -175,16 +278,22 @@ mod tests {
     }
 
     #[test]
-    fn ratios() {
+    fn ratios_table_and_json() {
         let f = Figures {
             bare_vmexit: 100,
             hypercall: 150,
             domu_loop: 1010,
             bare_loop: 1000,
+            evtchn_roundtrip: 600,
+            xenstore_read: 9000,
+            grant_copy_mibps: 100,
+            memcpy_mibps: 2000,
         };
         assert!((f.hypercall_ratio() - 1.5).abs() < 1e-9);
         assert!((f.loop_ratio() - 1.01).abs() < 1e-9);
-        assert!(table(&f, &f).contains("1.50"));
-        assert!(json(&f, &f).contains("\"hypercall_cycles\": 150"));
+        assert!((f.evtchn_ratio() - 6.0).abs() < 1e-9);
+        assert!((f.grant_copy_ratio() - 0.05).abs() < 1e-9);
+        assert!(table(&f, &f).contains("1.500"));
+        assert!(json(&f, &f).contains("\"evtchn_roundtrip_cycles\": 600"));
     }
 }
