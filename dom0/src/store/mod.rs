@@ -310,6 +310,21 @@ impl Store {
                 changed: self.generation,
             },
         );
+        // As Xen's toolstack does: the domain finds its id under its home
+        // (read-only to it).
+        let readonly = Perms {
+            owner: 0,
+            others: Access::None,
+            acl: alloc::vec![(dom, Access::Read)],
+        };
+        self.tree.insert(
+            format!("{}/domid", home(dom)),
+            Node {
+                value: format!("{dom}").into_bytes(),
+                perms: readonly,
+                changed: self.generation,
+            },
+        );
         self.fire("@introduceDomain", None);
     }
 

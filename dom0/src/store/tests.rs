@@ -57,6 +57,17 @@ fn read_write_relative_and_absolute() {
 }
 
 #[test]
+fn introduced_domains_find_their_id() {
+    let mut s = store();
+    assert_eq!(read(&mut s, 1, "domid").unwrap(), "1");
+    assert_eq!(write(&mut s, 1, "domid", "0").unwrap_err(), "EACCES");
+    assert_eq!(
+        read(&mut s, 2, "/local/domain/1/domid").unwrap_err(),
+        "EACCES"
+    );
+}
+
+#[test]
 fn domus_cannot_touch_each_other() {
     let mut s = store();
     write(&mut s, 1, "secret", "x").unwrap();
@@ -293,11 +304,12 @@ proptest! {
                 prop_assert!(result.is_err(), "d{} reached {}", conn, path);
             }
         }
-        // Every node under a home still belongs to its domain.
+        // Every node under a home still belongs to its domain (or to Dom0,
+        // the toolstack) — never to the other DomU.
         for (path, node) in &s.tree {
             for d in [1u16, 2] {
                 if is_below(path, &home(d)) {
-                    prop_assert_eq!(node.perms.owner, d);
+                    prop_assert!(node.perms.owner == d || node.perms.owner == 0, "{} owned by d{}", path, node.perms.owner);
                 }
             }
         }
