@@ -119,6 +119,9 @@ pub fn handle(domain: &Arc<Domain>, vcpu: usize, slot: &mut VcpuSlot, exit: Exit
         }
         Exit::ExternalInterrupt | Exit::InterruptWindow => Next::Continue,
         Exit::NestedPageFault { gpa, error } => {
+            if DEVICE_WINDOW.contains(&gpa) && emulate_device_window_access(domain, cpu) {
+                return Next::Continue;
+            }
             let cause = if gpa >= domain.mem_bytes {
                 format!(
                     "access to guest-physical {gpa:#x} outside its {} MiB (error code {error:#x})",
@@ -145,6 +148,69 @@ pub fn handle(domain: &Arc<Domain>, vcpu: usize, slot: &mut VcpuSlot, exit: Exit
             )
         }
     }
+}
+
+/// The PC's fixed-device window (I/O APIC, HPET, local APIC). Pavise has
+/// no devices there: as Xen does for a PVH guest, reads give all ones and
+/// writes are dropped, so guests probing for these devices find none.
+/// Any other access outside the domain's memory ends the domain.
+const DEVICE_WINDOW: core::ops::Range<u64> = 0xfe00_0000..0x1_0000_0000;
+const EFER_LMA: u64 = 1 << 10;
+
+fn emulate_device_window_access(domain: &Domain, cpu: &mut crate::virt::svm::SvmVcpu) -> bool {
+    use crate::domain::mmio::{self, Access};
+    use crate::mm::guest::Gva;
+    let paging = cpu.paging();
+    let rip = cpu.rip();
+    let mut bytes = [0u8; 15];
+    // The instruction may end near an unmapped page: take what is there.
+    let fetched = domain.with_guest(paging, |g| {
+        (1..=15usize)
+            .rev()
+            .find(|&n| g.read(Gva(rip), &mut bytes[..n]).is_ok())
+            .unwrap_or(0)
+    });
+    let Some(decoded) = mmio::decode(&bytes[..fetched], paging.efer & EFER_LMA != 0) else {
+        return false;
+    };
+    if let Access::Load {
+        reg,
+        size,
+        dest_size,
+        high_byte,
+    } = decoded.access
+    {
+        let value = |old| mmio::load_all_ones(old, size, dest_size, high_byte);
+        match reg {
+            0 => {
+                let v = value(cpu.rax());
+                cpu.set_rax(v);
+            }
+            4 => return false, // rsp lives in the VMCB; no device read targets it
+            _ => {
+                let r = cpu.regs();
+                let slot = match reg {
+                    1 => &mut r.rcx,
+                    2 => &mut r.rdx,
+                    3 => &mut r.rbx,
+                    5 => &mut r.rbp,
+                    6 => &mut r.rsi,
+                    7 => &mut r.rdi,
+                    8 => &mut r.r8,
+                    9 => &mut r.r9,
+                    10 => &mut r.r10,
+                    11 => &mut r.r11,
+                    12 => &mut r.r12,
+                    13 => &mut r.r13,
+                    14 => &mut r.r14,
+                    _ => &mut r.r15,
+                };
+                *slot = value(*slot);
+            }
+        }
+    }
+    cpu.set_rip(rip + decoded.len as u64);
+    true
 }
 
 fn host_cpuid(leaf: u32, sub: u32) -> [u32; 4] {

@@ -13,6 +13,7 @@ pub mod foreign;
 #[cfg(target_os = "none")]
 pub mod grants;
 pub mod manifest;
+pub mod mmio;
 #[cfg(target_os = "none")]
 pub mod registry;
 #[cfg(target_os = "none")]

@@ -126,6 +126,9 @@ pub(super) fn grant_table_op(c: &Caller, cmd: u64, uop: u64, count: u64) -> HcRe
                     Ok(0)
                 }
                 1 => Ok(0),
+                // Version 2 is not implemented: answer as a Xen that predates
+                // it, so guests (e.g. Xen's test framework) stay on v1.
+                2 => Err(Errno::NoSys),
                 _ => Err(Errno::Inval),
             }
         }

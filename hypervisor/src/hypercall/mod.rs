@@ -114,7 +114,16 @@ impl Caller<'_> {
 pub fn dispatch(domain: &Arc<Domain>, vcpu: usize, slot: &mut VcpuSlot) -> Next {
     let nr = slot.cpu.rax();
     let r: GuestRegs = *slot.cpu.regs();
-    let args = [r.rdi, r.rsi, r.rdx, r.r10, r.r8];
+    // 64-bit guests pass arguments in rdi, rsi, rdx, r10, r8; 32-bit ones
+    // in ebx, ecx, edx, esi, edi (and read a 32-bit result).
+    const EFER_LMA: u64 = 1 << 10;
+    let long_mode = slot.cpu.paging().efer & EFER_LMA != 0;
+    let args = if long_mode {
+        [r.rdi, r.rsi, r.rdx, r.r10, r.r8]
+    } else {
+        [r.rbx, r.rcx, r.rdx, r.rsi, r.rdi].map(|a| a & 0xffff_ffff)
+    };
+    let nr = if long_mode { nr } else { nr & 0xffff_ffff };
     if slot.cpu.cpl() != 0 {
         slot.cpu.set_rax(-(Errno::Perm as i64) as u64);
         return Next::Continue;
