@@ -18,6 +18,15 @@ use crate::virt::svm::{NestedPaging, SvmVcpu};
 
 pub type DomId = u16;
 
+/// Why a hypervisor page cannot go to the asked guest frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlacementError {
+    /// The frame is not part of the domain's memory.
+    NotRam,
+    /// A foreign, granted or other special page is there.
+    SlotInUse,
+}
+
 /// Why a domain ended, as Xen's `SHUTDOWN_*` reasons (plus crash causes).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EndReason {
@@ -165,19 +174,22 @@ impl Domain {
 
     /// Places a hypervisor-owned page (shared info, a grant frame) at
     /// `gfn`, moving it if it was elsewhere; the RAM page there is freed.
-    pub fn place_special(&self, gfn: u64, frame: Frame) -> Result<(), ()> {
+    pub fn place_special(&self, gfn: u64, frame: Frame) -> Result<(), PlacementError> {
         if self.foreign_maps.lock().contains_key(&gfn)
             || self.held_grants.lock().values().any(|h| h.gfn == gfn)
         {
-            return Err(());
+            return Err(PlacementError::SlotInUse);
         }
         let mut memory = self.memory.lock();
-        let current = memory.p2m.get(crate::mm::guest::Gfn(gfn)).ok_or(())?;
+        let current = memory
+            .p2m
+            .get(crate::mm::guest::Gfn(gfn))
+            .ok_or(PlacementError::NotRam)?;
         if current == frame {
             return Ok(());
         }
         if memory.special.contains_key(&gfn) {
-            return Err(()); // another special page lives there
+            return Err(PlacementError::SlotInUse); // another special page lives there
         }
         let previous = memory
             .special
