@@ -11,11 +11,8 @@ use core::sync::atomic::{AtomicU32, Ordering, fence};
 use guest_shim::hypercall::{self, hvm_param};
 use guest_shim::println;
 
-/// `xencons_interface` layout (io/console.h).
-const OUT_OFFSET: usize = 1024;
-const OUT_SIZE: u32 = 2048;
-const OUT_CONS: usize = 3072 + 8;
-const OUT_PROD: usize = 3072 + 12;
+use pv_abi::console::{OUT as OUT_OFFSET, OUT_CONS, OUT_PROD, OUT_SIZE};
+
 /// Domain ids probed for consoles.
 const MAX_DOMID: u16 = 32;
 const LINE_MAX: usize = 256;

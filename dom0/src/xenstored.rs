@@ -10,13 +10,8 @@ use dom0::store::{self, DomId, FrameReader, Store};
 use guest_shim::hypercall::{self, hvm_param};
 use guest_shim::println;
 
-const REQ: usize = 0;
-const RSP: usize = 1024;
-const RING: u32 = 1024;
-const REQ_CONS: usize = 2048;
-const REQ_PROD: usize = 2052;
-const RSP_CONS: usize = 2056;
-const RSP_PROD: usize = 2060;
+use pv_abi::xenstore::ring::{REQ, REQ_CONS, REQ_PROD, RSP, RSP_CONS, RSP_PROD, SIZE as RING};
+
 const MAX_DOMID: u16 = 32;
 /// Replies and events waiting for ring space, per connection.
 const OUTBOX_MAX: usize = 64 * 1024;

@@ -31,7 +31,7 @@ pub mod nr {
     pub const DOMCTL: u64 = 36;
 }
 
-pub const DOMID_SELF: u16 = 0x7ff0;
+pub use pv_abi::DOMID_SELF;
 
 #[repr(C, align(4096))]
 struct Page([u8; 4096]);
@@ -261,48 +261,33 @@ pub mod hvm_param {
 
 /// XENMEM_add_to_physmap(XENMAPSPACE_shared_info) at `gpfn`.
 pub fn map_shared_info(gpfn: u64) -> Result<u64> {
-    #[repr(C)]
-    struct AddToPhysmap {
-        domid: u16,
-        size: u16,
-        space: u32,
-        idx: u64,
-        gpfn: u64,
-    }
+    use pv_abi::memory::{AddToPhysmap, XENMAPSPACE_SHARED_INFO, XENMEM_ADD_TO_PHYSMAP};
     let req = AddToPhysmap {
         domid: DOMID_SELF,
-        size: 0,
-        space: 0,
-        idx: 0,
+        space: XENMAPSPACE_SHARED_INFO,
         gpfn,
+        ..Default::default()
     };
-    call(nr::MEMORY_OP, 7, ptr(&req), 0)
+    call(nr::MEMORY_OP, XENMEM_ADD_TO_PHYSMAP, ptr(&req), 0)
 }
 
 /// Maps `foreign_domid`'s page `gfn` at our `gpfn` (privileged domains):
 /// XENMEM_add_to_physmap_batch with XENMAPSPACE_gmfn_foreign.
 pub fn map_foreign_page(foreign_domid: u16, gfn: u64, gpfn: u64) -> Result<()> {
-    #[repr(C)]
-    struct Batch {
-        domid: u16,
-        space: u16,
-        size: u16,
-        foreign_domid: u16,
-        idxs: u64,
-        gpfns: u64,
-        errs: u64,
-    }
+    use pv_abi::memory::{
+        AddToPhysmapBatch, XENMAPSPACE_GMFN_FOREIGN, XENMEM_ADD_TO_PHYSMAP_BATCH,
+    };
     let (idx, target, err) = (gfn, gpfn, 0i32);
-    let req = Batch {
+    let req = AddToPhysmapBatch {
         domid: DOMID_SELF,
-        space: 4,
+        space: XENMAPSPACE_GMFN_FOREIGN,
         size: 1,
         foreign_domid,
         idxs: ptr(&idx),
         gpfns: ptr(&target),
         errs: ptr(&err),
     };
-    call(nr::MEMORY_OP, 23, ptr(&req), 0)?;
+    call(nr::MEMORY_OP, XENMEM_ADD_TO_PHYSMAP_BATCH, ptr(&req), 0)?;
     // SAFETY: the hypervisor wrote the per-page status through the pointer.
     let err = unsafe { core::ptr::read_volatile(&err) };
     if err < 0 {

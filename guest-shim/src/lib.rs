@@ -26,6 +26,7 @@ pub mod start_info;
 #[cfg(target_os = "none")]
 pub mod xenstore;
 
+pub use pv_abi;
 pub use start_info::StartInfo;
 
 /// Names the kernel's main function: `guest_shim::entry!(main);` with

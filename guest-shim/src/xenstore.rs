@@ -9,33 +9,10 @@ use core::sync::atomic::{AtomicU32, Ordering};
 
 use crate::hypercall::{self, hvm_param};
 
-const REQ: usize = 0;
-const RSP: usize = 1024;
-const RING_SIZE: u32 = 1024;
-const REQ_CONS: usize = 2048;
-const REQ_PROD: usize = 2052;
-const RSP_CONS: usize = 2056;
-const RSP_PROD: usize = 2060;
-const HEADER: usize = 16;
-pub const PAYLOAD_MAX: usize = 4096;
+use pv_abi::xenstore::ring::{REQ, REQ_CONS, REQ_PROD, RSP, RSP_CONS, RSP_PROD, SIZE as RING_SIZE};
+use pv_abi::xenstore::{HEADER_LEN as HEADER, PAYLOAD_MAX};
 
-/// Message types (xs_wire.h).
-pub mod msg {
-    pub const DIRECTORY: u32 = 1;
-    pub const READ: u32 = 2;
-    pub const GET_PERMS: u32 = 3;
-    pub const WATCH: u32 = 4;
-    pub const UNWATCH: u32 = 5;
-    pub const TRANSACTION_START: u32 = 6;
-    pub const TRANSACTION_END: u32 = 7;
-    pub const GET_DOMAIN_PATH: u32 = 10;
-    pub const WRITE: u32 = 11;
-    pub const MKDIR: u32 = 12;
-    pub const RM: u32 = 13;
-    pub const SET_PERMS: u32 = 14;
-    pub const WATCH_EVENT: u32 = 15;
-    pub const ERROR: u32 = 16;
-}
+pub use pv_abi::xenstore::msg;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum XsError {

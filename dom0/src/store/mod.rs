@@ -10,33 +10,11 @@ use alloc::vec::Vec;
 
 pub type DomId = u16;
 
-pub const PAYLOAD_MAX: usize = 4096;
-pub const ABS_PATH_MAX: usize = 3072;
-pub const REL_PATH_MAX: usize = 2048;
+pub use pv_abi::xenstore::{ABS_PATH_MAX, PAYLOAD_MAX, REL_PATH_MAX, msg};
 /// Nodes a DomU may own.
 pub const NODE_QUOTA: usize = 1000;
 pub const WATCH_QUOTA: usize = 128;
 pub const TRANSACTION_QUOTA: usize = 16;
-
-/// Message types (io/xs_wire.h).
-pub mod msg {
-    pub const DIRECTORY: u32 = 1;
-    pub const READ: u32 = 2;
-    pub const GET_PERMS: u32 = 3;
-    pub const WATCH: u32 = 4;
-    pub const UNWATCH: u32 = 5;
-    pub const TRANSACTION_START: u32 = 6;
-    pub const TRANSACTION_END: u32 = 7;
-    pub const INTRODUCE: u32 = 8;
-    pub const RELEASE: u32 = 9;
-    pub const GET_DOMAIN_PATH: u32 = 10;
-    pub const WRITE: u32 = 11;
-    pub const MKDIR: u32 = 12;
-    pub const RM: u32 = 13;
-    pub const SET_PERMS: u32 = 14;
-    pub const WATCH_EVENT: u32 = 15;
-    pub const ERROR: u32 = 16;
-}
 
 /// Errors, named as on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

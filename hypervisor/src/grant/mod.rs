@@ -14,18 +14,18 @@ pub type DomId = u16;
 pub type GrantRef = u32;
 pub type Handle = u32;
 
-pub const ENTRIES_PER_FRAME: u32 = 512;
+pub use pv_abi::grant_table::ENTRIES_PER_FRAME;
 /// Frames a domain's table may grow to (Xen's default max_grant_frames).
 pub const MAX_FRAMES: u32 = 32;
 /// Mappings one domain may hold at once.
 pub const MAX_MAPTRACK: usize = 1024;
 
+/// `GTF_*` entry flags.
 pub mod gtf {
-    pub const PERMIT_ACCESS: u16 = 1;
-    pub const TYPE_MASK: u16 = 3;
-    pub const READONLY: u16 = 1 << 2;
-    pub const READING: u16 = 1 << 3;
-    pub const WRITING: u16 = 1 << 4;
+    pub use pv_abi::grant_table::{
+        GTF_PERMIT_ACCESS as PERMIT_ACCESS, GTF_READING as READING, GTF_READONLY as READONLY,
+        GTF_TYPE_MASK as TYPE_MASK, GTF_WRITING as WRITING,
+    };
 }
 
 /// `GNTST_*` status codes.

@@ -9,45 +9,18 @@ use super::{Caller, Errno, HcResult};
 use crate::domain::grants;
 use crate::grant::{CopyOp, CopySide, GrantStatus, MAX_FRAMES};
 
-const MAP_GRANT_REF: u64 = 0;
-const UNMAP_GRANT_REF: u64 = 1;
-const SETUP_TABLE: u64 = 2;
-const COPY: u64 = 5;
-const QUERY_SIZE: u64 = 6;
-const SET_VERSION: u64 = 8;
+use pv_abi::DOMID_SELF;
+use pv_abi::grant_table::{
+    Copy, CopyPtr, GNTCOPY_DEST_GREF, GNTCOPY_SOURCE_GREF, GNTMAP_APPLICATION_MAP,
+    GNTMAP_CONTAINS_PTE, GNTMAP_DEVICE_MAP, GNTMAP_HOST_MAP, GNTMAP_READONLY,
+    GNTTABOP_COPY as COPY, GNTTABOP_MAP_GRANT_REF as MAP_GRANT_REF,
+    GNTTABOP_QUERY_SIZE as QUERY_SIZE, GNTTABOP_SET_VERSION as SET_VERSION,
+    GNTTABOP_SETUP_TABLE as SETUP_TABLE, GNTTABOP_UNMAP_GRANT_REF as UNMAP_GRANT_REF, MapGrantRef,
+    UnmapGrantRef,
+};
+
 /// Elements one call may carry (Xen would continue; we refuse more).
 const MAX_BATCH: u64 = 512;
-
-const GNTMAP_DEVICE_MAP: u32 = 1 << 0;
-const GNTMAP_HOST_MAP: u32 = 1 << 1;
-const GNTMAP_READONLY: u32 = 1 << 2;
-const GNTMAP_APPLICATION_MAP: u32 = 1 << 3;
-const GNTMAP_CONTAINS_PTE: u32 = 1 << 4;
-const GNTCOPY_SOURCE_GREF: u16 = 1 << 0;
-const GNTCOPY_DEST_GREF: u16 = 1 << 1;
-const DOMID_SELF: u16 = 0x7ff0;
-
-#[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
-#[repr(C)]
-struct MapGrantRef {
-    host_addr: u64,
-    flags: u32,
-    gref: u32,
-    dom: u16,
-    status: i16,
-    handle: u32,
-    dev_bus_addr: u64,
-}
-
-#[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
-#[repr(C)]
-struct UnmapGrantRef {
-    host_addr: u64,
-    dev_bus_addr: u64,
-    handle: u32,
-    status: i16,
-    pad: u16,
-}
 
 #[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
 #[repr(C)]
@@ -69,27 +42,6 @@ struct QuerySize {
     max_nr_frames: u32,
     status: i16,
     pad2: u16,
-}
-
-#[derive(FromBytes, IntoBytes, Immutable, KnownLayout, Clone, Copy)]
-#[repr(C)]
-struct CopyPtr {
-    /// A grant ref (u32) or a gfn (u64), by the element's flags.
-    u: u64,
-    domid: u16,
-    offset: u16,
-    pad: u32,
-}
-
-#[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
-#[repr(C)]
-struct Copy {
-    source: CopyPtr,
-    dest: CopyPtr,
-    len: u16,
-    flags: u16,
-    status: i16,
-    pad: u16,
 }
 
 pub(super) fn grant_table_op(c: &Caller, cmd: u64, uop: u64, count: u64) -> HcResult {

@@ -68,7 +68,7 @@ mod nr {
     pub const HVM_OP: u64 = 34;
 }
 
-const DOMID_SELF: u16 = 0x7ff0;
+use pv_abi::DOMID_SELF;
 
 /// What the dispatcher needs of the calling vCPU.
 struct Caller<'a> {
@@ -289,25 +289,13 @@ fn sched_op(c: &Caller, cmd: u64, arg: u64, next: &mut Next) -> HcResult {
 }
 
 fn memory_op(c: &Caller, cmd: u64, arg: u64) -> HcResult {
-    const ADD_TO_PHYSMAP: u64 = 7;
-    const ADD_TO_PHYSMAP_BATCH: u64 = 23;
-    const XENMAPSPACE_GMFN_FOREIGN: u16 = 4;
+    use pv_abi::memory::{
+        AddToPhysmap, AddToPhysmapBatch, XENMAPSPACE_GMFN_FOREIGN, XENMAPSPACE_GRANT_TABLE,
+        XENMAPSPACE_SHARED_INFO, XENMEM_ADD_TO_PHYSMAP as ADD_TO_PHYSMAP,
+        XENMEM_ADD_TO_PHYSMAP_BATCH as ADD_TO_PHYSMAP_BATCH, XENMEM_MEMORY_MAP as MEMORY_MAP,
+    };
     /// Pages one batch may map (Xen preempts longer ones; we refuse).
     const MAX_BATCH: u16 = 256;
-    #[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
-    #[repr(C)]
-    struct AddToPhysmapBatch {
-        domid: u16,
-        space: u16,
-        size: u16,
-        foreign_domid: u16,
-        idxs: u64,
-        gpfns: u64,
-        errs: u64,
-    }
-    const MEMORY_MAP: u64 = 9;
-    const XENMAPSPACE_SHARED_INFO: u32 = 0;
-    const XENMAPSPACE_GRANT_TABLE: u32 = 1;
     const MEMOP_CMD_MASK: u64 = 0x3f;
     #[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
     #[repr(C)]
@@ -323,15 +311,6 @@ fn memory_op(c: &Caller, cmd: u64, arg: u64) -> HcResult {
         size: u64,
         kind: u32,
         pad: u32,
-    }
-    #[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
-    #[repr(C)]
-    struct AddToPhysmap {
-        domid: u16,
-        size: u16,
-        space: u32,
-        idx: u64,
-        gpfn: u64,
     }
     match cmd & MEMOP_CMD_MASK {
         ADD_TO_PHYSMAP_BATCH => {

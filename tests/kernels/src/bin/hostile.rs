@@ -10,6 +10,7 @@ mod kernel {
     use guest_shim::hypercall::{
         E2BIG, EEXIST, EFAULT, EINVAL, ENOENT, ENOSYS, EPERM, ESRCH, Errno,
     };
+    use guest_shim::pv_abi::memory::AddToPhysmap;
     use guest_shim::{ShutdownReason, StartInfo, println, shutdown};
 
     /// Guest-physical far beyond a 16 MiB domain (identity-mapped in our
@@ -28,15 +29,6 @@ mod kernel {
         value: u64,
     }
 
-    #[repr(C)]
-    struct AddToPhysmap {
-        domid: u16,
-        size: u16,
-        space: u32,
-        idx: u64,
-        gpfn: u64,
-    }
-
     fn p<T>(v: &T) -> u64 {
         v as *const T as u64
     }
@@ -53,10 +45,9 @@ mod kernel {
     fn physmap(domid: u16, space: u32, gpfn: u64) -> AddToPhysmap {
         AddToPhysmap {
             domid,
-            size: 0,
             space,
-            idx: 0,
             gpfn,
+            ..Default::default()
         }
     }
 
