@@ -9,7 +9,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, Ordering, fence};
 
 use guest_shim::hypercall::{self, hvm_param};
-use guest_shim::println;
+use guest_shim::{println, ring};
 
 use pv_abi::console::{OUT as OUT_OFFSET, OUT_CONS, OUT_PROD, OUT_SIZE};
 
@@ -74,14 +74,13 @@ impl Console {
     pub fn drain(&mut self) -> bool {
         let cons = ring_u32(self.ring, OUT_CONS).load(Ordering::Acquire);
         let prod = ring_u32(self.ring, OUT_PROD).load(Ordering::Acquire);
-        let available = prod.wrapping_sub(cons);
-        if available == 0 {
+        // A producer more than a ring ahead is lying: take one ring's worth.
+        let take = ring::unconsumed(prod, cons, OUT_SIZE).unwrap_or(OUT_SIZE);
+        if take == 0 {
             return false;
         }
-        // A producer more than a ring ahead is lying: take one ring's worth.
-        let take = available.min(OUT_SIZE);
         for i in 0..take {
-            let index = (cons.wrapping_add(i) % OUT_SIZE) as usize;
+            let index = ring::slot(cons.wrapping_add(i), OUT_SIZE);
             // SAFETY: index < OUT_SIZE, inside the out[] array of the page.
             let byte = unsafe { core::ptr::read_volatile(self.ring.add(OUT_OFFSET + index)) };
             self.push(byte);
@@ -103,6 +102,53 @@ impl Console {
         }
         if byte != b'\r' {
             self.line.push(byte);
+        }
+    }
+}
+
+/// The hypervisor console's input (VIRQ_CONSOLE, CONSOLEIO_read): what
+/// arrives is echoed a line at a time, for now its only consumer.
+pub struct Input {
+    line: Vec<u8>,
+    bound: bool,
+}
+
+impl Input {
+    pub fn bind() -> Self {
+        const VIRQ_CONSOLE: u32 = 2;
+        let bound = guest_shim::events::bind_virq(VIRQ_CONSOLE, 0).is_ok();
+        if !bound {
+            println!("dom0: cannot bind VIRQ_CONSOLE; console input is off");
+        }
+        Self {
+            line: Vec::new(),
+            bound,
+        }
+    }
+
+    /// Reads what is waiting; prints each complete line.
+    pub fn take(&mut self) {
+        if !self.bound {
+            return;
+        }
+        let mut buf = [0u8; 64];
+        while let Ok(n) = hypercall::console_read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            for &b in &buf[..n] {
+                if b == b'\n' || b == b'\r' || self.line.len() >= LINE_MAX {
+                    if !self.line.is_empty() {
+                        println!(
+                            "dom0: console input: {}",
+                            core::str::from_utf8(&self.line).unwrap_or("?")
+                        );
+                        self.line.clear();
+                    }
+                } else {
+                    self.line.push(b);
+                }
+            }
         }
     }
 }

@@ -27,6 +27,7 @@ mod kernel {
         events::init();
         let mut consoles = console::connect_all();
         let mut store = xenstored::Xenstored::start();
+        let mut input = console::Input::bind();
         println!(
             "dom0: serving {} console{}",
             consoles.len(),
@@ -43,6 +44,7 @@ mod kernel {
                 c.drain();
             }
             while store.serve() {}
+            input.take();
             if hypercall::sched_block().is_err() {
                 let _ = hypercall::sched_yield();
             }

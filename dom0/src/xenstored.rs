@@ -8,7 +8,7 @@ use core::sync::atomic::{AtomicU32, Ordering};
 
 use dom0::store::{self, DomId, FrameReader, Store};
 use guest_shim::hypercall::{self, hvm_param};
-use guest_shim::println;
+use guest_shim::{println, ring};
 
 use pv_abi::xenstore::ring::{REQ, REQ_CONS, REQ_PROD, RSP, RSP_CONS, RSP_PROD, SIZE as RING};
 
@@ -112,11 +112,7 @@ impl Xenstored {
         }
         let cons = ring_u32(c.ring, REQ_CONS).load(Ordering::Acquire);
         let prod = ring_u32(c.ring, REQ_PROD).load(Ordering::Acquire);
-        let available = prod.wrapping_sub(cons);
-        if available == 0 {
-            return false;
-        }
-        if available > RING {
+        let Some(available) = ring::unconsumed(prod, cons, RING) else {
             // A producer more than a ring ahead: the guest broke the protocol.
             println!(
                 "dom0: d{} wrote a bad store ring index; closing its store connection",
@@ -124,10 +120,13 @@ impl Xenstored {
             );
             c.broken = true;
             return false;
+        };
+        if available == 0 {
+            return false;
         }
         let mut bytes = Vec::with_capacity(available as usize);
         for i in 0..available {
-            let at = REQ + (cons.wrapping_add(i) % RING) as usize;
+            let at = REQ + ring::slot(cons.wrapping_add(i), RING);
             // SAFETY: inside the req[] array of the mapped ring page.
             bytes.push(unsafe { core::ptr::read_volatile(c.ring.add(at)) });
         }
@@ -168,15 +167,14 @@ fn flush(c: &mut Connection) -> bool {
     }
     let cons = ring_u32(c.ring, RSP_CONS).load(Ordering::Acquire);
     let prod = ring_u32(c.ring, RSP_PROD).load(Ordering::Acquire);
-    let used = prod.wrapping_sub(cons);
-    if used > RING {
+    let Some(space) = ring::free(prod, cons, RING) else {
         c.broken = true;
         return false;
-    }
-    let space = (RING - used) as usize;
+    };
+    let space = space as usize;
     let n = space.min(c.outbox.len());
     for i in 0..n {
-        let at = RSP + (prod.wrapping_add(i as u32) % RING) as usize;
+        let at = RSP + ring::slot(prod.wrapping_add(i as u32), RING);
         let byte = c.outbox.pop_front().unwrap_or(0);
         // SAFETY: inside the rsp[] array of the mapped ring page.
         unsafe { core::ptr::write_volatile(c.ring.add(at), byte) };

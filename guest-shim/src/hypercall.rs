@@ -150,6 +150,11 @@ pub fn console_write(bytes: &[u8]) -> Result<u64> {
     call(nr::CONSOLE_IO, 0, bytes.len() as u64, bytes.as_ptr() as u64)
 }
 
+/// CONSOLEIO_read (privileged domains): serial input waiting, if any.
+pub fn console_read(buf: &mut [u8]) -> Result<usize> {
+    call(nr::CONSOLE_IO, 1, buf.len() as u64, buf.as_mut_ptr() as u64).map(|n| n as usize)
+}
+
 pub fn sched_yield() -> Result<u64> {
     call(nr::SCHED_OP, 0, 0, 0)
 }

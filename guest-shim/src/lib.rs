@@ -16,12 +16,15 @@ extern crate alloc;
 
 pub mod console;
 #[cfg(target_os = "none")]
+pub mod console_ring;
+#[cfg(target_os = "none")]
 pub mod entry;
 #[cfg(target_os = "none")]
 pub mod events;
 #[cfg(target_os = "none")]
 pub mod grants;
 pub mod hypercall;
+pub mod ring;
 pub mod start_info;
 #[cfg(target_os = "none")]
 pub mod xenstore;

@@ -8,6 +8,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use crate::hypercall::{self, hvm_param};
+use crate::ring;
 
 use pv_abi::xenstore::ring::{REQ, REQ_CONS, REQ_PROD, RSP, RSP_CONS, RSP_PROD, SIZE as RING_SIZE};
 use pv_abi::xenstore::{HEADER_LEN as HEADER, PAYLOAD_MAX};
@@ -60,7 +61,10 @@ impl XenStore {
         while done < bytes.len() {
             let cons = ring_u32(self.ring, REQ_CONS).load(Ordering::Acquire);
             let prod = ring_u32(self.ring, REQ_PROD).load(Ordering::Acquire);
-            let space = RING_SIZE - prod.wrapping_sub(cons);
+            // A server that corrupts the indices gets nothing more.
+            let Some(space) = ring::free(prod, cons, RING_SIZE) else {
+                return;
+            };
             if space == 0 {
                 let _ = hypercall::evtchn_send(self.port);
                 let _ = hypercall::sched_yield();
@@ -68,7 +72,7 @@ impl XenStore {
             }
             let n = (space as usize).min(bytes.len() - done);
             for i in 0..n {
-                let at = REQ + (prod.wrapping_add(i as u32) % RING_SIZE) as usize;
+                let at = REQ + ring::slot(prod.wrapping_add(i as u32), RING_SIZE);
                 // SAFETY: inside the req[] array of the ring page.
                 unsafe { core::ptr::write_volatile(self.ring.add(at), bytes[done + i]) };
             }
@@ -83,14 +87,17 @@ impl XenStore {
         while done < buf.len() {
             let cons = ring_u32(self.ring, RSP_CONS).load(Ordering::Acquire);
             let prod = ring_u32(self.ring, RSP_PROD).load(Ordering::Acquire);
-            let available = prod.wrapping_sub(cons).min(RING_SIZE) as usize;
+            let Some(available) = ring::unconsumed(prod, cons, RING_SIZE) else {
+                return;
+            };
+            let available = available as usize;
             if available == 0 {
                 let _ = hypercall::sched_yield();
                 continue;
             }
             let n = available.min(buf.len() - done);
             for i in 0..n {
-                let at = RSP + (cons.wrapping_add(i as u32) % RING_SIZE) as usize;
+                let at = RSP + ring::slot(cons.wrapping_add(i as u32), RING_SIZE);
                 // SAFETY: inside the rsp[] array of the ring page.
                 buf[done + i] = unsafe { core::ptr::read_volatile(self.ring.add(at)) };
             }

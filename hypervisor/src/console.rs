@@ -109,3 +109,18 @@ pub fn read_available(buf: &mut [u8]) -> usize {
     }
     n
 }
+
+/// True if the serial line holds received bytes (line status "data ready").
+pub fn input_waiting() -> bool {
+    const LINE_STATUS: u16 = COM1 + 5;
+    const DATA_READY: u8 = 1;
+    // Only look when nobody is using the port; a busy port is looked at again
+    // on the next scheduler pass.
+    let Some(_guard) = SERIAL.try_lock() else {
+        return false;
+    };
+    let mut lsr = x86_64::instructions::port::PortReadOnly::<u8>::new(LINE_STATUS);
+    // SAFETY: reading the 16550 line status register has no side effect on
+    // received data; the port is COM1, owned by this module, lock held.
+    unsafe { lsr.read() & DATA_READY != 0 }
+}

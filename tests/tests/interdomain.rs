@@ -84,3 +84,19 @@ fn pv_console_ring_is_drained_by_dom0() {
         ],
     );
 }
+
+#[test]
+fn console_input_reaches_dom0_through_virq_console() {
+    // Dom0 alone, booted directly (GRUB would take the typed bytes); Dom0
+    // idles for ever, so the run ends at its time-out.
+    let mut m = pavise_tests::direct(1, 128);
+    m.modules = vec![(xtask::artifact("dom0"), String::new())];
+    m.console_input = Some((
+        std::time::Duration::from_secs(2),
+        b"hello pavise\r".to_vec(),
+    ));
+    m.timeout = Some(std::time::Duration::from_secs(8));
+    let outcome = boot(&m);
+    expect_exit(&outcome, Exit::TimedOut);
+    expect_lines(&outcome, &["dom0: console input: hello pavise"]);
+}

@@ -65,6 +65,9 @@ pub struct Machine {
     pub timeout: Option<Duration>,
     /// The hypervisor ELF to boot.
     pub hypervisor: PathBuf,
+    /// Bytes typed on the serial console once the machine has run this
+    /// long (captured runs only; stdin is closed otherwise).
+    pub console_input: Option<(Duration, Vec<u8>)>,
 }
 
 impl Default for Machine {
@@ -80,6 +83,7 @@ impl Default for Machine {
             extra_qemu_args: Vec::new(),
             timeout: Some(DEFAULT_TIMEOUT),
             hypervisor: bare_metal::artifact(HYPERVISOR),
+            console_input: None,
         }
     }
 }
@@ -152,6 +156,7 @@ impl Machine {
         Ok(Prepared {
             args: self.qemu_args(iso.as_deref())?,
             timeout: self.timeout,
+            console_input: self.console_input.clone(),
             _staging: staging,
         })
     }
@@ -263,6 +268,7 @@ fn check_direct_modules(modules: &[(PathBuf, String)]) -> Result<()> {
 pub struct Prepared {
     args: Vec<OsString>,
     timeout: Option<Duration>,
+    console_input: Option<(Duration, Vec<u8>)>,
     /// Removed (with the image) when the run is over.
     _staging: Option<Staging>,
 }
@@ -279,12 +285,30 @@ impl Prepared {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut command = self.command();
+        let stdin = if self.console_input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        };
         command
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let start = Instant::now();
         let mut child = spawn(&mut command)?;
+        if let (Some((delay, bytes)), Some(mut pipe)) =
+            (self.console_input.clone(), child.stdin.take())
+        {
+            // Typed after a while (so it reaches the running hypervisor, not
+            // the firmware); the pipe stays open until QEMU ends.
+            std::thread::spawn(move || {
+                use std::io::Write;
+                std::thread::sleep(delay);
+                let _ = pipe.write_all(&bytes);
+                let _ = pipe.flush();
+                std::thread::sleep(Duration::from_secs(3600));
+            });
+        }
         let console = child.stdout.take().map(read_all);
         let stderr = child.stderr.take().map(read_all);
         let exit = wait(&mut child, self.timeout, start);

@@ -121,11 +121,35 @@ pub fn deliver(delivery: Delivery) {
 }
 
 /// Raises virtual IRQ `virq` of `domain` on `vcpu` if the guest bound it.
-pub fn send_virq(domain: &Arc<Domain>, virq: u32, vcpu: u32) {
+/// Returns whether the guest had it bound.
+pub fn send_virq(domain: &Arc<Domain>, virq: u32, vcpu: u32) -> bool {
     let target = CHANNELS.lock().virq_target(domain.id, virq, vcpu);
     if let Some(d) = target {
         set_pending(domain, d.port, d.vcpu);
     }
+    target.is_some()
+}
+
+/// Serial input waiting and not yet announced to Dom0.
+static CONSOLE_ANNOUNCED: core::sync::atomic::AtomicBool =
+    core::sync::atomic::AtomicBool::new(false);
+
+/// Raises VIRQ_CONSOLE in Dom0 when serial input is waiting (Xen's
+/// console input path); Dom0 then reads it with CONSOLEIO_read.
+fn poll_console_input() {
+    if CONSOLE_ANNOUNCED.load(Ordering::SeqCst) || !crate::console::input_waiting() {
+        return;
+    }
+    if let Some(dom0) = registry::lookup(0)
+        && send_virq(&dom0, evtchn::VIRQ_CONSOLE, 0)
+    {
+        CONSOLE_ANNOUNCED.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Dom0 has read the console input: announce the next arrival again.
+pub fn console_input_taken() {
+    CONSOLE_ANNOUNCED.store(false, Ordering::SeqCst);
 }
 
 /// `EVTCHNOP_unmask`: clears the mask bit and re-raises a pending event.
@@ -220,6 +244,7 @@ fn note_deadline(deadline: u64) {
 /// poll time-outs. Called from every CPU's scheduler loop.
 pub fn run_timers() {
     super::foreign::release_quarantine();
+    poll_console_input();
     let next = NEXT_DEADLINE.load(Ordering::SeqCst);
     let now = time::system_time_ns();
     if next == 0 || now < next {

@@ -220,6 +220,7 @@ fn console_io(c: &Caller, cmd: u64, count: u64, buf: u64) -> HcResult {
             }
             let mut chunk = [0u8; CHUNK];
             let n = crate::console::read_available(&mut chunk[..count.min(CHUNK as u64) as usize]);
+            events::console_input_taken();
             c.write(buf, &chunk[..n])?;
             Ok(n as i64)
         }
