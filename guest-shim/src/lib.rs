@@ -45,6 +45,22 @@ macro_rules! entry {
     };
 }
 
+/// The `main` a guest kernel binary gets when built for the host (where
+/// it cannot run): one sentence saying how to build it, and exit status 2.
+#[macro_export]
+macro_rules! host_main {
+    () => {
+        #[cfg(not(target_os = "none"))]
+        fn main() {
+            eprintln!(
+                "{} is a guest kernel: build it with `cargo xtask build`",
+                env!("CARGO_BIN_NAME")
+            );
+            std::process::exit(2);
+        }
+    };
+}
+
 /// Reads the time-stamp counter.
 pub fn rdtsc() -> u64 {
     // SAFETY: RDTSC only reads a counter.

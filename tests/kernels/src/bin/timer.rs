@@ -62,8 +62,4 @@ mod kernel {
     guest_shim::entry!(main);
 }
 
-#[cfg(not(target_os = "none"))]
-fn main() {
-    eprintln!("a guest kernel: build it with `cargo xtask build`");
-    std::process::exit(2);
-}
+guest_shim::host_main!();
