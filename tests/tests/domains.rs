@@ -173,3 +173,10 @@ fn virq_timer_ticks_at_the_requested_rate() {
     expect_exit(&outcome, Exit::Hypervisor(HvStatus::Success));
     expect_lines(&outcome, &["(d1) timer: PASS"]);
 }
+
+#[test]
+fn sse_state_stays_with_its_domain_on_a_shared_cpu() {
+    let outcome = boot(&machine(1, &[kernel("fpu", ""), kernel("fpu", "")]));
+    expect_exit(&outcome, Exit::Hypervisor(HvStatus::Success));
+    expect_lines(&outcome, &["(d1) fpu: PASS", "(d2) fpu: PASS"]);
+}

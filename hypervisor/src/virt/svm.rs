@@ -430,26 +430,38 @@ impl SvmVcpu {
         valid
     }
 
-    /// Loads this vCPU's FPU/SSE/AVX state onto the CPU.
+    /// Loads this vCPU's FPU/SSE/AVX state onto the CPU, then the
+    /// guest's own XCR0.
+    ///
+    /// XSAVE/XRSTOR move only the components XCR0 enables, but a guest
+    /// uses SSE registers without ever enabling them in XCR0 (CR4.OSFXSR
+    /// is enough): the hypervisor therefore moves state with every
+    /// component it supports enabled, and gives the guest its XCR0 only
+    /// for running.
     pub fn load_fpu(&mut self) {
-        if shared().xcr0_supported == 0 {
+        let all = shared().xcr0_supported;
+        if all == 0 {
             return;
         }
         // SAFETY: the area is this vCPU's page-aligned XSAVE image (zeroed
-        // = init state), XCR0 is a validated value.
+        // = init state); both XCR0 values are validated supported sets.
         unsafe {
-            xsetbv(self.xcr0);
+            xsetbv(all);
             core::arch::asm!("xrstor64 [{}]", in(reg) self.xsave_area, in("eax") u32::MAX, in("edx") u32::MAX);
+            xsetbv(self.xcr0);
         }
     }
 
-    /// Saves the CPU's FPU/SSE/AVX state into this vCPU.
+    /// Saves the CPU's FPU/SSE/AVX state into this vCPU (every component,
+    /// whatever the guest's XCR0; see [`load_fpu`](Self::load_fpu)).
     pub fn save_fpu(&mut self) {
-        if shared().xcr0_supported == 0 {
+        let all = shared().xcr0_supported;
+        if all == 0 {
             return;
         }
-        // SAFETY: as in `load_fpu`; XCR0 still holds this vCPU's value.
+        // SAFETY: as in `load_fpu`.
         unsafe {
+            xsetbv(all);
             core::arch::asm!("xsave64 [{}]", in(reg) self.xsave_area, in("eax") u32::MAX, in("edx") u32::MAX);
         }
     }
