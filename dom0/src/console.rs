@@ -8,10 +8,11 @@
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, Ordering, fence};
 
-use guest_shim::hypercall::{self, hvm_param};
-use guest_shim::{println, ring};
-
+use guest_shim::events::{self, Virq};
+use guest_shim::{hypercall, println};
 use pv_abi::console::{OUT as OUT_OFFSET, OUT_CONS, OUT_PROD, OUT_SIZE};
+use pv_abi::hypercall::{HVM_PARAM_CONSOLE_EVTCHN, HVM_PARAM_CONSOLE_PFN};
+use pv_abi::ring;
 
 /// Domain ids probed for consoles.
 const MAX_DOMID: u16 = 32;
@@ -40,10 +41,10 @@ fn ring_u32(ring: *mut u8, offset: usize) -> &'static AtomicU32 {
 pub fn connect_all() -> Vec<Console> {
     let mut consoles = Vec::new();
     for domid in 1..MAX_DOMID {
-        let Ok(pfn) = hypercall::hvm_get_param_of(domid, hvm_param::CONSOLE_PFN) else {
+        let Ok(pfn) = hypercall::hvm_get_param_of(domid, HVM_PARAM_CONSOLE_PFN) else {
             continue;
         };
-        let Ok(port) = hypercall::hvm_get_param_of(domid, hvm_param::CONSOLE_EVTCHN) else {
+        let Ok(port) = hypercall::hvm_get_param_of(domid, HVM_PARAM_CONSOLE_EVTCHN) else {
             continue;
         };
         if pfn == 0 {
@@ -56,7 +57,7 @@ pub fn connect_all() -> Vec<Console> {
             println!("dom0: cannot map d{domid}'s console ring: {e:?}");
             continue;
         }
-        match hypercall::evtchn_bind_interdomain(domid, port as u32) {
+        match events::bind_interdomain(domid, port as u32) {
             Ok(local) => consoles.push(Console {
                 domid,
                 ring,
@@ -80,14 +81,14 @@ impl Console {
             return false;
         }
         for i in 0..take {
-            let index = ring::slot(cons.wrapping_add(i), OUT_SIZE);
+            let index = ring::ring_index(cons.wrapping_add(i), OUT_SIZE);
             // SAFETY: index < OUT_SIZE, inside the out[] array of the page.
             let byte = unsafe { core::ptr::read_volatile(self.ring.add(OUT_OFFSET + index)) };
             self.push(byte);
         }
         fence(Ordering::Release);
         ring_u32(self.ring, OUT_CONS).store(cons.wrapping_add(take), Ordering::Release);
-        let _ = hypercall::evtchn_send(self.port);
+        let _ = events::send(self.port);
         true
     }
 
@@ -115,8 +116,7 @@ pub struct Input {
 
 impl Input {
     pub fn bind() -> Self {
-        const VIRQ_CONSOLE: u32 = 2;
-        let bound = guest_shim::events::bind_virq(VIRQ_CONSOLE, 0).is_ok();
+        let bound = events::bind_virq(Virq::Console, 0).is_ok();
         if !bound {
             println!("dom0: cannot bind VIRQ_CONSOLE; console input is off");
         }

@@ -1,5 +1,7 @@
-//! Dom0: the privileged domain. It runs the PV console backend and the
-//! XenStore server for every DomU.
+//! Dom0: the privileged domain's kernel, on guest-shim. It runs the PV
+//! console backend (`console`) and the XenStore server (`xenstored`) for
+//! every DomU, then sleeps with SCHEDOP_block (SCHEDOP_yield if blocking
+//! fails) and serves whatever woke it.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(target_os = "none")]
@@ -18,10 +20,14 @@ mod kernel {
 
     use crate::{console, events, xenstored};
 
+    fn plural(n: usize) -> &'static str {
+        if n == 1 { "" } else { "s" }
+    }
+
     fn main(info: &StartInfo) -> ! {
         println!(
             "dom0: up, {} boot modules, privileged={}",
-            info.nr_modules,
+            info.modules().len(),
             info.privileged()
         );
         events::init();
@@ -31,12 +37,12 @@ mod kernel {
         println!(
             "dom0: serving {} console{}",
             consoles.len(),
-            if consoles.len() == 1 { "" } else { "s" }
+            plural(consoles.len())
         );
         println!(
             "dom0: XenStore serving {} domain{}",
             store.connections(),
-            if store.connections() == 1 { "" } else { "s" }
+            plural(store.connections())
         );
         loop {
             events::clear_all();

@@ -7,9 +7,9 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use dom0::store::{self, DomId, FrameReader, Store};
-use guest_shim::hypercall::{self, hvm_param};
-use guest_shim::{println, ring};
-
+use guest_shim::{events, hypercall, println};
+use pv_abi::hypercall::{HVM_PARAM_STORE_EVTCHN, HVM_PARAM_STORE_PFN};
+use pv_abi::ring;
 use pv_abi::xenstore::ring::{REQ, REQ_CONS, REQ_PROD, RSP, RSP_CONS, RSP_PROD, SIZE as RING};
 
 const MAX_DOMID: u16 = 32;
@@ -50,10 +50,10 @@ impl Xenstored {
         };
         me.store.introduce(0);
         for domid in 1..MAX_DOMID {
-            let Ok(pfn) = hypercall::hvm_get_param_of(domid, hvm_param::STORE_PFN) else {
+            let Ok(pfn) = hypercall::hvm_get_param_of(domid, HVM_PARAM_STORE_PFN) else {
                 continue;
             };
-            let Ok(port) = hypercall::hvm_get_param_of(domid, hvm_param::STORE_EVTCHN) else {
+            let Ok(port) = hypercall::hvm_get_param_of(domid, HVM_PARAM_STORE_EVTCHN) else {
                 continue;
             };
             if pfn == 0 {
@@ -66,7 +66,7 @@ impl Xenstored {
                 println!("dom0: cannot map d{domid}'s store ring: {e:?}");
                 continue;
             }
-            match hypercall::evtchn_bind_interdomain(domid, port as u32) {
+            match events::bind_interdomain(domid, port as u32) {
                 Ok(local) => {
                     me.store.introduce(domid);
                     me.connections.push(Connection {
@@ -126,7 +126,7 @@ impl Xenstored {
         }
         let mut bytes = Vec::with_capacity(available as usize);
         for i in 0..available {
-            let at = REQ + ring::slot(cons.wrapping_add(i), RING);
+            let at = REQ + ring::ring_index(cons.wrapping_add(i), RING);
             // SAFETY: inside the req[] array of the mapped ring page.
             bytes.push(unsafe { core::ptr::read_volatile(c.ring.add(at)) });
         }
@@ -167,19 +167,19 @@ fn flush(c: &mut Connection) -> bool {
     }
     let cons = ring_u32(c.ring, RSP_CONS).load(Ordering::Acquire);
     let prod = ring_u32(c.ring, RSP_PROD).load(Ordering::Acquire);
-    let Some(space) = ring::free(prod, cons, RING) else {
+    let Some(space) = ring::free_slots(prod, cons, RING) else {
         c.broken = true;
         return false;
     };
     let space = space as usize;
     let n = space.min(c.outbox.len());
     for i in 0..n {
-        let at = RSP + ring::slot(prod.wrapping_add(i as u32), RING);
+        let at = RSP + ring::ring_index(prod.wrapping_add(i as u32), RING);
         let byte = c.outbox.pop_front().unwrap_or(0);
         // SAFETY: inside the rsp[] array of the mapped ring page.
         unsafe { core::ptr::write_volatile(c.ring.add(at), byte) };
     }
     ring_u32(c.ring, RSP_PROD).store(prod.wrapping_add(n as u32), Ordering::Release);
-    let _ = hypercall::evtchn_send(c.port);
+    let _ = events::send(c.port);
     n > 0
 }

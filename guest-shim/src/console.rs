@@ -1,29 +1,41 @@
-//! Console output: `console_io` under a hypervisor, COM1 when bare.
+//! Console output for `print!`/`println!`: CONSOLEIO_write under a
+//! hypervisor, COM1 (port 0x3f8) when running bare; and the bare-metal
+//! way out, QEMU's `isa-debug-exit` port.
+//!
+//! Each `print!` is formatted into a buffer and written with as few
+//! hypercalls as its length needs (each costs a VM exit), under a lock so
+//! that lines from different vCPUs do not interleave.
 
 use core::fmt::{self, Write};
 
 use spin::Mutex;
 
-use crate::ShutdownReason;
+use crate::{ShutdownReason, hypercall};
 
-struct Console;
+const COM1: u16 = 0x3f8;
+/// QEMU's `isa-debug-exit` device (`-device isa-debug-exit,iobase=0xf4`).
+const DEBUG_EXIT: u16 = 0xf4;
+/// Bytes gathered before a write.
+const CHUNK: usize = 256;
 
 fn outb(port: u16, value: u8) {
-    // SAFETY: only used bare (no hypervisor), on the PC's COM1 and the
-    // debug-exit port, which QEMU provides.
-    unsafe { core::arch::asm!("out dx, al", in("dx") port, in("al") value) };
+    // SAFETY: used bare only (no hypervisor), on COM1, which the PC has;
+    // a port write touches no memory.
+    unsafe {
+        core::arch::asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack))
+    };
 }
 
 fn inb(port: u16) -> u8 {
     let v: u8;
     // SAFETY: as in `outb`.
-    unsafe { core::arch::asm!("in al, dx", in("dx") port, out("al") v) };
+    unsafe { core::arch::asm!("in al, dx", in("dx") port, out("al") v, options(nomem, nostack)) };
     v
 }
 
 fn serial_write(bytes: &[u8]) {
-    const COM1: u16 = 0x3f8;
     for &b in bytes {
+        // Wait (boundedly) for the transmit holding register to empty.
         for _ in 0..100_000 {
             if inb(COM1 + 5) & 0x20 != 0 {
                 break;
@@ -33,12 +45,37 @@ fn serial_write(bytes: &[u8]) {
     }
 }
 
-impl Write for Console {
+fn write_bytes(bytes: &[u8]) {
+    if hypercall::available() {
+        let _ = hypercall::console_write(bytes);
+    } else {
+        serial_write(bytes);
+    }
+}
+
+/// Gathers formatted text and writes it out a chunk at a time.
+struct Buffered {
+    buf: [u8; CHUNK],
+    len: usize,
+}
+
+impl Buffered {
+    fn flush(&mut self) {
+        if self.len > 0 {
+            write_bytes(&self.buf[..self.len]);
+            self.len = 0;
+        }
+    }
+}
+
+impl Write for Buffered {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        if crate::hypercall::available() {
-            let _ = crate::hypercall::console_write(s.as_bytes());
-        } else {
-            serial_write(s.as_bytes());
+        for &b in s.as_bytes() {
+            if self.len == CHUNK {
+                self.flush();
+            }
+            self.buf[self.len] = b;
+            self.len += 1;
         }
         Ok(())
     }
@@ -46,29 +83,58 @@ impl Write for Console {
 
 static LOCK: Mutex<()> = Mutex::new(());
 
+/// What `print!` calls.
 pub fn write_fmt(args: fmt::Arguments) {
     let _guard = LOCK.lock();
-    let _ = Console.write_fmt(args);
+    let mut out = Buffered {
+        buf: [0; CHUNK],
+        len: 0,
+    };
+    let _ = out.write_fmt(args);
+    out.flush();
 }
 
-/// Without a hypervisor: end QEMU through isa-debug-exit (status E + 0x10,
-/// the same convention as Pavise).
+/// For the crash handlers: if the console lock stays held (a fault or
+/// panic in the middle of a `print!`, possibly on this very vCPU), take
+/// it away, so that the report still gets out.
+pub(crate) fn force_unlock_if_stuck() {
+    for _ in 0..1_000_000 {
+        if !LOCK.is_locked() {
+            return;
+        }
+        core::hint::spin_loop();
+    }
+    // SAFETY: called only by the first crash report, just before the
+    // domain ends; interleaved output is the worst that can follow.
+    unsafe { LOCK.force_unlock() };
+}
+
+/// Without a hypervisor: end QEMU through `isa-debug-exit` with
+/// `E + 0x10` (E = 0 poweroff, 3 otherwise), the convention the
+/// hypervisor uses for its own exit; QEMU exits with `(E + 0x10) << 1 | 1`.
+/// Returns only if the device is absent.
 pub fn bare_exit(reason: ShutdownReason) {
-    let code = match reason {
-        ShutdownReason::Poweroff => 0u32,
+    let code: u32 = match reason {
+        ShutdownReason::Poweroff => 0,
         _ => 3,
     };
-    // SAFETY: the debug-exit port; harmless where absent.
-    unsafe { core::arch::asm!("out dx, eax", in("dx") 0xf4u16, in("eax") code + 0x10) };
+    // SAFETY: a port write touching no memory; ignored where the device is
+    // absent.
+    unsafe {
+        core::arch::asm!("out dx, eax", in("dx") DEBUG_EXIT, in("eax") code + 0x10, options(nomem, nostack))
+    };
 }
 
+/// Prints to the console (hypervisor console, or COM1 when bare).
 #[macro_export]
 macro_rules! print {
     ($($arg:tt)*) => { $crate::console::write_fmt(format_args!($($arg)*)) };
 }
 
+/// Prints a line to the console (hypervisor console, or COM1 when bare).
 #[macro_export]
 macro_rules! println {
+    () => { $crate::print!("\n") };
     ($($arg:tt)*) => {
         $crate::console::write_fmt(format_args!("{}\n", format_args!($($arg)*)))
     };

@@ -5,9 +5,10 @@
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use pv_abi::console::{OUT, OUT_CONS, OUT_PROD, OUT_SIZE};
+use pv_abi::hypercall::{HVM_PARAM_CONSOLE_EVTCHN, HVM_PARAM_CONSOLE_PFN};
+use pv_abi::ring;
 
-use crate::hypercall::{self, hvm_param};
-use crate::ring;
+use crate::{events, hypercall};
 
 pub struct ConsoleRing {
     page: *mut u8,
@@ -32,10 +33,9 @@ fn index(page: *mut u8, offset: usize) -> &'static AtomicU32 {
 
 impl ConsoleRing {
     pub fn connect() -> Result<Self, RingError> {
-        let pfn =
-            hypercall::hvm_get_param(hvm_param::CONSOLE_PFN).map_err(|_| RingError::NoRing)?;
+        let pfn = hypercall::hvm_get_param(HVM_PARAM_CONSOLE_PFN).map_err(|_| RingError::NoRing)?;
         let port =
-            hypercall::hvm_get_param(hvm_param::CONSOLE_EVTCHN).map_err(|_| RingError::NoRing)?;
+            hypercall::hvm_get_param(HVM_PARAM_CONSOLE_EVTCHN).map_err(|_| RingError::NoRing)?;
         if pfn == 0 {
             return Err(RingError::NoRing);
         }
@@ -52,9 +52,9 @@ impl ConsoleRing {
         while done < bytes.len() {
             let cons = index(self.page, OUT_CONS).load(Ordering::Acquire);
             let prod = index(self.page, OUT_PROD).load(Ordering::Acquire);
-            let room = ring::free(prod, cons, OUT_SIZE).ok_or(RingError::Corrupt)?;
+            let room = ring::free_slots(prod, cons, OUT_SIZE).ok_or(RingError::Corrupt)?;
             if room == 0 {
-                let _ = hypercall::evtchn_send(self.port);
+                let _ = events::send(self.port);
                 let _ = hypercall::sched_yield();
                 waits += 1;
                 if waits > 10_000_000 {
@@ -64,14 +64,14 @@ impl ConsoleRing {
             }
             let n = (room as usize).min(bytes.len() - done);
             for (i, &b) in bytes[done..done + n].iter().enumerate() {
-                let at = OUT + ring::slot(prod.wrapping_add(i as u32), OUT_SIZE);
+                let at = OUT + ring::ring_index(prod.wrapping_add(i as u32), OUT_SIZE);
                 // SAFETY: inside out[] of the ring page.
                 unsafe { core::ptr::write_volatile(self.page.add(at), b) };
             }
             index(self.page, OUT_PROD).store(prod.wrapping_add(n as u32), Ordering::Release);
             done += n;
         }
-        let _ = hypercall::evtchn_send(self.port);
+        let _ = events::send(self.port);
         Ok(())
     }
 

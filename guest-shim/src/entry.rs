@@ -1,13 +1,29 @@
-//! The PVH entry: Xen note, 32-bit start, long mode on identity page
-//! tables (first 4 GiB, 2 MiB pages), SSE on, an IDT that turns any
-//! exception into a crash report, the heap, and the panic handler.
+//! The PVH entry: the Xen ELF note naming `pvh_start32`, the 32-bit start
+//! (protected mode, paging off, `%ebx` = `hvm_start_info`), identity page
+//! tables for the first 4 GiB, long mode, SSE, and the Rust start-up that
+//! calls the kernel's `__guest_main` (defined by [`crate::entry!`]).
+//!
+//! Page tables: one PML4, one PDPT, four page directories of 2 MiB pages,
+//! and one page table for the first 2 MiB in 4 KiB pages, so that page 0
+//! can be unmapped once the start info is read (QEMU's loader puts its
+//! memory map there): null pointers then fault in the guest, and are
+//! -EFAULT when passed to a hypercall.
 
-use core::panic::PanicInfo;
+use core::sync::atomic::{AtomicBool, Ordering};
 
-use linked_list_allocator::LockedHeap;
+use crate::start_info::{Identity, StartInfo};
+use crate::{ShutdownReason, heap, hypercall, println, shutdown, traps};
 
-use crate::{ShutdownReason, StartInfo, hypercall, println, shutdown};
+/// End of the identity-mapped guest-physical range (4 GiB).
+pub(crate) const IDENTITY_MAPPED_END: u64 = 4 << 30;
+/// Index of the page table for the first 2 MiB among the boot tables.
+const FIRST_2M_TABLE: usize = 6;
 
+static NULL_PAGE_MAPPED: AtomicBool = AtomicBool::new(true);
+
+// The GDT (null, 64-bit code 0x08, data 0x10) is shared with the
+// secondary-vCPU trampoline (`smp`), hence the global symbols and the
+// 10-byte pointer, which 32-bit `lgdt` reads as its first 6 bytes.
 core::arch::global_asm!(
     r#"
     .section .note.Xen, "a", @note
@@ -26,10 +42,9 @@ pvh_start32:
     cli
     cld
     mov %ebx, %esi
-    mov $guest_boot_stack_top, %esp
     mov $guest_page_tables, %edi
     xor %eax, %eax
-    mov $(6 * 4096 / 4), %ecx
+    mov $(7 * 4096 / 4), %ecx
     rep stosl
     mov $guest_page_tables, %ebx
     lea 0x1003(%ebx), %eax
@@ -52,6 +67,18 @@ pvh_start32:
     inc %ecx
     cmp $2048, %ecx
     jne 1b
+    lea 0x6003(%ebx), %eax
+    mov %eax, 0x2000(%ebx)
+    lea 0x6000(%ebx), %edi
+    xor %ecx, %ecx
+2:
+    mov %ecx, %eax
+    shl $12, %eax
+    or $0x3, %eax
+    mov %eax, (%edi, %ecx, 8)
+    inc %ecx
+    cmp $512, %ecx
+    jne 2b
     mov %cr4, %eax
     or $0x620, %eax
     mov %eax, %cr4
@@ -62,7 +89,7 @@ pvh_start32:
     wrmsr
     mov %cr0, %eax
     and $0xfffffffb, %eax
-    or $0x80000003, %eax
+    or $0x80000023, %eax
     mov %eax, %cr0
     lgdt guest_gdt_ptr
     ljmp $0x08, $guest_long_mode
@@ -73,138 +100,89 @@ guest_long_mode:
     mov %ax, %ds
     mov %ax, %es
     mov %ax, %ss
+    xor %eax, %eax
+    mov %ax, %fs
+    mov %ax, %gs
     mov $guest_boot_stack_top, %rsp
+    fninit
     mov %esi, %edi
     xor %ebp, %ebp
     call {start}
-2:
-    hlt
-    jmp 2b
-
-    .balign 8
-guest_gdt:
-    .quad 0
-    .quad 0x00AF9B000000FFFF
-    .quad 0x00CF93000000FFFF
-guest_gdt_ptr:
-    .short guest_gdt_ptr - guest_gdt - 1
-    .long guest_gdt
-
-    .section .text.guest_traps, "ax"
-    .balign 16
-    .global guest_trap_stubs
-guest_trap_stubs:
-    .set vec, 0
-    .rept 32
-    .balign 16
-    mov $vec, %edi
-    mov %rsp, %rsi
-    jmp guest_trap_common
-    .set vec, vec + 1
-    .endr
-guest_trap_common:
-    and $-16, %rsp
-    call {trap}
 3:
     hlt
     jmp 3b
 
+    .balign 8
+    .global guest_gdt
+guest_gdt:
+    .quad 0
+    .quad 0x00AF9B000000FFFF
+    .quad 0x00CF93000000FFFF
+    .global guest_gdt_ptr
+guest_gdt_ptr:
+    .short guest_gdt_ptr - guest_gdt - 1
+    .quad guest_gdt
+
     .section .bss.guest_boot, "aw", @nobits
     .balign 4096
+    .global guest_page_tables
 guest_page_tables:
-    .skip 6 * 4096
+    .skip 7 * 4096
 guest_boot_stack:
     .skip 64 * 1024
 guest_boot_stack_top:
 "#,
     start = sym rust_start,
-    trap = sym exception,
     options(att_syntax)
 );
 
-unsafe extern "C" {
-    static guest_trap_stubs: u8;
-}
-
-#[repr(C, align(16))]
-struct Idt([[u64; 2]; 256]);
-
-static mut IDT: Idt = Idt([[0; 2]; 256]);
-
-fn gate(handler: u64) -> [u64; 2] {
-    let low = (handler & 0xffff) | (0x08 << 16) | (0x8e00 << 32) | ((handler >> 16) & 0xffff) << 48;
-    [low, handler >> 32]
-}
-
-/// Points IDT `vector` at `handler` (an interrupt-gate entry point).
-pub(crate) fn set_gate(vector: u8, handler: u64) {
-    let idt = &raw mut IDT;
-    // SAFETY: the IDT is ours; a 16-byte store of one gate.
-    unsafe { (*idt).0[vector as usize] = gate(handler) };
-}
-
-fn load_idt() {
-    let base = &raw const guest_trap_stubs as u64;
-    for vector in 0..32u64 {
-        set_gate(vector as u8, base + vector * 16);
-    }
-    let idt = &raw mut IDT;
-    #[repr(C, packed)]
-    struct Pointer {
-        limit: u16,
-        base: u64,
-    }
-    let pointer = Pointer {
-        limit: (256 * 16 - 1) as u16,
-        base: idt as u64,
-    };
-    // SAFETY: the IDT is a static; its gates point at our stubs.
-    unsafe { core::arch::asm!("lidt [{}]", in(reg) &pointer) };
-}
-
-/// Loads an empty IDT: the next exception escalates to a triple fault
-/// (for the crasher test kernel).
-pub fn clear_idt() {
-    let pointer = [0u16; 5];
-    // SAFETY: a zero-limit IDT; deliberate.
-    unsafe { core::arch::asm!("lidt [{}]", in(reg) &pointer) };
-}
-
-extern "C" fn exception(vector: u64, frame: *const u64) -> ! {
-    // SAFETY: `frame` is the stack at trap entry: [error code,] rip, ...
-    let word = |i: usize| unsafe { core::ptr::read_volatile(frame.add(i)) };
-    let has_error = matches!(vector, 8 | 10..=14 | 17 | 21 | 29 | 30);
-    let rip = if has_error { word(1) } else { word(0) };
-    println!("guest exception {} at rip {:#x}", vector, rip);
-    shutdown(ShutdownReason::Crash)
-}
-
-#[global_allocator]
-static HEAP: LockedHeap = LockedHeap::empty();
-const HEAP_SIZE: usize = 256 * 1024;
-static mut HEAP_SPACE: [u8; HEAP_SIZE] = [0; HEAP_SIZE];
-
 unsafe extern "Rust" {
-    fn __guest_main(info: &StartInfo) -> !;
+    /// The kernel's main function, named with `guest_shim::entry!`.
+    fn __guest_main(info: &StartInfo<'static>) -> !;
 }
 
+unsafe extern "C" {
+    /// The boot page tables: PML4, PDPT, 4 page directories, the page
+    /// table of the first 2 MiB.
+    static mut guest_page_tables: [[u64; 512]; 7];
+}
+
+/// Whether guest-physical page 0 is still mapped.
+pub(crate) fn null_page_mapped() -> bool {
+    NULL_PAGE_MAPPED.load(Ordering::SeqCst)
+}
+
+/// Unmaps page 0 on every vCPU (only the boot vCPU runs yet).
+fn unmap_null_page() {
+    NULL_PAGE_MAPPED.store(false, Ordering::SeqCst);
+    let tables = &raw mut guest_page_tables;
+    // SAFETY: entry 0 of the first 2 MiB's page table maps page 0, which
+    // nothing uses (checked by the caller); the TLB entry is flushed.
+    unsafe {
+        core::ptr::write_volatile(&raw mut (*tables)[FIRST_2M_TABLE][0], 0);
+        core::arch::asm!("invlpg [{}]", in(reg) 0u64, options(nostack));
+    }
+}
+
+/// Long mode on the boot vCPU: the IDT first (so that any fault is
+/// reported), the hypercall page (so that reports reach the console), the
+/// heap, then the start info and the kernel.
 extern "C" fn rust_start(start_info: u32) -> ! {
-    load_idt();
-    // SAFETY: HEAP_SPACE is used only by the allocator, set up once here.
-    unsafe { HEAP.lock().init(&raw mut HEAP_SPACE as *mut u8, HEAP_SIZE) };
+    traps::init();
     hypercall::init();
-    // SAFETY: %ebx at entry, as the PVH ABI defines.
-    let info = unsafe { StartInfo::from_addr(start_info as u64) };
-    let Some(info) = info else {
-        println!("guest: no valid hvm_start_info");
-        shutdown(ShutdownReason::Crash)
-    };
-    // SAFETY: `entry!` defines this symbol in the kernel crate.
-    unsafe { __guest_main(&info) }
-}
-
-#[panic_handler]
-fn panic(info: &PanicInfo) -> ! {
-    println!("panic: {}", info.message());
-    shutdown(ShutdownReason::Crash)
+    heap::init();
+    match StartInfo::parse(&Identity, start_info as u64) {
+        Ok(info) => {
+            if !info.borrows_below(pv_abi::PAGE_SIZE as u64) {
+                unmap_null_page();
+            }
+            // SAFETY: `entry!` defines this symbol in the kernel crate
+            // with exactly this signature.
+            unsafe { __guest_main(&info) }
+        }
+        Err(e) => {
+            println!("guest: unusable hvm_start_info at {start_info:#x}: {e:?}");
+            shutdown(ShutdownReason::Crash)
+        }
+    }
 }

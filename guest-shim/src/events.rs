@@ -1,38 +1,33 @@
-//! Event channels on the guest side: the shared-info page, the upcall
-//! vector and dispatch of pending ports to handlers (2-level ABI), VIRQs,
-//! interdomain channels, and time from `vcpu_time_info` (pvclock) with
-//! singleshot timers.
+//! Event channels on the guest side (2-level ABI): the upcall vector and
+//! its entry stub, dispatch of pending ports to handlers, and the
+//! EVTCHNOP_* operations (VIRQs, interdomain channels, send, close).
+//!
+//! Upcalls are taken on vCPU 0 only: [`init`] maps shared info, installs
+//! the vector with HVMOP_set_evtchn_upcall_vector and enables interrupts.
 
-use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
-use crate::hypercall::{self, Errno, Result, nr};
+use pv_abi::event_channel::{
+    EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindVirq, EvtchnClose, EvtchnOp, EvtchnPort,
+    EvtchnSend,
+};
+use pv_abi::hypercall::Hypercall;
+use pv_abi::shared_info::EVTCHN_WORDS;
+
+use crate::hypercall::{self, DOMID_SELF, Errno, Result};
+use crate::shared_info;
+
+pub use pv_abi::event_channel::Virq;
 
 /// The vector Pavise injects for event upcalls.
 pub const UPCALL_VECTOR: u8 = 0xf3;
-pub const VIRQ_TIMER: u32 = 0;
-const PENDING: usize = 0x800;
-const MASK: usize = 0xa00;
+/// Ports that can have a handler (higher ones are acknowledged only).
 const MAX_HANDLERS: usize = 64;
 
-#[repr(C, align(4096))]
-struct Page([u8; 4096]);
-
-static mut SHARED_INFO: Page = Page([0; 4096]);
-/// Handlers by port (ports ≥ MAX_HANDLERS are not dispatched).
+/// Handlers by port: a `fn(u32)` as usize, 0 for none.
 static HANDLERS: [AtomicUsize; MAX_HANDLERS] = [const { AtomicUsize::new(0) }; MAX_HANDLERS];
-/// Upcalls taken, for tests.
+/// Upcalls taken (for waiting, and for tests).
 pub static UPCALLS: AtomicU32 = AtomicU32::new(0);
-
-fn shared() -> *mut u8 {
-    (&raw mut SHARED_INFO) as *mut u8
-}
-
-fn u64_at(offset: usize) -> &'static AtomicU64 {
-    // SAFETY: shared info is mapped at our static page; offsets are aligned
-    // fields of shared_info / vcpu_info[0], accessed atomically as the
-    // hypervisor does.
-    unsafe { AtomicU64::from_ptr(shared().add(offset) as *mut u64) }
-}
 
 core::arch::global_asm!(
     r#"
@@ -72,125 +67,114 @@ guest_upcall_entry:
 );
 
 unsafe extern "C" {
+    /// Saves the caller-saved registers, runs `dispatch`, returns with
+    /// `iretq`.
     static guest_upcall_entry: u8;
 }
 
 /// Maps shared info, installs the upcall vector for vCPU 0 and enables
-/// interrupts.
+/// interrupts there.
 pub fn init() -> Result<()> {
-    hypercall::map_shared_info(shared() as u64 >> 12)?;
-    crate::entry::set_gate(UPCALL_VECTOR, &raw const guest_upcall_entry as u64);
-    let req = [0u32, UPCALL_VECTOR as u32];
-    // SAFETY: HVMOP_set_evtchn_upcall_vector with a live struct.
-    let ret = unsafe { hypercall::raw(nr::HVM_OP, 23, req.as_ptr() as u64, 0, 0, 0) };
-    if ret < 0 {
-        return Err(Errno(-ret));
-    }
+    shared_info::map()?;
+    crate::traps::set_gate(UPCALL_VECTOR, &raw const guest_upcall_entry as u64);
+    hypercall::set_evtchn_upcall_vector(0, UPCALL_VECTOR)?;
     // SAFETY: the upcall gate is installed; interrupts may now arrive.
-    unsafe { core::arch::asm!("sti") };
+    unsafe { core::arch::asm!("sti", options(nomem, nostack)) };
     Ok(())
 }
 
-/// Runs `handler` (from the upcall, interrupts off) when `port` fires.
-pub fn on(port: u32, handler: fn(u32)) {
-    if (port as usize) < MAX_HANDLERS {
-        HANDLERS[port as usize].store(handler as usize, Ordering::SeqCst);
+/// Runs `handler` (in the upcall, interrupts off) when `port` fires.
+pub fn on(port: EvtchnPort, handler: fn(EvtchnPort)) {
+    if let Some(slot) = HANDLERS.get(port as usize) {
+        slot.store(handler as usize, Ordering::SeqCst);
     }
 }
 
+/// The upcall: acknowledge, then run the handler of every pending
+/// unmasked port, clearing its pending bit first.
 extern "C" fn dispatch() {
     UPCALLS.fetch_add(1, Ordering::Relaxed);
-    // SAFETY: vcpu_info[0].evtchn_upcall_pending is byte 0 of shared info.
-    unsafe { AtomicU8::from_ptr(shared()).store(0, Ordering::SeqCst) };
-    let selector = u64_at(8).swap(0, Ordering::SeqCst);
-    for word in 0..64usize {
-        if selector & (1 << word) == 0 {
-            continue;
-        }
-        let pending = u64_at(PENDING + word * 8).load(Ordering::SeqCst)
-            & !u64_at(MASK + word * 8).load(Ordering::SeqCst);
-        for bit in 0..64usize {
-            if pending & (1 << bit) == 0 {
+    shared_info::upcall_pending(0).store(0, Ordering::SeqCst);
+    let selector = shared_info::pending_sel(0).swap(0, Ordering::SeqCst);
+    for word in (0..EVTCHN_WORDS).filter(|w| selector & (1 << w) != 0) {
+        let pending = shared_info::pending(word).load(Ordering::SeqCst)
+            & !shared_info::mask(word).load(Ordering::SeqCst);
+        for bit in (0..64).filter(|b| pending & (1 << b) != 0) {
+            shared_info::pending(word).fetch_and(!(1 << bit), Ordering::SeqCst);
+            let port = (word * 64 + bit) as EvtchnPort;
+            let Some(slot) = HANDLERS.get(port as usize) else {
                 continue;
-            }
-            u64_at(PENDING + word * 8).fetch_and(!(1 << bit), Ordering::SeqCst);
-            let port = (word * 64 + bit) as u32;
-            if let Some(h) = HANDLERS.get(port as usize) {
-                let f = h.load(Ordering::SeqCst);
-                if f != 0 {
-                    // SAFETY: only `on` stores here, always a `fn(u32)`.
-                    let handler: fn(u32) = unsafe { core::mem::transmute::<usize, fn(u32)>(f) };
-                    handler(port);
-                }
+            };
+            let f = slot.load(Ordering::SeqCst);
+            if f != 0 {
+                // SAFETY: only `on` stores here, always a `fn(u32)`.
+                let handler = unsafe { core::mem::transmute::<usize, fn(EvtchnPort)>(f) };
+                handler(port);
             }
         }
     }
 }
 
-fn op<T>(cmd: u64, arg: &mut T) -> Result<()> {
-    // SAFETY: EVTCHNOP_* with a live, correctly laid out argument.
-    let ret = unsafe { hypercall::raw(nr::EVENT_CHANNEL_OP, cmd, arg as *mut T as u64, 0, 0, 0) };
-    if ret < 0 { Err(Errno(-ret)) } else { Ok(()) }
+fn op<T>(cmd: EvtchnOp, arg: &mut T) -> Result<()> {
+    let nr = Hypercall::EventChannelOp.raw() as u64;
+    // SAFETY: EVTCHNOP_* with a live argument of the sub-op's layout,
+    // which the hypervisor may write.
+    let ret = unsafe {
+        hypercall::raw(
+            nr,
+            cmd.raw().into(),
+            core::ptr::from_mut(arg) as u64,
+            0,
+            0,
+            0,
+        )
+    };
+    Errno::check_ret(ret).map(|_| ())
 }
 
-pub fn bind_virq(virq: u32, vcpu: u32) -> Result<u32> {
-    let mut a = [virq, vcpu, 0];
-    op(1, &mut a)?;
-    Ok(a[2])
+/// EVTCHNOP_bind_virq: a port for `virq` delivered to `vcpu`.
+pub fn bind_virq(virq: Virq, vcpu: u32) -> Result<EvtchnPort> {
+    let mut a = EvtchnBindVirq {
+        virq: virq.raw(),
+        vcpu,
+        port: 0,
+    };
+    op(EvtchnOp::BindVirq, &mut a)?;
+    Ok(a.port)
 }
 
-/// A port in our domain that `remote` may bind to.
-pub fn alloc_unbound(remote: u16) -> Result<u32> {
-    let mut a = [hypercall::DOMID_SELF as u32 | (remote as u32) << 16, 0];
-    op(6, &mut a)?;
-    Ok(a[1])
+/// EVTCHNOP_alloc_unbound: a port of ours that `remote` may bind to.
+pub fn alloc_unbound(remote: u16) -> Result<EvtchnPort> {
+    let mut a = EvtchnAllocUnbound {
+        dom: DOMID_SELF,
+        remote_dom: remote,
+        port: 0,
+    };
+    op(EvtchnOp::AllocUnbound, &mut a)?;
+    Ok(a.port)
 }
 
-pub fn bind_interdomain(remote: u16, remote_port: u32) -> Result<u32> {
-    hypercall::evtchn_bind_interdomain(remote, remote_port)
+/// EVTCHNOP_bind_interdomain: our new port connected to `remote`'s
+/// `remote_port`.
+pub fn bind_interdomain(remote: u16, remote_port: EvtchnPort) -> Result<EvtchnPort> {
+    let mut a = EvtchnBindInterdomain {
+        remote_dom: remote,
+        pad: 0,
+        remote_port,
+        local_port: 0,
+    };
+    op(EvtchnOp::BindInterdomain, &mut a)?;
+    Ok(a.local_port)
 }
 
-pub fn send(port: u32) -> Result<()> {
-    let mut p = port;
-    op(4, &mut p)
+/// EVTCHNOP_send: notify the other end of `port`.
+pub fn send(port: EvtchnPort) -> Result<()> {
+    op(EvtchnOp::Send, &mut EvtchnSend { port })
 }
 
-pub fn close(port: u32) -> Result<()> {
-    let mut p = port;
-    op(3, &mut p)
-}
-
-/// System time (ns since the hypervisor booted) from vcpu_time_info.
-pub fn system_time_ns() -> u64 {
-    let t = 32usize; // vcpu_info[0].time
-    loop {
-        let v = u64_at(t).load(Ordering::SeqCst) as u32;
-        if v & 1 != 0 {
-            continue;
-        }
-        let tsc_timestamp = u64_at(t + 8).load(Ordering::SeqCst);
-        let system_time = u64_at(t + 16).load(Ordering::SeqCst);
-        let scale = u64_at(t + 24).load(Ordering::SeqCst);
-        let (mul, shift) = (scale as u32, (scale >> 32) as u8 as i8);
-        let delta = crate::rdtsc().saturating_sub(tsc_timestamp);
-        let d = if shift >= 0 {
-            delta << shift
-        } else {
-            delta >> (-shift)
-        };
-        let ns = system_time + ((d as u128 * mul as u128) >> 32) as u64;
-        if u64_at(t).load(Ordering::SeqCst) as u32 == v {
-            return ns;
-        }
-    }
-}
-
-/// VCPUOP_set_singleshot_timer for vCPU 0 at absolute `deadline_ns`.
-pub fn set_timer(deadline_ns: u64) -> Result<()> {
-    let t = [deadline_ns, 0u64];
-    // SAFETY: VCPUOP_set_singleshot_timer with a live struct.
-    let ret = unsafe { hypercall::raw(nr::VCPU_OP, 8, 0, t.as_ptr() as u64, 0, 0) };
-    if ret < 0 { Err(Errno(-ret)) } else { Ok(()) }
+/// EVTCHNOP_close.
+pub fn close(port: EvtchnPort) -> Result<()> {
+    op(EvtchnOp::Close, &mut EvtchnClose { port })
 }
 
 /// Sleeps (SCHEDOP_block) until an upcall has run.

@@ -1,192 +1,187 @@
 //! Grant tables on the guest side: our own v1 table (grant and revoke
 //! access to our pages) and the operations on other domains' grants
 //! (map, unmap, copy).
+//!
+//! Our table is one frame (refs [`FIRST_FREE_REF`]..512), mapped over a
+//! page of the image with XENMAPSPACE_grant_table; its entries are shared
+//! with the hypervisor, which sets GTF_reading/GTF_writing while a grantee
+//! uses them, so they are accessed atomically.
 
 use core::sync::atomic::{AtomicU32, Ordering, fence};
 
-use pv_abi::grant_table::{self as gt, ENTRIES_PER_FRAME, MapGrantRef, UnmapGrantRef};
-pub use pv_abi::grant_table::{GTF_READING, GTF_WRITING};
-use pv_abi::memory::{AddToPhysmap, XENMAPSPACE_GRANT_TABLE, XENMEM_ADD_TO_PHYSMAP};
+use pv_abi::grant_table::{
+    self as gt, ENTRIES_PER_FRAME, GNTTAB_NR_RESERVED_ENTRIES, GnttabCopy, GnttabCopyPtr,
+    GnttabMapGrantRef, GnttabUnmapGrantRef, GrantHandle, GrantRef,
+};
+use pv_abi::hypercall::Hypercall;
+use pv_abi::memory::XENMAPSPACE_GRANT_TABLE;
 
-use crate::hypercall::{self, Errno, Result, nr};
+use crate::hypercall::{self, DOMID_SELF, Errno, Result};
 
-/// Refs below this are reserved (console, xenstore, ...).
-const FIRST_FREE_REF: u32 = 8;
+pub use pv_abi::grant_table::{GTF_READING, GTF_WRITING, GrantStatus};
+
+/// Refs below this are reserved (console, XenStore, toolstack).
+pub const FIRST_FREE_REF: GrantRef = GNTTAB_NR_RESERVED_ENTRIES;
 
 #[repr(C, align(4096))]
-struct Page([u8; 4096]);
+struct Page([u8; pv_abi::PAGE_SIZE]);
 
-static mut TABLE: Page = Page([0; 4096]);
+/// Replaced by our grant table frame once mapped; accessed only through
+/// `entry_word`.
+static mut TABLE: Page = Page([0; pv_abi::PAGE_SIZE]);
 
-fn entry_u32(gref: u32, half: usize) -> &'static AtomicU32 {
-    // SAFETY: our grant table frame is mapped at TABLE; an entry is two
-    // aligned u32s (flags | domid << 16, then the frame); gref < 512.
+/// Word `half` of entry `gref`: 0 = flags | domid << 16, 1 = frame.
+fn entry_word(gref: GrantRef, half: usize) -> &'static AtomicU32 {
+    assert!(gref < ENTRIES_PER_FRAME && half < 2);
+    // SAFETY: an aligned u32 inside our table frame (gref < 512), shared
+    // with the hypervisor, which accesses it atomically.
     unsafe {
         AtomicU32::from_ptr(
-            ((&raw mut TABLE) as *mut u8).add(gref as usize * 8 + half * 4) as *mut u32,
+            (&raw mut TABLE)
+                .cast::<u8>()
+                .add(gref as usize * 8 + half * 4)
+                .cast(),
         )
     }
 }
 
 /// Maps our grant table frame 0 (XENMAPSPACE_grant_table).
 pub fn init() -> Result<()> {
-    let req = AddToPhysmap {
-        domid: pv_abi::DOMID_SELF,
-        space: XENMAPSPACE_GRANT_TABLE,
-        gpfn: (&raw mut TABLE) as u64 >> 12,
-        ..Default::default()
-    };
-    // SAFETY: XENMEM_add_to_physmap with a live struct.
-    let ret = unsafe {
-        hypercall::raw(
-            nr::MEMORY_OP,
-            XENMEM_ADD_TO_PHYSMAP,
-            &req as *const _ as u64,
-            0,
-            0,
-            0,
-        )
-    };
-    if ret < 0 { Err(Errno(-ret)) } else { Ok(()) }
+    let gpfn = (&raw mut TABLE) as u64 >> pv_abi::PAGE_SHIFT;
+    hypercall::add_to_physmap(XENMAPSPACE_GRANT_TABLE, 0, gpfn).map(|_| ())
 }
 
-/// Lets `domid` access our page `gfn`; returns the grant reference.
-pub fn grant_access(domid: u16, gfn: u64, readonly: bool) -> Option<u32> {
+/// Lets `domid` access our frame `gfn`; returns the grant reference
+/// (`None` when the table is full).
+pub fn grant_access(domid: u16, gfn: u64, readonly: bool) -> Option<GrantRef> {
+    let frame = u32::try_from(gfn).ok()?;
     let gref = (FIRST_FREE_REF..ENTRIES_PER_FRAME)
-        .find(|&r| entry_u32(r, 0).load(Ordering::SeqCst) == 0)?;
-    entry_u32(gref, 1).store(gfn as u32, Ordering::SeqCst);
+        .find(|&r| entry_word(r, 0).load(Ordering::SeqCst) == 0)?;
+    entry_word(gref, 1).store(frame, Ordering::SeqCst);
+    // The frame must be visible before the entry becomes valid.
     fence(Ordering::Release);
     let flags = gt::GTF_PERMIT_ACCESS | if readonly { gt::GTF_READONLY } else { 0 };
-    entry_u32(gref, 0).store(flags as u32 | (domid as u32) << 16, Ordering::SeqCst);
+    entry_word(gref, 0).store(flags as u32 | (domid as u32) << 16, Ordering::SeqCst);
     Some(gref)
 }
 
-/// Flags of our entry `gref` (to see GTF_reading/GTF_writing).
-pub fn flags(gref: u32) -> u16 {
-    entry_u32(gref, 0).load(Ordering::SeqCst) as u16
+/// The flags of our entry `gref` (GTF_reading/GTF_writing show use).
+pub fn flags(gref: GrantRef) -> u16 {
+    entry_word(gref, 0).load(Ordering::SeqCst) as u16
 }
 
-/// Revokes a grant; fails while the grantee still has it mapped.
-pub fn end_access(gref: u32) -> bool {
-    let word = entry_u32(gref, 0).load(Ordering::SeqCst);
+/// Revokes a grant; false while the grantee still uses it.
+pub fn end_access(gref: GrantRef) -> bool {
+    let word = entry_word(gref, 0).load(Ordering::SeqCst);
     if word as u16 & (GTF_READING | GTF_WRITING) != 0 {
         return false;
     }
-    entry_u32(gref, 0)
+    entry_word(gref, 0)
         .compare_exchange(word, 0, Ordering::SeqCst, Ordering::SeqCst)
         .is_ok()
 }
 
-/// The GNTST_* status of a failed grant operation.
+/// Why a grant operation failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct GrantStatus(pub i16);
+pub enum GrantError {
+    /// The hypercall itself failed (bad command or argument pointer).
+    Hypercall(Errno),
+    /// The operation's GNTST_* status.
+    Status(GrantStatus),
+    /// A status value grant_table.h does not define.
+    UnknownStatus(i16),
+}
 
-/// Runs one grant-table operation on `op` and returns its status.
-fn one<T>(
-    cmd: u64,
-    op: &mut T,
-    status: impl Fn(&T) -> i16,
-) -> core::result::Result<(), GrantStatus> {
-    // SAFETY: GNTTABOP_* with one live, correctly laid out element.
-    let ret = unsafe { hypercall::raw(nr::GRANT_TABLE_OP, cmd, op as *mut T as u64, 1, 0, 0) };
-    fence(Ordering::Acquire);
-    let status = status(op);
-    if ret < 0 {
-        Err(GrantStatus(ret as i16))
-    } else if status != gt::status::OKAY {
-        Err(GrantStatus(status))
-    } else {
-        Ok(())
+/// Runs one grant-table operation on `op` and reads its status.
+fn one<T>(cmd: u64, op: &mut T, status: fn(&T) -> i16) -> core::result::Result<(), GrantError> {
+    let nr = Hypercall::GrantTableOp.raw() as u64;
+    // SAFETY: GNTTABOP_* with one live element of the sub-op's layout,
+    // which the hypervisor may write.
+    let ret = unsafe { hypercall::raw(nr, cmd, core::ptr::from_mut(op) as u64, 1, 0, 0) };
+    Errno::check_ret(ret).map_err(GrantError::Hypercall)?;
+    match status(op) {
+        gt::status::OKAY => Ok(()),
+        s => Err(GrantStatus::try_from(s).map_or(GrantError::UnknownStatus(s), GrantError::Status)),
     }
 }
 
 /// Maps `domid`'s grant `gref` at our address `at` (page-aligned, in our
-/// RAM); returns the handle.
+/// memory); returns the mapping's handle.
 pub fn map(
     domid: u16,
-    gref: u32,
+    gref: GrantRef,
     at: u64,
     readonly: bool,
-) -> core::result::Result<u32, GrantStatus> {
+) -> core::result::Result<GrantHandle, GrantError> {
     let flags = gt::GNTMAP_HOST_MAP | if readonly { gt::GNTMAP_READONLY } else { 0 };
-    let mut op = MapGrantRef {
+    let mut op = GnttabMapGrantRef {
         host_addr: at,
         flags,
         gref,
         dom: domid,
         ..Default::default()
     };
-    // SAFETY (reads below): the hypervisor wrote the fields through the pointer.
-    one(gt::GNTTABOP_MAP_GRANT_REF, &mut op, |o| unsafe {
-        core::ptr::read_volatile(&o.status)
-    })?;
+    one(gt::GNTTABOP_MAP_GRANT_REF, &mut op, |o| o.status)?;
     Ok(op.handle)
 }
 
-pub fn unmap(handle: u32, at: u64) -> core::result::Result<(), GrantStatus> {
-    let mut op = UnmapGrantRef {
+/// Undoes [`map`].
+pub fn unmap(handle: GrantHandle, at: u64) -> core::result::Result<(), GrantError> {
+    let mut op = GnttabUnmapGrantRef {
         host_addr: at,
         handle,
         ..Default::default()
     };
-    // SAFETY: as in `map`.
-    one(gt::GNTTABOP_UNMAP_GRANT_REF, &mut op, |o| unsafe {
-        core::ptr::read_volatile(&o.status)
-    })
+    one(gt::GNTTABOP_UNMAP_GRANT_REF, &mut op, |o| o.status)
 }
 
-/// One side of a grant copy: a grant of another domain, or our own page.
-#[derive(Clone, Copy)]
+/// One side of a grant copy: a grant of another domain, or our own frame.
+#[derive(Clone, Copy, Debug)]
 pub enum CopyPtr {
-    Gref { domid: u16, gref: u32, offset: u16 },
-    Own { gfn: u64, offset: u16 },
+    Gref {
+        domid: u16,
+        gref: GrantRef,
+        offset: u16,
+    },
+    Own {
+        gfn: u64,
+        offset: u16,
+    },
 }
 
-fn raw_ptr(p: CopyPtr) -> (gt::CopyPtr, bool) {
-    match p {
-        CopyPtr::Gref {
-            domid,
-            gref,
-            offset,
-        } => (
-            gt::CopyPtr {
-                u: gref as u64,
+impl CopyPtr {
+    /// The ABI form, and whether it names a grant.
+    fn raw(self) -> (GnttabCopyPtr, bool) {
+        match self {
+            CopyPtr::Gref {
                 domid,
+                gref,
                 offset,
-                pad: 0,
-            },
-            true,
-        ),
-        CopyPtr::Own { gfn, offset } => (
-            gt::CopyPtr {
-                u: gfn,
-                domid: pv_abi::DOMID_SELF,
-                offset,
-                pad: 0,
-            },
-            false,
-        ),
+            } => (GnttabCopyPtr::from_gref(gref, domid, offset), true),
+            CopyPtr::Own { gfn, offset } => {
+                (GnttabCopyPtr::from_gmfn(gfn, DOMID_SELF, offset), false)
+            }
+        }
     }
 }
 
 /// GNTTABOP_copy of `len` bytes.
-pub fn copy(source: CopyPtr, dest: CopyPtr, len: u16) -> core::result::Result<(), GrantStatus> {
-    let (source, source_gref) = raw_ptr(source);
-    let (dest, dest_gref) = raw_ptr(dest);
-    let flags = if source_gref {
-        gt::GNTCOPY_SOURCE_GREF
-    } else {
-        0
-    } | if dest_gref { gt::GNTCOPY_DEST_GREF } else { 0 };
-    let mut op = gt::Copy {
+pub fn copy(source: CopyPtr, dest: CopyPtr, len: u16) -> core::result::Result<(), GrantError> {
+    let (source, source_gref) = source.raw();
+    let (dest, dest_gref) = dest.raw();
+    let mut flags = 0;
+    if source_gref {
+        flags |= gt::GNTCOPY_SOURCE_GREF;
+    }
+    if dest_gref {
+        flags |= gt::GNTCOPY_DEST_GREF;
+    }
+    let mut op = GnttabCopy {
         source,
         dest,
         len,
         flags,
         ..Default::default()
     };
-    // SAFETY: as in `map`.
-    one(gt::GNTTABOP_COPY, &mut op, |o| unsafe {
-        core::ptr::read_volatile(&o.status)
-    })
+    one(gt::GNTTABOP_COPY, &mut op, |o| o.status)
 }

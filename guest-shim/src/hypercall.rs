@@ -1,101 +1,99 @@
-//! Finding the hypervisor (CPUID leaves 0x40000000+), installing the
-//! hypercall page, and typed wrappers around Xen's hypercalls.
+//! The hypercall page and typed wrappers around Xen's hypercalls.
+//!
+//! At start-up, `init` finds the hypervisor ([`crate::discovery`]) and
+//! installs the hypercall page: a page-aligned static whose guest-physical
+//! address (identity-mapped, so its address) is written to the MSR CPUID
+//! names; the hypervisor fills it with 32-byte stubs
+//! `mov eax, N; vmmcall; ret`.
+//! Hypercall N is `call page + N * 32` with arguments in rdi, rsi, rdx,
+//! r10, r8 and the result in rax, a negative Xen errno on failure.
+//!
+//! Wrappers return `Result<_, Errno>`; [`raw`] makes any call with any
+//! arguments (for the hostile tests). Without a hypervisor every call
+//! fails with `ENOSYS`. Event-channel and grant-table operations live in
+//! [`crate::events`] and [`crate::grants`].
 
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, Ordering};
 
-/// A Xen errno (positive number; hypercalls return its negation).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Errno(pub i64);
+use pv_abi::hypercall::{
+    ConsoleIoCmd, FeatureInfo, HvmEvtchnUpcallVector, HvmOp, HvmParam, Hypercall, SchedOp,
+    SchedPoll, SchedShutdown, ShutdownReason, VcpuHvmContext, VcpuOp, VcpuRegisterVcpuInfo,
+    VcpuSetSingleshotTimer, XEN_EXTRAVERSION_LEN, XenVer,
+};
+use pv_abi::memory::{
+    AddToPhysmap, AddToPhysmapBatch, E820_ENTRY_SIZE, MemoryMap, XENMAPSPACE_GMFN_FOREIGN,
+    XENMAPSPACE_SHARED_INFO, XENMEM_ADD_TO_PHYSMAP, XENMEM_ADD_TO_PHYSMAP_BATCH, XENMEM_MEMORY_MAP,
+};
+use spin::Once;
 
-pub const EPERM: Errno = Errno(1);
-pub const ENOENT: Errno = Errno(2);
-pub const ESRCH: Errno = Errno(3);
-pub const E2BIG: Errno = Errno(7);
-pub const EFAULT: Errno = Errno(14);
-pub const EEXIST: Errno = Errno(17);
-pub const EINVAL: Errno = Errno(22);
-pub const ENOSYS: Errno = Errno(38);
+use crate::discovery::{self, Hypervisor};
+
+pub use pv_abi::DOMID_SELF;
+pub use pv_abi::errno::Errno;
 
 pub type Result<T> = core::result::Result<T, Errno>;
 
-pub mod nr {
-    pub const MEMORY_OP: u64 = 12;
-    pub const SET_TIMER_OP: u64 = 15;
-    pub const XEN_VERSION: u64 = 17;
-    pub const CONSOLE_IO: u64 = 18;
-    pub const GRANT_TABLE_OP: u64 = 20;
-    pub const VCPU_OP: u64 = 24;
-    pub const SCHED_OP: u64 = 29;
-    pub const EVENT_CHANNEL_OP: u64 = 32;
-    pub const HVM_OP: u64 = 34;
-    pub const DOMCTL: u64 = 36;
-}
-
-pub use pv_abi::DOMID_SELF;
-
 #[repr(C, align(4096))]
-struct Page([u8; 4096]);
+struct Page([u8; pv_abi::PAGE_SIZE]);
 
-static mut HYPERCALL_PAGE: Page = Page([0; 4096]);
+/// Written by the hypervisor only (when we write its address to the MSR).
+static mut HYPERCALL_PAGE: Page = Page([0; pv_abi::PAGE_SIZE]);
+static HYPERVISOR: Once<Option<Hypervisor>> = Once::new();
 static AVAILABLE: AtomicBool = AtomicBool::new(false);
-static DOMID: AtomicU32 = AtomicU32::new(u32::MAX);
 
-fn cpuid(leaf: u32) -> [u32; 4] {
-    let r = core::arch::x86_64::__cpuid(leaf);
-    [r.eax, r.ebx, r.ecx, r.edx]
-}
-
-/// Looks for Xen's CPUID signature and installs the hypercall page.
-/// Returns false when running without a hypervisor.
-pub fn init() -> bool {
-    const SIGNATURE: [u32; 3] = [0x566e_6558, 0x6558_4d4d, 0x4d4d_566e];
-    let mut base = 0x4000_0000;
-    while base < 0x4001_0000 {
-        let [max, b, c, d] = cpuid(base);
-        if [b, c, d] == SIGNATURE && max >= base + 2 {
-            let [_, msr, _, _] = cpuid(base + 2);
-            let page = &raw mut HYPERCALL_PAGE as u64;
-            // SAFETY: the MSR named by CPUID installs the hypercall page at
-            // the given guest-physical address (identity-mapped here).
-            unsafe {
-                core::arch::asm!("wrmsr", in("ecx") msr, in("eax") page as u32, in("edx") (page >> 32) as u32)
-            };
-            if max >= base + 4 {
-                let [flags, _, domid, _] = cpuid(base + 4);
-                if flags & (1 << 4) != 0 {
-                    DOMID.store(domid, Ordering::SeqCst);
-                }
-            }
-            AVAILABLE.store(true, Ordering::SeqCst);
-            return true;
-        }
-        base += 0x100;
+/// Finds the hypervisor and installs the hypercall page (boot vCPU, at
+/// start-up). Without one, hypercalls stay unavailable.
+pub(crate) fn init() {
+    let hv = HYPERVISOR.call_once(|| Hypervisor::find(discovery::cpuid));
+    let Some(hv) = hv else { return };
+    if hv.hypercall_pages == 0 {
+        return;
     }
-    false
+    let page = &raw mut HYPERCALL_PAGE as u64;
+    // SAFETY: the MSR CPUID names installs the hypercall page at the
+    // guest-physical address written (page index 0 in bits 11:0); the page
+    // is ours, page-aligned and identity-mapped, and only the hypervisor
+    // writes it.
+    unsafe {
+        core::arch::asm!(
+            "wrmsr",
+            in("ecx") hv.hypercall_msr,
+            in("eax") page as u32,
+            in("edx") (page >> 32) as u32,
+            options(nostack),
+        )
+    };
+    AVAILABLE.store(true, Ordering::SeqCst);
 }
 
+/// The hypervisor found at start-up (`None` when running bare).
+pub fn hypervisor() -> Option<&'static Hypervisor> {
+    HYPERVISOR.get().and_then(Option::as_ref)
+}
+
+/// Whether hypercalls can be made (the hypercall page is installed).
 pub fn available() -> bool {
     AVAILABLE.load(Ordering::SeqCst)
 }
 
-/// Our domain id, from CPUID leaf base+4 (None when not advertised).
-pub fn domid() -> Option<u32> {
-    Some(DOMID.load(Ordering::SeqCst)).filter(|&d| d != u32::MAX)
-}
-
-/// Raw hypercall through the page: returns rax as the hypervisor set it.
+/// Hypercall `nr` with five arguments: rax as the hypervisor left it
+/// (`-ENOSYS` without a hypervisor or for `nr` beyond the page).
 ///
 /// # Safety
-/// Pointer arguments must be what the hypercall expects (or deliberately
-/// bad, for hostile tests: the hypervisor must cope).
+/// Pointer arguments must be what the hypercall expects: the hypervisor
+/// may write wherever they point. (Hostile tests pass deliberately bad
+/// ones, which the hypervisor must refuse.)
 pub unsafe fn raw(nr: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> i64 {
-    if !available() || nr >= 128 {
-        return -ENOSYS.0;
+    let stubs = pv_abi::cpuid::HYPERCALL_STUBS as u64;
+    if !available() || nr >= stubs {
+        return Errno::ENOSYS.as_ret();
     }
-    let stub = &raw const HYPERCALL_PAGE as u64 + nr * 32;
+    let stub = &raw const HYPERCALL_PAGE as u64 + nr * pv_abi::cpuid::HYPERCALL_STUB_SIZE as u64;
     let ret: i64;
     // SAFETY: the stub is `mov eax, nr; vmmcall; ret`, written by the
-    // hypervisor; arguments follow Xen's 64-bit convention.
+    // hypervisor; arguments follow Xen's 64-bit convention, and Xen may
+    // clobber every argument register. Memory the arguments point at may
+    // be read or written (the asm is not `nomem`).
     unsafe {
         core::arch::asm!(
             "call {stub}",
@@ -111,206 +109,321 @@ pub unsafe fn raw(nr: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> i64 {
     ret
 }
 
-fn result(ret: i64) -> Result<u64> {
-    if ret < 0 {
-        Err(Errno(-ret))
-    } else {
-        Ok(ret as u64)
+/// A hypercall whose pointer arguments point at live values of the types
+/// the sub-op expects (every wrapper below).
+fn call(nr: Hypercall, a1: u64, a2: u64, a3: u64) -> Result<u64> {
+    // SAFETY: the wrappers pass pointers to live, correctly laid out
+    // values that the hypercall may read or write.
+    Errno::check_ret(unsafe { raw(nr.raw() as u64, a1, a2, a3, 0, 0) })
+}
+
+/// A pointer argument the hypervisor only reads.
+fn arg<T>(value: &T) -> u64 {
+    core::ptr::from_ref(value) as u64
+}
+
+/// A pointer argument the hypervisor may write.
+fn arg_mut<T>(value: &mut T) -> u64 {
+    core::ptr::from_mut(value) as u64
+}
+
+// ---------------------------------------------------------------------------
+// xen_version
+// ---------------------------------------------------------------------------
+
+/// XENVER_version: (major, minor).
+pub fn xen_version() -> Result<(u16, u16)> {
+    let v = call(Hypercall::XenVersion, XenVer::Version.raw().into(), 0, 0)?;
+    Ok(((v >> 16) as u16, v as u16))
+}
+
+/// XENVER_extraversion: the version suffix, e.g. "-pavise" or ".0".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Extraversion([u8; XEN_EXTRAVERSION_LEN]);
+
+impl Extraversion {
+    /// The text up to its NUL (the valid UTF-8 prefix).
+    pub fn as_str(&self) -> &str {
+        let len = self.0.iter().position(|&b| b == 0).unwrap_or(self.0.len());
+        let bytes = &self.0[..len];
+        core::str::from_utf8(bytes)
+            .or_else(|e| core::str::from_utf8(&bytes[..e.valid_up_to()]))
+            .unwrap_or("")
     }
 }
 
-fn call(nr: u64, a1: u64, a2: u64, a3: u64) -> Result<u64> {
-    // SAFETY: the wrappers below pass pointers to live local values.
-    result(unsafe { raw(nr, a1, a2, a3, 0, 0) })
+pub fn xen_extraversion() -> Result<Extraversion> {
+    let mut buf = [0u8; XEN_EXTRAVERSION_LEN];
+    call(
+        Hypercall::XenVersion,
+        XenVer::Extraversion.raw().into(),
+        arg_mut(&mut buf),
+        0,
+    )?;
+    Ok(Extraversion(buf))
 }
 
-fn ptr<T>(v: &T) -> u64 {
-    v as *const T as u64
+/// XENVER_get_features: the bits of feature submap `submap`
+/// (`1 << XENFEAT_x`).
+pub fn xen_features(submap: u32) -> Result<u32> {
+    let mut info = FeatureInfo {
+        submap_idx: submap,
+        submap: 0,
+    };
+    call(
+        Hypercall::XenVersion,
+        XenVer::GetFeatures.raw().into(),
+        arg_mut(&mut info),
+        0,
+    )?;
+    Ok(info.submap)
 }
 
-pub fn xen_version() -> Result<(u32, u32)> {
-    let v = call(nr::XEN_VERSION, 0, 0, 0)?;
-    Ok(((v >> 16) as u32, (v & 0xffff) as u32))
-}
+// ---------------------------------------------------------------------------
+// console_io
+// ---------------------------------------------------------------------------
 
-pub fn xen_extraversion() -> Result<[u8; 16]> {
-    let buf = [0u8; 16];
-    call(nr::XEN_VERSION, 1, ptr(&buf), 0)?;
-    Ok(buf)
-}
-
-/// XENVER_get_features submap `index`.
-pub fn xen_features(index: u32) -> Result<u32> {
-    let info = [index, 0u32];
-    call(nr::XEN_VERSION, 6, ptr(&info), 0)?;
-    Ok(info[1])
-}
-
+/// CONSOLEIO_write to the hypervisor console.
 pub fn console_write(bytes: &[u8]) -> Result<u64> {
-    call(nr::CONSOLE_IO, 0, bytes.len() as u64, bytes.as_ptr() as u64)
+    call(
+        Hypercall::ConsoleIo,
+        ConsoleIoCmd::Write.raw().into(),
+        bytes.len() as u64,
+        bytes.as_ptr() as u64,
+    )
 }
 
-/// CONSOLEIO_read (privileged domains): serial input waiting, if any.
+/// CONSOLEIO_read (privileged domains): how many bytes of console input
+/// were copied into `buf`.
 pub fn console_read(buf: &mut [u8]) -> Result<usize> {
-    call(nr::CONSOLE_IO, 1, buf.len() as u64, buf.as_mut_ptr() as u64).map(|n| n as usize)
+    call(
+        Hypercall::ConsoleIo,
+        ConsoleIoCmd::Read.raw().into(),
+        buf.len() as u64,
+        buf.as_mut_ptr() as u64,
+    )
+    .map(|n| n as usize)
 }
 
+// ---------------------------------------------------------------------------
+// sched_op
+// ---------------------------------------------------------------------------
+
+/// SCHEDOP_yield: let other vCPUs run.
 pub fn sched_yield() -> Result<u64> {
-    call(nr::SCHED_OP, 0, 0, 0)
+    call(Hypercall::SchedOp, SchedOp::Yield.raw().into(), 0, 0)
 }
 
+/// SCHEDOP_block: sleep until an event is pending (returns at once if
+/// one already is).
 pub fn sched_block() -> Result<u64> {
-    call(nr::SCHED_OP, 1, 0, 0)
+    call(Hypercall::SchedOp, SchedOp::Block.raw().into(), 0, 0)
 }
 
-pub fn sched_shutdown(reason: u32) -> Result<u64> {
-    call(nr::SCHED_OP, 2, ptr(&reason), 0)
+/// SCHEDOP_shutdown: end the domain (returns only on failure).
+pub fn sched_shutdown(reason: ShutdownReason) -> Result<u64> {
+    let arg_struct = SchedShutdown {
+        reason: reason.raw(),
+    };
+    call(
+        Hypercall::SchedOp,
+        SchedOp::Shutdown.raw().into(),
+        arg(&arg_struct),
+        0,
+    )
 }
 
-/// HVMOP_get_param for our own domain.
+/// SCHEDOP_poll: sleep until one of `ports` is pending or the system time
+/// reaches `timeout_ns` (0: no time-out).
+pub fn sched_poll(ports: &[u32], timeout_ns: u64) -> Result<u64> {
+    let poll = SchedPoll {
+        ports: ports.as_ptr() as u64,
+        nr_ports: ports.len() as u32,
+        pad: 0,
+        timeout: timeout_ns,
+    };
+    call(
+        Hypercall::SchedOp,
+        SchedOp::Poll.raw().into(),
+        arg(&poll),
+        0,
+    )
+}
+
+// ---------------------------------------------------------------------------
+// memory_op
+// ---------------------------------------------------------------------------
+
+/// One entry of the XENMEM_memory_map buffer: Xen's packed
+/// `struct e820entry` (20 bytes).
+// TODO(pv-abi): move (pv-abi has only E820_ENTRY_SIZE).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C, packed)]
+pub struct E820Entry {
+    pub addr: u64,
+    pub size: u64,
+    /// E820 type: 1 RAM, 2 reserved, ... (as `MemmapType`).
+    pub kind: u32,
+}
+
+const _: () = assert!(size_of::<E820Entry>() == E820_ENTRY_SIZE);
+
+/// XENMEM_memory_map: fills `entries` with our memory map; returns how
+/// many were written.
+pub fn memory_map(entries: &mut [E820Entry]) -> Result<usize> {
+    let mut map = MemoryMap {
+        nr_entries: u32::try_from(entries.len()).unwrap_or(u32::MAX),
+        pad: 0,
+        buffer: entries.as_mut_ptr() as u64,
+    };
+    call(Hypercall::MemoryOp, XENMEM_MEMORY_MAP, arg_mut(&mut map), 0)?;
+    Ok((map.nr_entries as usize).min(entries.len()))
+}
+
+/// XENMEM_add_to_physmap for ourselves: make page `idx` of map space
+/// `space` (`XENMAPSPACE_*`) appear at our frame `gpfn`.
+pub fn add_to_physmap(space: u32, idx: u64, gpfn: u64) -> Result<u64> {
+    let req = AddToPhysmap {
+        domid: DOMID_SELF,
+        size: 0,
+        space,
+        idx,
+        gpfn,
+    };
+    call(Hypercall::MemoryOp, XENMEM_ADD_TO_PHYSMAP, arg(&req), 0)
+}
+
+/// Maps our shared_info page at frame `gpfn`.
+pub fn map_shared_info(gpfn: u64) -> Result<u64> {
+    add_to_physmap(XENMAPSPACE_SHARED_INFO, 0, gpfn)
+}
+
+/// Maps `foreign_domid`'s frame `gfn` at our frame `gpfn` (privileged
+/// domains): XENMEM_add_to_physmap_batch with XENMAPSPACE_gmfn_foreign.
+pub fn map_foreign_page(foreign_domid: u16, gfn: u64, gpfn: u64) -> Result<()> {
+    let (idx, target, mut err) = (gfn, gpfn, 0i32);
+    let req = AddToPhysmapBatch {
+        domid: DOMID_SELF,
+        space: XENMAPSPACE_GMFN_FOREIGN,
+        size: 1,
+        foreign_domid,
+        idxs: arg(&idx),
+        gpfns: arg(&target),
+        errs: arg_mut(&mut err),
+    };
+    call(
+        Hypercall::MemoryOp,
+        XENMEM_ADD_TO_PHYSMAP_BATCH,
+        arg(&req),
+        0,
+    )?;
+    // The per-page status the hypervisor wrote through `errs`.
+    match Errno::from_ret(err.into()) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// hvm_op
+// ---------------------------------------------------------------------------
+
+/// HVMOP_get_param for our own domain (`HVM_PARAM_*`).
 pub fn hvm_get_param(index: u32) -> Result<u64> {
     hvm_get_param_of(DOMID_SELF, index)
 }
 
 /// HVMOP_get_param for domain `domid` (another domain: privileged only).
 pub fn hvm_get_param_of(domid: u16, index: u32) -> Result<u64> {
-    #[repr(C)]
-    struct Param {
-        domid: u16,
-        pad: u16,
-        index: u32,
-        value: u64,
-    }
-    let p = Param {
+    let mut p = HvmParam {
         domid,
         pad: 0,
         index,
         value: 0,
     };
-    call(nr::HVM_OP, 1, ptr(&p), 0)?;
-    // SAFETY: the hypervisor wrote `value` through the pointer.
-    Ok(unsafe { core::ptr::read_volatile(&p.value) })
+    call(
+        Hypercall::HvmOp,
+        HvmOp::GetParam.raw().into(),
+        arg_mut(&mut p),
+        0,
+    )?;
+    Ok(p.value)
 }
 
-/// The 64-bit register state for VCPUOP_initialise (`vcpu_hvm_context`).
-#[repr(C)]
-#[derive(Default)]
-pub struct VcpuContext64 {
-    pub mode: u32,
-    pub pad: u32,
-    pub rax: u64,
-    pub rcx: u64,
-    pub rdx: u64,
-    pub rbx: u64,
-    pub rsp: u64,
-    pub rbp: u64,
-    pub rsi: u64,
-    pub rdi: u64,
-    pub rip: u64,
-    pub rflags: u64,
-    pub cr0: u64,
-    pub cr3: u64,
-    pub cr4: u64,
-    pub efer: u64,
+/// HVMOP_set_param for our own domain.
+pub fn hvm_set_param(index: u32, value: u64) -> Result<u64> {
+    hvm_set_param_of(DOMID_SELF, index, value)
 }
 
-pub fn vcpu_initialise(vcpu: u32, ctx: &VcpuContext64) -> Result<u64> {
-    call(nr::VCPU_OP, 0, vcpu as u64, ptr(ctx))
+/// HVMOP_set_param for domain `domid` (another domain: privileged only).
+pub fn hvm_set_param_of(domid: u16, index: u32, value: u64) -> Result<u64> {
+    let p = HvmParam {
+        domid,
+        pad: 0,
+        index,
+        value,
+    };
+    call(Hypercall::HvmOp, HvmOp::SetParam.raw().into(), arg(&p), 0)
 }
 
+/// HVMOP_set_evtchn_upcall_vector: deliver `vcpu`'s event upcalls by
+/// injecting `vector`.
+pub fn set_evtchn_upcall_vector(vcpu: u32, vector: u8) -> Result<u64> {
+    let req = HvmEvtchnUpcallVector {
+        vcpu,
+        vector,
+        pad: [0; 3],
+    };
+    call(
+        Hypercall::HvmOp,
+        HvmOp::SetEvtchnUpcallVector.raw().into(),
+        arg(&req),
+        0,
+    )
+}
+
+// ---------------------------------------------------------------------------
+// vcpu_op
+// ---------------------------------------------------------------------------
+
+fn vcpu_op(cmd: VcpuOp, vcpu: u32, arg_ptr: u64) -> Result<u64> {
+    call(Hypercall::VcpuOp, cmd.raw().into(), vcpu.into(), arg_ptr)
+}
+
+/// VCPUOP_initialise: the start state of down vCPU `vcpu`
+/// (`vcpu_hvm_context`).
+pub fn vcpu_initialise(vcpu: u32, ctx: &VcpuHvmContext) -> Result<u64> {
+    vcpu_op(VcpuOp::Initialise, vcpu, arg(ctx))
+}
+
+/// VCPUOP_up: start an initialised vCPU.
 pub fn vcpu_up(vcpu: u32) -> Result<u64> {
-    call(nr::VCPU_OP, 1, vcpu as u64, 0)
+    vcpu_op(VcpuOp::Up, vcpu, 0)
 }
 
-pub fn vcpu_is_up(vcpu: u32) -> Result<u64> {
-    call(nr::VCPU_OP, 3, vcpu as u64, 0)
+/// VCPUOP_is_up.
+pub fn vcpu_is_up(vcpu: u32) -> Result<bool> {
+    vcpu_op(VcpuOp::IsUp, vcpu, 0).map(|up| up != 0)
 }
 
-/// Starts secondary vCPU `vcpu` in 64-bit mode on our page tables, running
-/// `entry` on the stack that ends at `stack_top`.
-pub fn start_secondary_vcpu(vcpu: u32, entry: extern "C" fn() -> !, stack_top: u64) -> Result<()> {
-    let (cr0, cr3, cr4): (u64, u64, u64);
-    // SAFETY: reading control registers in ring 0 has no side effects.
-    unsafe {
-        core::arch::asm!("mov {}, cr0", out(reg) cr0);
-        core::arch::asm!("mov {}, cr3", out(reg) cr3);
-        core::arch::asm!("mov {}, cr4", out(reg) cr4);
-    }
-    let (lo, hi): (u32, u32);
-    // SAFETY: EFER is readable (the hypervisor emulates it).
-    unsafe { core::arch::asm!("rdmsr", in("ecx") 0xc000_0080u32, out("eax") lo, out("edx") hi) };
-    let ctx = VcpuContext64 {
-        mode: 1,
-        rip: entry as *const () as u64,
-        // As if called: the return-address slot is below the top.
-        rsp: (stack_top & !0xf) - 8,
-        rflags: 0x2,
-        cr0,
-        cr3,
-        cr4,
-        efer: (hi as u64) << 32 | lo as u64,
-        ..Default::default()
+/// VCPUOP_register_vcpu_info: move `vcpu`'s `vcpu_info` to byte `offset`
+/// of our frame `gfn`.
+pub fn register_vcpu_info(vcpu: u32, gfn: u64, offset: u32) -> Result<u64> {
+    let req = VcpuRegisterVcpuInfo {
+        mfn: gfn,
+        offset,
+        rsvd: 0,
     };
-    vcpu_initialise(vcpu, &ctx)?;
-    vcpu_up(vcpu)?;
-    Ok(())
+    vcpu_op(VcpuOp::RegisterVcpuInfo, vcpu, arg(&req))
 }
 
-pub mod hvm_param {
-    pub const CALLBACK_IRQ: u32 = 0;
-    pub const STORE_PFN: u32 = 1;
-    pub const STORE_EVTCHN: u32 = 2;
-    pub const CONSOLE_PFN: u32 = 17;
-    pub const CONSOLE_EVTCHN: u32 = 18;
-}
-
-/// XENMEM_add_to_physmap(XENMAPSPACE_shared_info) at `gpfn`.
-pub fn map_shared_info(gpfn: u64) -> Result<u64> {
-    use pv_abi::memory::{AddToPhysmap, XENMAPSPACE_SHARED_INFO, XENMEM_ADD_TO_PHYSMAP};
-    let req = AddToPhysmap {
-        domid: DOMID_SELF,
-        space: XENMAPSPACE_SHARED_INFO,
-        gpfn,
-        ..Default::default()
+/// VCPUOP_set_singleshot_timer: VIRQ_TIMER for `vcpu` at system time
+/// `deadline_ns` (`flags`: `VCPU_SSHOTTMR_*`).
+pub fn set_singleshot_timer(vcpu: u32, deadline_ns: u64, flags: u32) -> Result<u64> {
+    let req = VcpuSetSingleshotTimer {
+        timeout_abs_ns: deadline_ns,
+        flags,
+        pad: 0,
     };
-    call(nr::MEMORY_OP, XENMEM_ADD_TO_PHYSMAP, ptr(&req), 0)
-}
-
-/// Maps `foreign_domid`'s page `gfn` at our `gpfn` (privileged domains):
-/// XENMEM_add_to_physmap_batch with XENMAPSPACE_gmfn_foreign.
-pub fn map_foreign_page(foreign_domid: u16, gfn: u64, gpfn: u64) -> Result<()> {
-    use pv_abi::memory::{
-        AddToPhysmapBatch, XENMAPSPACE_GMFN_FOREIGN, XENMEM_ADD_TO_PHYSMAP_BATCH,
-    };
-    let (idx, target, err) = (gfn, gpfn, 0i32);
-    let req = AddToPhysmapBatch {
-        domid: DOMID_SELF,
-        space: XENMAPSPACE_GMFN_FOREIGN,
-        size: 1,
-        foreign_domid,
-        idxs: ptr(&idx),
-        gpfns: ptr(&target),
-        errs: ptr(&err),
-    };
-    call(nr::MEMORY_OP, XENMEM_ADD_TO_PHYSMAP_BATCH, ptr(&req), 0)?;
-    // SAFETY: the hypervisor wrote the per-page status through the pointer.
-    let err = unsafe { core::ptr::read_volatile(&err) };
-    if err < 0 {
-        Err(Errno(-err as i64))
-    } else {
-        Ok(())
-    }
-}
-
-/// EVTCHNOP_bind_interdomain: our new port connected to `remote_port`.
-pub fn evtchn_bind_interdomain(remote_dom: u16, remote_port: u32) -> Result<u32> {
-    let op = [remote_dom as u32, remote_port, 0];
-    call(nr::EVENT_CHANNEL_OP, 0, ptr(&op), 0)?;
-    // SAFETY: the hypervisor wrote the local port through the pointer.
-    Ok(unsafe { core::ptr::read_volatile(&op[2]) })
-}
-
-/// EVTCHNOP_send.
-pub fn evtchn_send(port: u32) -> Result<u64> {
-    call(nr::EVENT_CHANNEL_OP, 4, ptr(&port), 0)
+    vcpu_op(VcpuOp::SetSingleshotTimer, vcpu, arg(&req))
 }

@@ -7,11 +7,12 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, Ordering};
 
-use crate::hypercall::{self, hvm_param};
-use crate::ring;
-
+use pv_abi::hypercall::{HVM_PARAM_STORE_EVTCHN, HVM_PARAM_STORE_PFN};
+use pv_abi::ring;
 use pv_abi::xenstore::ring::{REQ, REQ_CONS, REQ_PROD, RSP, RSP_CONS, RSP_PROD, SIZE as RING_SIZE};
 use pv_abi::xenstore::{HEADER_LEN as HEADER, PAYLOAD_MAX};
+
+use crate::{events, hypercall};
 
 pub use pv_abi::xenstore::msg;
 
@@ -42,9 +43,9 @@ fn ring_u32(ring: *mut u8, offset: usize) -> &'static AtomicU32 {
 impl XenStore {
     /// Connects to the store the hypervisor advertises.
     pub fn connect() -> Result<Self, XsError> {
-        let pfn = hypercall::hvm_get_param(hvm_param::STORE_PFN).map_err(|_| XsError::NoStore)?;
+        let pfn = hypercall::hvm_get_param(HVM_PARAM_STORE_PFN).map_err(|_| XsError::NoStore)?;
         let port =
-            hypercall::hvm_get_param(hvm_param::STORE_EVTCHN).map_err(|_| XsError::NoStore)?;
+            hypercall::hvm_get_param(HVM_PARAM_STORE_EVTCHN).map_err(|_| XsError::NoStore)?;
         if pfn == 0 {
             return Err(XsError::NoStore);
         }
@@ -62,24 +63,24 @@ impl XenStore {
             let cons = ring_u32(self.ring, REQ_CONS).load(Ordering::Acquire);
             let prod = ring_u32(self.ring, REQ_PROD).load(Ordering::Acquire);
             // A server that corrupts the indices gets nothing more.
-            let Some(space) = ring::free(prod, cons, RING_SIZE) else {
+            let Some(space) = ring::free_slots(prod, cons, RING_SIZE) else {
                 return;
             };
             if space == 0 {
-                let _ = hypercall::evtchn_send(self.port);
+                let _ = events::send(self.port);
                 let _ = hypercall::sched_yield();
                 continue;
             }
             let n = (space as usize).min(bytes.len() - done);
             for i in 0..n {
-                let at = REQ + ring::slot(prod.wrapping_add(i as u32), RING_SIZE);
+                let at = REQ + ring::ring_index(prod.wrapping_add(i as u32), RING_SIZE);
                 // SAFETY: inside the req[] array of the ring page.
                 unsafe { core::ptr::write_volatile(self.ring.add(at), bytes[done + i]) };
             }
             ring_u32(self.ring, REQ_PROD).store(prod.wrapping_add(n as u32), Ordering::Release);
             done += n;
         }
-        let _ = hypercall::evtchn_send(self.port);
+        let _ = events::send(self.port);
     }
 
     fn get(&mut self, buf: &mut [u8]) {
@@ -97,13 +98,13 @@ impl XenStore {
             }
             let n = available.min(buf.len() - done);
             for i in 0..n {
-                let at = RSP + ring::slot(cons.wrapping_add(i as u32), RING_SIZE);
+                let at = RSP + ring::ring_index(cons.wrapping_add(i as u32), RING_SIZE);
                 // SAFETY: inside the rsp[] array of the ring page.
                 buf[done + i] = unsafe { core::ptr::read_volatile(self.ring.add(at)) };
             }
             ring_u32(self.ring, RSP_CONS).store(cons.wrapping_add(n as u32), Ordering::Release);
             done += n;
-            let _ = hypercall::evtchn_send(self.port);
+            let _ = events::send(self.port);
         }
     }
 
@@ -197,7 +198,7 @@ impl XenStore {
             .collect())
     }
 
-    pub fn get_domain_path(&mut self, domid: u32) -> Result<String, XsError> {
+    pub fn get_domain_path(&mut self, domid: u16) -> Result<String, XsError> {
         let id = alloc::format!("{domid}");
         let v = self.request(msg::GET_DOMAIN_PATH, 0, &[&Self::path_arg(&id)])?;
         let s = v.split(|&b| b == 0).next().unwrap_or(&[]);

@@ -1,11 +1,13 @@
 //! Shared helpers for the QEMU scenario tests (see tests/*.rs): booting a
-//! machine through the xtask library, parsing what Pavise prints on its
-//! serial console, and assertions that show the whole console on failure.
+//! machine through the xtask library (Pavise alone, or Dom0 and DomUs named
+//! as `--domu` names them), parsing what Pavise prints on its serial
+//! console, and assertions that show the whole console on failure.
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use regex::Regex;
+pub use xtask::domains::DomU;
 pub use xtask::{Boot, Exit, HvStatus, Machine, RunOutcome};
 
 /// The time-out of each scenario: QEMU runs under TCG (no KVM), on two
@@ -31,6 +33,41 @@ pub fn direct(smp: u32, mem_mib: u32) -> Machine {
     }
 }
 
+/// The memory of the machines the domain scenarios boot.
+pub const DOMAINS_MEM_MIB: u32 = 256;
+
+/// A test kernel of this project (a binary of `tests/kernels`) as a DomU,
+/// with options as `--domu` takes them after the path, e.g.
+/// `"name=a,mem=8,cmdline=x y"` (or `""`).
+pub fn domu(kernel: &str, options: &str) -> DomU {
+    let path = xtask::artifact(kernel).display().to_string();
+    let spec = if options.is_empty() {
+        path
+    } else {
+        format!("{path},{options}")
+    };
+    xtask::domains::parse_domu(&spec).unwrap_or_else(|e| panic!("bad test DomU: {e}"))
+}
+
+/// A GRUB machine with `smp` CPUs and [`DOMAINS_MEM_MIB`] booting Dom0 and
+/// then `domus` (d1, d2, … in this order) with `exit_when_done`, so that
+/// it powers off once every DomU has ended.
+pub fn with_domains(smp: u32, domus: &[DomU]) -> Machine {
+    let mut machine = grub(smp, DOMAINS_MEM_MIB);
+    machine.cmdline = "exit_when_done".to_owned();
+    // The kernels are built by `boot` (or by `cargo xtask test`) before
+    // QEMU starts; the modules only name the files.
+    machine.modules = std::iter::once(xtask::domains::dom0_module())
+        .chain(
+            domus
+                .iter()
+                .enumerate()
+                .map(|(i, d)| xtask::domains::module(d, i + 1)),
+        )
+        .collect();
+    machine
+}
+
 /// Boots `machine` with its console captured and returns how it ended.
 /// Builds the bare-metal crates first (once per test process) unless
 /// `PAVISE_PREBUILT=1` says `cargo xtask test` already did.
@@ -38,11 +75,12 @@ pub fn boot(machine: &Machine) -> RunOutcome {
     if let Err(e) = ensure_built() {
         panic!("cannot boot {}: {e}", machine.describe());
     }
-    eprintln!(
-        "booting {} with `{}`",
-        machine.describe(),
-        machine.hypervisor_cmdline()
-    );
+    let cmdline = machine.kernel_cmdline();
+    if cmdline.is_empty() {
+        eprintln!("booting {} without a command line", machine.describe());
+    } else {
+        eprintln!("booting {} with `{cmdline}`", machine.describe());
+    }
     match machine.run_captured() {
         Ok(outcome) => {
             eprintln!(
@@ -107,6 +145,11 @@ pub fn fatal_line(console: &str) -> Option<&str> {
     console_lines(console).find_map(|line| line.strip_prefix("pavise: fatal: ").map(str::trim))
 }
 
+/// The first console line that starts with `prefix`.
+pub fn line_starting<'a>(console: &'a str, prefix: &str) -> Option<&'a str> {
+    console_lines(console).find(|line| line.starts_with(prefix))
+}
+
 /// Panics with `message` and everything the run printed.
 pub fn fail(outcome: &RunOutcome, message: &str) -> ! {
     panic!(
@@ -125,6 +168,22 @@ pub fn fail(outcome: &RunOutcome, message: &str) -> ! {
 pub fn expect_exit(outcome: &RunOutcome, expected: Exit) {
     if outcome.exit != expected {
         fail(outcome, &format!("expected the run to end with {expected}"));
+    }
+}
+
+/// Asserts that for each of `prefixes` a console line starts with it.
+pub fn expect_lines(outcome: &RunOutcome, prefixes: &[&str]) {
+    for prefix in prefixes {
+        if line_starting(&outcome.console, prefix).is_none() {
+            fail(outcome, &format!("no console line starts with {prefix:?}"));
+        }
+    }
+}
+
+/// Asserts that no console line starts with `prefix`.
+pub fn expect_no_line(outcome: &RunOutcome, prefix: &str) {
+    if let Some(line) = line_starting(&outcome.console, prefix) {
+        fail(outcome, &format!("unexpected console line {line:?}"));
     }
 }
 
@@ -225,6 +284,42 @@ mod tests {
             Some("unknown command-line option 'frobnicate'")
         );
         assert_eq!(fatal_line(CONSOLE), None);
+    }
+
+    #[test]
+    fn lines_are_matched_from_their_start() {
+        let console = "pavise: d1 (a) built: 16 MiB, 1 vCPU\r\r\n\
+            (d1) hello: PASS\r\n\
+            (d11) hello: FAIL late\r\n";
+        assert_eq!(
+            line_starting(console, "(d1) hello"),
+            Some("(d1) hello: PASS")
+        );
+        assert_eq!(
+            line_starting(console, "(d11) hello"),
+            Some("(d11) hello: FAIL late")
+        );
+        assert_eq!(line_starting(console, "hello: PASS"), None);
+        assert_eq!(line_starting(console, "(d2) hello"), None);
+    }
+
+    #[test]
+    fn domain_machines_put_dom0_first() {
+        let m = with_domains(
+            1,
+            &[domu("hello", "name=a"), domu("hello", "mem=8,cmdline=x y")],
+        );
+        let strings: Vec<&str> = m.modules.iter().map(|(_, s)| s.as_str()).collect();
+        assert_eq!(
+            strings,
+            ["name=dom0", "name=a", "name=hello mem=8 cmdline=x y"]
+        );
+        assert!(m.modules[0].0.ends_with("release/dom0"));
+        assert!(m.modules[2].0.ends_with("release/hello"));
+        assert_eq!(
+            (m.smp, m.boot, m.cmdline.as_str()),
+            (1, Boot::Grub, "exit_when_done")
+        );
     }
 
     #[test]

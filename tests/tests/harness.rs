@@ -1,10 +1,14 @@
 //! The harness's own guarantees, checked against a real QEMU: a machine that
-//! never exits is stopped at its time-out, and QEMU's own failures are told
-//! apart from the hypervisor's exit statuses.
+//! never exits is stopped at its time-out, or as soon as the console shows
+//! the text a run waits for; QEMU's own failures are told apart from the
+//! hypervisor's exit statuses; a guest kernel boots bare (no hypervisor)
+//! with its command line as given.
 
 use std::time::Duration;
 
-use pavise_tests::{Exit, boot, direct, expect_exit, fail};
+use pavise_tests::{
+    Exit, HvStatus, Machine, boot, direct, expect_exit, expect_lines, expect_no_line, fail,
+};
 
 #[test]
 fn a_machine_that_never_runs_is_stopped_at_its_time_out() {
@@ -33,5 +37,36 @@ fn a_qemu_error_is_qemus_own_status() {
     expect_exit(&outcome, Exit::Qemu(1));
     if !outcome.qemu_stderr.contains("no-such-option") {
         fail(&outcome, "QEMU's stderr does not name the bad option");
+    }
+}
+
+#[test]
+fn a_guest_kernel_boots_bare_with_its_command_line() {
+    let mut machine = Machine::bare(xtask::artifact("hello"));
+    machine.cmdline = "alone  here".into();
+    let outcome = boot(&machine);
+    expect_exit(&outcome, Exit::Hypervisor(HvStatus::Success));
+    expect_lines(
+        &outcome,
+        &[
+            "hello from bare metal (no hypervisor)",
+            "hello: command line 'alone here'",
+            "hello: PASS (bare metal)",
+        ],
+    );
+    expect_no_line(&outcome, "pavise:");
+}
+
+#[test]
+fn a_run_is_stopped_once_the_awaited_text_comes() {
+    // The spinner spins for ever after its first line.
+    let mut machine = Machine::bare(xtask::artifact("spinner"));
+    machine.stop_at = Some("spinner: spinning".into());
+    machine.timeout = Some(Duration::from_secs(30));
+    let outcome = boot(&machine);
+    expect_exit(&outcome, Exit::Seen);
+    expect_lines(&outcome, &["spinner: spinning"]);
+    if outcome.wall > Duration::from_secs(10) {
+        fail(&outcome, "the run went on long after the awaited text");
     }
 }

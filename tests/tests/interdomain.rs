@@ -4,30 +4,18 @@
 //! DomU (permissions, watches, transactions); and an intruder that attacks
 //! both while they work, getting Xen's errors.
 
-use pavise_tests::{Exit, HvStatus, boot, expect_exit, fail, grub};
-use xtask::domains;
-use xtask::{Machine, RunOutcome};
+use std::time::Duration;
 
+use pavise_tests::{Exit, HvStatus, boot, domu, expect_exit, expect_lines, with_domains};
+use xtask::Machine;
+
+/// Dom0 and DomUs given as (test kernel, command line), on two CPUs.
 fn machine(domus: &[(&str, &str)]) -> Machine {
-    let mut m = grub(2, 256);
-    m.cmdline = "exit_when_done".to_owned();
-    let mut modules = vec![domains::dom0_module()];
-    for (i, (kernel, cmdline)) in domus.iter().enumerate() {
-        let spec = format!("{},cmdline={cmdline}", xtask::artifact(kernel).display());
-        let domu =
-            domains::parse_domu(&spec).unwrap_or_else(|e| panic!("bad test DomU {spec}: {e}"));
-        modules.push((domu.kernel.clone(), domains::module_string(&domu, i + 1)));
-    }
-    m.modules = modules;
-    m
-}
-
-fn expect_lines(outcome: &RunOutcome, lines: &[&str]) {
-    for line in lines {
-        if !outcome.console.contains(line) {
-            fail(outcome, &format!("console lacks '{line}'"));
-        }
-    }
+    let domus: Vec<_> = domus
+        .iter()
+        .map(|(kernel, cmdline)| domu(kernel, &format!("cmdline={cmdline}")))
+        .collect();
+    with_domains(2, &domus)
 }
 
 #[test]
@@ -88,15 +76,14 @@ fn pv_console_ring_is_drained_by_dom0() {
 #[test]
 fn console_input_reaches_dom0_through_virq_console() {
     // Dom0 alone, booted directly (GRUB would take the typed bytes); Dom0
-    // idles for ever, so the run ends at its time-out.
+    // idles for ever, so the run is stopped once Dom0 has echoed the line
+    // (or fails at the time-out).
     let mut m = pavise_tests::direct(1, 128);
     m.modules = vec![(xtask::artifact("dom0"), String::new())];
-    m.console_input = Some((
-        std::time::Duration::from_secs(2),
-        b"hello pavise\r".to_vec(),
-    ));
-    m.timeout = Some(std::time::Duration::from_secs(8));
+    m.console_input = Some((Duration::from_secs(2), b"hello pavise\r".to_vec()));
+    m.stop_at = Some("dom0: console input: hello pavise".to_owned());
+    m.timeout = Some(Duration::from_secs(30));
     let outcome = boot(&m);
-    expect_exit(&outcome, Exit::TimedOut);
+    expect_exit(&outcome, Exit::Seen);
     expect_lines(&outcome, &["dom0: console input: hello pavise"]);
 }

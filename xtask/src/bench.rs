@@ -5,12 +5,13 @@
 //! in-guest memcpy, and the XenStore read round trip — with plain TCG and
 //! with `-icount shift=0` (the guest TSC then counts instructions).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::domains::{self, DomU};
 use crate::error::{Error, Result};
 use crate::exit::{Exit, HvStatus};
-use crate::machine::{Boot, Machine};
+use crate::machine::Machine;
 use crate::{bare_metal, workspace};
 
 /// One mode's figures (TSC cycles unless named otherwise).
@@ -57,10 +58,11 @@ pub fn figure(console: &str, key: &str) -> Option<u64> {
     })
 }
 
-fn need(console: &str, key: &'static str) -> Result<u64> {
-    figure(console, key).ok_or_else(|| Error::BenchOutput {
-        what: key,
-        console: console.to_owned(),
+fn need(console: &RunConsole, key: &'static str) -> Result<u64> {
+    figure(&console.text, key).ok_or_else(|| Error::BenchOutput {
+        run: console.run.describe(),
+        key,
+        log: console.log.clone(),
     })
 }
 
@@ -72,76 +74,133 @@ fn icount_args(icount: bool) -> Vec<String> {
     }
 }
 
+/// The name of a mode in progress lines and file names.
+pub fn mode_name(icount: bool) -> &'static str {
+    if icount { "TCG -icount shift=0" } else { "TCG" }
+}
+
+/// One QEMU run of a mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Run {
+    /// Pavise with `bench exit_when_done`, Dom0 and the `bench` kernel as a
+    /// DomU: the bare exit round trip, the null hypercall, the DomU loop,
+    /// grant copy against memcpy, the XenStore read.
+    Pavise,
+    /// Pavise with two `pingpong` DomUs: the event-channel round trip.
+    PingPong,
+    /// The `bench` kernel alone on QEMU (`-kernel`, no hypervisor): the
+    /// bare loop.
+    Bare,
+}
+
+/// A mode's runs, in the order they are made.
+pub const RUNS: [Run; 3] = [Run::Pavise, Run::PingPong, Run::Bare];
+
+impl Run {
+    /// What the run measures, for progress lines.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Pavise => "Pavise with the bench kernel as a DomU",
+            Self::PingPong => "Pavise with two pingpong DomUs",
+            Self::Bare => "the bench kernel bare on QEMU",
+        }
+    }
+
+    fn file_name(self) -> &'static str {
+        match self {
+            Self::Pavise => "pavise",
+            Self::PingPong => "pingpong",
+            Self::Bare => "bare",
+        }
+    }
+
+    /// The machine this run boots.
+    pub fn machine(self, icount: bool) -> Result<Machine> {
+        let timeout = Some(Duration::from_secs(if icount { 300 } else { 120 }));
+        let under_pavise = |cmdline: &str, domus: &[DomU]| -> Result<Machine> {
+            Ok(Machine {
+                smp: 2,
+                cmdline: cmdline.to_owned(),
+                modules: domains::modules(domus)?,
+                extra_qemu_args: icount_args(icount),
+                timeout,
+                ..Machine::default()
+            })
+        };
+        match self {
+            Self::Pavise => under_pavise("bench exit_when_done", &[kernel("bench", None)]),
+            Self::PingPong => under_pavise(
+                "exit_when_done",
+                &[
+                    kernel("pingpong", Some("pong peer=2")),
+                    kernel("pingpong", Some("ping peer=1")),
+                ],
+            ),
+            Self::Bare => Ok(Machine {
+                extra_qemu_args: icount_args(icount),
+                timeout,
+                ..Machine::bare(bare_metal::artifact("bench"))
+            }),
+        }
+    }
+
+    /// Boots the run's machine and returns its console, which is also
+    /// saved as `target/pavise/bench-<run>-<mode>.log`. Every run must end
+    /// cleanly (exit status E = 0: the kernels powered off).
+    pub fn boot(self, icount: bool) -> Result<RunConsole> {
+        let run = self.machine(icount)?.run_captured()?;
+        let mode = if icount { "icount" } else { "tcg" };
+        let dir = workspace::pavise_dir();
+        std::fs::create_dir_all(&dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+        let log = dir.join(format!("bench-{}-{mode}.log", self.file_name()));
+        std::fs::write(&log, &run.console)
+            .map_err(Error::io(format!("writing {}", log.display())))?;
+        if run.exit != Exit::Hypervisor(HvStatus::Success) {
+            return Err(Error::BenchRun {
+                run: self.describe(),
+                exit: run.exit.to_string(),
+                log,
+            });
+        }
+        Ok(RunConsole {
+            run: self,
+            text: run.console,
+            log,
+        })
+    }
+}
+
+/// What one run printed.
+#[derive(Clone, Debug)]
+pub struct RunConsole {
+    pub run: Run,
+    /// The serial console.
+    pub text: String,
+    /// Where it was saved.
+    pub log: PathBuf,
+}
+
 fn kernel(name: &str, cmdline: Option<&str>) -> DomU {
     DomU {
-        kernel: bare_metal::artifact(name),
-        mem_mib: None,
-        vcpus: None,
         cmdline: cmdline.map(str::to_owned),
+        ..domains::test_kernel(name)
     }
 }
 
-/// Boots Pavise with `domus`; the run must end cleanly.
-fn under_pavise(
-    cmdline: &str,
-    domus: &[DomU],
-    icount: bool,
-    timeout: Option<Duration>,
-) -> Result<String> {
-    let machine = Machine {
-        smp: 2,
-        cmdline: cmdline.to_owned(),
-        modules: domains::modules(domus)?,
-        extra_qemu_args: icount_args(icount),
-        timeout,
-        ..Machine::default()
-    };
-    let run = machine.run_captured()?;
-    if run.exit != Exit::Hypervisor(HvStatus::Success) {
-        return Err(Error::BenchOutput {
-            what: "clean end of the benchmark domains",
-            console: run.console,
-        });
+impl Figures {
+    /// Reads one mode's figures from the consoles of its runs.
+    pub fn read(pavise: &RunConsole, pingpong: &RunConsole, bare: &RunConsole) -> Result<Self> {
+        Ok(Self {
+            bare_vmexit: need(pavise, "bare_vmexit_cycles")?,
+            hypercall: need(pavise, "hypercall_cycles")?,
+            domu_loop: need(pavise, "loop_cycles")?,
+            bare_loop: need(bare, "loop_cycles")?,
+            evtchn_roundtrip: need(pingpong, "evtchn_roundtrip_cycles")?,
+            xenstore_read: need(pavise, "xenstore_read_cycles")?,
+            grant_copy_mibps: need(pavise, "grant_copy_mibps")?,
+            memcpy_mibps: need(pavise, "memcpy_mibps")?,
+        })
     }
-    Ok(run.console)
-}
-
-/// Runs the machines of one mode.
-pub fn measure(icount: bool) -> Result<Figures> {
-    let timeout = Some(Duration::from_secs(if icount { 300 } else { 120 }));
-    let bench = under_pavise(
-        "bench exit_when_done",
-        &[kernel("bench", None)],
-        icount,
-        timeout,
-    )?;
-    let pingpong = under_pavise(
-        "exit_when_done",
-        &[
-            kernel("pingpong", Some("pong peer=2")),
-            kernel("pingpong", Some("ping peer=1")),
-        ],
-        icount,
-        timeout,
-    )?;
-    let bare = Machine {
-        boot: Boot::Direct,
-        hypervisor: bare_metal::artifact("bench"),
-        extra_qemu_args: icount_args(icount),
-        timeout,
-        ..Machine::default()
-    }
-    .run_captured()?;
-    Ok(Figures {
-        bare_vmexit: need(&bench, "bare_vmexit_cycles")?,
-        hypercall: need(&bench, "hypercall_cycles")?,
-        domu_loop: need(&bench, "loop_cycles")?,
-        bare_loop: need(&bare.console, "loop_cycles")?,
-        evtchn_roundtrip: need(&pingpong, "evtchn_roundtrip_cycles")?,
-        xenstore_read: need(&bench, "xenstore_read_cycles")?,
-        grant_copy_mibps: need(&bench, "grant_copy_mibps")?,
-        memcpy_mibps: need(&bench, "memcpy_mibps")?,
-    })
 }
 
 /// The table people read.
@@ -253,7 +312,7 @@ pub fn json(tcg: &Figures, icount: &Figures) -> String {
 }
 
 /// Where the JSON goes by default.
-pub fn default_json_path() -> std::path::PathBuf {
+pub fn default_json_path() -> PathBuf {
     workspace::target_dir().join("pavise").join("bench.json")
 }
 
@@ -275,6 +334,82 @@ mod tests {
             None
         );
         assert_eq!(figure("", "loop_cycles"), None);
+    }
+
+    fn console(run: Run, text: &str) -> RunConsole {
+        RunConsole {
+            run,
+            text: text.to_owned(),
+            log: PathBuf::from(format!("/tmp/{}.log", run.file_name())),
+        }
+    }
+
+    #[test]
+    fn figures_are_read_from_the_right_runs() {
+        let pavise = console(
+            Run::Pavise,
+            "pavise: ready in 49 ms: 2 CPUs, 495 MiB free\r\n\
+             pavise: bench: bare_vmexit_cycles=36900 (10000 round trips)\r\n\
+             pavise: d1 (bench) built: 16 MiB, 1 vCPU\r\n\
+             (d1) bench: hypercall_cycles=43547 loop_cycles=42511134\r\n\
+             (d1) bench: grant_copy_mibps=136 memcpy_mibps=2927\r\n\
+             (d1) bench: xenstore_read_cycles=474673\r\n",
+        );
+        let pingpong = console(
+            Run::PingPong,
+            "(d2) ping: evtchn_roundtrip_cycles=245573 over 100 round trips\r\n",
+        );
+        let bare = console(
+            Run::Bare,
+            "bench: hypercall_cycles=none loop_cycles=39816086\r\n",
+        );
+        let f = Figures::read(&pavise, &pingpong, &bare).expect("figures");
+        assert_eq!(
+            f,
+            Figures {
+                bare_vmexit: 36900,
+                hypercall: 43547,
+                domu_loop: 42_511_134,
+                bare_loop: 39_816_086,
+                evtchn_roundtrip: 245_573,
+                xenstore_read: 474_673,
+                grant_copy_mibps: 136,
+                memcpy_mibps: 2927,
+            }
+        );
+        // The bare loop comes from the bare run, not from the DomU's line.
+        let swapped = Figures::read(&pavise, &pingpong, &pavise).expect("figures");
+        assert_eq!(swapped.bare_loop, 42_511_134);
+    }
+
+    #[test]
+    fn a_missing_figure_names_its_run_and_log() {
+        let empty = console(
+            Run::Pavise,
+            "pavise: ready in 49 ms: 2 CPUs, 495 MiB free\n",
+        );
+        let bare = console(Run::Bare, "bench: hypercall_cycles=none loop_cycles=5\n");
+        let error = Figures::read(&empty, &empty, &bare).expect_err("no figures");
+        assert_eq!(
+            error.to_string(),
+            "the run of Pavise with the bench kernel as a DomU printed no \
+             bare_vmexit_cycles= figure; its console is in /tmp/pavise.log"
+        );
+    }
+
+    #[test]
+    fn bare_runs_boot_the_kernel_alone() {
+        let bare = Run::Bare.machine(true).expect("machine");
+        assert_eq!(bare.boot, crate::machine::Boot::Bare);
+        assert!(bare.hypervisor.ends_with("release/bench"));
+        assert_eq!(bare.extra_qemu_args, ["-icount", "shift=0"]);
+        assert!(
+            Run::Bare
+                .machine(false)
+                .expect("machine")
+                .extra_qemu_args
+                .is_empty()
+        );
     }
 
     #[test]

@@ -58,10 +58,23 @@ pub enum Error {
     TestsFailed { phases: Vec<&'static str> },
     /// A `--domu` argument is malformed.
     BadDomu { arg: String, reason: String },
+    /// A `--domu` kernel does not exist or is not a file.
+    KernelMissing { path: PathBuf },
     /// A `--domu` kernel is not an ELF file.
     NotElf { path: PathBuf },
-    /// A benchmark run did not print the figure it should have.
-    BenchOutput { what: &'static str, console: String },
+    /// A benchmark run did not end cleanly.
+    BenchRun {
+        run: &'static str,
+        exit: String,
+        /// Where its console was saved.
+        log: PathBuf,
+    },
+    /// A benchmark run did not print a figure it should have.
+    BenchOutput {
+        run: &'static str,
+        key: &'static str,
+        log: PathBuf,
+    },
 }
 
 /// xtask's result type.
@@ -144,16 +157,27 @@ impl fmt::Display for Error {
             Self::TestsFailed { phases } => write!(f, "failed: {}", phases.join(", ")),
             Self::BadDomu { arg, reason } => write!(
                 f,
-                "bad --domu '{arg}': {reason} (expected PATH[,mem=MiB,vcpus=N,cmdline=...])"
+                "bad --domu '{arg}': {reason} (expected PATH[,name=NAME,mem=MiB,vcpus=N,cmdline=...])"
+            ),
+            Self::KernelMissing { path } => write!(
+                f,
+                "kernel {} does not exist or is not a file",
+                path.display()
             ),
             Self::NotElf { path } => write!(
                 f,
                 "{} is not an ELF file; --domu takes a Xen PVH kernel (an ELF with the XEN_ELFNOTE_PHYS32_ENTRY note)",
                 path.display()
             ),
-            Self::BenchOutput { what, console } => write!(
+            Self::BenchRun { run, exit, log } => write!(
                 f,
-                "the benchmark run printed no {what}; its console:\n{console}"
+                "the run of {run} ended with {exit} instead of exit status 0; its console is in {}",
+                log.display()
+            ),
+            Self::BenchOutput { run, key, log } => write!(
+                f,
+                "the run of {run} printed no {key}= figure; its console is in {}",
+                log.display()
             ),
         }
     }

@@ -73,6 +73,9 @@ pub enum Exit {
     Qemu(i32),
     /// The run hit its time-out and xtask stopped QEMU.
     TimedOut,
+    /// xtask stopped QEMU because the console showed the text the run was
+    /// waiting for (`Machine::stop_at`).
+    Seen,
     /// QEMU was killed by this signal (not by xtask's time-out).
     Signal(i32),
 }
@@ -106,12 +109,14 @@ impl Exit {
     }
 
     /// The status `cargo xtask run` exits with for this ending: E for a
-    /// debug-exit, QEMU's code otherwise, 124 on time-out, 128 + signal.
+    /// debug-exit, QEMU's code otherwise, 124 on time-out, 0 when the awaited
+    /// console text came, 128 + signal.
     pub fn process_code(self) -> u8 {
         match self {
             Self::Hypervisor(status) => status.code(),
             Self::Qemu(code) => u8::try_from(code).unwrap_or(1),
             Self::TimedOut => TIMED_OUT_CODE,
+            Self::Seen => 0,
             Self::Signal(signal) => u8::try_from(128 + signal).unwrap_or(255),
         }
     }
@@ -134,6 +139,7 @@ impl fmt::Display for Exit {
             Self::Qemu(1) => write!(f, "QEMU failed with status 1 (QEMU error)"),
             Self::Qemu(code) => write!(f, "QEMU exited with status {code}"),
             Self::TimedOut => write!(f, "timed out"),
+            Self::Seen => write!(f, "stopped once the console showed the awaited text"),
             Self::Signal(signal) => write!(f, "QEMU was killed by signal {signal}"),
         }
     }
@@ -184,6 +190,7 @@ mod tests {
         assert_eq!(Exit::Qemu(1).process_code(), 1);
         assert_eq!(Exit::Qemu(0).process_code(), 0);
         assert_eq!(Exit::TimedOut.process_code(), 124);
+        assert_eq!(Exit::Seen.process_code(), 0);
         assert_eq!(Exit::Signal(9).process_code(), 137);
     }
 

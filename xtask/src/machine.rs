@@ -1,13 +1,15 @@
-//! A QEMU machine to boot Pavise on: its settings, the QEMU command line,
-//! and running it either with the serial console captured (tests) or on the
-//! terminal (`cargo xtask run`), always under a time-out when one is given.
+//! A QEMU machine to boot Pavise on (or, for reference figures, a guest
+//! kernel alone): its settings, the QEMU command line, and running it either
+//! with the serial console captured (tests) or on the terminal (`cargo xtask
+//! run`), always under a time-out when one is given, and for captured runs
+//! optionally until the console shows a given text.
 
 use std::ffi::OsString;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -45,6 +47,11 @@ pub enum Boot {
     /// QEMU `-kernel` through the ELF's Xen PVH note: faster, at most one
     /// module (through `-initrd`, without a module string).
     Direct,
+    /// QEMU `-kernel` of a PVH guest kernel with no hypervisor under it
+    /// (see [`Machine::bare`]): the kernel gets [`Machine::cmdline`]
+    /// without [`QEMU_EXIT_OPTION`] in front; at most one module, as for
+    /// [`Boot::Direct`].
+    Bare,
 }
 
 /// A machine to boot: its settings and what to boot on it.
@@ -63,11 +70,17 @@ pub struct Machine {
     pub extra_qemu_args: Vec<String>,
     /// When to stop QEMU; `None` lets it run (not allowed for captured runs).
     pub timeout: Option<Duration>,
-    /// The hypervisor ELF to boot.
+    /// The ELF QEMU boots: the hypervisor, or with [`Boot::Bare`] the guest
+    /// kernel itself.
     pub hypervisor: PathBuf,
     /// Bytes typed on the serial console once the machine has run this
     /// long (captured runs only; stdin is closed otherwise).
     pub console_input: Option<(Duration, Vec<u8>)>,
+    /// Stop QEMU as soon as the console shows this text (captured runs
+    /// only): for machines that never end by themselves, such as one
+    /// running a guest that spins for ever. The run then ends with
+    /// [`Exit::Seen`].
+    pub stop_at: Option<String>,
 }
 
 impl Default for Machine {
@@ -84,6 +97,7 @@ impl Default for Machine {
             timeout: Some(DEFAULT_TIMEOUT),
             hypervisor: bare_metal::artifact(HYPERVISOR),
             console_input: None,
+            stop_at: None,
         }
     }
 }
@@ -108,6 +122,31 @@ pub struct Ended {
 }
 
 impl Machine {
+    /// A machine that boots the PVH guest kernel `kernel` alone with QEMU
+    /// `-kernel` (no hypervisor): the same loop measured bare, or a kernel
+    /// checked on its own. Otherwise [`Machine::default`].
+    pub fn bare(kernel: impl Into<PathBuf>) -> Self {
+        Self {
+            boot: Boot::Bare,
+            hypervisor: kernel.into(),
+            ..Self::default()
+        }
+    }
+
+    /// The command line of the kernel QEMU boots: the hypervisor's (see
+    /// [`Machine::hypervisor_cmdline`]), or with [`Boot::Bare`] the guest's,
+    /// its words joined by single spaces.
+    pub fn kernel_cmdline(&self) -> String {
+        match self.boot {
+            Boot::Grub | Boot::Direct => self.hypervisor_cmdline(),
+            Boot::Bare => self
+                .cmdline
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" "),
+        }
+    }
+
     /// The complete hypervisor command line: [`QEMU_EXIT_OPTION`] then the
     /// user's options (whitespace-separated words, joined by single spaces).
     pub fn hypervisor_cmdline(&self) -> String {
@@ -123,6 +162,7 @@ impl Machine {
         let boot = match self.boot {
             Boot::Grub => "GRUB",
             Boot::Direct => "direct boot",
+            Boot::Bare => "bare kernel, no hypervisor",
         };
         format!("{} {cpus}, {} MiB, {boot}", self.smp, self.mem_mib)
     }
@@ -151,12 +191,13 @@ impl Machine {
                 )?;
                 (Some(staging), Some(iso))
             }
-            Boot::Direct => (None, None),
+            Boot::Direct | Boot::Bare => (None, None),
         };
         Ok(Prepared {
             args: self.qemu_args(iso.as_deref())?,
             timeout: self.timeout,
             console_input: self.console_input.clone(),
+            stop_at: self.stop_at.clone(),
             _staging: staging,
         })
     }
@@ -165,7 +206,7 @@ impl Machine {
     pub fn needs(&self) -> &'static [Need] {
         match self.boot {
             Boot::Grub => &[Need::Qemu, Need::GrubImage],
-            Boot::Direct => &[Need::Qemu],
+            Boot::Direct | Boot::Bare => &[Need::Qemu],
         }
     }
 
@@ -173,7 +214,7 @@ impl Machine {
     /// exist and the boot path can carry them and the command line.
     pub fn check_inputs(&self) -> Result<()> {
         match self.boot {
-            Boot::Direct => check_direct_modules(&self.modules)?,
+            Boot::Direct | Boot::Bare => check_direct_modules(&self.modules)?,
             Boot::Grub => {
                 grub::quote(&self.hypervisor_cmdline())?;
                 for (_, string) in &self.modules {
@@ -219,12 +260,15 @@ impl Machine {
                 args.push(iso.into());
             }
             (Boot::Grub, None) => return Err(Error::NoImage),
-            (Boot::Direct, _) => {
+            (Boot::Direct | Boot::Bare, _) => {
                 check_direct_modules(&self.modules)?;
                 args.push("-kernel".into());
                 args.push(self.hypervisor.clone().into());
-                args.push("-append".into());
-                args.push(self.hypervisor_cmdline().into());
+                let cmdline = self.kernel_cmdline();
+                if !cmdline.is_empty() {
+                    args.push("-append".into());
+                    args.push(cmdline.into());
+                }
                 if let Some((path, _)) = self.modules.first() {
                     args.push("-initrd".into());
                     args.push(path.clone().into());
@@ -269,6 +313,7 @@ pub struct Prepared {
     args: Vec<OsString>,
     timeout: Option<Duration>,
     console_input: Option<(Duration, Vec<u8>)>,
+    stop_at: Option<String>,
     /// Removed (with the image) when the run is over.
     _staging: Option<Staging>,
 }
@@ -309,9 +354,11 @@ impl Prepared {
                 std::thread::sleep(Duration::from_secs(3600));
             });
         }
-        let console = child.stdout.take().map(read_all);
-        let stderr = child.stderr.take().map(read_all);
-        let exit = wait(&mut child, self.timeout, start);
+        let seen = Arc::new(AtomicBool::new(false));
+        let needle = self.stop_at.clone().map(|text| (text, Arc::clone(&seen)));
+        let console = child.stdout.take().map(|pipe| read_watching(pipe, needle));
+        let stderr = child.stderr.take().map(|pipe| read_watching(pipe, None));
+        let exit = wait(&mut child, self.timeout, start, Some(&seen));
         let wall = start.elapsed();
         let console = joined(console);
         let qemu_stderr = joined(stderr);
@@ -334,7 +381,7 @@ impl Prepared {
         let _sigint = SigintDeferred::install();
         let start = Instant::now();
         let mut child = spawn(&mut command)?;
-        let exit = wait(&mut child, self.timeout, start)?;
+        let exit = wait(&mut child, self.timeout, start, None)?;
         Ok(Ended {
             exit,
             wall: start.elapsed(),
@@ -355,14 +402,42 @@ fn spawn(command: &mut Command) -> Result<Child> {
     })
 }
 
-/// Reads a pipe to its end on a thread of its own.
-fn read_all(mut pipe: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
+/// Reads a pipe to its end on a thread of its own; when `watch` names a
+/// text, raises its flag as soon as that text has been read.
+fn read_watching(
+    mut pipe: impl Read + Send + 'static,
+    watch: Option<(String, Arc<AtomicBool>)>,
+) -> JoinHandle<Vec<u8>> {
     std::thread::spawn(move || {
         let mut bytes = Vec::new();
-        // A read error ends the capture; what came before is kept.
-        let _ = pipe.read_to_end(&mut bytes);
+        let mut chunk = [0u8; 4096];
+        loop {
+            // A read error ends the capture; what came before is kept.
+            let n = match pipe.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let searched = bytes.len();
+            bytes.extend_from_slice(&chunk[..n]);
+            if let Some((text, seen)) = &watch
+                && !seen.load(Ordering::Relaxed)
+                && ends_text(&bytes, searched, text.as_bytes())
+            {
+                seen.store(true, Ordering::Release);
+            }
+        }
         bytes
     })
+}
+
+/// Whether `text` occurs in `bytes` somewhere not wholly inside the first
+/// `searched` bytes (which were looked at before).
+fn ends_text(bytes: &[u8], searched: usize, text: &[u8]) -> bool {
+    if text.is_empty() {
+        return true;
+    }
+    let from = searched.saturating_sub(text.len() - 1);
+    bytes[from..].windows(text.len()).any(|w| w == text)
 }
 
 fn joined(reader: Option<JoinHandle<Vec<u8>>>) -> String {
@@ -371,8 +446,14 @@ fn joined(reader: Option<JoinHandle<Vec<u8>>>) -> String {
 }
 
 /// Waits for QEMU to exit, stopping it when `timeout` (from `start`) runs
-/// out. QEMU never outlives this call.
-fn wait(child: &mut Child, timeout: Option<Duration>, start: Instant) -> Result<Exit> {
+/// out or when `seen` is raised (the awaited console text came). QEMU never
+/// outlives this call.
+fn wait(
+    child: &mut Child,
+    timeout: Option<Duration>,
+    start: Instant,
+    seen: Option<&AtomicBool>,
+) -> Result<Exit> {
     loop {
         match child.try_wait() {
             Ok(Some(status)) => return Ok(Exit::from_status(status)),
@@ -381,6 +462,10 @@ fn wait(child: &mut Child, timeout: Option<Duration>, start: Instant) -> Result<
                 stop(child);
                 return Err(Error::io("waiting for QEMU")(e));
             }
+        }
+        if seen.is_some_and(|seen| seen.load(Ordering::Acquire)) {
+            stop(child);
+            return Ok(Exit::Seen);
         }
         if timeout.is_some_and(|t| start.elapsed() >= t) {
             stop(child);
@@ -587,6 +672,57 @@ mod tests {
             named.prepare(),
             Err(Error::DirectBootModuleString { .. })
         ));
+    }
+
+    #[test]
+    fn bare_kernel_arguments() {
+        let mut machine = Machine::bare("/tmp/bench");
+        let args = strings(&machine.qemu_args(None).expect("arguments"));
+        assert_eq!(&args[args.len() - 2..], ["-kernel", "/tmp/bench"]);
+        assert!(!args.iter().any(|a| a.contains("qemu_exit")));
+        machine.cmdline = " fast  quiet ".into();
+        machine.modules = vec![(PathBuf::from("/tmp/m"), String::new())];
+        let args = strings(&machine.qemu_args(None).expect("arguments"));
+        assert_eq!(
+            &args[args.len() - 6..],
+            [
+                "-kernel",
+                "/tmp/bench",
+                "-append",
+                "fast quiet",
+                "-initrd",
+                "/tmp/m"
+            ]
+        );
+        assert_eq!(machine.needs(), &[Need::Qemu]);
+        assert_eq!(
+            machine.describe(),
+            "1 CPU, 512 MiB, bare kernel, no hypervisor"
+        );
+        machine
+            .modules
+            .push((PathBuf::from("/tmp/n"), String::new()));
+        assert!(matches!(
+            machine.check_inputs(),
+            Err(Error::DirectBootTooManyModules { count: 2 })
+        ));
+    }
+
+    #[test]
+    fn awaited_text_is_found_across_reads() {
+        let text = b"d2 (b) poweroff";
+        let console = b"xx pavise: d2 (b) poweroff\r\n".to_vec();
+        assert!(ends_text(&console, 0, text));
+        // Split anywhere between two reads, the text is still found once
+        // the second part has come.
+        for split in 0..console.len() {
+            let found_early = ends_text(&console[..split], 0, text);
+            let found = found_early || ends_text(&console, split, text);
+            assert!(found, "split at {split}");
+        }
+        assert!(!ends_text(b"pavise: d2 (b) power", 0, text));
+        // What was searched before is not searched again.
+        assert!(!ends_text(&console, console.len(), text));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use xtask::domains::{self, DomU};
 use xtask::progress::{Step, say};
-use xtask::{Boot, Error, Exit, Machine, bare_metal, bench, prereqs, suite};
+use xtask::{Boot, Error, Exit, Machine, bare_metal, bench, grub, prereqs, suite};
 
 /// Pavise's host tool.
 #[derive(Parser)]
@@ -60,9 +60,10 @@ struct RunArgs {
     /// without a string.
     #[arg(long = "module", value_name = "FILE [STRING]", value_parser = parse_module)]
     modules: Vec<(PathBuf, String)>,
-    /// Boot a PVH ELF kernel as a DomU beside Dom0:
-    /// PATH[,mem=MiB,vcpus=N,cmdline=...] (cmdline takes the rest).
-    /// Repeatable. Without --domu or --module, Dom0 and a demo DomU boot.
+    /// Boot a Xen PVH ELF kernel (any, not only this project's) as a DomU
+    /// beside Dom0: PATH[,name=NAME,mem=MiB,vcpus=N,cmdline=...] (cmdline
+    /// takes the rest, commas included). Repeatable. Without --domu or
+    /// --module, Dom0 and a demo DomU boot.
     #[arg(long = "domu", value_name = "PATH[,OPTIONS]", value_parser = parse_domu)]
     domus: Vec<DomU>,
     /// Power QEMU off as soon as every DomU has ended; the exit status is 0
@@ -74,11 +75,11 @@ struct RunArgs {
     qemu_args: Vec<String>,
 }
 
-/// Splits `FILE [STRING]` at the first whitespace.
 fn parse_domu(arg: &str) -> Result<DomU, Error> {
     domains::parse_domu(arg)
 }
 
+/// Splits `FILE [STRING]` at the first whitespace.
 fn parse_module(arg: &str) -> Result<(PathBuf, String), Error> {
     let arg_trimmed = arg.trim();
     let (file, string) = match arg_trimmed.split_once(char::is_whitespace) {
@@ -125,8 +126,11 @@ fn run(args: RunArgs) -> xtask::Result<ExitCode> {
             count: args.domus.len() + 1,
         });
     }
-    for domu in &args.domus {
+    // What the user named is checked before anything is built: the kernels
+    // are ELF files and GRUB can carry their module strings unchanged.
+    for (i, domu) in args.domus.iter().enumerate() {
         domains::check_kernel(&domu.kernel)?;
+        grub::quote(&domains::module_string(domu, i + 1))?;
     }
     let mut cmdline = args.cmdline.clone();
     if args.exit_when_done {
@@ -182,22 +186,35 @@ fn run(args: RunArgs) -> xtask::Result<ExitCode> {
     Ok(ExitCode::from(ended.exit.process_code()))
 }
 
+/// `cargo xtask bench`: a build, then each mode's runs (one progress line
+/// each), the table on stdout and the JSON file.
 fn run_bench(json: Option<PathBuf>) -> xtask::Result<()> {
     prereqs::ensure(Machine::default().needs())?;
-    build(1, 3)?;
-    let step = Step::start(
-        2,
-        3,
-        "measuring under plain TCG (Pavise run, then bare run)",
-    );
-    let tcg = bench::measure(false)?;
-    step.done("measured");
-    let step = Step::start(3, 3, "measuring with -icount shift=0");
-    let icount = bench::measure(true)?;
-    step.done("measured");
+    let total = 1 + 2 * bench::RUNS.len();
+    build(1, total)?;
+    let mut n = 1;
+    let mut measure = |icount: bool| -> xtask::Result<bench::Figures> {
+        let mut boot = |run: bench::Run| {
+            n += 1;
+            let step = Step::start(
+                n,
+                total,
+                &format!("{}: {}", bench::mode_name(icount), run.describe()),
+            );
+            let console = run.boot(icount)?;
+            step.done("measured");
+            Ok::<_, Error>(console)
+        };
+        let pavise = boot(bench::Run::Pavise)?;
+        let pingpong = boot(bench::Run::PingPong)?;
+        let bare = boot(bench::Run::Bare)?;
+        bench::Figures::read(&pavise, &pingpong, &bare)
+    };
+    let tcg = measure(false)?;
+    let icount = measure(true)?;
     print!("{}", bench::table(&tcg, &icount));
     let path = json.unwrap_or_else(bench::default_json_path);
-    if let Some(dir) = path.parent() {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
     }
     std::fs::write(&path, bench::json(&tcg, &icount))

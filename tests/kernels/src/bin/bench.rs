@@ -6,7 +6,9 @@
 mod kernel {
     use guest_shim::grants::{self, CopyPtr};
     use guest_shim::xenstore::XenStore;
-    use guest_shim::{ShutdownReason, StartInfo, events, hypercall, println, rdtsc, shutdown};
+    use guest_shim::{
+        ShutdownReason, StartInfo, events, hypercall, println, rdtsc, shutdown, time,
+    };
 
     const HYPERCALLS: u64 = 2000;
     const LOOP_ITERATIONS: u64 = 10_000_000;
@@ -40,12 +42,12 @@ mod kernel {
             gfn: p as u64 >> 12,
             offset: 0,
         };
-        let t0 = events::system_time_ns();
+        let t0 = time::system_time_ns();
         for _ in 0..COPIES {
             let _ = core::hint::black_box(grants::copy(own(src), own(dst), 4096));
         }
-        let grant_ns = (events::system_time_ns() - t0).max(1);
-        let t0 = events::system_time_ns();
+        let grant_ns = (time::system_time_ns() - t0).max(1);
+        let t0 = time::system_time_ns();
         for _ in 0..COPIES {
             // SAFETY: two distinct static pages of ours.
             unsafe {
@@ -56,7 +58,7 @@ mod kernel {
                 )
             };
         }
-        let memcpy_ns = (events::system_time_ns() - t0).max(1);
+        let memcpy_ns = (time::system_time_ns() - t0).max(1);
         let mibps = |ns: u64| COPIES * 4096 * 1_000_000_000 / ns / (1 << 20);
         println!(
             "bench: grant_copy_mibps={} memcpy_mibps={}",

@@ -1,27 +1,33 @@
-//! crasher: crashes the way its command line says — `triple-fault` (no
-//! IDT, then int3), `ud` (an undefined instruction, reported by the
-//! shim's handler as a crash), `wild-write` (a store far outside its
-//! memory). The hypervisor must end only this domain.
+//! crasher: crashes the way its command line says, after printing
+//! `crasher: <mode>`: `triple-fault` (an empty IDT, then int3), `ud` (an
+//! undefined instruction, which the shim's exception handler reports as a
+//! crash with SCHEDOP_shutdown), `wild-write` (a store to guest-physical
+//! 0xf0000000, far beyond its RAM but inside its own identity map). No
+//! PASS verdict: the hypervisor reports the crash, and must end only this
+//! domain; a `crasher: FAIL` line says the crash did not happen.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(target_os = "none")]
 mod kernel {
-    use guest_shim::{ShutdownReason, StartInfo, entry::clear_idt, println, shutdown};
+    use guest_shim::{ShutdownReason, StartInfo, println, shutdown, traps};
+
+    /// Far beyond any domain's memory, still mapped by the shim's page
+    /// tables: only the hypervisor's nested paging can stop the store.
+    const WILD: u64 = 0xf000_0000;
 
     fn main(info: &StartInfo) -> ! {
         let mode = info.cmdline().trim();
         println!("crasher: {mode}");
         match mode {
             "triple-fault" => {
-                clear_idt();
+                traps::clear_idt();
                 // SAFETY: not safe: faulting on purpose.
                 unsafe { core::arch::asm!("int3") };
             }
             // SAFETY: not safe: faulting on purpose.
             "ud" => unsafe { core::arch::asm!("ud2") },
             "wild-write" => {
-                // Far beyond any domain's memory, still identity-mapped.
-                let target = core::hint::black_box(0xf000_0000u64) as *mut u64;
+                let target = core::hint::black_box(WILD) as *mut u64;
                 // SAFETY: not safe: an out-of-bounds store on purpose.
                 unsafe { core::ptr::write_volatile(target, 0xdead) };
             }

@@ -48,7 +48,7 @@ mod kernel {
     }
 
     fn main(_: &StartInfo) -> ! {
-        let seed = 0x1000_0000_0000 * hypercall::domid().unwrap_or(0) as u64 + 0xabcd;
+        let seed = 0x1000_0000_0000 * guest_shim::domid().unwrap_or(0) as u64 + 0xabcd;
         set(seed);
         let expected = (0..8).fold(0u64, |acc, i| acc.wrapping_add(seed + i));
         for round in 0..ROUNDS {

@@ -1,4 +1,6 @@
-//! hello: prints who it is and what it runs on, then powers off.
+//! hello: says who it is (domain id from CPUID) and what it runs on (the
+//! hypervisor's version, its own command line), then powers off. Booted
+//! bare (no hypervisor), it says so and passes on the boot path alone.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(target_os = "none")]
@@ -6,20 +8,28 @@ mod kernel {
     use guest_shim::{ShutdownReason, StartInfo, hypercall, println, shutdown};
 
     fn main(info: &StartInfo) -> ! {
-        let domid = hypercall::domid().map_or(-1, |d| d as i64);
+        if !hypercall::available() {
+            println!("hello from bare metal (no hypervisor)");
+            println!("hello: command line '{}'", info.cmdline());
+            println!("hello: PASS (bare metal)");
+            shutdown(ShutdownReason::Poweroff)
+        }
+        let Some(domid) = guest_shim::domid() else {
+            println!("hello: FAIL no domain id in CPUID");
+            shutdown(ShutdownReason::Poweroff)
+        };
         println!("hello from domain {domid}");
         match hypercall::xen_version() {
             Ok((major, minor)) => {
-                let extra = hypercall::xen_extraversion().unwrap_or([0; 16]);
-                let len = extra.iter().position(|&b| b == 0).unwrap_or(16);
-                let extra = core::str::from_utf8(&extra[..len]).unwrap_or("?");
+                let extra = hypercall::xen_extraversion();
+                let extra = extra.as_ref().map_or("?", |e| e.as_str());
                 println!(
                     "hello: Xen {major}.{minor}{extra}, command line '{}'",
                     info.cmdline()
                 );
                 println!("hello: PASS");
             }
-            Err(e) => println!("hello: FAIL xen_version returned {e:?}"),
+            Err(e) => println!("hello: FAIL xen_version returned {e}"),
         }
         shutdown(ShutdownReason::Poweroff)
     }

@@ -1,44 +1,65 @@
-//! hostile: calls every hypercall Pavise implements with bad pointers,
-//! lengths, indices and domain ids, and checks each Xen errno. One line
-//! per mismatch, then the verdict. The hypervisor and the other domains
-//! must be unharmed (the scenario checks that).
+//! hostile: calls every hypercall Pavise implements with bad pointers
+//! (null, non-canonical, outside its page tables, unbacked by RAM,
+//! straddling the end of its memory, wrapping the top of the address
+//! space), bad lengths, bad sub-ops and indices, and other or nonexistent
+//! domains' ids, and checks each answer against Xen's errno. One line per
+//! mismatch, then the verdict. The hypervisor and the other domains must
+//! be unharmed (the scenario checks that).
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(target_os = "none")]
 mod kernel {
-    use guest_shim::hypercall::{self, nr};
-    use guest_shim::hypercall::{
-        E2BIG, EEXIST, EFAULT, EINVAL, ENOENT, ENOSYS, EPERM, ESRCH, Errno,
-    };
+    use guest_shim::pv_abi::event_channel::{EvtchnAllocUnbound, EvtchnBindInterdomain};
+    use guest_shim::pv_abi::hypercall::{DOMID_INVALID, DOMID_SELF, HvmParam, Hypercall};
     use guest_shim::pv_abi::memory::AddToPhysmap;
-    use guest_shim::{ShutdownReason, StartInfo, println, shutdown};
+    use guest_shim::{Errno, ShutdownReason, StartInfo, hypercall, println, shutdown};
 
-    /// Guest-physical far beyond a 16 MiB domain (identity-mapped in our
-    /// page tables, not backed by the hypervisor).
+    /// Guest-physical far beyond a 16 MiB domain: in our page tables, not
+    /// backed by the hypervisor.
     const UNBACKED: u64 = 0xf000_0000;
-    /// Not mapped by our own page tables (they cover the first 4 GiB).
+    /// Canonical but outside our page tables (they cover the first 4 GiB).
     const UNMAPPED: u64 = 0x1_0000_0000;
     const NON_CANONICAL: u64 = 0x8000_0000_0000_0000;
+    /// 16 bytes from here cross into the non-canonical hole.
+    const CANONICAL_END: u64 = 0x7fff_ffff_fff8;
+    /// 16 bytes from here wrap around the top of the address space.
     const WRAPS: u64 = u64::MAX - 4;
 
-    #[repr(C)]
-    struct HvmParam {
-        domid: u16,
-        pad: u16,
-        index: u32,
-        value: u64,
+    const CONSOLE_IO: u64 = Hypercall::ConsoleIo as u64;
+    const XEN_VERSION: u64 = Hypercall::XenVersion as u64;
+    const SCHED_OP: u64 = Hypercall::SchedOp as u64;
+    const MEMORY_OP: u64 = Hypercall::MemoryOp as u64;
+    const HVM_OP: u64 = Hypercall::HvmOp as u64;
+    const VCPU_OP: u64 = Hypercall::VcpuOp as u64;
+    const EVENT_CHANNEL_OP: u64 = Hypercall::EventChannelOp as u64;
+    const GRANT_TABLE_OP: u64 = Hypercall::GrantTableOp as u64;
+
+    /// One hypercall with bad arguments and the errno Xen answers.
+    struct Check {
+        what: &'static str,
+        nr: u64,
+        args: [u64; 3],
+        expect: Errno,
+    }
+
+    const fn check(what: &'static str, nr: u64, args: [u64; 3], expect: Errno) -> Check {
+        Check {
+            what,
+            nr,
+            args,
+            expect,
+        }
     }
 
     fn p<T>(v: &T) -> u64 {
-        v as *const T as u64
+        core::ptr::from_ref(v) as u64
     }
 
     fn param(domid: u16, index: u32) -> HvmParam {
         HvmParam {
             domid,
-            pad: 0,
             index,
-            value: 0,
+            ..Default::default()
         }
     }
 
@@ -51,235 +72,333 @@ mod kernel {
         }
     }
 
-    fn main(_: &StartInfo) -> ! {
+    fn main(info: &StartInfo) -> ! {
+        // The end of our memory, from the memory map the builder gave.
+        let mem_end = info
+            .memmap()
+            .iter()
+            .map(|r| r.addr + r.size)
+            .max()
+            .unwrap_or(16 << 20);
         let ok_buf = *b"hostile";
         let zero = 0u32;
         let reason_bad = 77u32;
         let map_empty = [0u32, 0, 0, 0]; // nr_entries 0
-        let p_huge = param(hypercall::DOMID_SELF, 9999);
-        let p_unknown = param(hypercall::DOMID_SELF, 5);
+        let p_huge = param(DOMID_SELF, 9999);
+        let p_unknown = param(DOMID_SELF, 5);
         let p_dom0 = param(0, 1);
         let p_nodom = param(500, 1);
-        let p_store = param(hypercall::DOMID_SELF, 1);
+        let p_invalid = param(DOMID_INVALID, 1);
+        let p_store = param(DOMID_SELF, 1);
         let upcall_bad = [0u32, 3u32];
-        let space_bad = physmap(hypercall::DOMID_SELF, 99, 16);
-        let gpfn_bad = physmap(hypercall::DOMID_SELF, 0, 1 << 30);
+        let space_bad = physmap(DOMID_SELF, 99, 16);
+        let gpfn_bad = physmap(DOMID_SELF, 0, 1 << 30);
         let foreign = physmap(0, 0, 16);
         let nodom = physmap(999, 0, 16);
         let vcpu_info_bad = [1u64 << 40, 0];
-        let alloc_dom0 = [0u16, 0, 0, 0]; // dom 0, remote 0, port
-        let bind_dom0 = [0u32, 1, 0]; // remote dom 0, port 1
+        let alloc_dom0 = EvtchnAllocUnbound {
+            dom: 0,
+            remote_dom: 0,
+            port: 0,
+        };
+        let bind_dom0 = EvtchnBindInterdomain {
+            remote_dom: 0,
+            remote_port: 1,
+            ..Default::default()
+        };
         let virq_bad = [99u32, 0, 0];
         let send_big = 4000u32;
         let status_dom0 = [0u32, 1, 0, 0, 0, 0];
         let ctx = [0u64; 16];
+        let gnt_version_bad = 7u32;
 
-        // (what, hypercall, args, expected errno)
-        let checks: &[(&str, u64, [u64; 3], Errno)] = &[
-            (
+        let checks = [
+            // console_io
+            check(
+                "console write from null",
+                CONSOLE_IO,
+                [0, 10, 0],
+                Errno::EFAULT,
+            ),
+            check(
                 "console write from unmapped",
-                nr::CONSOLE_IO,
+                CONSOLE_IO,
                 [0, 10, UNMAPPED],
-                EFAULT,
+                Errno::EFAULT,
             ),
-            (
+            check(
                 "console write non-canonical",
-                nr::CONSOLE_IO,
+                CONSOLE_IO,
                 [0, 10, NON_CANONICAL],
-                EFAULT,
+                Errno::EFAULT,
             ),
-            (
+            check(
                 "console write unbacked",
-                nr::CONSOLE_IO,
+                CONSOLE_IO,
                 [0, 10, UNBACKED],
-                EFAULT,
+                Errno::EFAULT,
             ),
-            (
+            check(
+                "console write past the end of memory",
+                CONSOLE_IO,
+                [0, 64, mem_end - 8],
+                Errno::EFAULT,
+            ),
+            check(
+                "console write into the non-canonical hole",
+                CONSOLE_IO,
+                [0, 16, CANONICAL_END],
+                Errno::EFAULT,
+            ),
+            check(
                 "console write wrapping",
-                nr::CONSOLE_IO,
+                CONSOLE_IO,
                 [0, 16, WRAPS],
-                EFAULT,
+                Errno::EFAULT,
             ),
-            (
+            check(
                 "console write huge count",
-                nr::CONSOLE_IO,
+                CONSOLE_IO,
                 [0, 1 << 40, p(&ok_buf)],
-                E2BIG,
+                Errno::E2BIG,
             ),
-            (
+            check(
                 "console read from a domU",
-                nr::CONSOLE_IO,
+                CONSOLE_IO,
                 [1, 8, p(&ok_buf)],
-                EPERM,
+                Errno::EPERM,
             ),
-            ("console unknown op", nr::CONSOLE_IO, [99, 0, 0], ENOSYS),
-            (
+            check("console unknown op", CONSOLE_IO, [99, 0, 0], Errno::ENOSYS),
+            // xen_version
+            check(
+                "extraversion to null",
+                XEN_VERSION,
+                [1, 0, 0],
+                Errno::EFAULT,
+            ),
+            check(
                 "extraversion to unmapped",
-                nr::XEN_VERSION,
+                XEN_VERSION,
                 [1, UNMAPPED, 0],
-                EFAULT,
+                Errno::EFAULT,
             ),
-            (
+            check(
                 "xen_version unknown op",
-                nr::XEN_VERSION,
+                XEN_VERSION,
                 [999, 0, 0],
-                ENOSYS,
+                Errno::ENOSYS,
             ),
-            (
+            // sched_op
+            check(
                 "shutdown bad pointer",
-                nr::SCHED_OP,
+                SCHED_OP,
                 [2, UNBACKED, 0],
-                EFAULT,
+                Errno::EFAULT,
             ),
-            (
+            check(
                 "shutdown bad reason",
-                nr::SCHED_OP,
+                SCHED_OP,
                 [2, p(&reason_bad), 0],
-                EINVAL,
+                Errno::EINVAL,
             ),
-            ("sched unknown op", nr::SCHED_OP, [99, 0, 0], ENOSYS),
-            (
+            check("sched unknown op", SCHED_OP, [99, 0, 0], Errno::ENOSYS),
+            // memory_op
+            check("memory_map null", MEMORY_OP, [9, 0, 0], Errno::EFAULT),
+            check(
                 "memory_map bad pointer",
-                nr::MEMORY_OP,
+                MEMORY_OP,
                 [9, NON_CANONICAL, 0],
-                EFAULT,
+                Errno::EFAULT,
             ),
-            (
+            check(
                 "memory_map no room",
-                nr::MEMORY_OP,
+                MEMORY_OP,
                 [9, p(&map_empty), 0],
-                EINVAL,
+                Errno::EINVAL,
             ),
-            (
+            check("add_to_physmap null", MEMORY_OP, [7, 0, 0], Errno::EFAULT),
+            check(
                 "add_to_physmap bad space",
-                nr::MEMORY_OP,
+                MEMORY_OP,
                 [7, p(&space_bad), 0],
-                EINVAL,
+                Errno::EINVAL,
             ),
-            (
+            check(
                 "add_to_physmap bad gpfn",
-                nr::MEMORY_OP,
+                MEMORY_OP,
                 [7, p(&gpfn_bad), 0],
-                EINVAL,
+                Errno::EINVAL,
             ),
-            (
+            check(
                 "add_to_physmap for dom0",
-                nr::MEMORY_OP,
+                MEMORY_OP,
                 [7, p(&foreign), 0],
-                EPERM,
+                Errno::EPERM,
             ),
-            (
+            check(
                 "add_to_physmap no such domain",
-                nr::MEMORY_OP,
+                MEMORY_OP,
                 [7, p(&nodom), 0],
-                ESRCH,
+                Errno::ESRCH,
             ),
-            ("memory_op unknown op", nr::MEMORY_OP, [63, 0, 0], ENOSYS),
-            (
-                "get_param huge index",
-                nr::HVM_OP,
-                [1, p(&p_huge), 0],
-                EINVAL,
-            ),
-            (
-                "get_param unknown index",
-                nr::HVM_OP,
-                [1, p(&p_unknown), 0],
-                EINVAL,
-            ),
-            ("get_param of dom0", nr::HVM_OP, [1, p(&p_dom0), 0], EPERM),
-            (
-                "get_param no such domain",
-                nr::HVM_OP,
-                [1, p(&p_nodom), 0],
-                ESRCH,
-            ),
-            (
-                "set_param store pfn",
-                nr::HVM_OP,
-                [0, p(&p_store), 0],
-                EPERM,
-            ),
-            (
+            check("memory_op unknown op", MEMORY_OP, [63, 0, 0], Errno::ENOSYS),
+            // hvm_op
+            check("get_param null", HVM_OP, [1, 0, 0], Errno::EFAULT),
+            check(
                 "get_param bad pointer",
-                nr::HVM_OP,
+                HVM_OP,
                 [1, UNBACKED, 0],
-                EFAULT,
+                Errno::EFAULT,
             ),
-            (
+            check(
+                "get_param huge index",
+                HVM_OP,
+                [1, p(&p_huge), 0],
+                Errno::EINVAL,
+            ),
+            check(
+                "get_param unknown index",
+                HVM_OP,
+                [1, p(&p_unknown), 0],
+                Errno::EINVAL,
+            ),
+            check(
+                "get_param of dom0",
+                HVM_OP,
+                [1, p(&p_dom0), 0],
+                Errno::EPERM,
+            ),
+            check(
+                "get_param no such domain",
+                HVM_OP,
+                [1, p(&p_nodom), 0],
+                Errno::ESRCH,
+            ),
+            check(
+                "get_param DOMID_INVALID",
+                HVM_OP,
+                [1, p(&p_invalid), 0],
+                Errno::ESRCH,
+            ),
+            check(
+                "set_param store pfn",
+                HVM_OP,
+                [0, p(&p_store), 0],
+                Errno::EPERM,
+            ),
+            check(
                 "upcall vector below 16",
-                nr::HVM_OP,
+                HVM_OP,
                 [23, p(&upcall_bad), 0],
-                EINVAL,
+                Errno::EINVAL,
             ),
-            ("hvm_op unknown op", nr::HVM_OP, [999, 0, 0], ENOSYS),
-            ("is_up of vcpu 7", nr::VCPU_OP, [3, 7, 0], ENOENT),
-            ("up of vcpu 5", nr::VCPU_OP, [1, 5, 0], ENOENT),
-            ("initialise itself", nr::VCPU_OP, [0, 0, p(&ctx)], EEXIST),
-            (
+            check("hvm_op unknown op", HVM_OP, [999, 0, 0], Errno::ENOSYS),
+            // vcpu_op (one vCPU)
+            check("is_up of vcpu 7", VCPU_OP, [3, 7, 0], Errno::ENOENT),
+            check("up of vcpu 5", VCPU_OP, [1, 5, 0], Errno::ENOENT),
+            check("initialise itself", VCPU_OP, [0, 0, p(&ctx)], Errno::EEXIST),
+            check(
                 "vcpu_info beyond memory",
-                nr::VCPU_OP,
+                VCPU_OP,
                 [10, 0, p(&vcpu_info_bad)],
-                EINVAL,
+                Errno::EINVAL,
             ),
-            ("vcpu_op unknown op", nr::VCPU_OP, [99, 0, 0], ENOSYS),
-            (
-                "evtchn send bad port",
-                nr::EVENT_CHANNEL_OP,
-                [4, p(&send_big), 0],
-                EINVAL,
+            check("vcpu_op unknown op", VCPU_OP, [99, 0, 0], Errno::ENOSYS),
+            // event_channel_op
+            check(
+                "evtchn send null",
+                EVENT_CHANNEL_OP,
+                [4, 0, 0],
+                Errno::EFAULT,
             ),
-            (
-                "evtchn close port 0",
-                nr::EVENT_CHANNEL_OP,
-                [3, p(&zero), 0],
-                EINVAL,
-            ),
-            (
-                "evtchn alloc in dom0",
-                nr::EVENT_CHANNEL_OP,
-                [6, p(&alloc_dom0), 0],
-                EPERM,
-            ),
-            (
-                "evtchn bind not offered",
-                nr::EVENT_CHANNEL_OP,
-                [0, p(&bind_dom0), 0],
-                EINVAL,
-            ),
-            (
-                "evtchn bind virq 99",
-                nr::EVENT_CHANNEL_OP,
-                [1, p(&virq_bad), 0],
-                EINVAL,
-            ),
-            (
-                "evtchn status of dom0",
-                nr::EVENT_CHANNEL_OP,
-                [5, p(&status_dom0), 0],
-                EPERM,
-            ),
-            (
+            check(
                 "evtchn bad pointer",
-                nr::EVENT_CHANNEL_OP,
+                EVENT_CHANNEL_OP,
                 [4, UNBACKED, 0],
-                EFAULT,
+                Errno::EFAULT,
             ),
-            (
+            check(
+                "evtchn send bad port",
+                EVENT_CHANNEL_OP,
+                [4, p(&send_big), 0],
+                Errno::EINVAL,
+            ),
+            check(
+                "evtchn close port 0",
+                EVENT_CHANNEL_OP,
+                [3, p(&zero), 0],
+                Errno::EINVAL,
+            ),
+            check(
+                "evtchn alloc in dom0",
+                EVENT_CHANNEL_OP,
+                [6, p(&alloc_dom0), 0],
+                Errno::EPERM,
+            ),
+            check(
+                "evtchn bind not offered",
+                EVENT_CHANNEL_OP,
+                [0, p(&bind_dom0), 0],
+                Errno::EINVAL,
+            ),
+            check(
+                "evtchn bind virq 99",
+                EVENT_CHANNEL_OP,
+                [1, p(&virq_bad), 0],
+                Errno::EINVAL,
+            ),
+            check(
+                "evtchn status of dom0",
+                EVENT_CHANNEL_OP,
+                [5, p(&status_dom0), 0],
+                Errno::EPERM,
+            ),
+            check(
                 "evtchn unknown op",
-                nr::EVENT_CHANNEL_OP,
+                EVENT_CHANNEL_OP,
                 [99, 0, 0],
-                ENOSYS,
+                Errno::ENOSYS,
             ),
-            ("unknown hypercall 99", 99, [0, 0, 0], ENOSYS),
-            ("unknown hypercall 127", 127, [0, 0, 0], ENOSYS),
+            // grant_table_op
+            check(
+                "grant map bad pointer",
+                GRANT_TABLE_OP,
+                [0, UNBACKED, 1],
+                Errno::EFAULT,
+            ),
+            check("grant copy null", GRANT_TABLE_OP, [5, 0, 1], Errno::EFAULT),
+            check(
+                "grant set_version 7",
+                GRANT_TABLE_OP,
+                [8, p(&gnt_version_bad), 1],
+                Errno::EINVAL,
+            ),
+            check(
+                "grant unknown op",
+                GRANT_TABLE_OP,
+                [99, 0, 0],
+                Errno::ENOSYS,
+            ),
+            // unknown hypercalls
+            check("unknown hypercall 99", 99, [0, 0, 0], Errno::ENOSYS),
+            check("unknown hypercall 127", 127, [0, 0, 0], Errno::ENOSYS),
         ];
+
         let mut failures = 0;
-        for &(what, nr, [a1, a2, a3], expected) in checks {
-            // SAFETY: deliberately bad arguments; the hypervisor must cope.
-            let ret = unsafe { hypercall::raw(nr, a1, a2, a3, 0, 0) };
-            if ret != -expected.0 {
-                println!("hostile: {what}: got {ret}, expected -{}", expected.0);
+        for c in &checks {
+            let [a1, a2, a3] = c.args;
+            // SAFETY: deliberately bad arguments; the hypervisor must
+            // refuse them without touching our memory (every pointer that
+            // is valid points at a live local of the right layout).
+            let ret = unsafe { hypercall::raw(c.nr, a1, a2, a3, 0, 0) };
+            if ret != c.expect.as_ret() {
+                println!(
+                    "hostile: {}: got {ret} ({:?}), expected {} ({})",
+                    c.what,
+                    Errno::check_ret(ret),
+                    c.expect.as_ret(),
+                    c.expect
+                );
                 failures += 1;
             }
         }

@@ -12,16 +12,17 @@ mod kernel {
     extern crate alloc;
     use alloc::format;
 
-    use guest_shim::grants::{self, CopyPtr};
+    use guest_shim::grants::{self, CopyPtr, GrantError, GrantStatus};
+    use guest_shim::pv_abi::event_channel::{EvtchnBindIpi, EvtchnOp, EvtchnStatus};
+    use guest_shim::pv_abi::hypercall::Hypercall;
     use guest_shim::xenstore::{XenStore, XsError};
-    use guest_shim::{ShutdownReason, StartInfo, events, hypercall, println, shutdown};
+    use guest_shim::{Errno, ShutdownReason, StartInfo, events, hypercall, println, shutdown};
 
-    const GNTST_BAD_DOMAIN: i16 = -2;
-    const GNTST_BAD_GNTREF: i16 = -3;
-    const GNTST_BAD_HANDLE: i16 = -4;
-    const GNTST_PERMISSION_DENIED: i16 = -8;
-    const EINVAL: i64 = 22;
-    const EPERM: i64 = 1;
+    const EVENT_CHANNEL_OP: u64 = Hypercall::EventChannelOp as u64;
+
+    fn refused<T>(r: Result<T, GrantError>, status: GrantStatus) -> bool {
+        matches!(r, Err(GrantError::Status(s)) if s == status)
+    }
 
     #[repr(C, align(4096))]
     struct Page([u8; 4096]);
@@ -76,38 +77,49 @@ mod kernel {
         check(
             &mut f,
             "binding a port offered to another domain",
-            events::bind_interdomain(pong, port) == Err(hypercall::Errno(EINVAL)),
+            events::bind_interdomain(pong, port) == Err(Errno::EINVAL),
         );
         check(
             &mut f,
             "sending on a port we do not have",
-            events::send(3999) == Err(hypercall::Errno(EINVAL)),
+            events::send(3999) == Err(Errno::EINVAL),
         );
         check(
             &mut f,
             "closing a port we do not have",
-            events::close(4000) == Err(hypercall::Errno(EINVAL)),
+            events::close(4000) == Err(Errno::EINVAL),
         );
-        let status = [pong as u32, port, 0, 0, 0, 0];
-        // SAFETY: EVTCHNOP_status with a live struct.
+        let mut status = EvtchnStatus {
+            dom: pong,
+            port,
+            ..Default::default()
+        };
+        // SAFETY: EVTCHNOP_status with a live struct the hypervisor may write.
         let r = unsafe {
             hypercall::raw(
-                hypercall::nr::EVENT_CHANNEL_OP,
-                5,
-                status.as_ptr() as u64,
+                EVENT_CHANNEL_OP,
+                EvtchnOp::Status.raw().into(),
+                core::ptr::from_mut(&mut status) as u64,
                 0,
                 0,
                 0,
             )
         };
-        check(&mut f, "status of another domain's port", r == -EPERM);
+        check(
+            &mut f,
+            "status of another domain's port",
+            r == Errno::EPERM.as_ret(),
+        );
 
         // Grants.
         let slot = (&raw mut SLOT) as u64;
         check(
             &mut f,
             "mapping a grant meant for another domain",
-            grants::map(pong, gref, slot, true).err().map(|s| s.0) == Some(GNTST_PERMISSION_DENIED),
+            refused(
+                grants::map(pong, gref, slot, true),
+                GrantStatus::PermissionDenied,
+            ),
         );
         let own = CopyPtr::Own {
             gfn: (&raw mut OWN) as u64 >> 12,
@@ -116,56 +128,61 @@ mod kernel {
         check(
             &mut f,
             "copying from a grant meant for another domain",
-            grants::copy(
-                CopyPtr::Gref {
-                    domid: pong,
-                    gref,
-                    offset: 0,
-                },
-                own,
-                16,
-            )
-            .err()
-            .map(|s| s.0)
-                == Some(GNTST_PERMISSION_DENIED),
+            refused(
+                grants::copy(
+                    CopyPtr::Gref {
+                        domid: pong,
+                        gref,
+                        offset: 0,
+                    },
+                    own,
+                    16,
+                ),
+                GrantStatus::PermissionDenied,
+            ),
         );
         check(
             &mut f,
             "mapping a bad grant ref",
-            grants::map(pong, 100_000, slot, true).err().map(|s| s.0) == Some(GNTST_BAD_GNTREF),
+            refused(
+                grants::map(pong, 100_000, slot, true),
+                GrantStatus::BadGntref,
+            ),
         );
         check(
             &mut f,
             "mapping from a missing domain",
-            grants::map(99, 8, slot, true).err().map(|s| s.0) == Some(GNTST_BAD_DOMAIN),
+            refused(grants::map(99, 8, slot, true), GrantStatus::BadDomain),
         );
         check(
             &mut f,
             "unmapping a bad handle",
-            grants::unmap(1234, slot).err().map(|s| s.0) == Some(GNTST_BAD_HANDLE),
+            refused(grants::unmap(1234, slot), GrantStatus::BadHandle),
         );
         if rogref != u32::MAX {
             check(
                 &mut f,
                 "writable map of a read-only grant",
-                grants::map(pong, rogref, slot, false).err().map(|s| s.0)
-                    == Some(GNTST_PERMISSION_DENIED),
+                refused(
+                    grants::map(pong, rogref, slot, false),
+                    GrantStatus::PermissionDenied,
+                ),
             );
             check(
                 &mut f,
                 "copy into a read-only grant",
-                grants::copy(
-                    own,
-                    CopyPtr::Gref {
-                        domid: pong,
-                        gref: rogref,
-                        offset: 0,
-                    },
-                    16,
-                )
-                .err()
-                .map(|s| s.0)
-                    == Some(GNTST_PERMISSION_DENIED),
+                refused(
+                    grants::copy(
+                        own,
+                        CopyPtr::Gref {
+                            domid: pong,
+                            gref: rogref,
+                            offset: 0,
+                        },
+                        16,
+                    ),
+                    GrantStatus::PermissionDenied,
+                ),
             );
             match grants::map(pong, rogref, slot, true) {
                 Ok(h) => {
@@ -175,10 +192,7 @@ mod kernel {
                     check(&mut f, "unmapping it", grants::unmap(h, slot).is_ok());
                 }
                 Err(s) => {
-                    println!(
-                        "intruder: read-only map of a grant given to us failed: {}",
-                        s.0
-                    );
+                    println!("intruder: read-only map of a grant given to us failed: {s:?}");
                     f += 1;
                 }
             }
@@ -198,19 +212,19 @@ mod kernel {
         );
 
         // Floods: thousands of events to ourselves, XenStore until the quota.
-        let ipi = [0u32, 0];
-        // SAFETY: EVTCHNOP_bind_ipi with a live struct.
+        let mut ipi = EvtchnBindIpi::default();
+        // SAFETY: EVTCHNOP_bind_ipi with a live struct the hypervisor writes.
         let _ = unsafe {
             hypercall::raw(
-                hypercall::nr::EVENT_CHANNEL_OP,
-                7,
-                ipi.as_ptr() as u64,
+                EVENT_CHANNEL_OP,
+                EvtchnOp::BindIpi.raw().into(),
+                core::ptr::from_mut(&mut ipi) as u64,
                 0,
                 0,
                 0,
             )
         };
-        let ipi_port = ipi[1];
+        let ipi_port = ipi.port;
         for _ in 0..5000 {
             let _ = events::send(ipi_port);
         }

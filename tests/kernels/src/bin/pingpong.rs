@@ -58,7 +58,7 @@ mod kernel {
     }
 
     fn pong(peer: u16, ro_peer: Option<u16>, xs: &mut XenStore) -> ! {
-        let me = hypercall::domid().unwrap_or(0);
+        let me = guest_shim::domid().unwrap_or(0);
         let port = events::alloc_unbound(peer)
             .unwrap_or_else(|e| fail("pong", &format!("alloc_unbound {e:?}")));
         // SAFETY: before the port can fire.
@@ -141,7 +141,7 @@ mod kernel {
         // Map, read, write, unmap the granted page.
         let mapped = &raw mut MAPPED;
         let handle = grants::map(peer, gref, page_addr(mapped), false)
-            .unwrap_or_else(|s| fail("ping", &format!("map status {}", s.0)));
+            .unwrap_or_else(|s| fail("ping", &format!("map failed: {s:?}")));
         // SAFETY: the granted page is mapped at MAPPED now.
         unsafe {
             if &(&(*mapped).0)[..GREETING.len()] != GREETING {
@@ -150,7 +150,7 @@ mod kernel {
             (&mut (*mapped).0)[..REPLY.len()].copy_from_slice(REPLY);
         }
         if let Err(s) = grants::unmap(handle, page_addr(mapped)) {
-            fail("ping", &format!("unmap status {}", s.0));
+            fail("ping", &format!("unmap failed: {s:?}"));
         }
         // Grant-copy: from our page into pong's granted page.
         let scratch = &raw mut SCRATCH;
@@ -166,7 +166,7 @@ mod kernel {
             offset: 2048,
         };
         if let Err(s) = grants::copy(src, dst, COPIED.len() as u16) {
-            fail("ping", &format!("grant copy status {}", s.0));
+            fail("ping", &format!("grant copy failed: {s:?}"));
         }
 
         // Ping-pong.

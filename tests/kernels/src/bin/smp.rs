@@ -1,36 +1,48 @@
-//! smp: brings up vCPU 1 (VCPUOP_initialise + VCPUOP_up); both report.
+//! smp: brings up vCPU 1 (VCPUOP_initialise + VCPUOP_up through the
+//! shim); each vCPU reports with its id from CPUID, vCPU 1 sets a flag,
+//! and vCPU 0 waits for it (bounded, yielding) before the verdict.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(target_os = "none")]
 mod kernel {
     use core::sync::atomic::{AtomicBool, Ordering};
 
-    use guest_shim::{ShutdownReason, StartInfo, hypercall, println, shutdown};
+    use guest_shim::{ShutdownReason, StartInfo, hypercall, println, shutdown, smp};
 
     static SECOND_UP: AtomicBool = AtomicBool::new(false);
-    #[repr(C, align(16))]
-    struct Stack([u8; 16384]);
-    static mut STACK: Stack = Stack([0; 16384]);
+    const STACK: usize = 16 * 1024;
+    const WAIT_ROUNDS: u32 = 200_000;
 
     extern "C" fn secondary() -> ! {
-        println!("smp: vcpu 1 up");
-        SECOND_UP.store(true, Ordering::SeqCst);
+        match guest_shim::vcpu_id() {
+            Some(1) => {
+                println!("smp: vcpu 1 up");
+                SECOND_UP.store(true, Ordering::SeqCst);
+            }
+            other => println!("smp: FAIL the second vCPU says it is {other:?}"),
+        }
         loop {
             let _ = hypercall::sched_block();
         }
     }
 
     fn main(_: &StartInfo) -> ! {
-        println!("smp: vcpu 0 up");
-        let top = &raw mut STACK as u64 + 16384;
-        if let Err(e) = hypercall::start_secondary_vcpu(1, secondary, top) {
-            println!("smp: FAIL bringing up vcpu 1: {e:?}");
+        match guest_shim::vcpu_id() {
+            Some(0) => println!("smp: vcpu 0 up"),
+            other => {
+                println!("smp: FAIL the boot vCPU says it is {other:?}");
+                shutdown(ShutdownReason::Poweroff)
+            }
+        }
+        if let Err(e) = smp::start_secondary_vcpu(1, secondary, smp::alloc_stack(STACK)) {
+            println!("smp: FAIL bringing up vcpu 1: {e}");
             shutdown(ShutdownReason::Poweroff)
         }
-        if hypercall::vcpu_is_up(1) != Ok(1) {
+        if hypercall::vcpu_is_up(1) != Ok(true) {
             println!("smp: FAIL vcpu 1 not reported up");
+            shutdown(ShutdownReason::Poweroff)
         }
-        for _ in 0..200_000 {
+        for _ in 0..WAIT_ROUNDS {
             if SECOND_UP.load(Ordering::SeqCst) {
                 println!("smp: PASS");
                 shutdown(ShutdownReason::Poweroff)

@@ -7,8 +7,8 @@
 mod kernel {
     use core::sync::atomic::{AtomicU32, Ordering};
 
-    use guest_shim::events::{self, VIRQ_TIMER};
-    use guest_shim::{ShutdownReason, StartInfo, println, shutdown};
+    use guest_shim::events::{self, Virq};
+    use guest_shim::{ShutdownReason, StartInfo, println, shutdown, time};
 
     const PERIOD_NS: u64 = 50_000_000;
     const TICKS: u32 = 20;
@@ -17,7 +17,7 @@ mod kernel {
     fn tick(_port: u32) {
         let n = COUNT.fetch_add(1, Ordering::SeqCst) + 1;
         if n < TICKS {
-            let _ = events::set_timer(events::system_time_ns() + PERIOD_NS);
+            let _ = time::set_timer(time::system_time_ns() + PERIOD_NS);
         }
     }
 
@@ -26,7 +26,7 @@ mod kernel {
             println!("timer: FAIL events init: {e:?}");
             shutdown(ShutdownReason::Poweroff)
         }
-        let port = match events::bind_virq(VIRQ_TIMER, 0) {
+        let port = match events::bind_virq(Virq::Timer, 0) {
             Ok(p) => p,
             Err(e) => {
                 println!("timer: FAIL bind_virq: {e:?}");
@@ -34,15 +34,15 @@ mod kernel {
             }
         };
         events::on(port, tick);
-        let (t0, tsc0) = (events::system_time_ns(), guest_shim::rdtsc());
-        if let Err(e) = events::set_timer(t0 + PERIOD_NS) {
+        let (t0, tsc0) = (time::system_time_ns(), guest_shim::rdtsc());
+        if let Err(e) = time::set_timer(t0 + PERIOD_NS) {
             println!("timer: FAIL set_singleshot_timer: {e:?}");
             shutdown(ShutdownReason::Poweroff)
         }
         while COUNT.load(Ordering::SeqCst) < TICKS {
             events::wait_for_event();
         }
-        let elapsed_ms = (events::system_time_ns() - t0) / 1_000_000;
+        let elapsed_ms = (time::system_time_ns() - t0) / 1_000_000;
         let tsc = guest_shim::rdtsc() - tsc0;
         println!(
             "timer: {TICKS} ticks at {} ms period took {elapsed_ms} ms ({tsc} TSC cycles, port {port})",

@@ -12,7 +12,7 @@ mod kernel {
     use alloc::string::String;
 
     use guest_shim::xenstore::{XenStore, XsError};
-    use guest_shim::{ShutdownReason, StartInfo, hypercall, println, shutdown};
+    use guest_shim::{ShutdownReason, StartInfo, println, shutdown};
 
     fn check(failures: &mut u32, what: &str, ok: bool) {
         if !ok {
@@ -35,7 +35,7 @@ mod kernel {
                 shutdown(ShutdownReason::Poweroff)
             }
         };
-        let me = hypercall::domid().unwrap_or(0);
+        let me = guest_shim::domid().unwrap_or(0);
         let mut f = 0;
         let denied =
             |r: &Result<String, XsError>| matches!(r, Err(XsError::Server(s)) if s == "EACCES");
