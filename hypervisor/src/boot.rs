@@ -6,6 +6,8 @@
 //! starts the other CPUs and reports `pavise: ready ...`. Fatal problems end
 //! in one `pavise: fatal: ...` sentence and a clean stop.
 
+use alloc::format;
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 use core::panic::PanicInfo;
@@ -512,8 +514,27 @@ fn start_domains(context: &BspContext) -> ! {
             Err(e) => println!("pavise: bench: bare exit loop failed: {e}"),
         }
     }
+    // A module whose string is `ramdisk` belongs to the domain before it.
+    let module_bytes = |m: &&Module| {
+        let len = (m.end - m.start) as usize;
+        // SAFETY: the boot loader put the module there; the frame allocator
+        // never hands out its frames, and it is identity-mapped.
+        unsafe { core::slice::from_raw_parts(m.start as *const u8, len) }
+    };
+    let mut domains: Vec<(&Module, Option<&Module>)> = Vec::new();
+    for module in &context.modules {
+        match domains.last_mut() {
+            Some((_, ramdisk @ None)) if manifest::is_ramdisk(module.string()) => {
+                *ramdisk = Some(module)
+            }
+            _ if manifest::is_ramdisk(module.string()) => {
+                println!("pavise: a ramdisk module follows no domain module; ignored")
+            }
+            _ => domains.push((module, None)),
+        }
+    }
     let mut built = 0;
-    for (index, module) in context.modules.iter().enumerate() {
+    for (index, (module, ramdisk)) in domains.iter().enumerate() {
         let privileged = index == 0;
         let spec = match manifest::parse(module.string(), index) {
             Ok(spec) => spec,
@@ -525,21 +546,23 @@ fn start_domains(context: &BspContext) -> ! {
                 continue;
             }
         };
-        let len = (module.end - module.start) as usize;
-        // SAFETY: the boot loader put the module there; the frame allocator
-        // never hands out its frames, and it is identity-mapped.
-        let image = unsafe { core::slice::from_raw_parts(module.start as *const u8, len) };
+        let image = module_bytes(module);
+        let ramdisk = ramdisk.as_ref().map(module_bytes);
         let watched = !privileged;
-        match builder::build(index as u16, &spec, image, privileged, watched) {
+        match builder::build(index as u16, &spec, image, ramdisk, privileged, watched) {
             Ok(d) => {
                 built += 1;
                 println!(
-                    "pavise: d{} ({}) built: {} MiB, {} vCPU{}{}",
+                    "pavise: d{} ({}) built: {} MiB, {} vCPU{}{}{}",
                     d.id,
                     d.name,
                     spec.mem_mib,
                     spec.vcpus,
                     if spec.vcpus == 1 { "" } else { "s" },
+                    ramdisk.map_or(String::new(), |r| format!(
+                        ", ramdisk of {} KiB",
+                        r.len() >> 10
+                    )),
                     if privileged { ", privileged" } else { "" }
                 );
             }

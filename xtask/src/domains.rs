@@ -1,6 +1,7 @@
 //! Domains to boot: Dom0 first, then DomUs given as
-//! `PATH[,name=NAME,mem=MiB,vcpus=N,cmdline=...]`, turned into the GRUB modules and
-//! module strings (the hypervisor's boot manifest) that name them.
+//! `PATH[,name=NAME,mem=MiB,vcpus=N,ramdisk=PATH,cmdline=...]`, turned into
+//! the GRUB modules and module strings (the hypervisor's boot manifest) that
+//! name them.
 
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
@@ -18,6 +19,11 @@ pub const NAME_MAX: usize = 32;
 pub const MEM_MIB: RangeInclusive<u32> = 2..=3072;
 pub const VCPUS: RangeInclusive<u32> = 1..=8;
 
+/// The module string that marks a module as the ramdisk of the domain
+/// module just before it (xl's `ramdisk=`): the hypervisor hands it to that
+/// guest as its hvm_start_info module 0.
+pub const RAMDISK_STRING: &str = "ramdisk";
+
 /// A DomU to boot.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DomU {
@@ -27,6 +33,8 @@ pub struct DomU {
     pub mem_mib: Option<u32>,
     pub vcpus: Option<u32>,
     pub cmdline: Option<String>,
+    /// A file loaded beside the kernel (an initramfs, for Linux).
+    pub ramdisk: Option<PathBuf>,
 }
 
 impl DomU {
@@ -39,6 +47,7 @@ impl DomU {
             mem_mib: None,
             vcpus: None,
             cmdline: None,
+            ramdisk: None,
         }
     }
 }
@@ -52,7 +61,7 @@ pub fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-/// Parses `PATH[,name=NAME,mem=MiB,vcpus=N,cmdline=...]`; `cmdline=` takes
+/// Parses `PATH[,name=NAME,mem=MiB,vcpus=N,ramdisk=PATH,cmdline=...]`; `cmdline=` takes
 /// the rest of the argument, commas included. Values are checked against
 /// the hypervisor's limits.
 pub fn parse_domu(arg: &str) -> Result<DomU> {
@@ -105,9 +114,15 @@ pub fn parse_domu(arg: &str) -> Result<DomU> {
             }
             "mem" => domu.mem_mib.replace(number(MEM_MIB, "MiB")?).is_some(),
             "vcpus" => domu.vcpus.replace(number(VCPUS, "a count")?).is_some(),
+            "ramdisk" => {
+                if value.is_empty() {
+                    return Err(bad("ramdisk= needs a file".to_owned()));
+                }
+                domu.ramdisk.replace(PathBuf::from(value)).is_some()
+            }
             other => {
                 return Err(bad(format!(
-                    "unknown option '{other}' (known: name=, mem=, vcpus=, cmdline=)"
+                    "unknown option '{other}' (known: name=, mem=, vcpus=, ramdisk=, cmdline=)"
                 )));
             }
         };
@@ -188,6 +203,30 @@ pub fn check_kernel(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Checks that a DomU's ramdisk is a file (what it holds is the guest's
+/// business).
+pub fn check_ramdisk(path: &Path) -> Result<()> {
+    if path.is_file() {
+        Ok(())
+    } else {
+        Err(Error::RamdiskMissing {
+            path: path.to_owned(),
+        })
+    }
+}
+
+/// Checks DomU number `index` (1-based) before anything is built: its
+/// kernel is an ELF file, its ramdisk a file, and GRUB can carry its module
+/// string unchanged.
+pub fn check(domu: &DomU, index: usize) -> Result<()> {
+    check_kernel(&domu.kernel)?;
+    if let Some(ramdisk) = &domu.ramdisk {
+        check_ramdisk(ramdisk)?;
+    }
+    crate::grub::quote(&module_string(domu, index))?;
+    Ok(())
+}
+
 /// Dom0's module.
 pub fn dom0_module() -> (PathBuf, String) {
     (bare_metal::artifact("dom0"), "name=dom0".to_owned())
@@ -198,13 +237,27 @@ pub fn module(domu: &DomU, index: usize) -> (PathBuf, String) {
     (domu.kernel.clone(), module_string(domu, index))
 }
 
-/// GRUB modules for Dom0 and `domus`, in domain-id order; each DomU's
-/// kernel is checked first.
+/// The GRUB modules of DomU number `index` (1-based), unchecked: its
+/// kernel ([`module`]) and, when it has one, its ramdisk right after it with
+/// the module string [`RAMDISK_STRING`].
+pub fn domain_modules(domu: &DomU, index: usize) -> Vec<(PathBuf, String)> {
+    let mut modules = vec![module(domu, index)];
+    if let Some(ramdisk) = &domu.ramdisk {
+        modules.push((ramdisk.clone(), RAMDISK_STRING.to_owned()));
+    }
+    modules
+}
+
+/// GRUB modules for Dom0 and `domus`, in domain-id order (see
+/// [`domain_modules`]); each DomU's kernel and ramdisk are checked first.
 pub fn modules(domus: &[DomU]) -> Result<Vec<(PathBuf, String)>> {
     let mut modules = vec![dom0_module()];
     for (i, domu) in domus.iter().enumerate() {
         check_kernel(&domu.kernel)?;
-        modules.push(module(domu, i + 1));
+        if let Some(ramdisk) = &domu.ramdisk {
+            check_ramdisk(ramdisk)?;
+        }
+        modules.extend(domain_modules(domu, i + 1));
     }
     Ok(modules)
 }
@@ -224,7 +277,7 @@ mod tests {
         assert_eq!(
             parse_domu("/x/dir,with,commas").map_err(|e| e.to_string()),
             Err("bad --domu '/x/dir,with,commas': 'with' is not key=value \
-                 (expected PATH[,name=NAME,mem=MiB,vcpus=N,cmdline=...])"
+                 (expected PATH[,name=NAME,mem=MiB,vcpus=N,ramdisk=PATH,cmdline=...])"
                 .to_owned())
         );
     }
@@ -249,6 +302,23 @@ mod tests {
             (d.mem_mib, d.cmdline.as_deref()),
             (None, Some("mem=4,vcpus=2"))
         );
+        let d = parse_domu("vmlinux,ramdisk=/t/initrd.gz,mem=256,cmdline=console=hvc0").unwrap();
+        assert_eq!(
+            (d.ramdisk.as_deref(), d.mem_mib, d.cmdline.as_deref()),
+            (
+                Some(Path::new("/t/initrd.gz")),
+                Some(256),
+                Some("console=hvc0")
+            )
+        );
+        // The ramdisk stays out of the module string: it is a module of its own.
+        assert_eq!(
+            module_string(&d, 1),
+            "name=vmlinux mem=256 cmdline=console=hvc0"
+        );
+        // After cmdline=, ramdisk= is part of the command line.
+        let d = parse_domu("k,cmdline=ramdisk=x").unwrap();
+        assert_eq!((d.ramdisk, d.cmdline.as_deref()), (None, Some("ramdisk=x")));
     }
 
     #[test]
@@ -269,7 +339,12 @@ mod tests {
                 "k,name=abcdefghijabcdefghijabcdefghijabc",
                 "name must be 1 to 32",
             ),
-            ("k,colour=red", "unknown option 'colour'"),
+            (
+                "k,colour=red",
+                "unknown option 'colour' (known: name=, mem=, vcpus=, ramdisk=, cmdline=)",
+            ),
+            ("k,ramdisk=", "ramdisk= needs a file"),
+            ("k,ramdisk=a,ramdisk=b", "ramdisk= is given twice"),
             ("k,mem", "'mem' is not key=value"),
             ("k,mem=4,", "'' is not key=value"),
             ("k,mem=4,mem=8", "mem= is given twice"),
@@ -332,6 +407,67 @@ mod tests {
         let strings: Vec<&str> = modules.iter().map(|(_, s)| s.as_str()).collect();
         assert_eq!(strings, ["name=dom0", "name=a", "name=b mem=8"]);
         assert!(modules[0].0.ends_with("release/dom0"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_ramdisk_follows_its_domain() {
+        let dir = scratch_dir("ramdisk");
+        let k = dir.join("vmlinux");
+        std::fs::write(&k, b"\x7fELF\x02\x01").unwrap();
+        let initrd = dir.join("initrd.cpio.gz");
+        std::fs::write(&initrd, b"\x1f\x8b").unwrap();
+        let domus = [
+            parse_domu(&format!(
+                "{},name=linux,ramdisk={},cmdline=console=hvc0",
+                k.display(),
+                initrd.display()
+            ))
+            .unwrap(),
+            parse_domu(&format!("{},name=b", k.display())).unwrap(),
+        ];
+        let modules = modules(&domus).unwrap();
+        let strings: Vec<&str> = modules.iter().map(|(_, s)| s.as_str()).collect();
+        assert_eq!(
+            strings,
+            [
+                "name=dom0",
+                "name=linux cmdline=console=hvc0",
+                "ramdisk",
+                "name=b"
+            ]
+        );
+        assert_eq!(modules[1].0, k);
+        assert_eq!(modules[2].0, initrd);
+        assert_eq!(modules[3].0, k);
+        assert!(check(&domus[0], 1).is_ok());
+
+        // A missing ramdisk is one sentence, found before anything boots.
+        let gone = parse_domu(&format!(
+            "{},ramdisk={}",
+            k.display(),
+            dir.join("gone").display()
+        ))
+        .unwrap();
+        for result in [
+            check(&gone, 1),
+            super::modules(std::slice::from_ref(&gone)).map(drop),
+        ] {
+            match result {
+                Err(e @ Error::RamdiskMissing { .. }) => {
+                    let message = e.to_string();
+                    assert!(message.contains("gone"), "{message}");
+                    assert!(!message.contains('\n'), "{message}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        let dir_as_ramdisk =
+            parse_domu(&format!("{},ramdisk={}", k.display(), dir.display())).unwrap();
+        assert!(matches!(
+            check(&dir_as_ramdisk, 1),
+            Err(Error::RamdiskMissing { .. })
+        ));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

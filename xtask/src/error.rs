@@ -62,6 +62,22 @@ pub enum Error {
     KernelMissing { path: PathBuf },
     /// A `--domu` kernel is not an ELF file.
     NotElf { path: PathBuf },
+    /// A `--domu` ramdisk does not exist or is not a file.
+    RamdiskMissing { path: PathBuf },
+    /// Direct boot was asked to carry a DomU's ramdisk.
+    DirectBootRamdisk,
+    /// Debian's packages for the Linux guest could not be had: apt is
+    /// missing or failed (no network, no package lists).
+    LinuxDownload {
+        /// What failed, e.g. "`apt-get download busybox-static` failed".
+        what: String,
+        /// Its last line of output, or why it could not start.
+        detail: String,
+    },
+    /// `--busybox` names no file.
+    BusyboxMissing { path: PathBuf },
+    /// A Linux package did not hold what it should.
+    LinuxPackage { path: PathBuf, reason: String },
     /// A benchmark run did not end cleanly.
     BenchRun {
         run: &'static str,
@@ -157,7 +173,7 @@ impl fmt::Display for Error {
             Self::TestsFailed { phases } => write!(f, "failed: {}", phases.join(", ")),
             Self::BadDomu { arg, reason } => write!(
                 f,
-                "bad --domu '{arg}': {reason} (expected PATH[,name=NAME,mem=MiB,vcpus=N,cmdline=...])"
+                "bad --domu '{arg}': {reason} (expected PATH[,name=NAME,mem=MiB,vcpus=N,ramdisk=PATH,cmdline=...])"
             ),
             Self::KernelMissing { path } => write!(
                 f,
@@ -169,6 +185,33 @@ impl fmt::Display for Error {
                 "{} is not an ELF file; --domu takes a Xen PVH kernel (an ELF with the XEN_ELFNOTE_PHYS32_ENTRY note)",
                 path.display()
             ),
+            Self::RamdiskMissing { path } => write!(
+                f,
+                "ramdisk {} does not exist or is not a file",
+                path.display()
+            ),
+            Self::DirectBootRamdisk => write!(
+                f,
+                "direct boot cannot carry a DomU's ramdisk= (QEMU's -initrd passes one module, without a module string); boot through GRUB instead"
+            ),
+            Self::LinuxDownload { what, detail } => {
+                write!(f, "{what}")?;
+                if !detail.is_empty() {
+                    write!(f, " ({detail})")?;
+                }
+                write!(
+                    f,
+                    ", so Debian's Linux kernel and busybox cannot be downloaded; --kernel PATH (any PVH-capable vmlinux) and --busybox PATH (a static busybox) avoid the download"
+                )
+            }
+            Self::BusyboxMissing { path } => write!(
+                f,
+                "busybox {} does not exist or is not a file; --busybox takes a statically linked busybox",
+                path.display()
+            ),
+            Self::LinuxPackage { path, reason } => {
+                write!(f, "{}: {reason}", path.display())
+            }
             Self::BenchRun { run, exit, log } => write!(
                 f,
                 "the run of {run} ended with {exit} instead of exit status 0; its console is in {}",

@@ -212,6 +212,40 @@ mod tests {
     }
 
     #[test]
+    fn a_ramdisk_module_follows_its_kernel() {
+        let dir = std::env::temp_dir().join(format!("xtask-grub-ramdisk-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let vmlinux = dir.join("vmlinux");
+        std::fs::write(&vmlinux, b"\x7fELF").unwrap();
+        let initrd = dir.join("initramfs.cpio.gz");
+        std::fs::write(&initrd, b"\x1f\x8b").unwrap();
+        let domu = crate::domains::parse_domu(&format!(
+            "{},name=linux,ramdisk={},cmdline=console=hvc0",
+            vmlinux.display(),
+            initrd.display()
+        ))
+        .unwrap();
+        let modules = crate::domains::modules(&[domu]).unwrap();
+        let names = image_file_names(&modules).unwrap();
+        let image_modules: Vec<ImageModule> = names
+            .iter()
+            .zip(&modules)
+            .map(|(name, (_, string))| module(name, string))
+            .collect();
+        let cfg = grub_cfg("qemu_exit", &image_modules).unwrap();
+        assert!(
+            cfg.contains(
+                "  module2 /boot/dom0 name=dom0\n\
+                 \x20 module2 /boot/vmlinux name=linux cmdline=console=hvc0\n\
+                 \x20 module2 /boot/initramfs.cpio.gz ramdisk\n\
+                 \x20 boot\n"
+            ),
+            "{cfg}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn cfg_without_cmdline_or_modules() {
         let cfg = grub_cfg("", &[]).expect("valid cfg");
         assert!(cfg.contains("  multiboot2 /boot/hypervisor\n  boot\n"));

@@ -9,6 +9,7 @@ pub mod domains;
 pub mod error;
 pub mod exit;
 pub mod grub;
+pub mod linux;
 pub mod machine;
 pub mod prereqs;
 pub mod progress;

@@ -1,13 +1,13 @@
 //! `cargo xtask`: build Pavise, boot it in QEMU, run the test suite.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use xtask::domains::{self, DomU};
-use xtask::progress::{Step, say};
-use xtask::{Boot, Error, Exit, Machine, bare_metal, bench, grub, prereqs, suite};
+use xtask::progress::{Step, Steps, say};
+use xtask::{Boot, Error, Exit, Machine, bare_metal, bench, grub, linux, prereqs, suite};
 
 /// Pavise's host tool.
 #[derive(Parser)]
@@ -33,6 +33,82 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         json: Option<PathBuf>,
     },
+    /// Boot Debian's Linux kernel as a DomU with a busybox initramfs and a
+    /// shell on its console (downloads the kernel and busybox-static with
+    /// apt into target/linux/ unless --kernel and --busybox are given).
+    Linux(LinuxArgs),
+}
+
+#[derive(Args)]
+struct LinuxArgs {
+    /// The guest's vCPUs.
+    #[arg(long, default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(i64::from(*domains::VCPUS.start())..=i64::from(*domains::VCPUS.end())))]
+    vcpus: u32,
+    /// The guest's memory in MiB (QEMU gets 256 MiB more, for the
+    /// hypervisor and Dom0).
+    #[arg(long, value_name = "MiB", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(i64::from(*domains::MEM_MIB.start())..=i64::from(*domains::MEM_MIB.end())))]
+    mem: u32,
+    /// Extra kernel command-line options, after console=hvc0.
+    #[arg(long, value_name = "ARGS", default_value = "")]
+    append: String,
+    /// A PVH-capable vmlinux (ELF) to boot instead of Debian's.
+    #[arg(long, value_name = "PATH")]
+    kernel: Option<PathBuf>,
+    /// A static busybox for the initramfs instead of Debian's.
+    #[arg(long, value_name = "PATH")]
+    busybox: Option<PathBuf>,
+    /// Stop QEMU after this many seconds (exit status 124).
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    timeout: Option<u64>,
+    /// Host CPUs (QEMU -smp); default: the vCPUs, at most 2.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    smp: Option<u32>,
+    /// Get the kernel and busybox and make the initramfs, then stop
+    /// without booting.
+    #[arg(long, hide = true)]
+    prepare_only: bool,
+}
+
+impl LinuxArgs {
+    /// QEMU's CPUs: `--smp`, or the vCPUs up to 2 (TCG is CPU-bound).
+    fn host_cpus(&self) -> u32 {
+        self.smp.unwrap_or(self.vcpus.min(2))
+    }
+
+    /// QEMU's memory: the guest's and 256 MiB for the hypervisor and Dom0.
+    fn host_mem(&self) -> u32 {
+        self.mem + 256
+    }
+
+    /// The guest's kernel command line.
+    fn kernel_cmdline(&self) -> String {
+        format!("console=hvc0 {}", self.append.trim())
+            .trim()
+            .to_owned()
+    }
+
+    /// What `cargo xtask run` is given to boot `vmlinux` with `initramfs`.
+    fn run_args(&self, vmlinux: &Path, initramfs: &Path) -> RunArgs {
+        let mut domu = DomU::new(vmlinux);
+        domu.name = Some("linux".to_owned());
+        domu.mem_mib = Some(self.mem);
+        domu.vcpus = Some(self.vcpus);
+        domu.ramdisk = Some(initramfs.to_owned());
+        domu.cmdline = Some(self.kernel_cmdline());
+        RunArgs {
+            smp: self.host_cpus(),
+            mem: self.host_mem(),
+            timeout: self.timeout,
+            direct: false,
+            cmdline: String::new(),
+            modules: Vec::new(),
+            domus: vec![domu],
+            exit_when_done: false,
+            qemu_args: Vec::new(),
+        }
+    }
 }
 
 #[derive(Args)]
@@ -61,8 +137,9 @@ struct RunArgs {
     #[arg(long = "module", value_name = "FILE [STRING]", value_parser = parse_module)]
     modules: Vec<(PathBuf, String)>,
     /// Boot a Xen PVH ELF kernel (any, not only this project's) as a DomU
-    /// beside Dom0: PATH[,name=NAME,mem=MiB,vcpus=N,cmdline=...] (cmdline
-    /// takes the rest, commas included). Repeatable. Without --domu or
+    /// beside Dom0: PATH[,name=NAME,mem=MiB,vcpus=N,ramdisk=PATH,cmdline=...]
+    /// (cmdline takes the rest, commas included; ramdisk= loads a file
+    /// beside the kernel, e.g. an initramfs). Repeatable. Without --domu or
     /// --module, Dom0 and a demo DomU boot.
     #[arg(long = "domu", value_name = "PATH[,OPTIONS]", value_parser = parse_domu)]
     domus: Vec<DomU>,
@@ -97,8 +174,12 @@ fn parse_module(arg: &str) -> Result<(PathBuf, String), Error> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Build => build(1, 1).map(|()| ExitCode::SUCCESS),
-        Command::Run(args) => run(args),
+        Command::Build => build(&mut Steps::new(1)).map(|()| ExitCode::SUCCESS),
+        Command::Run(args) => {
+            let mut steps = Steps::new(run_steps(&args));
+            run(args, &mut steps)
+        }
+        Command::Linux(args) => run_linux(args),
         Command::Test => suite::run().map(|()| ExitCode::SUCCESS),
         Command::Bench { json } => run_bench(json).map(|()| ExitCode::SUCCESS),
     };
@@ -108,29 +189,38 @@ fn main() -> ExitCode {
     })
 }
 
-fn build(n: usize, total: usize) -> xtask::Result<()> {
+fn build(steps: &mut Steps) -> xtask::Result<()> {
     let packages = bare_metal::packages()?.join(", ");
-    let step = Step::start(
-        n,
-        total,
-        &format!("building {packages} (release, {})", bare_metal::TARGET),
-    );
+    let step = steps.start(&format!(
+        "building {packages} (release, {})",
+        bare_metal::TARGET
+    ));
     bare_metal::build_all()?;
     step.done("built");
     Ok(())
 }
 
-fn run(args: RunArgs) -> xtask::Result<ExitCode> {
+/// How many progress steps [`run`] prints.
+fn run_steps(args: &RunArgs) -> usize {
+    if args.direct { 2 } else { 3 }
+}
+
+/// `cargo xtask run`: checks, builds, makes the image and boots it, its
+/// steps numbered on from `steps` (it takes [`run_steps`] of them).
+fn run(args: RunArgs, steps: &mut Steps) -> xtask::Result<ExitCode> {
+    if args.direct && args.domus.iter().any(|d| d.ramdisk.is_some()) {
+        return Err(Error::DirectBootRamdisk);
+    }
     if args.direct && !args.domus.is_empty() {
         return Err(Error::DirectBootTooManyModules {
             count: args.domus.len() + 1,
         });
     }
     // What the user named is checked before anything is built: the kernels
-    // are ELF files and GRUB can carry their module strings unchanged.
+    // are ELF files, the ramdisks files, and GRUB can carry their module
+    // strings unchanged.
     for (i, domu) in args.domus.iter().enumerate() {
-        domains::check_kernel(&domu.kernel)?;
-        grub::quote(&domains::module_string(domu, i + 1))?;
+        domains::check(domu, i + 1)?;
     }
     let mut cmdline = args.cmdline.clone();
     if args.exit_when_done {
@@ -151,8 +241,7 @@ fn run(args: RunArgs) -> xtask::Result<ExitCode> {
         ..Machine::default()
     };
     prereqs::ensure(machine.needs())?;
-    let total = if args.direct { 2 } else { 3 };
-    build(1, total)?;
+    build(steps)?;
     // Dom0 plus the named DomUs, or plus the demo when nothing was named.
     if !args.direct && (!args.domus.is_empty() || args.modules.is_empty()) {
         let domus = if args.domus.is_empty() {
@@ -168,16 +257,12 @@ fn run(args: RunArgs) -> xtask::Result<ExitCode> {
     let prepared = if args.direct {
         machine.prepare()?
     } else {
-        let step = Step::start(2, total, "making GRUB image");
+        let step = steps.start("making GRUB image");
         let prepared = machine.prepare()?;
         step.done("made");
         prepared
     };
-    let step = Step::start(
-        total,
-        total,
-        &format!("booting QEMU: {}", machine.describe()),
-    );
+    let step = steps.start(&format!("booting QEMU: {}", machine.describe()));
     let ended = prepared.run_interactive()?;
     step.done_with(|took| match (ended.exit, args.timeout) {
         (Exit::TimedOut, Some(seconds)) => format!("timed out after {seconds} s; QEMU stopped"),
@@ -186,12 +271,66 @@ fn run(args: RunArgs) -> xtask::Result<ExitCode> {
     Ok(ExitCode::from(ended.exit.process_code()))
 }
 
+/// `cargo xtask linux`: Debian's kernel and busybox (or the user's), the
+/// interactive initramfs, then the boot `cargo xtask run --domu
+/// VMLINUX,…,ramdisk=INITRAMFS` makes.
+fn run_linux(args: LinuxArgs) -> xtask::Result<ExitCode> {
+    // Checked before anything is fetched or built.
+    if let Some(kernel) = &args.kernel {
+        domains::check_kernel(kernel)?;
+    }
+    if let Some(busybox) = args.busybox.as_ref().filter(|b| !b.is_file()) {
+        return Err(Error::BusyboxMissing {
+            path: busybox.clone(),
+        });
+    }
+    let cache = linux::cache_dir();
+    let initramfs = cache.join("initramfs-interactive.cpio.gz");
+    let placeholder = args.run_args(Path::new("vmlinux"), &initramfs);
+    grub::quote(&domains::module_string(&placeholder.domus[0], 1))?;
+
+    let wanted = linux::Wanted::besides(args.kernel.is_some(), args.busybox.is_some());
+    let fetch_steps = wanted.map_or(0, linux::Wanted::steps);
+    let boot_steps = if args.prepare_only {
+        0
+    } else {
+        run_steps(&placeholder)
+    };
+    let mut steps = Steps::new(fetch_steps + 1 + boot_steps);
+    let fetched = match wanted {
+        Some(wanted) => linux::fetch(&cache, wanted, &mut steps)?,
+        None => linux::Fetched::default(),
+    };
+    let (Some(vmlinux), Some(busybox)) = (
+        args.kernel.clone().or(fetched.vmlinux),
+        args.busybox.clone().or(fetched.busybox),
+    ) else {
+        unreachable!("fetch gets what was not given");
+    };
+    if let Some(version) = &fetched.version {
+        say(&format!("Linux {version}: {}", vmlinux.display()));
+    }
+
+    let step = steps.start(&format!("making {}", initramfs.display()));
+    linux::initramfs(&busybox, linux::INTERACTIVE_INIT, &initramfs)?;
+    step.done("made");
+    if args.prepare_only {
+        say(&format!(
+            "ready: --domu {},ramdisk={}",
+            vmlinux.display(),
+            initramfs.display()
+        ));
+        return Ok(ExitCode::SUCCESS);
+    }
+    run(args.run_args(&vmlinux, &initramfs), &mut steps)
+}
+
 /// `cargo xtask bench`: a build, then each mode's runs (one progress line
 /// each), the table on stdout and the JSON file.
 fn run_bench(json: Option<PathBuf>) -> xtask::Result<()> {
     prereqs::ensure(Machine::default().needs())?;
     let total = 1 + 2 * bench::RUNS.len();
-    build(1, total)?;
+    build(&mut Steps::new(total))?;
     let mut n = 1;
     let mut measure = |icount: bool| -> xtask::Result<bench::Figures> {
         let mut boot = |run: bench::Run| {
@@ -266,6 +405,99 @@ mod tests {
         assert!(args.direct);
         assert_eq!(args.cmdline, "loglvl=debug");
         assert_eq!(args.qemu_args, ["-d", "int"]);
+    }
+
+    fn linux_args(args: &[&str]) -> LinuxArgs {
+        let cli = Cli::try_parse_from(["xtask", "linux"].iter().chain(args))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        let Command::Linux(args) = cli.command else {
+            panic!("expected linux");
+        };
+        args
+    }
+
+    #[test]
+    fn linux_defaults() {
+        let args = linux_args(&[]);
+        assert_eq!((args.vcpus, args.mem, args.timeout), (1, 256, None));
+        assert_eq!((args.host_cpus(), args.host_mem()), (1, 512));
+        assert_eq!(args.kernel_cmdline(), "console=hvc0");
+        assert!(args.kernel.is_none() && args.busybox.is_none() && !args.prepare_only);
+    }
+
+    #[test]
+    fn linux_options_become_a_run() {
+        let args = linux_args(&[
+            "--vcpus",
+            "4",
+            "--mem",
+            "1024",
+            "--append",
+            "mce=off loglevel=8",
+            "--kernel",
+            "/k/vmlinux",
+            "--busybox",
+            "/b/busybox",
+            "--timeout",
+            "60",
+        ]);
+        assert_eq!((args.host_cpus(), args.host_mem()), (2, 1280));
+        assert_eq!(args.kernel.as_deref(), Some(Path::new("/k/vmlinux")));
+        assert_eq!(args.busybox.as_deref(), Some(Path::new("/b/busybox")));
+        let run = args.run_args(Path::new("/k/vmlinux"), Path::new("/c/initrd.gz"));
+        assert_eq!((run.smp, run.mem, run.timeout), (2, 1280, Some(60)));
+        assert!(!run.direct && run.modules.is_empty());
+        // As `--domu /k/vmlinux,name=linux,mem=1024,vcpus=4,ramdisk=…,cmdline=…`.
+        let expected = domains::parse_domu(
+            "/k/vmlinux,name=linux,mem=1024,vcpus=4,ramdisk=/c/initrd.gz,\
+             cmdline=console=hvc0 mce=off loglevel=8",
+        )
+        .unwrap();
+        assert_eq!(run.domus, [expected]);
+        assert_eq!(
+            domains::module_string(&run.domus[0], 1),
+            "name=linux mem=1024 vcpus=4 cmdline=console=hvc0 mce=off loglevel=8"
+        );
+        assert_eq!(run_steps(&run), 3);
+
+        assert_eq!(linux_args(&["--vcpus", "3", "--smp", "1"]).host_cpus(), 1);
+        assert_eq!(linux_args(&["--vcpus", "2"]).host_cpus(), 2);
+        assert!(linux_args(&["--prepare-only"]).prepare_only);
+    }
+
+    #[test]
+    fn bad_linux_options_are_refused() {
+        for bad in [
+            &["xtask", "linux", "--vcpus", "0"][..],
+            &["xtask", "linux", "--vcpus", "9"],
+            &["xtask", "linux", "--mem", "1"],
+            &["xtask", "linux", "--mem", "3073"],
+            &["xtask", "linux", "--smp", "0"],
+            &["xtask", "linux", "--timeout", "0"],
+            &["xtask", "linux", "--kernel"],
+            &["xtask", "linux", "--frobnicate"],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn direct_boot_refuses_a_ramdisk() {
+        let cli = Cli::try_parse_from([
+            "xtask",
+            "run",
+            "--direct",
+            "--domu",
+            "/k/vmlinux,ramdisk=/r/initrd",
+        ])
+        .expect("valid options");
+        let Command::Run(args) = cli.command else {
+            panic!("expected run");
+        };
+        assert_eq!(run_steps(&args), 2);
+        let e = run(args, &mut Steps::new(2)).unwrap_err();
+        assert!(matches!(e, Error::DirectBootRamdisk), "{e}");
+        assert!(!e.to_string().contains('\n'));
     }
 
     #[test]

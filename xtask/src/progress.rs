@@ -40,6 +40,27 @@ impl Step {
     }
 }
 
+/// Numbered steps of one command: each [`Steps::start`] is the next of
+/// `total`, so that steps made by different functions count as one list.
+#[derive(Debug)]
+pub struct Steps {
+    done: usize,
+    total: usize,
+}
+
+impl Steps {
+    /// `total` steps, none started yet.
+    pub fn new(total: usize) -> Self {
+        Self { done: 0, total }
+    }
+
+    /// Starts the next step (see [`Step::start`]).
+    pub fn start(&mut self, what: &str) -> Step {
+        self.done += 1;
+        Step::start(self.done, self.total, what)
+    }
+}
+
 /// A duration as seconds with one decimal, e.g. `12.3 s`.
 pub fn seconds(d: Duration) -> String {
     format!("{:.1} s", d.as_secs_f64())
@@ -54,5 +75,12 @@ mod tests {
         assert_eq!(seconds(Duration::from_millis(12_345)), "12.3 s");
         assert_eq!(seconds(Duration::from_millis(40)), "0.0 s");
         assert_eq!(seconds(Duration::from_secs(90)), "90.0 s");
+    }
+
+    #[test]
+    fn steps_count_on() {
+        let mut steps = Steps::new(2);
+        assert_eq!(steps.start("one").tag, "[1/2]");
+        assert_eq!(steps.start("two").tag, "[2/2]");
     }
 }

@@ -12,22 +12,33 @@ use super::registry::{self, DomId, Domain, Memory};
 use crate::mm::frame::{FRAME_SIZE, Frame};
 use crate::mm::guest::{Gfn, Gpa, P2m};
 use crate::mm::{self, IdentityMap, scrub_and_free};
+use crate::platform::acpi_tables;
 use crate::virt::svm::{NestedPaging, SvmError, SvmVcpu};
 use crate::virt::{StartState, VirtCpu};
+use pv_abi::start_info::{
+    HVM_START_INFO_VERSION, MemmapTableEntry, ModlistEntry, SIF_INITDOMAIN, SIF_PRIVILEGED,
+    StartInfo, XEN_HVM_MEMMAP_TYPE_ACPI, XEN_HVM_MEMMAP_TYPE_RAM, XEN_HVM_MEMMAP_TYPE_RESERVED,
+    XEN_HVM_START_MAGIC_VALUE,
+};
+use zerocopy::{Immutable, IntoBytes};
 
-const START_INFO_MAGIC: u32 = 0x336e_c578;
-const SIF_PRIVILEGED: u32 = 1 << 0;
-const SIF_INITDOMAIN: u32 = 1 << 1;
-const E820_RAM: u32 = 1;
-/// Layout of the start-info page: the struct, one memmap entry, cmdline.
-const MEMMAP_OFFSET: u64 = 64;
-const CMDLINE_OFFSET: u64 = 128;
-const E820_RESERVED: u32 = 2;
+/// Layout of the start-info page: the struct, the module list, the
+/// memory map, then the command line.
+const MODLIST_OFFSET: u64 = 64;
+const MAX_MODULES: usize = 1;
+const MEMMAP_OFFSET: u64 = 128;
+const MAX_MEMMAP: usize = 4;
+const CMDLINE_OFFSET: u64 = 256;
 /// Pages at the top of guest memory for the PV console and XenStore rings
 /// (reserved in the memory map, as Xen's special pages are).
 const SPECIAL_PAGES: u64 = 2;
 const CONSOLE_PAGE_FROM_TOP: u64 = 1;
 const STORE_PAGE_FROM_TOP: u64 = 2;
+/// A DomU's ACPI tables (RSDP, XSDT, FADT, DSDT, MADT) take one page just
+/// below the special pages, marked ACPI in its memory map. (Xen puts them
+/// at 0xfc000000, outside RAM; inside RAM is simpler and Linux does not
+/// mind where they are.)
+const ACPI_PAGES: u64 = 1;
 const CMDLINE_MAX: usize = (FRAME_SIZE - CMDLINE_OFFSET) as usize - 1;
 
 #[derive(Debug)]
@@ -36,6 +47,7 @@ pub enum BuildError {
     DoesNotFit { needs: u64, has: u64 },
     CmdlineTooLong(usize),
     OutOfMemory,
+    Acpi(crate::platform::acpi_tables::AcpiError),
     Virt(SvmError),
 }
 
@@ -53,6 +65,7 @@ impl fmt::Display for BuildError {
                 write!(f, "command line of {n} bytes is longer than {CMDLINE_MAX}")
             }
             Self::OutOfMemory => f.write_str("not enough free memory for the domain"),
+            Self::Acpi(e) => write!(f, "its ACPI tables: {e}"),
             Self::Virt(e) => write!(f, "{e}"),
         }
     }
@@ -65,17 +78,24 @@ impl From<SvmError> for BuildError {
 }
 
 /// A domain's memory map (address, size, e820 type): RAM, and for a DomU
-/// the reserved special pages at the top.
+/// its ACPI tables and the reserved special pages at the top.
 pub fn memory_map(mem_bytes: u64, privileged: bool) -> Vec<(u64, u64, u32)> {
     if privileged {
-        alloc::vec![(0, mem_bytes, E820_RAM)]
+        alloc::vec![(0, mem_bytes, XEN_HVM_MEMMAP_TYPE_RAM)]
     } else {
         let special = SPECIAL_PAGES * FRAME_SIZE;
+        let acpi = ACPI_PAGES * FRAME_SIZE;
         alloc::vec![
-            (0, mem_bytes - special, E820_RAM),
-            (mem_bytes - special, special, E820_RESERVED)
+            (0, mem_bytes - special - acpi, XEN_HVM_MEMMAP_TYPE_RAM),
+            (mem_bytes - special - acpi, acpi, XEN_HVM_MEMMAP_TYPE_ACPI),
+            (mem_bytes - special, special, XEN_HVM_MEMMAP_TYPE_RESERVED)
         ]
     }
+}
+
+/// Where a DomU's ACPI tables start.
+fn acpi_base(mem_bytes: u64) -> u64 {
+    mem_bytes - (SPECIAL_PAGES + ACPI_PAGES) * FRAME_SIZE
 }
 
 /// Guest memory being built; frees everything if the build fails.
@@ -92,19 +112,19 @@ impl Drop for Building {
     }
 }
 
-fn put_u32(page: &mut [u8], at: usize, v: u32) {
-    page[at..at + 4].copy_from_slice(&v.to_le_bytes());
-}
-fn put_u64(page: &mut [u8], at: usize, v: u64) {
-    page[at..at + 8].copy_from_slice(&v.to_le_bytes());
+fn put(page: &mut [u8], at: u64, value: &(impl IntoBytes + Immutable)) {
+    let bytes = value.as_bytes();
+    page[at as usize..at as usize + bytes.len()].copy_from_slice(bytes);
 }
 
-/// Builds a domain from a PVH kernel image and registers it; its first
+/// Builds a domain from a PVH kernel image (and an optional ramdisk, the
+/// start info's module 0 as xl's `ramdisk=`) and registers it; its first
 /// vCPU is queued to run.
 pub fn build(
     id: DomId,
     spec: &DomainSpec,
     image: &[u8],
+    ramdisk: Option<&[u8]>,
     privileged: bool,
     watched: bool,
 ) -> Result<Arc<Domain>, BuildError> {
@@ -115,10 +135,18 @@ pub fn build(
     let mem_bytes = spec.mem_mib << 20;
     let (_, image_end) = pvh.span();
     let start_info_gpa = image_end.next_multiple_of(FRAME_SIZE);
-    // The top two pages hold the PV console and XenStore rings.
-    if start_info_gpa + FRAME_SIZE > mem_bytes - SPECIAL_PAGES * FRAME_SIZE {
+    let ramdisk_gpa = start_info_gpa + FRAME_SIZE;
+    let loaded_end = ramdisk_gpa + ramdisk.map_or(0, |r| r.len() as u64);
+    // The top pages hold the ACPI tables and the PV console and XenStore
+    // rings.
+    let usable = if privileged {
+        mem_bytes
+    } else {
+        acpi_base(mem_bytes)
+    };
+    if loaded_end > usable {
         return Err(BuildError::DoesNotFit {
-            needs: start_info_gpa + FRAME_SIZE,
+            needs: loaded_end + (mem_bytes - usable),
             has: mem_bytes,
         });
     }
@@ -157,39 +185,63 @@ pub fn build(
         }
     }
 
-    let mut page = [0u8; FRAME_SIZE as usize];
-    put_u32(&mut page, 0, START_INFO_MAGIC);
-    put_u32(&mut page, 4, 1);
-    put_u32(
-        &mut page,
-        8,
-        if privileged {
+    let mut start_info = StartInfo {
+        magic: XEN_HVM_START_MAGIC_VALUE,
+        version: HVM_START_INFO_VERSION,
+        flags: if privileged {
             SIF_PRIVILEGED | SIF_INITDOMAIN
         } else {
             0
         },
-    );
-    put_u32(&mut page, 12, 0);
-    put_u64(
-        &mut page,
-        24,
-        if spec.cmdline.is_empty() {
-            0
-        } else {
-            start_info_gpa + CMDLINE_OFFSET
-        },
-    );
-    put_u64(&mut page, 40, start_info_gpa + MEMMAP_OFFSET);
-    let map = memory_map(mem_bytes, privileged);
-    put_u32(&mut page, 48, map.len() as u32);
-    for (i, &(addr, size, kind)) in map.iter().enumerate() {
-        let m = MEMMAP_OFFSET as usize + i * 24;
-        put_u64(&mut page, m, addr);
-        put_u64(&mut page, m + 8, size);
-        put_u32(&mut page, m + 16, kind);
+        memmap_paddr: start_info_gpa + MEMMAP_OFFSET,
+        ..Default::default()
+    };
+    let mut page = [0u8; FRAME_SIZE as usize];
+    if let Some(ramdisk) = ramdisk {
+        building
+            .p2m
+            .write(&host, Gpa(ramdisk_gpa), ramdisk)
+            .map_err(|_| BuildError::OutOfMemory)?;
+        let module = ModlistEntry {
+            paddr: ramdisk_gpa,
+            size: ramdisk.len() as u64,
+            ..Default::default()
+        };
+        put(&mut page, MODLIST_OFFSET, &module);
+        start_info.nr_modules = 1;
+        start_info.modlist_paddr = start_info_gpa + MODLIST_OFFSET;
     }
-    let c = CMDLINE_OFFSET as usize;
-    page[c..c + spec.cmdline.len()].copy_from_slice(spec.cmdline.as_bytes());
+    const _: () = assert!(MODLIST_OFFSET as usize + MAX_MODULES * 32 <= MEMMAP_OFFSET as usize);
+    const _: () = assert!(MEMMAP_OFFSET as usize + MAX_MEMMAP * 24 <= CMDLINE_OFFSET as usize);
+    let map = memory_map(mem_bytes, privileged);
+    start_info.memmap_entries = map.len() as u32;
+    for (i, &(addr, size, kind)) in map.iter().enumerate() {
+        let entry = MemmapTableEntry {
+            addr,
+            size,
+            r#type: kind,
+            reserved: 0,
+        };
+        put(&mut page, MEMMAP_OFFSET + i as u64 * 24, &entry);
+    }
+    if !spec.cmdline.is_empty() {
+        start_info.cmdline_paddr = start_info_gpa + CMDLINE_OFFSET;
+        let c = CMDLINE_OFFSET as usize;
+        page[c..c + spec.cmdline.len()].copy_from_slice(spec.cmdline.as_bytes());
+    }
+    if !privileged {
+        let base = acpi_base(mem_bytes);
+        let acpi = acpi_tables::build(spec.vcpus, base).map_err(BuildError::Acpi)?;
+        if acpi.bytes.len() as u64 > ACPI_PAGES * FRAME_SIZE {
+            return Err(BuildError::Acpi(acpi_tables::AcpiError::TooManyVcpus));
+        }
+        building
+            .p2m
+            .write(&host, Gpa(base), &acpi.bytes)
+            .map_err(|_| BuildError::OutOfMemory)?;
+        start_info.rsdp_paddr = acpi.rsdp_gpa;
+    }
+    put(&mut page, 0, &start_info);
     building
         .p2m
         .write(&host, Gpa(start_info_gpa), &page)

@@ -192,10 +192,26 @@ fn callback_vector(domain: &Domain, vcpu: usize) -> Option<u8> {
         .filter(|&v| v >= 0x10)
 }
 
-/// Before each guest entry: inject a raised upcall, refresh the time.
+/// Before each guest entry: route a raised upcall (through the vCPU's
+/// APIC when the guest enabled it, as Xen's per-vCPU upcall vector, which
+/// the guest then EOIs; directly otherwise), inject the APIC's next
+/// vector, refresh the time.
 pub fn prepare_entry(domain: &Domain, vcpu: usize, cpu: &mut SvmVcpu) {
     if domain.upcall_asserted[vcpu].swap(false, Ordering::SeqCst)
         && let Some(vector) = callback_vector(domain, vcpu)
+    {
+        let per_vcpu = domain.upcall_vector[vcpu].load(Ordering::SeqCst) == vector;
+        if !(per_vcpu && super::apic::raise(domain, vcpu, vector)) {
+            if cpu.interrupt_queued() {
+                // One at a time: try again at the next entry.
+                domain.upcall_asserted[vcpu].store(true, Ordering::SeqCst);
+            } else {
+                cpu.inject_interrupt(vector);
+            }
+        }
+    }
+    if !cpu.interrupt_queued()
+        && let Some(vector) = super::apic::take_pending(domain, vcpu)
     {
         cpu.inject_interrupt(vector);
     }

@@ -5,7 +5,9 @@
 use alloc::format;
 use alloc::sync::Arc;
 
-use super::registry::{Domain, EndReason, VcpuSlot};
+use core::sync::atomic::Ordering;
+
+use super::registry::{Domain, EndReason, VcpuSlot, vcpu_state};
 use crate::hypercall;
 use crate::mm::IdentityMap;
 use crate::mm::frame::FRAME_SIZE;
@@ -26,17 +28,12 @@ const LEN_MSR: u64 = 2;
 const LEN_HLT: u64 = 1;
 const LEN_XSETBV: u64 = 3;
 
-/// Xen's hypercall-page MSR, as CPUID 0x40000002 advertises.
-pub const MSR_HYPERCALL_PAGE: u32 = 0x4000_0000;
 const MSR_TSC: u32 = 0x10;
-const MSR_PAT: u32 = 0x277;
 const MSR_EFER: u32 = 0xc000_0080;
-const PAT_DEFAULT: u64 = 0x0007_0406_0007_0406;
 
-pub const XEN_CPUID_BASE: u32 = 0x4000_0000;
-/// Xen version Pavise presents to guests.
-pub const XEN_VERSION_MAJOR: u32 = 4;
-pub const XEN_VERSION_MINOR: u32 = 19;
+use crate::platform::cpuid::MSR_HYPERCALL_PAGE;
+pub use crate::platform::cpuid::{XEN_VERSION_MAJOR, XEN_VERSION_MINOR};
+use crate::platform::msr::Effect;
 
 fn crash(domain: &Domain, cause: alloc::string::String) -> Next {
     domain.end(EndReason::Crash(cause));
@@ -56,7 +53,7 @@ pub fn handle(domain: &Arc<Domain>, vcpu: usize, slot: &mut VcpuSlot, exit: Exit
         }
         Exit::Cpuid => {
             let (leaf, sub) = (cpu.rax() as u32, cpu.regs().rcx as u32);
-            let [a, b, c, d] = cpuid(domain, vcpu, leaf, sub);
+            let [a, b, c, d] = cpuid(domain, vcpu, cpu, leaf, sub);
             cpu.set_rax(a as u64);
             let r = cpu.regs();
             (r.rbx, r.rcx, r.rdx) = (b as u64, c as u64, d as u64);
@@ -66,11 +63,25 @@ pub fn handle(domain: &Arc<Domain>, vcpu: usize, slot: &mut VcpuSlot, exit: Exit
         Exit::Msr { write } => {
             let msr = cpu.regs().rcx as u32;
             let value = (cpu.regs().rdx << 32) | (cpu.rax() & 0xffff_ffff);
-            let ok = if write {
-                write_msr(domain, cpu, msr, value)
+            let ok = if super::apic::is_apic_msr(msr) {
+                if write {
+                    super::apic::write_msr(domain, vcpu, msr, value).is_ok()
+                } else {
+                    match super::apic::read_msr(domain, vcpu, msr) {
+                        Ok(v) => {
+                            slot.cpu.set_rax(v & 0xffff_ffff);
+                            slot.cpu.regs().rdx = v >> 32;
+                            true
+                        }
+                        Err(_) => false,
+                    }
+                }
+            } else if write {
+                write_msr(domain, slot, msr, value)
             } else {
-                read_msr(cpu, msr)
+                read_msr(slot, msr)
             };
+            let cpu = &mut slot.cpu;
             if ok {
                 cpu.set_rip(cpu.rip() + LEN_MSR);
             } else {
@@ -80,6 +91,24 @@ pub fn handle(domain: &Arc<Domain>, vcpu: usize, slot: &mut VcpuSlot, exit: Exit
         }
         Exit::Hlt => {
             cpu.set_rip(cpu.rip() + LEN_HLT);
+            if !cpu.interrupts_enabled() {
+                // Nothing can wake it: the vCPU is down. Xen powers the
+                // domain off when all are (Linux's `poweroff -f` without
+                // an ACPI _S5 ends this way).
+                domain.halted_for_good[vcpu].store(true, Ordering::SeqCst);
+                let all_down = (0..domain.vcpus.len()).all(|v| {
+                    v == vcpu
+                        || domain.halted_for_good[v].load(Ordering::SeqCst)
+                        || domain.vcpu_states[v].load(Ordering::SeqCst) == vcpu_state::DOWN
+                });
+                if all_down {
+                    domain.end(EndReason::Poweroff);
+                }
+                return Next::Stop;
+            }
+            if cpu.interrupt_queued() || super::apic::has_pending(domain, vcpu) {
+                return Next::Continue;
+            }
             Next::Block
         }
         Exit::Xsetbv => {
@@ -119,7 +148,8 @@ pub fn handle(domain: &Arc<Domain>, vcpu: usize, slot: &mut VcpuSlot, exit: Exit
         }
         Exit::ExternalInterrupt | Exit::InterruptWindow => Next::Continue,
         Exit::NestedPageFault { gpa, error } => {
-            if DEVICE_WINDOW.contains(&gpa) && emulate_device_window_access(domain, cpu) {
+            if DEVICE_WINDOW.contains(&gpa) && emulate_device_window_access(domain, vcpu, cpu, gpa)
+            {
                 return Next::Continue;
             }
             let cause = if gpa >= domain.mem_bytes {
@@ -157,7 +187,12 @@ pub fn handle(domain: &Arc<Domain>, vcpu: usize, slot: &mut VcpuSlot, exit: Exit
 const DEVICE_WINDOW: core::ops::Range<u64> = 0xfe00_0000..0x1_0000_0000;
 const EFER_LMA: u64 = 1 << 10;
 
-fn emulate_device_window_access(domain: &Domain, cpu: &mut crate::virt::svm::SvmVcpu) -> bool {
+fn emulate_device_window_access(
+    domain: &Arc<Domain>,
+    vcpu: usize,
+    cpu: &mut crate::virt::svm::SvmVcpu,
+    gpa: u64,
+) -> bool {
     use crate::domain::mmio::{self, Access};
     use crate::mm::guest::Gva;
     let paging = cpu.paging();
@@ -180,7 +215,18 @@ fn emulate_device_window_access(domain: &Domain, cpu: &mut crate::virt::svm::Svm
         high_byte,
     } = decoded.access
     {
-        let value = |old| mmio::load_all_ones(old, size, dest_size, high_byte);
+        // The local APIC page answers from the vCPU's APIC (Linux reads
+        // its ID and version there before switching to x2APIC); the rest
+        // of the window reads as all ones.
+        let apic = super::apic::is_xapic_access(gpa)
+            .then(|| super::apic::read_mmio(domain, vcpu, (gpa & 0xfff) as u32));
+        let value = |old: u64| match apic {
+            Some(word) => {
+                let shifted = (word as u64) >> ((gpa & 0x3) * 8);
+                mmio::load_value(old, shifted, size, dest_size, high_byte)
+            }
+            None => mmio::load_all_ones(old, size, dest_size, high_byte),
+        };
         match reg {
             0 => {
                 let v = value(cpu.rax());
@@ -218,65 +264,56 @@ fn host_cpuid(leaf: u32, sub: u32) -> [u32; 4] {
     [r.eax, r.ebx, r.ecx, r.edx]
 }
 
-/// The CPUID a guest sees: the host's, minus what Pavise does not
-/// virtualize, plus Xen's leaves.
-fn cpuid(domain: &Domain, vcpu: usize, leaf: u32, sub: u32) -> [u32; 4] {
-    const XEN_SIGNATURE: [u32; 3] = [0x566e_6558, 0x6558_4d4d, 0x4d4d_566e];
-    const HVM_VCPU_ID_PRESENT: u32 = 1 << 3;
-    const HVM_DOMID_PRESENT: u32 = 1 << 4;
-    match leaf {
-        0x4000_0000 => [
-            XEN_CPUID_BASE + 4,
-            XEN_SIGNATURE[0],
-            XEN_SIGNATURE[1],
-            XEN_SIGNATURE[2],
-        ],
-        0x4000_0001 => [(XEN_VERSION_MAJOR << 16) | XEN_VERSION_MINOR, 0, 0, 0],
-        0x4000_0002 => [1, MSR_HYPERCALL_PAGE, 0, 0],
-        0x4000_0003 => [0; 4],
-        0x4000_0004 => [
-            HVM_VCPU_ID_PRESENT | HVM_DOMID_PRESENT,
-            vcpu as u32,
-            domain.id as u32,
-            0,
-        ],
-        0x4000_0005..=0x4fff_ffff => [0; 4],
-        1 => {
-            let [a, b, c, d] = host_cpuid(1, 0);
-            // Hide VMX, MONITOR, x2APIC and the APIC (not emulated); set
-            // the hypervisor bit; the initial APIC id is the vCPU id.
-            let c = (c & !((1 << 5) | (1 << 3) | (1 << 21))) | (1 << 31);
-            let d = d & !(1 << 9);
-            let b = (b & 0x00ff_ffff) | ((vcpu as u32) << 24);
-            [a, b, c, d]
-        }
-        0x8000_0001 => {
-            let [a, b, c, d] = host_cpuid(leaf, sub);
-            [a, b, c & !(1 << 2), d] // no SVM inside
-        }
-        0x8000_000a => [0; 4],
-        _ => host_cpuid(leaf, sub),
-    }
+/// The CPUID a guest sees: Pavise's policy (`platform::cpuid`) over the
+/// host's leaves.
+fn cpuid(domain: &Domain, vcpu: usize, cpu: &impl VirtCpu, leaf: u32, sub: u32) -> [u32; 4] {
+    use crate::platform::cpuid::{VcpuView, apic_id_of, guest_leaf};
+    let view = VcpuView {
+        vcpu: vcpu as u32,
+        domid: domain.id,
+        apic_id: apic_id_of(vcpu as u32),
+        vcpus: domain.vcpus.len() as u32,
+        cr4: cpu.paging().cr4,
+        xcr0: cpu.xcr0(),
+        xcr0_supported: cpu.xcr0_supported(),
+    };
+    guest_leaf(host_cpuid, &view, leaf, sub)
 }
 
-fn read_msr(cpu: &mut crate::virt::svm::SvmVcpu, msr: u32) -> bool {
+fn read_msr(slot: &mut VcpuSlot, msr: u32) -> bool {
     let value = match msr {
-        MSR_EFER => cpu.efer(),
-        MSR_TSC => crate::arch::time::rdtsc(),
-        MSR_PAT => PAT_DEFAULT,
-        _ => return false,
+        MSR_EFER => Ok(slot.cpu.efer()),
+        MSR_TSC => Ok(crate::arch::time::rdtsc()),
+        _ => slot.msrs.read(msr),
     };
-    cpu.set_rax(value & 0xffff_ffff);
-    cpu.regs().rdx = value >> 32;
+    let Ok(value) = value else {
+        log::debug!("rdmsr {msr:#x}: #GP");
+        return false;
+    };
+    slot.cpu.set_rax(value & 0xffff_ffff);
+    slot.cpu.regs().rdx = value >> 32;
     true
 }
 
-fn write_msr(domain: &Domain, cpu: &mut crate::virt::svm::SvmVcpu, msr: u32, value: u64) -> bool {
+fn write_msr(domain: &Domain, slot: &mut VcpuSlot, msr: u32, value: u64) -> bool {
     match msr {
-        MSR_EFER => cpu.set_efer(value),
-        MSR_PAT => value == PAT_DEFAULT,
+        MSR_EFER => slot.cpu.set_efer(value),
         MSR_HYPERCALL_PAGE => install_hypercall_page(domain, value),
-        _ => false,
+        _ => match slot.msrs.write(msr, value) {
+            Ok(Effect::None) => true,
+            Ok(Effect::Pat(pat)) => {
+                slot.cpu.set_pat(pat);
+                true
+            }
+            Ok(Effect::TscAux(aux)) => {
+                slot.cpu.set_tsc_aux(aux);
+                true
+            }
+            Err(_) => {
+                log::debug!("wrmsr {msr:#x} <- {value:#x}: #GP");
+                false
+            }
+        },
     }
 }
 

@@ -149,8 +149,11 @@ pub fn map(
         return Err(GrantStatus::BadPage);
     };
     let mut memory = mapper.memory.lock();
-    let displaced = match memory.p2m.set(Gfn(gfn), Some(frame)) {
-        Ok(Some(d)) => d,
+    // Only over a backed RAM page of the mapper's (a hole would leave the
+    // granter's frame in the mapper's p2m with nothing to put back).
+    let backed = memory.p2m.get(Gfn(gfn)).is_some() && memory.p2m.is_ram(Gfn(gfn));
+    let displaced = match backed.then(|| memory.p2m.set(Gfn(gfn), Some(frame))) {
+        Some(Ok(Some(d))) => d,
         _ => {
             drop(memory);
             let _ = GRANTS.lock().unmap(mapper.id, handle, None, &LiveTables);

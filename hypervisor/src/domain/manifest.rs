@@ -52,6 +52,24 @@ impl fmt::Display for ManifestError {
     }
 }
 
+/// A module's string without the path GRUB may put first.
+fn without_path(module_string: &str) -> &str {
+    let rest = module_string.trim_start();
+    if rest.starts_with('/') {
+        rest.split_once(char::is_whitespace)
+            .map_or("", |(_, r)| r)
+            .trim_start()
+    } else {
+        rest
+    }
+}
+
+/// True for a module that is the ramdisk of the domain module before it
+/// (its string is `ramdisk`), as xl's `ramdisk=`.
+pub fn is_ramdisk(module_string: &str) -> bool {
+    without_path(module_string).trim_end() == "ramdisk"
+}
+
 /// Parses one module string; `index` 0 is Dom0 (it sets the defaults).
 pub fn parse(module_string: &str, index: usize) -> Result<DomainSpec, ManifestError> {
     let mut spec = DomainSpec {
@@ -68,14 +86,7 @@ pub fn parse(module_string: &str, index: usize) -> Result<DomainSpec, ManifestEr
         vcpus: 1,
         cmdline: String::new(),
     };
-    let mut rest = module_string.trim_start();
-    // GRUB may pass the module's path first.
-    if rest.starts_with('/') {
-        rest = rest
-            .split_once(char::is_whitespace)
-            .map_or("", |(_, r)| r)
-            .trim_start();
-    }
+    let mut rest = without_path(module_string);
     while !rest.is_empty() {
         if let Some(cmdline) = rest.strip_prefix("cmdline=") {
             spec.cmdline = cmdline.trim().to_string();
@@ -135,6 +146,15 @@ pub fn parse(module_string: &str, index: usize) -> Result<DomainSpec, ManifestEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ramdisk_modules_are_recognised_with_or_without_a_path() {
+        assert!(is_ramdisk("ramdisk"));
+        assert!(is_ramdisk("/boot/initrd.gz ramdisk "));
+        assert!(!is_ramdisk("name=ramdisk"));
+        assert!(!is_ramdisk("cmdline=ramdisk"));
+        assert!(!is_ramdisk(""));
+    }
 
     #[test]
     fn defaults() {

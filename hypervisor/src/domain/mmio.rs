@@ -164,18 +164,25 @@ pub fn decode(bytes: &[u8], long: bool) -> Option<Decoded> {
 
 /// The register value after loading all ones as `access` says.
 pub fn load_all_ones(old: u64, size: u8, dest_size: u8, high_byte: bool) -> u64 {
-    let ones = if size >= 8 {
-        u64::MAX
+    load_value(old, u64::MAX, size, dest_size, high_byte)
+}
+
+/// The register after a `mov` load of `size` bytes of `value` into it,
+/// zero-extended to `dest_size` (as the CPU does: 32-bit destinations zero
+/// the upper half, 8- and 16-bit ones keep the rest; AH-style high bytes
+/// go to bits 15:8).
+pub fn load_value(old: u64, value: u64, size: u8, dest_size: u8, high_byte: bool) -> u64 {
+    let loaded = if size >= 8 {
+        value
     } else {
-        (1u64 << (size * 8)) - 1
+        value & ((1u64 << (size * 8)) - 1)
     };
     match (dest_size, high_byte) {
-        (1, true) => (old & !0xff00) | (ones & 0xff) << 8,
-        (1, false) => (old & !0xff) | ones,
-        (2, _) => (old & !0xffff) | ones,
-        // 32-bit destinations zero-extend, as the CPU does.
-        (4, _) => ones & 0xffff_ffff,
-        _ => ones,
+        (1, true) => (old & !0xff00) | (loaded & 0xff) << 8,
+        (1, false) => (old & !0xff) | loaded,
+        (2, _) => (old & !0xffff) | loaded,
+        (4, _) => loaded & 0xffff_ffff,
+        _ => loaded,
     }
 }
 

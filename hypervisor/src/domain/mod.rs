@@ -2,6 +2,8 @@
 //! bare metal) the domain objects, builder and scheduler.
 
 #[cfg(target_os = "none")]
+pub mod apic;
+#[cfg(target_os = "none")]
 pub mod builder;
 pub mod elf;
 #[cfg(target_os = "none")]
@@ -16,5 +18,6 @@ pub mod manifest;
 pub mod mmio;
 #[cfg(target_os = "none")]
 pub mod registry;
+pub mod runstate;
 #[cfg(target_os = "none")]
 pub mod sched;

@@ -59,6 +59,8 @@ pub mod vcpu_state {
 
 pub struct VcpuSlot {
     pub cpu: SvmVcpu,
+    /// The MSRs Pavise emulates for this vCPU.
+    pub msrs: crate::platform::msr::MsrState,
     pub initialised: bool,
     /// Nested-mapping generation this vCPU's TLB reflects.
     pub npt_generation: u64,
@@ -99,6 +101,18 @@ pub struct Domain {
     pub timer_deadline: Vec<AtomicU64>,
     /// Per vCPU: SCHEDOP_poll time-out in system-time ns (0 = none).
     pub poll_deadline: Vec<AtomicU64>,
+    /// Per vCPU: its emulated local APIC (its own lock: other vCPUs
+    /// raise interrupts in it while it runs).
+    pub lapics: Vec<Mutex<crate::platform::vlapic::VLapic>>,
+    /// Per vCPU: runstate accounting and the guest's registered area.
+    pub runstates: Vec<Mutex<super::runstate::Runstate>>,
+    /// VMASST_TYPE_runstate_update_flag is on.
+    pub runstate_update_flag: AtomicBool,
+    /// Per vCPU: INIT arrived, a STARTUP may start it.
+    pub wait_for_sipi: Vec<AtomicBool>,
+    /// Per vCPU: halted with interrupts off — down for good, as Xen
+    /// counts it; when every vCPU is, the domain has powered off.
+    pub halted_for_good: Vec<AtomicBool>,
     console_line: Mutex<Vec<u8>>,
     dead: AtomicBool,
     /// Pages of other domains mapped into this one (gfn here → mapping).
@@ -138,6 +152,7 @@ impl Domain {
                 .map(|cpu| {
                     Mutex::new(VcpuSlot {
                         cpu,
+                        msrs: Default::default(),
                         initialised: false,
                         npt_generation: 0,
                     })
@@ -151,6 +166,22 @@ impl Domain {
             upcall_vector: (0..n).map(|_| AtomicU8::new(0)).collect(),
             timer_deadline: (0..n).map(|_| AtomicU64::new(0)).collect(),
             poll_deadline: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            lapics: (0..n)
+                .map(|i| {
+                    let id = crate::platform::cpuid::apic_id_of(i as u32);
+                    Mutex::new(crate::platform::vlapic::VLapic::new(id, i == 0))
+                })
+                .collect(),
+            runstates: (0..n)
+                .map(|_| {
+                    Mutex::new(super::runstate::Runstate::new(
+                        crate::arch::time::system_time_ns(),
+                    ))
+                })
+                .collect(),
+            runstate_update_flag: AtomicBool::new(false),
+            wait_for_sipi: (0..n).map(|_| AtomicBool::new(false)).collect(),
+            halted_for_good: (0..n).map(|_| AtomicBool::new(false)).collect(),
             console_line: Mutex::new(Vec::new()),
             foreign_maps: Mutex::new(BTreeMap::new()),
             lent: Mutex::new(alloc::collections::BTreeSet::new()),
@@ -173,23 +204,39 @@ impl Domain {
     }
 
     /// Places a hypervisor-owned page (shared info, a grant frame) at
-    /// `gfn`, moving it if it was elsewhere; the RAM page there is freed.
+    /// `gfn`, moving it if it was elsewhere: in RAM the page there is
+    /// freed; above RAM (Linux puts its grant frames in unpopulated space)
+    /// the frame goes into the hole.
     pub fn place_special(&self, gfn: u64, frame: Frame) -> Result<(), PlacementError> {
+        use crate::mm::frame::FRAME_SIZE;
+        use crate::mm::guest::Gfn;
         if self.foreign_maps.lock().contains_key(&gfn)
             || self.held_grants.lock().values().any(|h| h.gfn == gfn)
         {
             return Err(PlacementError::SlotInUse);
         }
         let mut memory = self.memory.lock();
-        let current = memory
-            .p2m
-            .get(crate::mm::guest::Gfn(gfn))
-            .ok_or(PlacementError::NotRam)?;
-        if current == frame {
+        let in_ram = memory.p2m.is_ram(Gfn(gfn));
+        let current = memory.p2m.get(Gfn(gfn));
+        if current == Some(frame) {
             return Ok(());
         }
         if memory.special.contains_key(&gfn) {
             return Err(PlacementError::SlotInUse); // another special page lives there
+        }
+        if in_ram && current.is_none() {
+            return Err(PlacementError::NotRam); // a hole left by a moved page
+        }
+        if !in_ram {
+            // Reserve the nested mapping first: it may need table pages.
+            memory
+                .p2m
+                .set_outside_ram(Gfn(gfn), Some(frame))
+                .map_err(|_| PlacementError::NotRam)?;
+            if memory.npt.map(gfn * FRAME_SIZE, frame).is_err() {
+                let _ = memory.p2m.set_outside_ram(Gfn(gfn), None);
+                return Err(PlacementError::NotRam);
+            }
         }
         let previous = memory
             .special
@@ -199,14 +246,22 @@ impl Domain {
         if let Some(old) = previous {
             // Moving it: the old place becomes a hole.
             memory.special.remove(&old);
-            let _ = memory.p2m.set(crate::mm::guest::Gfn(old), None);
-            memory.npt.unmap(old * crate::mm::frame::FRAME_SIZE);
+            if memory.p2m.is_ram(Gfn(old)) {
+                let _ = memory.p2m.set(Gfn(old), None);
+            } else {
+                let _ = memory.p2m.set_outside_ram(Gfn(old), None);
+            }
+            memory.npt.unmap(old * FRAME_SIZE);
         }
-        let _ = memory.p2m.set(crate::mm::guest::Gfn(gfn), Some(frame));
-        memory.npt.remap(gfn * crate::mm::frame::FRAME_SIZE, frame);
+        if in_ram {
+            let _ = memory.p2m.set(Gfn(gfn), Some(frame));
+            memory.npt.remap(gfn * FRAME_SIZE, frame);
+        }
         memory.special.insert(gfn, frame);
         drop(memory);
-        scrub_and_free(current);
+        if let Some(displaced) = current {
+            scrub_and_free(displaced);
+        }
         self.npt_generation.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }

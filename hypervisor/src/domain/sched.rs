@@ -11,6 +11,7 @@ use spin::Mutex;
 
 use super::exits::{self, Next};
 use super::registry::{Domain, vcpu_state};
+use super::runstate::{self, State};
 use crate::arch::{percpu, time};
 use crate::virt::VirtCpu;
 
@@ -75,7 +76,9 @@ pub fn run_cpu() -> ! {
                 domain.vcpu_states[vcpu].store(vcpu_state::BLOCKED, Ordering::SeqCst);
                 // An event that arrived while it was going to sleep must
                 // not be lost.
-                if super::events::upcall_pending(&domain, vcpu) {
+                if super::events::upcall_pending(&domain, vcpu)
+                    || super::apic::has_pending(&domain, vcpu)
+                {
                     wake(&domain, vcpu);
                 }
             }
@@ -89,6 +92,7 @@ fn run_slice(domain: &Arc<Domain>, vcpu: usize) -> SliceEnd {
     let mut slot = domain.vcpus[vcpu].lock();
     slot.cpu.request_flush();
     slot.cpu.load_fpu();
+    runstate::switch(domain, vcpu, slot.cpu.paging(), State::Running);
     let start = time::ticks(cpu_index);
     let end = loop {
         super::events::prepare_entry(domain, vcpu, &mut slot.cpu);
@@ -118,5 +122,11 @@ fn run_slice(domain: &Arc<Domain>, vcpu: usize) -> SliceEnd {
         }
     };
     slot.cpu.save_fpu();
+    let state = match end {
+        SliceEnd::Requeue => State::Runnable,
+        SliceEnd::Block => State::Blocked,
+        SliceEnd::Stop => State::Offline,
+    };
+    runstate::switch(domain, vcpu, slot.cpu.paging(), state);
     end
 }

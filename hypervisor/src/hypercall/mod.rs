@@ -66,6 +66,25 @@ mod nr {
     pub const VCPU_OP: u64 = 24;
     pub const SCHED_OP: u64 = 29;
     pub const HVM_OP: u64 = 34;
+    pub const VM_ASSIST: u64 = 21;
+}
+
+/// vm_assist(cmd, type): a PVH guest may only ask for the runstate
+/// update flag (Xen's HVM_VM_ASSIST_MASK); other types are -EINVAL.
+fn vm_assist(cmd: u64, kind: u64, domain: &Domain) -> HcResult {
+    use pv_abi::hypercall::{
+        VMASST_CMD_DISABLE, VMASST_CMD_ENABLE, VMASST_TYPE_RUNSTATE_UPDATE_FLAG,
+    };
+    if kind != VMASST_TYPE_RUNSTATE_UPDATE_FLAG as u64 {
+        return Err(Errno::Inval);
+    }
+    let on = match cmd {
+        c if c == VMASST_CMD_ENABLE as u64 => true,
+        c if c == VMASST_CMD_DISABLE as u64 => false,
+        _ => return Err(Errno::NoSys),
+    };
+    domain.runstate_update_flag.store(on, Ordering::Relaxed);
+    Ok(0)
 }
 
 use pv_abi::DOMID_SELF;
@@ -139,6 +158,7 @@ pub fn dispatch(domain: &Arc<Domain>, vcpu: usize, slot: &mut VcpuSlot) -> Next 
         nr::VCPU_OP => vcpu_op(&mut caller, args[0], args[1], args[2]),
         nr::EVENT_CHANNEL_OP => event_channel_op(&caller, args[0], args[1]),
         nr::GRANT_TABLE_OP => grant_table::grant_table_op(&caller, args[0], args[1], args[2]),
+        nr::VM_ASSIST => vm_assist(args[0], args[1], domain),
         nr::SET_TIMER_OP => {
             events::set_timer(domain, vcpu, args[0]);
             Ok(0)
@@ -446,6 +466,8 @@ fn vcpu_op(c: &mut Caller, cmd: u64, vcpuid: u64, arg: u64) -> HcResult {
     const SET_SINGLESHOT_TIMER: u64 = 8;
     const STOP_SINGLESHOT_TIMER: u64 = 9;
     const REGISTER_VCPU_INFO: u64 = 10;
+    const GET_RUNSTATE_INFO: u64 = 4;
+    const REGISTER_RUNSTATE_MEMORY_AREA: u64 = 5;
     const VCPU_HVM_MODE_64B: u32 = 1;
     #[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
     #[repr(C)]
@@ -564,6 +586,29 @@ fn vcpu_op(c: &mut Caller, cmd: u64, vcpuid: u64, arg: u64) -> HcResult {
         }
         STOP_SINGLESHOT_TIMER => {
             events::set_timer(c.domain, id, 0);
+            Ok(0)
+        }
+        GET_RUNSTATE_INFO => {
+            let info = c.domain.runstates[id].lock().info;
+            c.write(arg, &info)?;
+            Ok(0)
+        }
+        REGISTER_RUNSTATE_MEMORY_AREA => {
+            use pv_abi::hypercall::{VcpuRegisterRunstateMemoryArea, VcpuRunstateInfo};
+            let area: VcpuRegisterRunstateMemoryArea = c.read(arg)?;
+            // Xen checks the handle is a valid guest address once, here.
+            if area.addr != 0 {
+                let _: VcpuRunstateInfo = c.read(area.addr).map_err(|_| Errno::Fault)?;
+            }
+            c.domain.runstates[id].lock().area = area.addr;
+            if id == c.vcpu {
+                crate::domain::runstate::switch(
+                    c.domain,
+                    id,
+                    c.slot.cpu.paging(),
+                    crate::domain::runstate::State::Running,
+                );
+            }
             Ok(0)
         }
         _ => Err(Errno::NoSys),

@@ -7,6 +7,7 @@
 //! double fetch). Pure logic over [`HostMemory`]: the hypervisor backs it
 //! with its identity map, host tests with a vector.
 
+use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use zerocopy::{FromBytes, Immutable, IntoBytes};
@@ -53,16 +54,45 @@ pub enum GuestFault {
     UnsupportedPaging,
 }
 
-/// The guest-physical → host map of one domain.
+/// The highest guest frame number (exclusive): the 40-bit guest-physical
+/// address space that CPUID 0x80000008 reports to guests.
+pub const GFN_LIMIT: u64 = 1 << (40 - 12);
+
+/// The guest-physical → host map of one domain: its RAM, plus the
+/// hypervisor pages (shared info, grant frames) a guest placed in the
+/// unpopulated space above it, as Linux does with its grant table.
 pub struct P2m {
     frames: Vec<Option<Frame>>,
+    outside_ram: BTreeMap<u64, Frame>,
 }
 
 impl P2m {
     pub fn new(pages: usize) -> Self {
         Self {
             frames: alloc::vec![None; pages],
+            outside_ram: BTreeMap::new(),
         }
+    }
+
+    /// Whether `gfn` is one of the domain's RAM frames (backed or not).
+    pub fn is_ram(&self, gfn: Gfn) -> bool {
+        gfn.0 < self.frames.len() as u64
+    }
+
+    /// Puts `frame` at (or with `None` removes it from) `gfn` outside RAM,
+    /// below [`GFN_LIMIT`]; returns what was there.
+    pub fn set_outside_ram(
+        &mut self,
+        gfn: Gfn,
+        frame: Option<Frame>,
+    ) -> Result<Option<Frame>, GuestFault> {
+        if self.is_ram(gfn) || gfn.0 >= GFN_LIMIT {
+            return Err(GuestFault::Unmapped(Gpa(gfn.0.saturating_mul(FRAME_SIZE))));
+        }
+        Ok(match frame {
+            Some(f) => self.outside_ram.insert(gfn.0, f),
+            None => self.outside_ram.remove(&gfn.0),
+        })
     }
 
     pub fn pages(&self) -> usize {
@@ -70,13 +100,14 @@ impl P2m {
     }
 
     pub fn get(&self, gfn: Gfn) -> Option<Frame> {
-        self.frames
-            .get(usize::try_from(gfn.0).ok()?)
-            .copied()
-            .flatten()
+        match self.frames.get(usize::try_from(gfn.0).ok()?) {
+            Some(slot) => *slot,
+            None => self.outside_ram.get(&gfn.0).copied(),
+        }
     }
 
-    /// Sets the frame backing `gfn`; returns the frame it replaces.
+    /// Sets the frame backing RAM frame `gfn`; returns the frame it
+    /// replaces.
     pub fn set(&mut self, gfn: Gfn, frame: Option<Frame>) -> Result<Option<Frame>, GuestFault> {
         let slot = usize::try_from(gfn.0)
             .ok()
@@ -85,12 +116,13 @@ impl P2m {
         Ok(core::mem::replace(slot, frame))
     }
 
-    /// All backing frames (for teardown).
+    /// All backing frames (for teardown), RAM first.
     pub fn frames(&self) -> impl Iterator<Item = (Gfn, Frame)> + '_ {
         self.frames
             .iter()
             .enumerate()
             .filter_map(|(i, f)| f.map(|f| (Gfn(i as u64), f)))
+            .chain(self.outside_ram.iter().map(|(&g, &f)| (Gfn(g), f)))
     }
 
     /// Visits each page-sized piece of `[gpa, gpa+len)` as (frame, offset,

@@ -70,6 +70,9 @@ pub enum Exit {
 pub enum StartState {
     /// Xen PVH entry: 32-bit protected mode, paging off, `ebx` = start info.
     Pvh32 { entry: u32, start_info: u32 },
+    /// Real mode at `segment:0`, as a STARTUP IPI leaves an application
+    /// processor (its vector names the page: segment = vector << 8).
+    RealMode { segment: u16 },
     /// 64-bit mode with the given control registers (VCPUOP_initialise).
     Long64 {
         rip: u64,
@@ -100,7 +103,18 @@ pub trait VirtCpu {
     fn inject_exception(&mut self, vector: u8, error_code: Option<u32>);
     /// Queues an external interrupt for delivery when the guest can take it.
     fn inject_interrupt(&mut self, vector: u8);
+    /// An interrupt is queued and the guest has not taken it yet.
+    fn interrupt_queued(&self) -> bool;
+    /// RFLAGS.IF: the guest takes interrupts.
+    fn interrupts_enabled(&self) -> bool;
     /// MSR value access for emulated MSRs (EFER, PAT) kept in the backend.
     fn efer(&self) -> u64;
     fn set_efer(&mut self, value: u64) -> bool;
+    /// The guest's XCR0, and every XSAVE component the backend switches.
+    fn xcr0(&self) -> u64;
+    fn xcr0_supported(&self) -> u64;
+    /// The guest's PAT (already validated), used by second-level paging.
+    fn set_pat(&mut self, value: u64);
+    /// What RDTSCP/RDPID return in this vCPU.
+    fn set_tsc_aux(&mut self, value: u64);
 }

@@ -24,6 +24,7 @@ use crate::mm::{self, paging};
 const MSR_EFER: u32 = 0xc000_0080;
 const MSR_VM_CR: u32 = 0xc001_0114;
 const MSR_VM_HSAVE_PA: u32 = 0xc001_0117;
+const MSR_TSC_AUX: u32 = 0xc000_0103;
 const EFER_SVME: u64 = 1 << 12;
 const VM_CR_SVMDIS: u64 = 1 << 4;
 
@@ -79,6 +80,8 @@ static SHARED: Once<Result<Shared, SvmError>> = Once::new();
 /// Per CPU: host save area used with VMSAVE/VMLOAD.
 static HOST_SAVE: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 static NEXT_ASID: AtomicU32 = AtomicU32::new(0);
+/// Per CPU: the value last written to the hardware TSC_AUX.
+static LOADED_TSC_AUX: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
 fn cpuid(leaf: u32, sub: u32) -> core::arch::x86_64::CpuidResult {
     core::arch::x86_64::__cpuid_count(leaf, sub)
@@ -114,19 +117,55 @@ fn build_shared() -> Result<Shared, SvmError> {
         // SAFETY: inside the MSRPM pages just allocated.
         unsafe { *(byte as *mut u8) &= !(0b11 << (bit % 8)) };
     }
-    let xsave = cpuid(1, 0).ecx & (1 << 26) != 0;
-    let avx = cpuid(1, 0).ecx & (1 << 28) != 0;
-    let xcr0_supported = if xsave {
-        0b11 | if avx { 0b100 } else { 0 }
-    } else {
-        0
-    };
+    let xcr0_supported = switched_xsave_components();
     Ok(Shared {
         iopm,
         msrpm,
         asids: features.ebx.max(2),
         xcr0_supported,
     })
+}
+
+/// The XSAVE components Pavise saves and restores for guests: x87, SSE,
+/// AVX and the AVX-512 trio where the CPU has them, as long as the whole
+/// image fits the one-page save area. (PKRU and the supervisor and AMX
+/// components are not switched, so CPUID does not offer them.)
+fn switched_xsave_components() -> u64 {
+    const X87_SSE: u64 = 0b11;
+    const AVX: u64 = 1 << 2;
+    const AVX512: u64 = 0b111 << 5;
+    if cpuid(1, 0).ecx & (1 << 26) == 0 {
+        return 0;
+    }
+    let host = cpuid(0xd, 0).eax as u64;
+    let end_of = |mask: u64| {
+        (2..8)
+            .filter(|i| mask & (1 << i) != 0)
+            .map(|i| {
+                let c = cpuid(0xd, i);
+                c.ebx.saturating_add(c.eax) as u64
+            })
+            .max()
+            .unwrap_or(512 + 64)
+    };
+    let mut mask = X87_SSE;
+    for extra in [AVX, AVX512] {
+        let wanted = mask | extra;
+        if host & extra == extra && end_of(wanted) <= FRAME_SIZE {
+            mask = wanted;
+        } else {
+            break;
+        }
+    }
+    mask
+}
+
+/// The calling CPU's XCR0.
+fn xgetbv() -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: only called where CR4.OSXSAVE is set (XSAVE supported).
+    unsafe { core::arch::asm!("xgetbv", in("ecx") 0, out("eax") lo, out("edx") hi) };
+    ((hi as u64) << 32) | lo as u64
 }
 
 /// Enables SVM on the calling CPU. Every CPU that runs guests calls it.
@@ -323,6 +362,9 @@ pub struct SvmVcpu {
     flush: bool,
     /// A vector waiting for the guest's interrupt window.
     pending_interrupt: Option<u8>,
+    /// The guest's TSC_AUX; VMRUN does not switch it, so the run loop puts
+    /// it in the hardware MSR (the host never uses TSC_AUX).
+    tsc_aux: u64,
 }
 
 // SAFETY: the VMCB and XSAVE pages are owned by this value; it moves between
@@ -334,6 +376,8 @@ const ATTR_DATA32: u16 = 0xc93;
 const ATTR_CODE64: u16 = 0xa9b;
 const ATTR_TSS_BUSY: u16 = 0x8b;
 const ATTR_LDT: u16 = 0x82;
+const ATTR_REAL_CODE: u16 = 0x9b;
+const ATTR_REAL_DATA: u16 = 0x93;
 
 fn flat(selector: u16, attrib: u16) -> Segment {
     Segment {
@@ -362,6 +406,7 @@ impl SvmVcpu {
             regs: GuestRegs::default(),
             flush: true,
             pending_interrupt: None,
+            tsc_aux: 0,
         };
         let asid = 1 + NEXT_ASID.fetch_add(1, Ordering::Relaxed) % (shared.asids - 1);
         let c = &mut vcpu.vmcb_mut().control;
@@ -426,6 +471,9 @@ impl SvmVcpu {
             value & 1 != 0 && value & !supported == 0 && (value & 0b100 == 0 || value & 0b10 != 0);
         if valid {
             self.xcr0 = value;
+            // SAFETY: a validated, supported XCR0; the guest's FPU state is
+            // loaded (this runs between its exits).
+            unsafe { xsetbv(value) };
         }
         valid
     }
@@ -526,6 +574,29 @@ impl VirtCpu for SvmVcpu {
                 s.rax = 0;
                 self.regs.rbx = start_info as u64;
             }
+            StartState::RealMode { segment } => {
+                let s = &mut self.vmcb_mut().save;
+                let real = |selector: u16, attrib: u16| Segment {
+                    selector,
+                    attrib,
+                    limit: 0xffff,
+                    base: (selector as u64) << 4,
+                };
+                s.cs = real(segment, ATTR_REAL_CODE);
+                for seg in [&mut s.ds, &mut s.es, &mut s.ss, &mut s.fs, &mut s.gs] {
+                    *seg = real(0, ATTR_REAL_DATA);
+                }
+                s.tr.selector = 0;
+                s.tr.limit = 0xffff;
+                s.cr0 = 0x10; // ET
+                s.cr3 = 0;
+                s.cr4 = 0;
+                s.efer = EFER_SVME;
+                s.rflags = 0x2;
+                s.rip = 0;
+                s.rsp = 0;
+                s.rax = 0;
+            }
             StartState::Long64 {
                 rip,
                 rsp,
@@ -558,16 +629,29 @@ impl VirtCpu for SvmVcpu {
                 self.regs = regs;
             }
         }
+        self.pending_interrupt = None;
+        let c = &mut self.vmcb_mut().control;
+        c.event_inject = 0;
+        c.vintr &= !vmcb::V_IRQ;
         self.flush = true;
     }
 
     fn run(&mut self) -> Exit {
         let cpu = crate::arch::percpu::current_index();
         let host_save = HOST_SAVE[cpu].load(Ordering::Relaxed);
+        if LOADED_TSC_AUX[cpu].swap(self.tsc_aux, Ordering::Relaxed) != self.tsc_aux {
+            // SAFETY: TSC_AUX exists where RDTSCP does (the guest only
+            // writes it when CPUID offers RDTSCP/RDPID); the host ignores it.
+            unsafe { Msr::new(MSR_TSC_AUX).write(self.tsc_aux) };
+        }
         if let Some(vector) = self.pending_interrupt {
             let c = &mut self.vmcb_mut().control;
             if c.event_inject & vmcb::EVENT_VALID == 0 {
-                c.vintr |= vmcb::V_IRQ
+                let fields = vmcb::V_IRQ
+                    | (0xf << vmcb::V_INTR_PRIO_SHIFT)
+                    | (0xff << vmcb::V_INTR_VECTOR_SHIFT);
+                c.vintr = (c.vintr & !fields)
+                    | vmcb::V_IRQ
                     | (0xf << vmcb::V_INTR_PRIO_SHIFT)
                     | ((vector as u64) << vmcb::V_INTR_VECTOR_SHIFT);
             }
@@ -583,6 +667,11 @@ impl VirtCpu for SvmVcpu {
             core::arch::asm!("clgi", "sti");
             pavise_svm_world_switch(regs, self.vmcb, host_save);
             core::arch::asm!("cli", "stgi");
+        }
+        if shared().xcr0_supported != 0 {
+            // Not every implementation intercepts XSETBV (QEMU's does not):
+            // the guest's XCR0 is whatever the hardware holds now.
+            self.xcr0 = xgetbv();
         }
         let c = &mut self.vmcb_mut().control;
         c.event_inject = 0;
@@ -659,6 +748,12 @@ impl VirtCpu for SvmVcpu {
     fn inject_interrupt(&mut self, vector: u8) {
         self.pending_interrupt = Some(vector);
     }
+    fn interrupt_queued(&self) -> bool {
+        self.pending_interrupt.is_some()
+    }
+    fn interrupts_enabled(&self) -> bool {
+        self.vmcb_ref().save.rflags & (1 << 9) != 0
+    }
     fn efer(&self) -> u64 {
         self.vmcb_ref().save.efer & !EFER_SVME
     }
@@ -668,6 +763,18 @@ impl VirtCpu for SvmVcpu {
         }
         self.vmcb_mut().save.efer = value | EFER_SVME;
         true
+    }
+    fn xcr0(&self) -> u64 {
+        self.xcr0
+    }
+    fn xcr0_supported(&self) -> u64 {
+        shared().xcr0_supported
+    }
+    fn set_pat(&mut self, value: u64) {
+        self.vmcb_mut().save.g_pat = value;
+    }
+    fn set_tsc_aux(&mut self, value: u64) {
+        self.tsc_aux = value;
     }
 }
 

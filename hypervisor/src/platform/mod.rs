@@ -1,0 +1,8 @@
+//! What a DomU sees besides hypercalls: the CPUID and MSR policy, the
+//! emulated local APIC, its ACPI tables. Pure cores, host-tested; the exit
+//! code in `domain/` applies them.
+
+pub mod acpi_tables;
+pub mod cpuid;
+pub mod msr;
+pub mod vlapic;
