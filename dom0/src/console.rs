@@ -4,15 +4,24 @@
 //! hypervisor console, a line at a time with the `(dN)` prefix. Guests
 //! that wait for the ring to drain (as Xen's test framework does) are
 //! woken by the event sent after each drain.
+//!
+//! Serial input (VIRQ_CONSOLE, CONSOLEIO_read) is routed as Xen's console
+//! switching does (`dom0::input`): to the DomU console's `in` ring, or to
+//! Dom0's command line.
 
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, Ordering, fence};
 
+use dom0::input::{self, Action, Command, Router};
 use guest_shim::events::{self, Virq};
 use guest_shim::{hypercall, println};
-use pv_abi::console::{OUT as OUT_OFFSET, OUT_CONS, OUT_PROD, OUT_SIZE};
+use pv_abi::console::{
+    IN as IN_OFFSET, IN_CONS, IN_PROD, IN_SIZE, OUT as OUT_OFFSET, OUT_CONS, OUT_PROD, OUT_SIZE,
+};
 use pv_abi::hypercall::{HVM_PARAM_CONSOLE_EVTCHN, HVM_PARAM_CONSOLE_PFN};
 use pv_abi::ring;
+
+use crate::xenstored::Xenstored;
 
 /// Domain ids probed for consoles.
 const MAX_DOMID: u16 = 32;
@@ -29,6 +38,8 @@ pub struct Console {
     ring: *mut u8,
     port: u32,
     line: Vec<u8>,
+    /// Input bytes that did not fit in the `in` ring.
+    dropped: u64,
 }
 
 fn ring_u32(ring: *mut u8, offset: usize) -> &'static AtomicU32 {
@@ -63,6 +74,7 @@ pub fn connect_all() -> Vec<Console> {
                 ring,
                 port: local,
                 line: Vec::new(),
+                dropped: 0,
             }),
             Err(e) => println!("dom0: cannot bind d{domid}'s console event channel: {e:?}"),
         }
@@ -92,6 +104,35 @@ impl Console {
         true
     }
 
+    pub fn domid(&self) -> u16 {
+        self.domid
+    }
+
+    /// Puts typed bytes in the guest's `in` ring and notifies it; what
+    /// does not fit is dropped (and counted), never overrunning the ring.
+    pub fn send_input(&mut self, bytes: &[u8]) {
+        let cons = ring_u32(self.ring, IN_CONS).load(Ordering::Acquire);
+        let prod = ring_u32(self.ring, IN_PROD).load(Ordering::Acquire);
+        let (n, dropped) = input::fit_input(prod, cons, bytes.len());
+        for (i, &byte) in bytes[..n].iter().enumerate() {
+            let index = ring::ring_index(prod.wrapping_add(i as u32), IN_SIZE);
+            // SAFETY: index < IN_SIZE, inside the in[] array of the page.
+            unsafe { core::ptr::write_volatile(self.ring.add(IN_OFFSET + index), byte) };
+        }
+        if n > 0 {
+            fence(Ordering::Release);
+            ring_u32(self.ring, IN_PROD).store(prod.wrapping_add(n as u32), Ordering::Release);
+            let _ = events::send(self.port);
+        }
+        if dropped > 0 {
+            self.dropped += dropped as u64;
+            println!(
+                "dom0: d{}'s console input is full; dropped {dropped} bytes ({} so far)",
+                self.domid, self.dropped
+            );
+        }
+    }
+
     fn push(&mut self, byte: u8) {
         if byte == b'\n' || self.line.len() >= LINE_MAX {
             let text = core::str::from_utf8(&self.line).unwrap_or("?");
@@ -107,27 +148,30 @@ impl Console {
     }
 }
 
-/// The hypervisor console's input (VIRQ_CONSOLE, CONSOLEIO_read): what
-/// arrives is echoed a line at a time, for now its only consumer.
+/// The hypervisor console's input (VIRQ_CONSOLE, CONSOLEIO_read), routed
+/// to a DomU's console or to Dom0's commands.
 pub struct Input {
-    line: Vec<u8>,
+    router: Router,
     bound: bool,
 }
 
 impl Input {
-    pub fn bind() -> Self {
+    /// Binds VIRQ_CONSOLE; the input starts at the only DomU console if
+    /// there is exactly one, else at Dom0.
+    pub fn bind(consoles: &[Console]) -> Self {
         let bound = events::bind_virq(Virq::Console, 0).is_ok();
-        if !bound {
+        let domids: Vec<u16> = consoles.iter().map(Console::domid).collect();
+        let router = Router::new(&domids);
+        if bound {
+            println!("{}", router.focus().announcement());
+        } else {
             println!("dom0: cannot bind VIRQ_CONSOLE; console input is off");
         }
-        Self {
-            line: Vec::new(),
-            bound,
-        }
+        Self { router, bound }
     }
 
-    /// Reads what is waiting; prints each complete line.
-    pub fn take(&mut self) {
+    /// Reads what is waiting and routes it.
+    pub fn take(&mut self, consoles: &mut [Console], store: &mut Xenstored) {
         if !self.bound {
             return;
         }
@@ -136,19 +180,34 @@ impl Input {
             if n == 0 {
                 break;
             }
-            for &b in &buf[..n] {
-                if b == b'\n' || b == b'\r' || self.line.len() >= LINE_MAX {
-                    if !self.line.is_empty() {
-                        println!(
-                            "dom0: console input: {}",
-                            core::str::from_utf8(&self.line).unwrap_or("?")
-                        );
-                        self.line.clear();
+            for action in self.router.feed(&buf[..n]) {
+                match action {
+                    Action::ToDomu(domid, bytes) => {
+                        if let Some(c) = consoles.iter_mut().find(|c| c.domid == domid) {
+                            c.send_input(&bytes);
+                        }
                     }
-                } else {
-                    self.line.push(b);
+                    Action::Switched(focus) => println!("{}", focus.announcement()),
+                    Action::Line(line) => command(&line, store),
                 }
             }
         }
+    }
+}
+
+/// Runs one line typed to Dom0 (echoed first, as before commands existed).
+fn command(line: &str, store: &mut Xenstored) {
+    println!("dom0: console input: {line}");
+    match input::parse_command(line) {
+        Command::Help => println!("{}", input::HELP),
+        Command::Bad(sentence) => println!("{sentence}"),
+        Command::Shutdown(domid, kind) => match store.request_shutdown(domid, kind) {
+            Ok(()) => println!("{}", input::asked(domid, kind)),
+            Err(e) => println!(
+                "dom0: cannot ask d{domid} to {}: its control/shutdown is not in XenStore ({})",
+                kind.value(),
+                e.name()
+            ),
+        },
     }
 }

@@ -1,7 +1,9 @@
-//! Dom0: the privileged domain's kernel, on guest-shim. It runs the PV
-//! console backend (`console`) and the XenStore server (`xenstored`) for
-//! every DomU, then sleeps with SCHEDOP_block (SCHEDOP_yield if blocking
-//! fails) and serves whatever woke it.
+//! Dom0: the privileged domain's kernel, on guest-shim. It learns the
+//! boot-time DomUs from its command line (`pavise.domu=` words), runs the
+//! PV console backend and serial input router (`console`) and the
+//! XenStore server (`xenstored`) for every DomU, then sleeps with
+//! SCHEDOP_block (SCHEDOP_yield if blocking fails) and serves whatever
+//! woke it.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(target_os = "none")]
@@ -30,10 +32,14 @@ mod kernel {
             info.modules().len(),
             info.privileged()
         );
+        let (domus, bad) = dom0::cmdline::domus(info.cmdline());
+        for b in &bad {
+            println!("{b}");
+        }
         events::init();
         let mut consoles = console::connect_all();
-        let mut store = xenstored::Xenstored::start();
-        let mut input = console::Input::bind();
+        let mut store = xenstored::Xenstored::start(&domus);
+        let mut input = console::Input::bind(&consoles);
         println!(
             "dom0: serving {} console{}",
             consoles.len(),
@@ -49,8 +55,9 @@ mod kernel {
             for c in consoles.iter_mut() {
                 c.drain();
             }
+            // Input first: a shutdown command's watch event goes out below.
+            input.take(&mut consoles, &mut store);
             while store.serve() {}
-            input.take();
             if hypercall::sched_block().is_err() {
                 let _ = hypercall::sched_yield();
             }

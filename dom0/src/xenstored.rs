@@ -1,14 +1,20 @@
 //! The XenStore server's plumbing: one connection per DomU over the ring
 //! page and event channel its builder gave it, bytes in and out of the
-//! pure store core (`dom0::store`).
+//! pure store core (`dom0::store`). Each DomU is introduced with the nodes
+//! Xen's toolstack writes (name, memory and vCPUs from Dom0's command
+//! line, store and console rings from the domain's HVM params).
 
 use alloc::collections::VecDeque;
+use alloc::format;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, Ordering};
 
-use dom0::store::{self, DomId, FrameReader, Store};
+use dom0::cmdline::DomuSpec;
+use dom0::store::{self, DomId, DomainInfo, FrameReader, RingInfo, Shutdown, Store, XsError};
 use guest_shim::{events, hypercall, println};
-use pv_abi::hypercall::{HVM_PARAM_STORE_EVTCHN, HVM_PARAM_STORE_PFN};
+use pv_abi::hypercall::{
+    HVM_PARAM_CONSOLE_EVTCHN, HVM_PARAM_CONSOLE_PFN, HVM_PARAM_STORE_EVTCHN, HVM_PARAM_STORE_PFN,
+};
 use pv_abi::ring;
 use pv_abi::xenstore::ring::{REQ, REQ_CONS, REQ_PROD, RSP, RSP_CONS, RSP_PROD, SIZE as RING};
 
@@ -42,8 +48,9 @@ pub struct Xenstored {
 }
 
 impl Xenstored {
-    /// Connects every DomU that has a store ring and introduces it.
-    pub fn start() -> Self {
+    /// Connects every DomU that has a store ring and introduces it;
+    /// `domus` are the boot-time DomUs named on our command line.
+    pub fn start(domus: &[DomuSpec]) -> Self {
         let mut me = Self {
             store: Store::new(),
             connections: Vec::new(),
@@ -68,7 +75,11 @@ impl Xenstored {
             }
             match events::bind_interdomain(domid, port as u32) {
                 Ok(local) => {
-                    me.store.introduce(domid);
+                    let store = RingInfo {
+                        port: port as u32,
+                        gfn: pfn,
+                    };
+                    me.store.introduce_domain(&domain_info(domid, store, domus));
                     me.connections.push(Connection {
                         domid,
                         ring,
@@ -82,6 +93,12 @@ impl Xenstored {
             }
         }
         me
+    }
+
+    /// Writes a shutdown request to the DomU's `control/shutdown`; the
+    /// watch event goes out at the next `serve`.
+    pub fn request_shutdown(&mut self, dom: DomId, kind: Shutdown) -> Result<(), XsError> {
+        self.store.request_shutdown(dom, kind)
     }
 
     pub fn connections(&self) -> usize {
@@ -150,6 +167,33 @@ impl Xenstored {
             queue(&mut self.connections[index], &store::encode(&reply));
         }
         true
+    }
+}
+
+/// What we know of a DomU: its command-line entry if there is one (else a
+/// made-up name, one vCPU and no memory size), its rings.
+fn domain_info(domid: DomId, store: RingInfo, domus: &[DomuSpec]) -> DomainInfo {
+    let spec = domus.iter().find(|d| d.domid == domid);
+    if spec.is_none() {
+        println!("dom0: d{domid} is not on the command line; calling it d{domid}");
+    }
+    let console = match (
+        hypercall::hvm_get_param_of(domid, HVM_PARAM_CONSOLE_PFN),
+        hypercall::hvm_get_param_of(domid, HVM_PARAM_CONSOLE_EVTCHN),
+    ) {
+        (Ok(gfn), Ok(port)) if gfn != 0 => Some(RingInfo {
+            port: port as u32,
+            gfn,
+        }),
+        _ => None,
+    };
+    DomainInfo {
+        domid,
+        name: spec.map_or_else(|| format!("d{domid}"), |s| s.name.clone()),
+        vcpus: spec.map_or(1, |s| s.vcpus),
+        mem_kib: spec.map(|s| u64::from(s.mem_mib) * 1024),
+        store,
+        console,
     }
 }
 

@@ -533,11 +533,16 @@ fn start_domains(context: &BspContext) -> ! {
             _ => domains.push((module, None)),
         }
     }
+    let specs: Vec<_> = domains
+        .iter()
+        .enumerate()
+        .map(|(index, (module, _))| manifest::parse(module.string(), index))
+        .collect();
     let mut built = 0;
     for (index, (module, ramdisk)) in domains.iter().enumerate() {
         let privileged = index == 0;
-        let spec = match manifest::parse(module.string(), index) {
-            Ok(spec) => spec,
+        let mut spec = match &specs[index] {
+            Ok(spec) => spec.clone(),
             Err(e) => {
                 println!(
                     "pavise: d{index}: bad module string '{}': {e}",
@@ -546,6 +551,16 @@ fn start_domains(context: &BspContext) -> ! {
                 continue;
             }
         };
+        if privileged {
+            // Dom0's toolstack learns the boot-time DomUs from its command
+            // line (it did not create them, so it has no other record of
+            // their names), as a dom0less Xen tells its control domain.
+            for (id, domu) in specs.iter().enumerate().skip(1) {
+                if let Ok(d) = domu {
+                    spec.cmdline.push_str(&manifest::domu_word(id as u16, d));
+                }
+            }
+        }
         let image = module_bytes(module);
         let ramdisk = ramdisk.as_ref().map(module_bytes);
         let watched = !privileged;
@@ -574,10 +589,6 @@ fn start_domains(context: &BspContext) -> ! {
         power::stop(ExitCode::GuestFailed);
     }
     smp::release_aps();
-    crate::arch::lapic::start_periodic(
-        percpu::current().map_or(0, |c| c.lapic_ticks_per_ms.load(Ordering::Relaxed)),
-        time::TICK_MS,
-    );
     crate::domain::sched::run_cpu()
 }
 

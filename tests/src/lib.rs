@@ -62,7 +62,7 @@ pub fn with_domains(smp: u32, domus: &[DomU]) -> Machine {
             domus
                 .iter()
                 .enumerate()
-                .map(|(i, d)| xtask::domains::module(d, i + 1)),
+                .flat_map(|(i, d)| xtask::domains::domain_modules(d, i + 1)),
         )
         .collect();
     machine

@@ -90,6 +90,24 @@ pub struct Perms {
 }
 
 impl Perms {
+    /// `n0`: Dom0's alone.
+    fn dom0_private() -> Self {
+        Self {
+            owner: 0,
+            others: Access::None,
+            acl: Vec::new(),
+        }
+    }
+
+    /// `n0,rN`: Dom0's, readable by `dom`.
+    fn dom0_readable_by(dom: DomId) -> Self {
+        Self {
+            owner: 0,
+            others: Access::None,
+            acl: alloc::vec![(dom, Access::Read)],
+        }
+    }
+
     fn access(&self, dom: DomId) -> Access {
         if dom == 0 || dom == self.owner {
             return Access::Both;
@@ -163,6 +181,54 @@ pub struct Reply {
     pub req_id: u32,
     pub tx_id: u32,
     pub payload: Vec<u8>,
+}
+
+/// A ring a domain was given: its event channel (the domain's own port
+/// number) and the page's GFN.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RingInfo {
+    pub port: u32,
+    pub gfn: u64,
+}
+
+/// What the toolstack knows of a new DomU, for [`Store::introduce_domain`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DomainInfo {
+    pub domid: DomId,
+    pub name: String,
+    /// vCPUs 0..vcpus are written as online (at least vCPU 0).
+    pub vcpus: u32,
+    /// Memory size; unknown means no `~/memory` nodes (a wrong target
+    /// would make the DomU's balloon driver give memory back).
+    pub mem_kib: Option<u64>,
+    pub store: RingInfo,
+    /// The PV console ring, if the domain has one.
+    pub console: Option<RingInfo>,
+}
+
+/// A shutdown request written to a DomU's `control/shutdown`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shutdown {
+    Poweroff,
+    Reboot,
+}
+
+impl Shutdown {
+    /// The value written, as libxl writes it.
+    pub fn value(self) -> &'static str {
+        match self {
+            Self::Poweroff => "poweroff",
+            Self::Reboot => "reboot",
+        }
+    }
+}
+
+/// The domain's VM uuid. Made up, deterministically from the domain id
+/// (Xen's toolstack uses the domain handle it was given): a version-4
+/// layout with the id in the last group, e.g. domain 1 is
+/// `00000000-0000-4000-8000-000000000001`.
+pub fn vm_uuid(dom: DomId) -> String {
+    format!("00000000-0000-4000-8000-{dom:012x}")
 }
 
 pub struct Store {
@@ -275,6 +341,15 @@ impl Store {
     /// starts) and fires `@introduceDomain`.
     pub fn introduce(&mut self, dom: DomId) {
         self.generation += 1;
+        self.make_home(dom);
+        self.fire("@introduceDomain", None);
+    }
+
+    /// The home and `~/domid`. Unlike Xen (whose toolstack makes the home
+    /// `n0,r1`), the home belongs to the domain, so that it may create
+    /// nodes directly below it; everything the toolstack writes below it
+    /// has Xen's permissions.
+    fn make_home(&mut self, dom: DomId) {
         let perms = Perms {
             owner: dom,
             others: Access::None,
@@ -290,20 +365,189 @@ impl Store {
         );
         // As Xen's toolstack does: the domain finds its id under its home
         // (read-only to it).
-        let readonly = Perms {
-            owner: 0,
-            others: Access::None,
-            acl: alloc::vec![(dom, Access::Read)],
-        };
         self.tree.insert(
             format!("{}/domid", home(dom)),
             Node {
                 value: format!("{dom}").into_bytes(),
-                perms: readonly,
+                perms: Perms::dom0_readable_by(dom),
                 changed: self.generation,
             },
         );
+    }
+
+    /// Sets a node as Dom0 would (value and permissions, whatever was
+    /// there); missing ancestors become Dom0-private directories (`n0`).
+    fn put(&mut self, path: &str, value: &[u8], perms: Perms) {
+        let mut missing = Vec::new();
+        let mut ancestor = parent(path);
+        while let Some(p) = ancestor {
+            if self.tree.contains_key(p) {
+                break;
+            }
+            missing.push(p.to_string());
+            ancestor = parent(p);
+        }
+        for p in missing.into_iter().rev() {
+            self.tree.insert(
+                p,
+                Node {
+                    value: Vec::new(),
+                    perms: Perms::dom0_private(),
+                    changed: self.generation,
+                },
+            );
+        }
+        self.tree.insert(
+            path.to_string(),
+            Node {
+                value: value.to_vec(),
+                perms,
+                changed: self.generation,
+            },
+        );
+    }
+
+    /// Introduces a new DomU with everything Xen's toolstack writes for
+    /// it before it runs (LINUX-PVH.md §10), with the same permissions,
+    /// then fires `@introduceDomain`.
+    pub fn introduce_domain(&mut self, info: &DomainInfo) {
+        let dom = info.domid;
+        self.generation += 1;
+        self.make_home(dom);
+        let h = home(dom);
+        let ro = || Perms::dom0_readable_by(dom);
+        // Owned by the DomU, which may write it; nobody else reads it.
+        let guest = || Perms {
+            owner: dom,
+            others: Access::None,
+            acl: Vec::new(),
+        };
+        let uuid = vm_uuid(dom);
+        let vm = format!("/vm/{uuid}");
+        let mut nodes: Vec<(String, String, Perms)> = alloc::vec![
+            ("/vm".into(), String::new(), Perms::dom0_private()),
+            (vm.clone(), String::new(), ro()),
+            (format!("{vm}/name"), info.name.clone(), ro()),
+            (format!("{vm}/uuid"), uuid.clone(), ro()),
+            (format!("{h}/vm"), vm.clone(), ro()),
+            (format!("{h}/name"), info.name.clone(), ro()),
+            (format!("{h}/cpu"), String::new(), ro()),
+        ];
+        for cpu in 0..info.vcpus.max(1) {
+            nodes.push((format!("{h}/cpu/{cpu}"), String::new(), ro()));
+            nodes.push((format!("{h}/cpu/{cpu}/availability"), "online".into(), ro()));
+        }
+        if let Some(kib) = info.mem_kib {
+            nodes.push((format!("{h}/memory"), String::new(), ro()));
+            nodes.push((format!("{h}/memory/static-max"), format!("{kib}"), ro()));
+            nodes.push((format!("{h}/memory/target"), format!("{kib}"), ro()));
+            nodes.push((format!("{h}/memory/videoram"), "0".into(), ro()));
+        }
+        nodes.push((format!("{h}/device"), String::new(), ro()));
+        nodes.push((format!("{h}/device/suspend"), String::new(), ro()));
+        nodes.push((
+            format!("{h}/device/suspend/event-channel"),
+            String::new(),
+            guest(),
+        ));
+        nodes.push((format!("{h}/control"), String::new(), ro()));
+        for leaf in [
+            "shutdown",
+            "sysrq",
+            "feature-poweroff",
+            "feature-reboot",
+            "feature-suspend",
+        ] {
+            nodes.push((format!("{h}/control/{leaf}"), String::new(), guest()));
+        }
+        for leaf in [
+            "platform-feature-multiprocessor-suspend",
+            "platform-feature-xs_reset_watches",
+        ] {
+            nodes.push((format!("{h}/control/{leaf}"), "1".into(), ro()));
+        }
+        for dir in ["data", "drivers", "feature", "attr", "error"] {
+            nodes.push((format!("{h}/{dir}"), String::new(), guest()));
+        }
+        nodes.push((format!("{h}/store"), String::new(), ro()));
+        nodes.push((
+            format!("{h}/store/port"),
+            format!("{}", info.store.port),
+            ro(),
+        ));
+        nodes.push((
+            format!("{h}/store/ring-ref"),
+            format!("{}", info.store.gfn),
+            ro(),
+        ));
+        if let Some(console) = info.console {
+            let backend = format!("{}/backend/console/{dom}/0", home(0));
+            nodes.push((format!("{h}/console"), String::new(), ro()));
+            nodes.push((format!("{h}/console/backend"), backend.clone(), ro()));
+            nodes.push((
+                format!("{h}/console/backend-id"),
+                "0".into(),
+                Perms {
+                    owner: dom,
+                    others: Access::None,
+                    acl: alloc::vec![(0, Access::Read)],
+                },
+            ));
+            nodes.push((format!("{h}/console/limit"), "1048576".into(), ro()));
+            nodes.push((format!("{h}/console/type"), "xenconsoled".into(), ro()));
+            nodes.push((format!("{h}/console/output"), "pty".into(), ro()));
+            nodes.push((
+                format!("{h}/console/port"),
+                format!("{}", console.port),
+                ro(),
+            ));
+            nodes.push((
+                format!("{h}/console/ring-ref"),
+                format!("{}", console.gfn),
+                ro(),
+            ));
+            // `backend`, `backend/console` and `backend/console/N` are n0
+            // (made by `put`).
+            nodes.push((backend.clone(), String::new(), ro()));
+            nodes.push((format!("{backend}/frontend"), format!("{h}/console"), ro()));
+            nodes.push((format!("{backend}/frontend-id"), format!("{dom}"), ro()));
+            nodes.push((format!("{backend}/online"), "1".into(), ro()));
+            nodes.push((format!("{backend}/state"), "1".into(), ro()));
+            nodes.push((format!("{backend}/protocol"), "vt100".into(), ro()));
+        }
+        let mut changed = alloc::vec![home(dom), format!("{h}/domid")];
+        for (path, value, perms) in nodes {
+            self.put(&path, value.as_bytes(), perms);
+            changed.push(path);
+        }
+        self.fire_changes(&changed);
         self.fire("@introduceDomain", None);
+    }
+
+    /// Asks a DomU to shut down as `xl shutdown` / `xl reboot` do: Dom0
+    /// writes the reason to its `control/shutdown` (the DomU watches it).
+    /// `NoEnt` if the domain has no `control` directory.
+    pub fn request_shutdown(&mut self, dom: DomId, kind: Shutdown) -> Result<()> {
+        let control = format!("{}/control", home(dom));
+        if !self.tree.contains_key(&control) {
+            return Err(XsError::NoEnt);
+        }
+        let changed = self.write(
+            0,
+            0,
+            &format!("{control}/shutdown"),
+            Some(kind.value().as_bytes()),
+        )?;
+        self.fire_changes(&changed);
+        Ok(())
+    }
+
+    /// XS_RESET_WATCHES: the connection's watches go, with its
+    /// transactions and undelivered watch events (as C xenstored does).
+    fn reset_watches(&mut self, conn: DomId) {
+        self.watches.retain(|w| w.conn != conn);
+        self.transactions.retain(|_, t| t.owner != conn);
+        self.events.retain(|(c, _)| *c != conn);
     }
 
     /// Forgets a domain's watches and transactions, fires `@releaseDomain`.
@@ -782,6 +1026,10 @@ impl Store {
                 } else {
                     self.release(dom)
                 }
+                Ok(ok())
+            }
+            msg::RESET_WATCHES => {
+                self.reset_watches(conn);
                 Ok(ok())
             }
             _ => Err(XsError::NoSys),

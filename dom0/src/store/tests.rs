@@ -333,3 +333,271 @@ proptest! {
         prop_assert_eq!(got, want);
     }
 }
+
+fn linux() -> DomainInfo {
+    DomainInfo {
+        domid: 1,
+        name: "linux".into(),
+        vcpus: 2,
+        mem_kib: Some(256 * 1024),
+        store: RingInfo {
+            port: 1,
+            gfn: 0xfeffc,
+        },
+        console: Some(RingInfo {
+            port: 2,
+            gfn: 0xfefff,
+        }),
+    }
+}
+
+fn perms(s: &mut Store, path: &str) -> String {
+    let p = req(s, 0, msg::GET_PERMS, 0, format!("{path}\0").as_bytes()).unwrap();
+    String::from_utf8(p)
+        .unwrap()
+        .trim_end_matches('\0')
+        .replace('\0', ",")
+}
+
+#[test]
+fn introduce_domain_writes_what_xens_toolstack_writes() {
+    let mut s = Store::new();
+    s.introduce(0);
+    s.introduce_domain(&linux());
+    let vm = "/vm/00000000-0000-4000-8000-000000000001";
+    let d = "/local/domain/1";
+    let b = "/local/domain/0/backend/console/1/0";
+    // (path, value, perms) as in LINUX-PVH.md §10's listing.
+    let want: &[(&str, &str, &str)] = &[
+        ("/vm", "", "n0"),
+        (vm, "", "n0,r1"),
+        (&format!("{vm}/name"), "linux", "n0,r1"),
+        (
+            &format!("{vm}/uuid"),
+            "00000000-0000-4000-8000-000000000001",
+            "n0,r1",
+        ),
+        (&format!("{d}/vm"), vm, "n0,r1"),
+        (&format!("{d}/name"), "linux", "n0,r1"),
+        (&format!("{d}/domid"), "1", "n0,r1"),
+        (&format!("{d}/cpu"), "", "n0,r1"),
+        (&format!("{d}/cpu/0"), "", "n0,r1"),
+        (&format!("{d}/cpu/0/availability"), "online", "n0,r1"),
+        (&format!("{d}/cpu/1/availability"), "online", "n0,r1"),
+        (&format!("{d}/memory"), "", "n0,r1"),
+        (&format!("{d}/memory/static-max"), "262144", "n0,r1"),
+        (&format!("{d}/memory/target"), "262144", "n0,r1"),
+        (&format!("{d}/memory/videoram"), "0", "n0,r1"),
+        (&format!("{d}/device"), "", "n0,r1"),
+        (&format!("{d}/device/suspend"), "", "n0,r1"),
+        (&format!("{d}/device/suspend/event-channel"), "", "n1"),
+        (&format!("{d}/control"), "", "n0,r1"),
+        (&format!("{d}/control/shutdown"), "", "n1"),
+        (&format!("{d}/control/sysrq"), "", "n1"),
+        (&format!("{d}/control/feature-poweroff"), "", "n1"),
+        (&format!("{d}/control/feature-reboot"), "", "n1"),
+        (&format!("{d}/control/feature-suspend"), "", "n1"),
+        (
+            &format!("{d}/control/platform-feature-multiprocessor-suspend"),
+            "1",
+            "n0,r1",
+        ),
+        (
+            &format!("{d}/control/platform-feature-xs_reset_watches"),
+            "1",
+            "n0,r1",
+        ),
+        (&format!("{d}/data"), "", "n1"),
+        (&format!("{d}/drivers"), "", "n1"),
+        (&format!("{d}/feature"), "", "n1"),
+        (&format!("{d}/attr"), "", "n1"),
+        (&format!("{d}/error"), "", "n1"),
+        (&format!("{d}/store"), "", "n0,r1"),
+        (&format!("{d}/store/port"), "1", "n0,r1"),
+        (&format!("{d}/store/ring-ref"), "1044476", "n0,r1"),
+        (&format!("{d}/console"), "", "n0,r1"),
+        (&format!("{d}/console/backend"), b, "n0,r1"),
+        (&format!("{d}/console/backend-id"), "0", "n1,r0"),
+        (&format!("{d}/console/limit"), "1048576", "n0,r1"),
+        (&format!("{d}/console/type"), "xenconsoled", "n0,r1"),
+        (&format!("{d}/console/output"), "pty", "n0,r1"),
+        (&format!("{d}/console/port"), "2", "n0,r1"),
+        (&format!("{d}/console/ring-ref"), "1044479", "n0,r1"),
+        ("/local/domain/0/backend", "", "n0"),
+        ("/local/domain/0/backend/console", "", "n0"),
+        ("/local/domain/0/backend/console/1", "", "n0"),
+        (b, "", "n0,r1"),
+        (&format!("{b}/frontend"), "/local/domain/1/console", "n0,r1"),
+        (&format!("{b}/frontend-id"), "1", "n0,r1"),
+        (&format!("{b}/online"), "1", "n0,r1"),
+        (&format!("{b}/state"), "1", "n0,r1"),
+        (&format!("{b}/protocol"), "vt100", "n0,r1"),
+    ];
+    for (path, value, p) in want {
+        assert_eq!(read(&mut s, 0, path).unwrap(), *value, "{path}");
+        assert_eq!(perms(&mut s, path), *p, "{path}");
+    }
+    assert_eq!(read(&mut s, 1, "cpu/2/availability").unwrap_err(), "ENOENT");
+    let dir = req(&mut s, 1, msg::DIRECTORY, 0, b"cpu\0").unwrap();
+    assert_eq!(dir, b"0\x001\0");
+    // The DomU reads what it needs, through relative paths too.
+    assert_eq!(read(&mut s, 1, "name").unwrap(), "linux");
+    assert_eq!(read(&mut s, 1, "memory/target").unwrap(), "262144");
+    assert_eq!(read(&mut s, 1, "console/ring-ref").unwrap(), "1044479");
+    assert_eq!(read(&mut s, 1, b).unwrap(), "");
+    assert_eq!(read(&mut s, 1, &format!("{b}/state")).unwrap(), "1");
+    assert_eq!(read(&mut s, 1, &format!("{vm}/name")).unwrap(), "linux");
+    // ...writes what Linux writes...
+    for leaf in ["feature-poweroff", "feature-reboot", "feature-suspend"] {
+        write(&mut s, 1, &format!("control/{leaf}"), "1").unwrap();
+        assert_eq!(
+            read(&mut s, 0, &format!("{d}/control/{leaf}")).unwrap(),
+            "1"
+        );
+    }
+    write(&mut s, 1, "control/shutdown", "").unwrap();
+    write(&mut s, 1, "data/updated", "now").unwrap();
+    write(&mut s, 1, "device/suspend/event-channel", "5").unwrap();
+    // ...but not what the toolstack owns.
+    for node in [
+        "name",
+        "domid",
+        "vm",
+        "memory/target",
+        "control/platform-feature-xs_reset_watches",
+        "store/ring-ref",
+        "console/port",
+        "cpu/0/availability",
+    ] {
+        assert_eq!(write(&mut s, 1, node, "x").unwrap_err(), "EACCES", "{node}");
+    }
+    assert_eq!(write(&mut s, 1, "control/new", "x").unwrap_err(), "EACCES");
+    assert_eq!(write(&mut s, 1, "device/vbd", "").unwrap_err(), "EACCES");
+    assert_eq!(
+        write(&mut s, 1, &format!("{b}/state"), "4").unwrap_err(),
+        "EACCES"
+    );
+    assert_eq!(
+        write(&mut s, 1, &format!("{vm}/name"), "x").unwrap_err(),
+        "EACCES"
+    );
+    assert_eq!(read(&mut s, 1, "/vm").unwrap_err(), "EACCES");
+    assert_eq!(
+        read(&mut s, 1, "/local/domain/0/backend").unwrap_err(),
+        "EACCES"
+    );
+    // Another DomU sees none of it.
+    s.introduce(2);
+    for node in ["/local/domain/1/name", vm, b] {
+        assert_eq!(read(&mut s, 2, node).unwrap_err(), "EACCES", "{node}");
+    }
+}
+
+#[test]
+fn introduce_domain_without_console_or_memory_size() {
+    let mut s = Store::new();
+    req(&mut s, 0, msg::WATCH, 0, b"@introduceDomain\0i\0").unwrap();
+    s.events.clear();
+    let info = DomainInfo {
+        domid: 3,
+        vcpus: 0,
+        mem_kib: None,
+        console: None,
+        ..linux()
+    };
+    s.introduce_domain(&info);
+    assert!(
+        s.events
+            .iter()
+            .any(|(c, r)| *c == 0 && r.payload == b"@introduceDomain\0i\0")
+    );
+    assert_eq!(read(&mut s, 3, "cpu/0/availability").unwrap(), "online");
+    assert_eq!(read(&mut s, 3, "memory").unwrap_err(), "ENOENT");
+    assert_eq!(read(&mut s, 3, "console").unwrap_err(), "ENOENT");
+    assert_eq!(
+        read(&mut s, 0, "/local/domain/0/backend/console/3").unwrap_err(),
+        "ENOENT"
+    );
+    // The home stays the domain's own, for the nodes it makes itself.
+    write(&mut s, 3, "mine/a", "1").unwrap();
+}
+
+#[test]
+fn directory_of_a_leaf_is_empty() {
+    let mut s = Store::new();
+    s.introduce_domain(&linux());
+    assert_eq!(
+        req(&mut s, 1, msg::DIRECTORY, 0, b"control/shutdown\0").unwrap(),
+        b""
+    );
+    assert_eq!(req(&mut s, 1, msg::DIRECTORY, 0, b"name\0").unwrap(), b"");
+    assert_eq!(
+        req(&mut s, 1, msg::DIRECTORY, 0, b"nothing-here\0").unwrap_err(),
+        "ENOENT"
+    );
+}
+
+#[test]
+fn linux_first_requests() {
+    // What Linux's xenbus does first (LINUX-PVH.md §10).
+    let mut s = Store::new();
+    s.introduce_domain(&linux());
+    s.introduce(2);
+    assert_eq!(
+        read(&mut s, 1, "control/platform-feature-xs_reset_watches").unwrap(),
+        "1"
+    );
+    req(&mut s, 1, msg::WATCH, 0, b"memory/target\0t1\0").unwrap();
+    req(&mut s, 1, msg::WATCH, 0, b"control/shutdown\0t2\0").unwrap();
+    req(&mut s, 2, msg::WATCH, 0, b"data\0other\0").unwrap();
+    let tx = req(&mut s, 1, msg::TRANSACTION_START, 0, b"\0").unwrap();
+    let tx: u32 = core::str::from_utf8(&tx)
+        .unwrap()
+        .trim_end_matches('\0')
+        .parse()
+        .unwrap();
+    assert_eq!(req(&mut s, 1, msg::RESET_WATCHES, 0, b"").unwrap(), b"OK\0");
+    // Its watches, pending events and transactions are gone; d2's stay.
+    assert!(s.events.iter().all(|(c, _)| *c != 1));
+    assert_eq!(
+        req(&mut s, 1, msg::UNWATCH, 0, b"memory/target\0t1\0").unwrap_err(),
+        "ENOENT"
+    );
+    assert_eq!(
+        req(&mut s, 1, msg::TRANSACTION_END, tx, b"T\0").unwrap_err(),
+        "ENOENT"
+    );
+    s.events.clear();
+    s.request_shutdown(1, Shutdown::Poweroff).unwrap();
+    assert!(s.events.is_empty());
+    // A watch set after the reset works as usual.
+    req(&mut s, 1, msg::WATCH, 0, b"control/shutdown\0t3\0").unwrap();
+    s.events.clear();
+    s.request_shutdown(1, Shutdown::Reboot).unwrap();
+    let (to, ev) = s.events.pop_front().unwrap();
+    assert_eq!((to, ev.payload), (1, b"control/shutdown\0t3\0".to_vec()));
+    req(&mut s, 2, msg::UNWATCH, 0, b"data\0other\0").unwrap();
+}
+
+#[test]
+fn shutdown_requests_go_to_control_shutdown() {
+    let mut s = Store::new();
+    s.introduce_domain(&linux());
+    s.introduce(2);
+    s.request_shutdown(1, Shutdown::Poweroff).unwrap();
+    assert_eq!(read(&mut s, 1, "control/shutdown").unwrap(), "poweroff");
+    // The node stays the DomU's, which clears it as Linux does.
+    write(&mut s, 1, "control/shutdown", "").unwrap();
+    s.request_shutdown(1, Shutdown::Reboot).unwrap();
+    assert_eq!(read(&mut s, 1, "control/shutdown").unwrap(), "reboot");
+    // No control directory (not introduced by the toolstack), no domain.
+    assert_eq!(
+        s.request_shutdown(2, Shutdown::Poweroff),
+        Err(XsError::NoEnt)
+    );
+    assert_eq!(
+        s.request_shutdown(9, Shutdown::Poweroff),
+        Err(XsError::NoEnt)
+    );
+    assert_eq!(read(&mut s, 0, "/local/domain/9").unwrap_err(), "ENOENT");
+}

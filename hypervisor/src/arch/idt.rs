@@ -236,10 +236,9 @@ extern "C" fn trap_handler(frame: &mut TrapFrame) {
         }
         0..=31 => exception(frame),
         VECTOR_SPURIOUS => {}
-        VECTOR_TIMER => {
-            super::time::tick(percpu::current_index());
-            lapic::eoi();
-        }
+        // The scheduler reads the clock itself; the interrupt only ends
+        // the guest's run or the idle halt.
+        VECTOR_TIMER => lapic::eoi(),
         _ => {
             log::warn!("unexpected interrupt vector {vector:#x}");
             lapic::eoi();

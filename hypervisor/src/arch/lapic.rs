@@ -45,7 +45,6 @@ bitflags! {
     #[derive(Clone, Copy)]
     struct LvtTimer: u32 {
         const MASKED = 1 << 16;
-        const PERIODIC = 1 << 17;
     }
 }
 
@@ -150,17 +149,18 @@ pub fn calibrate_timer() -> u32 {
     (elapsed as u64 / WINDOW_MS) as u32
 }
 
-/// Starts a periodic timer interrupt every `period_ms` at `ticks_per_ms`.
-pub fn start_periodic(ticks_per_ms: u32, period_ms: u32) {
-    write(Reg::TimerDivide, TIMER_DIVIDE_BY_16);
-    write(
-        Reg::LvtTimer,
-        LvtTimer::PERIODIC.bits() | VECTOR_TIMER as u32,
-    );
-    write(
-        Reg::TimerInitialCount,
-        ticks_per_ms.saturating_mul(period_ms).max(1),
-    );
+/// Arms a one-shot timer interrupt `ns` nanoseconds from now at
+/// `ticks_per_ms` (at least one tick; far deadlines are capped at the
+/// counter's range, so the CPU just wakes early and re-arms).
+pub fn arm_oneshot(ticks_per_ms: u32, ns: u64) {
+    let ticks = (ns as u128 * ticks_per_ms as u128 / 1_000_000).clamp(1, u32::MAX as u128) as u32;
+    // Divide and LVT stay as `calibrate_timer` and the first call left
+    // them; only the count changes.
+    if read(Reg::LvtTimer) != VECTOR_TIMER as u32 {
+        write(Reg::TimerDivide, TIMER_DIVIDE_BY_16);
+        write(Reg::LvtTimer, VECTOR_TIMER as u32);
+    }
+    write(Reg::TimerInitialCount, ticks);
 }
 
 /// Remaps the legacy 8259 PICs away from the exception vectors (0x20-0x2f)

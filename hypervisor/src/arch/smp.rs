@@ -142,15 +142,21 @@ pub fn init_this_cpu(index: usize, stacks: &CpuStacks) -> &'static PerCpu {
 }
 
 extern "C" fn ap_entry(index: u64) -> ! {
+    // The boot CPU publishes its TSC until this AP says it has started.
+    time::sync_with_bsp(index as usize);
     STARTED.fetch_add(1, Ordering::SeqCst);
+    log::debug!(
+        "cpu{index}: TSC {:+} cycles from the boot CPU's",
+        time::tsc_offset(index as usize) as i64
+    );
     let stacks = paging::stacks_of(index as usize);
     init_this_cpu(index as usize, &stacks);
     let cpu = super::percpu::current().map_or(0, |c| c.lapic_ticks_per_ms.load(Ordering::Relaxed));
     ONLINE.fetch_add(1, Ordering::SeqCst);
     // Sleep until the boot CPU has domains to run, waking on the timer.
-    lapic::start_periodic(cpu, time::TICK_MS);
     while !RELEASED.load(Ordering::SeqCst) {
-        // SAFETY: sti;hlt waits for the next timer tick; IF goes back off.
+        lapic::arm_oneshot(cpu, time::TICK_MS as u64 * 1_000_000);
+        // SAFETY: sti;hlt waits for the timer; IF goes back off.
         unsafe { core::arch::asm!("sti", "hlt", "cli") };
     }
     if let Err(e) = crate::virt::svm::enable_this_cpu(index as usize) {
@@ -216,9 +222,11 @@ pub fn start_aps(apic_ids: &[u32]) -> usize {
 }
 
 /// Spins until `done` or `ms` milliseconds pass; returns `done()`.
+/// (The boot CPU publishes its TSC meanwhile, for APs measuring theirs.)
 fn wait_until(ms: u64, done: impl Fn() -> bool) -> bool {
     let deadline = time::rdtsc() + time::tsc_per_ms() * ms;
     while !done() && time::rdtsc() < deadline {
+        time::publish_bsp_tsc();
         core::hint::spin_loop();
     }
     done()

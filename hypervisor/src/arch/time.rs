@@ -16,23 +16,56 @@ const PORT_B_SPEAKER: u8 = 1 << 1;
 const PORT_B_OUT2: u8 = 1 << 5;
 
 static TSC_PER_MS: AtomicU64 = AtomicU64::new(0);
-/// Timer interrupts taken, per CPU.
-static TICKS: [AtomicU64; crate::cmdline::MAX_CPUS] =
-    [const { AtomicU64::new(0) }; crate::cmdline::MAX_CPUS];
-/// Scheduler time slice = local APIC timer period.
+/// Scheduler time slice (and the longest an idle CPU sleeps).
 pub const TICK_MS: u32 = 10;
 
-pub fn tick(cpu: usize) {
-    TICKS[cpu].fetch_add(1, Ordering::Relaxed);
-}
-
-pub fn ticks(cpu: usize) -> u64 {
-    TICKS[cpu].load(Ordering::Relaxed)
-}
-
-pub fn rdtsc() -> u64 {
+/// This CPU's time-stamp counter as it reads.
+pub fn raw_rdtsc() -> u64 {
     // SAFETY: RDTSC only reads the time-stamp counter.
     unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// Per CPU: what to add to its TSC to read the boot CPU's. CPUs need not
+/// agree (QEMU starts an AP's TSC at its INIT), and the hypervisor's
+/// clock and every guest's must not jump when a vCPU changes CPU.
+static TSC_OFFSET: [AtomicU64; crate::cmdline::MAX_CPUS] =
+    [const { AtomicU64::new(0) }; crate::cmdline::MAX_CPUS];
+/// The boot CPU's TSC, published while it waits for APs to start.
+static BSP_TSC: AtomicU64 = AtomicU64::new(0);
+
+/// The TSC on the boot CPU's time line (the one clock of the system).
+pub fn rdtsc() -> u64 {
+    raw_rdtsc().wrapping_add(tsc_offset(super::percpu::current_index()))
+}
+
+/// What CPU `cpu` adds to its TSC (the guest TSC offset too).
+pub fn tsc_offset(cpu: usize) -> u64 {
+    TSC_OFFSET[cpu].load(Ordering::Relaxed)
+}
+
+/// Boot CPU: publishes its TSC for the APs measuring against it.
+pub fn publish_bsp_tsc() {
+    BSP_TSC.store(raw_rdtsc(), Ordering::SeqCst);
+}
+
+/// An AP measures its TSC against the boot CPU's (which is spinning in
+/// [`publish_bsp_tsc`]): each sample's published value was read after it
+/// was written, so `bsp - ap` never overestimates; the largest of many
+/// samples is the tightest.
+pub fn sync_with_bsp(cpu: usize) {
+    const SAMPLES: usize = 64;
+    let mut best: Option<i64> = None;
+    for _ in 0..SAMPLES {
+        let bsp = BSP_TSC.load(Ordering::SeqCst);
+        let ap = raw_rdtsc();
+        if bsp == 0 {
+            continue;
+        }
+        let offset = bsp.wrapping_sub(ap) as i64;
+        best = Some(best.map_or(offset, |b| b.max(offset)));
+        core::hint::spin_loop();
+    }
+    TSC_OFFSET[cpu].store(best.unwrap_or(0) as u64, Ordering::Relaxed);
 }
 
 /// Measures TSC ticks per millisecond over a 10 ms PIT one-shot. Returns
@@ -77,8 +110,12 @@ pub fn tsc_per_ms() -> u64 {
 }
 
 pub fn delay_us(us: u64) {
+    let bsp = super::percpu::current_index() == 0;
     let end = rdtsc() + tsc_per_ms() * us / 1000;
     while rdtsc() < end {
+        if bsp {
+            publish_bsp_tsc(); // an AP may be measuring against it
+        }
         core::hint::spin_loop();
     }
 }

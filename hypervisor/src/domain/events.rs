@@ -248,6 +248,12 @@ pub fn set_poll_deadline(domain: &Domain, vcpu: usize, deadline_ns: u64) {
     note_deadline(deadline_ns);
 }
 
+/// The earliest armed timer or poll deadline of any vCPU (system-time ns;
+/// 0 = none).
+pub fn next_deadline() -> u64 {
+    NEXT_DEADLINE.load(Ordering::SeqCst)
+}
+
 fn note_deadline(deadline: u64) {
     if deadline != 0 {
         let _ = NEXT_DEADLINE.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |cur| {

@@ -70,6 +70,17 @@ pub fn is_ramdisk(module_string: &str) -> bool {
     without_path(module_string).trim_end() == "ramdisk"
 }
 
+/// The word Dom0's command line carries for each boot-time DomU:
+/// ` pavise.domu=ID:NAME:MEM_MIB:VCPUS` (names have no ':' or spaces).
+pub fn domu_word(id: u16, spec: &DomainSpec) -> String {
+    alloc::format!(
+        " pavise.domu={id}:{}:{}:{}",
+        spec.name,
+        spec.mem_mib,
+        spec.vcpus
+    )
+}
+
 /// Parses one module string; `index` 0 is Dom0 (it sets the defaults).
 pub fn parse(module_string: &str, index: usize) -> Result<DomainSpec, ManifestError> {
     let mut spec = DomainSpec {
@@ -146,6 +157,12 @@ pub fn parse(module_string: &str, index: usize) -> Result<DomainSpec, ManifestEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dom0_learns_each_domu_in_one_word() {
+        let spec = parse("name=linux mem=256 vcpus=4 cmdline=console=hvc0", 1).unwrap();
+        assert_eq!(domu_word(1, &spec), " pavise.domu=1:linux:256:4");
+    }
 
     #[test]
     fn ramdisk_modules_are_recognised_with_or_without_a_path() {

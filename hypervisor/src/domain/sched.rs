@@ -1,7 +1,13 @@
 //! The scheduler: one global round-robin queue of runnable vCPUs, served
 //! by every CPU. A vCPU runs until it yields, blocks, its domain ends, or
-//! a timer tick passes while others wait — so a spinning guest cannot
+//! its time slice passes while others wait — so a spinning guest cannot
 //! starve the rest.
+//!
+//! Each CPU's local APIC timer is one-shot, armed for whichever comes
+//! first: the end of the running slice or the earliest guest timer
+//! (singleshot timers, poll time-outs). So guest timers fire at their
+//! deadline, not on a scheduler tick, and an idle CPU sleeps until there
+//! is something to do (or at most a slice, to poll console input).
 
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
@@ -42,9 +48,41 @@ pub fn start(domain: &Arc<Domain>, vcpu: usize) {
     make_runnable(domain, vcpu, vcpu_state::DOWN);
 }
 
+/// The time slice (system-time ns).
+const SLICE_NS: u64 = time::TICK_MS as u64 * 1_000_000;
+/// Timers closer than this fire now rather than being armed: less than
+/// the cost of an interrupt round trip.
+const TIMER_SLACK_NS: u64 = 2_000;
+
+/// Arms this CPU's timer for `until` or the next guest deadline,
+/// whichever is first. Re-arming costs device accesses (slow under
+/// emulation), so a timer already armed for that moment, or for an
+/// earlier one still ahead, is left alone: an early wake-up just re-arms.
+fn arm_timer(until: u64) {
+    let cpu = percpu::current_index();
+    let next = match super::events::next_deadline() {
+        0 => until,
+        d => d.min(until),
+    };
+    let now = time::system_time_ns();
+    let armed = ARMED_FOR[cpu].load(Ordering::Relaxed);
+    if armed > now && armed <= next {
+        return;
+    }
+    ARMED_FOR[cpu].store(next.max(now + TIMER_SLACK_NS), Ordering::Relaxed);
+    let ticks_per_ms =
+        percpu::current().map_or(0, |c| c.lapic_ticks_per_ms.load(Ordering::Relaxed));
+    crate::arch::lapic::arm_oneshot(ticks_per_ms, next.saturating_sub(now).max(TIMER_SLACK_NS));
+}
+
+/// Per CPU: the system time its timer is armed for.
+static ARMED_FOR: [core::sync::atomic::AtomicU64; crate::cmdline::MAX_CPUS] =
+    [const { core::sync::atomic::AtomicU64::new(0) }; crate::cmdline::MAX_CPUS];
+
 fn idle() {
+    arm_timer(time::system_time_ns() + SLICE_NS);
     // SAFETY: sti;hlt is atomic with respect to interrupts (the shadow of
-    // sti covers hlt), so the timer tick that wakes us is not lost.
+    // sti covers hlt), so the timer interrupt that wakes us is not lost.
     unsafe { core::arch::asm!("sti", "hlt", "cli") };
 }
 
@@ -88,12 +126,11 @@ pub fn run_cpu() -> ! {
 }
 
 fn run_slice(domain: &Arc<Domain>, vcpu: usize) -> SliceEnd {
-    let cpu_index = percpu::current_index();
     let mut slot = domain.vcpus[vcpu].lock();
     slot.cpu.request_flush();
     slot.cpu.load_fpu();
     runstate::switch(domain, vcpu, slot.cpu.paging(), State::Running);
-    let start = time::ticks(cpu_index);
+    let mut slice_end = time::system_time_ns() + SLICE_NS;
     let end = loop {
         super::events::prepare_entry(domain, vcpu, &mut slot.cpu);
         let generation = domain.npt_generation.load(Ordering::SeqCst);
@@ -101,6 +138,7 @@ fn run_slice(domain: &Arc<Domain>, vcpu: usize) -> SliceEnd {
             slot.npt_generation = generation;
             slot.cpu.request_flush();
         }
+        arm_timer(slice_end);
         let exit = slot.cpu.run();
         if domain.is_dead() {
             break SliceEnd::Stop;
@@ -116,8 +154,13 @@ fn run_slice(domain: &Arc<Domain>, vcpu: usize) -> SliceEnd {
             // SAFETY: the IDT handles every vector; IF goes back off.
             unsafe { core::arch::asm!("sti", "nop", "cli") };
             super::events::run_timers();
-            if time::ticks(cpu_index) != start && !RUNQ.lock().is_empty() {
-                break SliceEnd::Requeue;
+            let now = time::system_time_ns();
+            if now >= slice_end {
+                if !RUNQ.lock().is_empty() {
+                    break SliceEnd::Requeue;
+                }
+                // Nobody waits: a new slice (and no timer armed in the past).
+                slice_end = now + SLICE_NS;
             }
         }
     };

@@ -692,7 +692,8 @@ fn event_channel_op(c: &Caller, cmd: u64, arg: u64) -> HcResult {
             Ok(0)
         }
         BIND_IPI => {
-            let mut op: PortAndVcpu = c.read(arg)?;
+            // evtchn_bind_ipi puts the vCPU first (unlike evtchn_bind_vcpu).
+            let mut op: pv_abi::event_channel::EvtchnBindIpi = c.read(arg)?;
             op.port = events::CHANNELS.lock().bind_ipi(me, op.vcpu)?;
             c.write(arg, &op)?;
             Ok(0)

@@ -656,6 +656,9 @@ impl VirtCpu for SvmVcpu {
                     | ((vector as u64) << vmcb::V_INTR_VECTOR_SHIFT);
             }
         }
+        // The guest reads the TSC on the boot CPU's time line, whichever
+        // CPU it runs on (its pvclock is written on that line too).
+        self.vmcb_mut().control.tsc_offset = crate::arch::time::tsc_offset(cpu);
         let flush = core::mem::take(&mut self.flush);
         self.vmcb_mut().control.tlb_control = if flush { vmcb::TLB_FLUSH_ALL } else { 0 };
         let regs: *mut GuestRegs = &mut self.regs;

@@ -1,0 +1,171 @@
+//! Linux as a DomU: Debian's stock kernel (fetched once with `apt-get
+//! download` and cached under target/linux/, see `xtask::linux`) boots
+//! unchanged in PVH mode beside Dom0, with a busybox initramfs whose /init
+//! checks the platform and powers off. On one and on four vCPUs; beside a
+//! hostile guest and a crasher; panicking on purpose (only its domain
+//! ends); and asked by Dom0 through XenStore to power off.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use pavise_tests::{
+    DomU, Exit, HvStatus, boot, domu, expect_exit, expect_lines, fail, line_starting, with_domains,
+};
+use xtask::linux;
+
+/// Linux boots in a few seconds of guest time, but TCG runs its
+/// initialisation slowly; the whole run stays well under this.
+const LINUX_TIMEOUT: Duration = Duration::from_secs(240);
+
+/// The kernel and busybox, fetched (or found in the cache) once per run.
+fn kit() -> &'static linux::LinuxKit {
+    static KIT: OnceLock<linux::LinuxKit> = OnceLock::new();
+    KIT.get_or_init(|| {
+        linux::prepare(&linux::cache_dir()).unwrap_or_else(|e| {
+            panic!("cannot get Debian's Linux kernel for the Linux scenarios: {e}")
+        })
+    })
+}
+
+/// An initramfs whose /init is `script`, built once per name.
+fn initramfs(name: &str, script: &str) -> PathBuf {
+    let out = linux::cache_dir().join(format!("initramfs-test-{name}.cpio.gz"));
+    linux::initramfs(&kit().busybox, script, &out)
+        .unwrap_or_else(|e| panic!("cannot build the {name} initramfs: {e}"));
+    out
+}
+
+/// Linux as a DomU named `linux` with `vcpus`, 256 MiB and `ramdisk`.
+fn linux_domu(vcpus: u32, ramdisk: &Path, extra: &str) -> DomU {
+    let spec = format!(
+        "{},name=linux,mem=256,vcpus={vcpus},ramdisk={},cmdline=console=hvc0 {extra}",
+        kit().vmlinux.display(),
+        ramdisk.display()
+    );
+    xtask::domains::parse_domu(&spec).unwrap_or_else(|e| panic!("bad Linux DomU: {e}"))
+}
+
+fn value<'a>(console: &'a str, key: &str) -> Option<&'a str> {
+    line_starting(console, &format!("(d1) linux-check: {key}="))
+        .map(|l| l.split_once('=').map_or("", |(_, v)| v).trim())
+}
+
+fn check_linux(vcpus: u32, smp: u32) {
+    let ramdisk = initramfs("check", linux::CHECK_INIT);
+    let mut machine = with_domains(smp, &[linux_domu(vcpus, &ramdisk, "")]);
+    machine.timeout = Some(LINUX_TIMEOUT);
+    let outcome = boot(&machine);
+    expect_exit(&outcome, Exit::Hypervisor(HvStatus::Success));
+    expect_lines(
+        &outcome,
+        &[
+            &format!("pavise: d1 (linux) built: 256 MiB, {vcpus} vCPU"),
+            "(d1) linux-check: uptime_at_init=",
+            &format!("(d1) linux-check: nproc={vcpus}"),
+            &format!("(d1) linux-check: cpus_ran={vcpus}/{vcpus}"),
+            "(d1) linux-check: sleep1_ms=",
+            "(d1) linux-check: done",
+            "pavise: d1 (linux) poweroff",
+        ],
+    );
+    let sleep: u64 = value(&outcome.console, "sleep1_ms")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| fail(&outcome, "no sleep1_ms figure"));
+    if !(900..=1100).contains(&sleep) {
+        fail(
+            &outcome,
+            &format!("`sleep 1` took {sleep} ms, not 1000 ± 10 %"),
+        );
+    }
+    // The console is hvc0, the PV console ring Dom0 relays (no device of
+    // its own on the bus): the bus exists and xenbus came up on it.
+    let devices = value(&outcome.console, "xen-devices").unwrap_or("absent");
+    if devices == "absent" {
+        fail(
+            &outcome,
+            "Linux has no /sys/bus/xen/devices: xenbus did not start",
+        );
+    }
+    for bad in [
+        "xen:cpu_hotplug: Unable to read cpu state",
+        "unchecked MSR access",
+        "BUG:",
+        "WARNING:",
+    ] {
+        if outcome.console.contains(bad) {
+            fail(&outcome, &format!("Linux logged '{bad}'"));
+        }
+    }
+    eprintln!(
+        "  Linux on {vcpus} vCPU(s): uptime at /init {} s, sleep 1 took {sleep} ms",
+        value(&outcome.console, "uptime_at_init").unwrap_or("?")
+    );
+}
+
+#[test]
+fn linux_boots_to_init_on_one_vcpu() {
+    check_linux(1, 1);
+}
+
+#[test]
+fn linux_boots_to_init_on_four_vcpus() {
+    check_linux(4, 2);
+}
+
+#[test]
+fn linux_finishes_beside_a_hostile_guest_and_a_crasher() {
+    let ramdisk = initramfs("check", linux::CHECK_INIT);
+    let mut machine = with_domains(
+        2,
+        &[
+            linux_domu(1, &ramdisk, ""),
+            domu("hostile", ""),
+            domu("crasher", "cmdline=wild-write"),
+        ],
+    );
+    machine.timeout = Some(LINUX_TIMEOUT);
+    let outcome = boot(&machine);
+    // The crasher's end is a failure of a watched domain: status 3.
+    expect_exit(&outcome, Exit::Hypervisor(HvStatus::GuestFailed));
+    expect_lines(
+        &outcome,
+        &[
+            "(d2) hostile: PASS",
+            "pavise: d3 (crasher) crash:",
+            "(d1) linux-check: done",
+            "pavise: d1 (linux) poweroff",
+        ],
+    );
+}
+
+/// /init panics the kernel through sysrq once it is up.
+const PANIC_INIT: &str = r#"#!/bin/busybox sh
+/bin/busybox mount -t proc proc /proc
+echo "linux-panic: crashing on purpose"
+echo c > /proc/sysrq-trigger
+"#;
+
+#[test]
+fn a_linux_panic_ends_only_its_domain() {
+    let ramdisk = initramfs("panic", PANIC_INIT);
+    let mut machine = with_domains(1, &[linux_domu(1, &ramdisk, ""), domu("hello", "")]);
+    machine.timeout = Some(LINUX_TIMEOUT);
+    let outcome = boot(&machine);
+    expect_exit(&outcome, Exit::Hypervisor(HvStatus::GuestFailed));
+    expect_lines(
+        &outcome,
+        &[
+            "(d2) hello: PASS",
+            "pavise: d2 (hello) poweroff",
+            "(d1) linux-panic: crashing on purpose",
+            "pavise: d1 (linux) crash:",
+        ],
+    );
+    let panic_shown = pavise_tests::console_lines(&outcome.console).any(|l| {
+        l.starts_with("(d1) ") && l.contains("Kernel panic - not syncing: sysrq triggered crash")
+    });
+    if !panic_shown {
+        fail(&outcome, "the panic text is not on Linux's console");
+    }
+}
