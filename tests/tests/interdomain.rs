@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use pavise_tests::{Exit, HvStatus, boot, domu, expect_exit, expect_lines, with_domains};
 use xtask::Machine;
+use xtask::machine::TypeWhen;
 
 /// Dom0 and DomUs given as (test kernel, command line), on two CPUs.
 fn machine(domus: &[(&str, &str)]) -> Machine {
@@ -80,7 +81,10 @@ fn console_input_reaches_dom0_through_virq_console() {
     // (or fails at the time-out).
     let mut m = pavise_tests::direct(1, 128);
     m.modules = vec![(xtask::artifact("dom0"), String::new())];
-    m.console_input = Some((Duration::from_secs(2), b"hello pavise\r".to_vec()));
+    m.console_input = Some((
+        TypeWhen::After(Duration::from_secs(2)),
+        b"hello pavise\r".to_vec(),
+    ));
     m.stop_at = Some("dom0: console input: hello pavise".to_owned());
     m.timeout = Some(Duration::from_secs(30));
     let outcome = boot(&m);

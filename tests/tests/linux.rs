@@ -12,11 +12,23 @@ use std::time::Duration;
 use pavise_tests::{
     DomU, Exit, HvStatus, boot, domu, expect_exit, expect_lines, fail, line_starting, with_domains,
 };
+use xtask::TypeWhen;
 use xtask::linux;
 
 /// Linux boots in a few seconds of guest time, but TCG runs its
 /// initialisation slowly; the whole run stays well under this.
 const LINUX_TIMEOUT: Duration = Duration::from_secs(240);
+
+/// The machine's memory: Linux's 256 MiB beside Dom0's and the hypervisor's.
+const MACHINE_MIB: u32 = 512;
+
+/// A machine booting Dom0 and `domus`, sized and timed for Linux.
+fn linux_machine(smp: u32, domus: &[DomU]) -> xtask::Machine {
+    let mut machine = with_domains(smp, domus);
+    machine.mem_mib = MACHINE_MIB;
+    machine.timeout = Some(LINUX_TIMEOUT);
+    machine
+}
 
 /// The kernel and busybox, fetched (or found in the cache) once per run.
 fn kit() -> &'static linux::LinuxKit {
@@ -53,8 +65,7 @@ fn value<'a>(console: &'a str, key: &str) -> Option<&'a str> {
 
 fn check_linux(vcpus: u32, smp: u32) {
     let ramdisk = initramfs("check", linux::CHECK_INIT);
-    let mut machine = with_domains(smp, &[linux_domu(vcpus, &ramdisk, "")]);
-    machine.timeout = Some(LINUX_TIMEOUT);
+    let machine = linux_machine(smp, &[linux_domu(vcpus, &ramdisk, "")]);
     let outcome = boot(&machine);
     expect_exit(&outcome, Exit::Hypervisor(HvStatus::Success));
     expect_lines(
@@ -116,7 +127,7 @@ fn linux_boots_to_init_on_four_vcpus() {
 #[test]
 fn linux_finishes_beside_a_hostile_guest_and_a_crasher() {
     let ramdisk = initramfs("check", linux::CHECK_INIT);
-    let mut machine = with_domains(
+    let machine = linux_machine(
         2,
         &[
             linux_domu(1, &ramdisk, ""),
@@ -124,7 +135,6 @@ fn linux_finishes_beside_a_hostile_guest_and_a_crasher() {
             domu("crasher", "cmdline=wild-write"),
         ],
     );
-    machine.timeout = Some(LINUX_TIMEOUT);
     let outcome = boot(&machine);
     // The crasher's end is a failure of a watched domain: status 3.
     expect_exit(&outcome, Exit::Hypervisor(HvStatus::GuestFailed));
@@ -149,8 +159,7 @@ echo c > /proc/sysrq-trigger
 #[test]
 fn a_linux_panic_ends_only_its_domain() {
     let ramdisk = initramfs("panic", PANIC_INIT);
-    let mut machine = with_domains(1, &[linux_domu(1, &ramdisk, ""), domu("hello", "")]);
-    machine.timeout = Some(LINUX_TIMEOUT);
+    let machine = linux_machine(1, &[linux_domu(1, &ramdisk, ""), domu("hello", "")]);
     let outcome = boot(&machine);
     expect_exit(&outcome, Exit::Hypervisor(HvStatus::GuestFailed));
     expect_lines(
@@ -168,4 +177,37 @@ fn a_linux_panic_ends_only_its_domain() {
     if !panic_shown {
         fail(&outcome, "the panic text is not on Linux's console");
     }
+}
+
+/// /init waits; busybox's `poweroff`, which Linux runs when XenStore's
+/// control/shutdown says "poweroff", signals init with SIGUSR2.
+const SHUTDOWN_INIT: &str = r#"#!/bin/busybox sh
+/bin/busybox --install -s
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+mount -t proc proc /proc
+trap 'echo "linux-shutdown: asked to power off"; poweroff -f' USR2
+echo "linux-shutdown: waiting"
+while :; do sleep 1; done
+"#;
+
+#[test]
+fn dom0_asks_linux_to_power_off_through_xenstore() {
+    let ramdisk = initramfs("shutdown", SHUTDOWN_INIT);
+    let mut machine = linux_machine(1, &[linux_domu(1, &ramdisk, "")]);
+    // With one DomU the serial input goes to it; Ctrl-A three times gives
+    // it to Dom0, which takes the command.
+    machine.console_input = Some((
+        TypeWhen::Seen("linux-shutdown: waiting".to_owned()),
+        b"\x01\x01\x01shutdown 1\r".to_vec(),
+    ));
+    let outcome = boot(&machine);
+    expect_exit(&outcome, Exit::Hypervisor(HvStatus::Success));
+    expect_lines(
+        &outcome,
+        &[
+            "dom0: asked d1 to power off",
+            "(d1) linux-shutdown: asked to power off",
+            "pavise: d1 (linux) poweroff",
+        ],
+    );
 }

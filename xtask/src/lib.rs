@@ -19,4 +19,4 @@ pub mod workspace;
 pub use bare_metal::{artifact, build_all, check_built};
 pub use error::{Error, Result};
 pub use exit::{Exit, HvStatus};
-pub use machine::{Boot, Ended, Machine, Prepared, RunOutcome};
+pub use machine::{Boot, Ended, Machine, Prepared, RunOutcome, TypeWhen};

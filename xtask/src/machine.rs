@@ -54,6 +54,16 @@ pub enum Boot {
     Bare,
 }
 
+/// When a captured run types its console input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TypeWhen {
+    /// This long after QEMU started.
+    After(Duration),
+    /// As soon as the console shows this text (then after a short pause,
+    /// so the guest that printed it is reading).
+    Seen(String),
+}
+
 /// A machine to boot: its settings and what to boot on it.
 #[derive(Clone, Debug)]
 pub struct Machine {
@@ -73,9 +83,10 @@ pub struct Machine {
     /// The ELF QEMU boots: the hypervisor, or with [`Boot::Bare`] the guest
     /// kernel itself.
     pub hypervisor: PathBuf,
-    /// Bytes typed on the serial console once the machine has run this
-    /// long (captured runs only; stdin is closed otherwise).
-    pub console_input: Option<(Duration, Vec<u8>)>,
+    /// Bytes typed on the serial console once the machine has run a while
+    /// or once the console shows a text (captured runs only; stdin is
+    /// closed otherwise).
+    pub console_input: Option<(TypeWhen, Vec<u8>)>,
     /// Stop QEMU as soon as the console shows this text (captured runs
     /// only): for machines that never end by themselves, such as one
     /// running a guest that spins for ever. The run then ends with
@@ -312,7 +323,7 @@ fn check_direct_modules(modules: &[(PathBuf, String)]) -> Result<()> {
 pub struct Prepared {
     args: Vec<OsString>,
     timeout: Option<Duration>,
-    console_input: Option<(Duration, Vec<u8>)>,
+    console_input: Option<(TypeWhen, Vec<u8>)>,
     stop_at: Option<String>,
     /// Removed (with the image) when the run is over.
     _staging: Option<Staging>,
@@ -341,23 +352,42 @@ impl Prepared {
             .stderr(Stdio::piped());
         let start = Instant::now();
         let mut child = spawn(&mut command)?;
-        if let (Some((delay, bytes)), Some(mut pipe)) =
+        let prompt_seen = Arc::new(AtomicBool::new(false));
+        let mut watches = Vec::new();
+        if let (Some((when, bytes)), Some(mut pipe)) =
             (self.console_input.clone(), child.stdin.take())
         {
-            // Typed after a while (so it reaches the running hypervisor, not
-            // the firmware); the pipe stays open until QEMU ends.
+            if let TypeWhen::Seen(text) = &when {
+                watches.push((text.clone(), Arc::clone(&prompt_seen)));
+            }
+            let prompt_seen = Arc::clone(&prompt_seen);
+            // Typed after a while or a prompt (so it reaches the running
+            // system, not the firmware); the pipe stays open until QEMU ends.
             std::thread::spawn(move || {
                 use std::io::Write;
-                std::thread::sleep(delay);
+                match when {
+                    TypeWhen::After(delay) => std::thread::sleep(delay),
+                    TypeWhen::Seen(_) => {
+                        while !prompt_seen.load(Ordering::Acquire) {
+                            std::thread::sleep(POLL);
+                        }
+                        std::thread::sleep(Duration::from_millis(500));
+                    }
+                }
                 let _ = pipe.write_all(&bytes);
                 let _ = pipe.flush();
                 std::thread::sleep(Duration::from_secs(3600));
             });
         }
         let seen = Arc::new(AtomicBool::new(false));
-        let needle = self.stop_at.clone().map(|text| (text, Arc::clone(&seen)));
-        let console = child.stdout.take().map(|pipe| read_watching(pipe, needle));
-        let stderr = child.stderr.take().map(|pipe| read_watching(pipe, None));
+        if let Some(text) = self.stop_at.clone() {
+            watches.push((text, Arc::clone(&seen)));
+        }
+        let console = child.stdout.take().map(|pipe| read_watching(pipe, watches));
+        let stderr = child
+            .stderr
+            .take()
+            .map(|pipe| read_watching(pipe, Vec::new()));
         let exit = wait(&mut child, self.timeout, start, Some(&seen));
         let wall = start.elapsed();
         let console = joined(console);
@@ -402,11 +432,11 @@ fn spawn(command: &mut Command) -> Result<Child> {
     })
 }
 
-/// Reads a pipe to its end on a thread of its own; when `watch` names a
-/// text, raises its flag as soon as that text has been read.
+/// Reads a pipe to its end on a thread of its own; for each watched text,
+/// raises its flag as soon as that text has been read.
 fn read_watching(
     mut pipe: impl Read + Send + 'static,
-    watch: Option<(String, Arc<AtomicBool>)>,
+    watches: Vec<(String, Arc<AtomicBool>)>,
 ) -> JoinHandle<Vec<u8>> {
     std::thread::spawn(move || {
         let mut bytes = Vec::new();
@@ -419,11 +449,10 @@ fn read_watching(
             };
             let searched = bytes.len();
             bytes.extend_from_slice(&chunk[..n]);
-            if let Some((text, seen)) = &watch
-                && !seen.load(Ordering::Relaxed)
-                && ends_text(&bytes, searched, text.as_bytes())
-            {
-                seen.store(true, Ordering::Release);
+            for (text, seen) in &watches {
+                if !seen.load(Ordering::Relaxed) && ends_text(&bytes, searched, text.as_bytes()) {
+                    seen.store(true, Ordering::Release);
+                }
             }
         }
         bytes
