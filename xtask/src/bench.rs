@@ -281,7 +281,9 @@ pub fn table(tcg: &Figures, icount: &Figures) -> String {
     t
 }
 
-pub fn json(tcg: &Figures, icount: &Figures) -> String {
+/// The figures as one JSON object; `linux` (an object of Linux figures,
+/// see `linux_bench::json`) is added under "linux" when given.
+pub fn json(tcg: &Figures, icount: &Figures, linux: Option<&str>) -> String {
     let one = |f: &Figures| {
         format!(
             concat!(
@@ -304,8 +306,9 @@ pub fn json(tcg: &Figures, icount: &Figures) -> String {
             f.grant_copy_ratio()
         )
     };
+    let linux = linux.map_or(String::new(), |l| format!(", \"linux\": {l}"));
     format!(
-        "{{\"tcg\": {}, \"tcg_icount_shift0\": {}}}\n",
+        "{{\"tcg\": {}, \"tcg_icount_shift0\": {}{linux}}}\n",
         one(tcg),
         one(icount)
     )
@@ -429,6 +432,7 @@ mod tests {
         assert!((f.evtchn_ratio() - 6.0).abs() < 1e-9);
         assert!((f.grant_copy_ratio() - 0.05).abs() < 1e-9);
         assert!(table(&f, &f).contains("1.500"));
-        assert!(json(&f, &f).contains("\"evtchn_roundtrip_cycles\": 600"));
+        assert!(json(&f, &f, None).contains("\"evtchn_roundtrip_cycles\": 600"));
+        assert!(json(&f, &f, Some("{}")).ends_with(", \"linux\": {}}\n"));
     }
 }

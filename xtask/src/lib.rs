@@ -10,6 +10,7 @@ pub mod error;
 pub mod exit;
 pub mod grub;
 pub mod linux;
+pub mod linux_bench;
 pub mod machine;
 pub mod prereqs;
 pub mod progress;

@@ -92,6 +92,9 @@ pub struct Machine {
     /// running a guest that spins for ever. The run then ends with
     /// [`Exit::Seen`].
     pub stop_at: Option<String>,
+    /// Texts whose first appearance on the console is timed (captured runs
+    /// only): `RunOutcome::marks` says when, from QEMU's start.
+    pub marks: Vec<String>,
 }
 
 impl Default for Machine {
@@ -109,6 +112,7 @@ impl Default for Machine {
             hypervisor: bare_metal::artifact(HYPERVISOR),
             console_input: None,
             stop_at: None,
+            marks: Vec::new(),
         }
     }
 }
@@ -123,6 +127,8 @@ pub struct RunOutcome {
     pub qemu_stderr: String,
     /// Wall time from starting QEMU to its end.
     pub wall: Duration,
+    /// For each of `Machine::marks`: when it first appeared, if it did.
+    pub marks: Vec<(String, Option<Duration>)>,
 }
 
 /// The end of an interactive run (the console went to the terminal).
@@ -209,6 +215,7 @@ impl Machine {
             timeout: self.timeout,
             console_input: self.console_input.clone(),
             stop_at: self.stop_at.clone(),
+            marks: self.marks.clone(),
             _staging: staging,
         })
     }
@@ -325,6 +332,7 @@ pub struct Prepared {
     timeout: Option<Duration>,
     console_input: Option<(TypeWhen, Vec<u8>)>,
     stop_at: Option<String>,
+    marks: Vec<String>,
     /// Removed (with the image) when the run is over.
     _staging: Option<Staging>,
 }
@@ -383,20 +391,36 @@ impl Prepared {
         if let Some(text) = self.stop_at.clone() {
             watches.push((text, Arc::clone(&seen)));
         }
-        let console = child.stdout.take().map(|pipe| read_watching(pipe, watches));
+        let marks: Vec<(String, Arc<AtomicBool>)> = self
+            .marks
+            .iter()
+            .map(|m| (m.clone(), Arc::new(AtomicBool::new(false))))
+            .collect();
+        let first_mark = watches.len();
+        watches.extend(marks.iter().cloned());
+        let console = child
+            .stdout
+            .take()
+            .map(|pipe| read_watching(pipe, watches, start));
         let stderr = child
             .stderr
             .take()
-            .map(|pipe| read_watching(pipe, Vec::new()));
+            .map(|pipe| read_watching(pipe, Vec::new(), start));
         let exit = wait(&mut child, self.timeout, start, Some(&seen));
         let wall = start.elapsed();
-        let console = joined(console);
-        let qemu_stderr = joined(stderr);
+        let (console, times) = joined(console);
+        let qemu_stderr = joined(stderr).0;
+        let marks = marks
+            .into_iter()
+            .enumerate()
+            .map(|(i, (text, _))| (text, times.get(first_mark + i).copied().flatten()))
+            .collect();
         Ok(RunOutcome {
             exit: exit?,
             console,
             qemu_stderr,
             wall,
+            marks,
         })
     }
 
@@ -433,12 +457,15 @@ fn spawn(command: &mut Command) -> Result<Child> {
 }
 
 /// Reads a pipe to its end on a thread of its own; for each watched text,
-/// raises its flag as soon as that text has been read.
+/// raises its flag as soon as that text has been read, and notes when
+/// (from `start`).
 fn read_watching(
     mut pipe: impl Read + Send + 'static,
     watches: Vec<(String, Arc<AtomicBool>)>,
-) -> JoinHandle<Vec<u8>> {
+    start: Instant,
+) -> JoinHandle<Captured> {
     std::thread::spawn(move || {
+        let mut times = vec![None; watches.len()];
         let mut bytes = Vec::new();
         let mut chunk = [0u8; 4096];
         loop {
@@ -449,13 +476,14 @@ fn read_watching(
             };
             let searched = bytes.len();
             bytes.extend_from_slice(&chunk[..n]);
-            for (text, seen) in &watches {
-                if !seen.load(Ordering::Relaxed) && ends_text(&bytes, searched, text.as_bytes()) {
+            for ((text, seen), at) in watches.iter().zip(times.iter_mut()) {
+                if at.is_none() && ends_text(&bytes, searched, text.as_bytes()) {
+                    *at = Some(start.elapsed());
                     seen.store(true, Ordering::Release);
                 }
             }
         }
-        bytes
+        (bytes, times)
     })
 }
 
@@ -469,9 +497,13 @@ fn ends_text(bytes: &[u8], searched: usize, text: &[u8]) -> bool {
     bytes[from..].windows(text.len()).any(|w| w == text)
 }
 
-fn joined(reader: Option<JoinHandle<Vec<u8>>>) -> String {
-    let bytes = reader.and_then(|r| r.join().ok()).unwrap_or_default();
-    String::from_utf8_lossy(&bytes).into_owned()
+/// What a pipe reader hands back: the bytes, and when each watched text
+/// first appeared.
+type Captured = (Vec<u8>, Vec<Option<Duration>>);
+
+fn joined(reader: Option<JoinHandle<Captured>>) -> (String, Vec<Option<Duration>>) {
+    let (bytes, times) = reader.and_then(|r| r.join().ok()).unwrap_or_default();
+    (String::from_utf8_lossy(&bytes).into_owned(), times)
 }
 
 /// Waits for QEMU to exit, stopping it when `timeout` (from `start`) runs

@@ -329,7 +329,10 @@ fn run_linux(args: LinuxArgs) -> xtask::Result<ExitCode> {
 /// each), the table on stdout and the JSON file.
 fn run_bench(json: Option<PathBuf>) -> xtask::Result<()> {
     prereqs::ensure(Machine::default().needs())?;
-    let total = 1 + 2 * bench::RUNS.len();
+    // Linux: the kit (fetched or cached), then 1 and 4 vCPUs, each as a
+    // DomU and bare.
+    const LINUX_VCPUS: [u32; 2] = [1, 4];
+    let total = 1 + 2 * bench::RUNS.len() + 1 + LINUX_VCPUS.len();
     build(&mut Steps::new(total))?;
     let mut n = 1;
     let mut measure = |icount: bool| -> xtask::Result<bench::Figures> {
@@ -351,12 +354,34 @@ fn run_bench(json: Option<PathBuf>) -> xtask::Result<()> {
     };
     let tcg = measure(false)?;
     let icount = measure(true)?;
+    n += 1;
+    let step = Step::start(
+        n,
+        total,
+        "Linux: Debian's kernel and busybox, the bench initramfs",
+    );
+    let kit = xtask::linux::prepare(&xtask::linux::cache_dir())?;
+    let ramdisk = xtask::linux_bench::initramfs(&kit)?;
+    step.done("ready");
+    let mut linux = Vec::new();
+    for vcpus in LINUX_VCPUS {
+        n += 1;
+        let step = Step::start(
+            n,
+            total,
+            &format!("TCG: Linux as a DomU with {vcpus} vCPU(s), then bare on QEMU"),
+        );
+        linux.push(xtask::linux_bench::measure(&kit, &ramdisk, vcpus)?);
+        step.done("measured");
+    }
     print!("{}", bench::table(&tcg, &icount));
+    print!("{}", xtask::linux_bench::table(&linux));
     let path = json.unwrap_or_else(bench::default_json_path);
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
     }
-    std::fs::write(&path, bench::json(&tcg, &icount))
+    let linux_json = xtask::linux_bench::json(&linux);
+    std::fs::write(&path, bench::json(&tcg, &icount, Some(&linux_json)))
         .map_err(Error::io(format!("writing {}", path.display())))?;
     say(&format!("figures written to {}", path.display()));
     Ok(())

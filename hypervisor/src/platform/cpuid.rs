@@ -234,7 +234,7 @@ fn leaf1([a, b, c, d]: [u32; 4], v: &VcpuView) -> [u32; 4] {
         | Leaf1Ecx::PDCM
         | Leaf1Ecx::TSC_DEADLINE
         | Leaf1Ecx::OSXSAVE;
-    let mut c = Leaf1Ecx::from_bits_retain(c) - hide_c | Leaf1Ecx::X2APIC | Leaf1Ecx::HYPERVISOR;
+    let mut c = (Leaf1Ecx::from_bits_retain(c) - hide_c) | Leaf1Ecx::X2APIC | Leaf1Ecx::HYPERVISOR;
     if v.xcr0_supported == 0 {
         c -= Leaf1Ecx::XSAVE | Leaf1Ecx::AVX;
     } else if v.xcr0_supported & XCR0_AVX == 0 {
@@ -250,7 +250,7 @@ fn leaf1([a, b, c, d]: [u32; 4], v: &VcpuView) -> [u32; 4] {
         | Leaf1Edx::TM
         | Leaf1Edx::PBE;
     let d =
-        Leaf1Edx::from_bits_retain(d) - hide_d | Leaf1Edx::APIC | Leaf1Edx::MTRR | Leaf1Edx::PAT;
+        (Leaf1Edx::from_bits_retain(d) - hide_d) | Leaf1Edx::APIC | Leaf1Edx::MTRR | Leaf1Edx::PAT;
     // EBX: brand index, CLFLUSH size, logical processor count (kept) and
     // the initial APIC id in bits 31:24.
     let b = (b & 0x00ff_ffff) | (v.apic_id << 24);

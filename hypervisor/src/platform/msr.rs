@@ -148,7 +148,7 @@ impl MsrState {
             }
             MTRR_PHYS_FIRST..=MTRR_PHYS_LAST => {
                 let i = (msr - MTRR_PHYS_FIRST) as usize;
-                let valid = if i % 2 == 0 {
+                let valid = if i.is_multiple_of(2) {
                     // PHYSBASE: type in 7:0, base in 47:12.
                     value & !(PHYS_ADDR_MASK & !0xf00) == 0 && valid_mtrr_type(value & 0xff)
                 } else {
