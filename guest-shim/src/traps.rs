@@ -74,11 +74,19 @@ pub fn set_gate(vector: u8, handler: u64) {
     unsafe { core::ptr::write_volatile(&raw mut (*idt).0[vector as usize], gate(handler)) };
 }
 
+/// Points exception `vector` back at guest-shim's own stub (after a test
+/// kernel borrowed it with [`set_gate`]).
+pub fn restore_gate(vector: u8) {
+    set_gate(
+        vector,
+        &raw const guest_trap_stubs as u64 + vector as u64 * 16,
+    );
+}
+
 /// Fills the exception gates and loads the IDT (boot vCPU).
 pub(crate) fn init() {
-    let base = &raw const guest_trap_stubs as u64;
     for vector in 0..32u8 {
-        set_gate(vector, base + vector as u64 * 16);
+        restore_gate(vector);
     }
     load();
 }

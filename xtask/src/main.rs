@@ -105,7 +105,8 @@ impl LinuxArgs {
             cmdline: String::new(),
             modules: Vec::new(),
             domus: vec![domu],
-            exit_when_done: false,
+            // The session ends with Linux (its shell's exit powers it off).
+            exit_when_done: true,
             qemu_args: Vec::new(),
         }
     }

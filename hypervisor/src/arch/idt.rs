@@ -238,7 +238,10 @@ extern "C" fn trap_handler(frame: &mut TrapFrame) {
         VECTOR_SPURIOUS => {}
         // The scheduler reads the clock itself; the interrupt only ends
         // the guest's run or the idle halt.
-        VECTOR_TIMER => lapic::eoi(),
+        VECTOR_TIMER => {
+            lapic::timer_fired(percpu::current_index());
+            lapic::eoi();
+        }
         _ => {
             log::warn!("unexpected interrupt vector {vector:#x}");
             lapic::eoi();

@@ -149,6 +149,32 @@ pub fn calibrate_timer() -> u32 {
     (elapsed as u64 / WINDOW_MS) as u32
 }
 
+/// Per CPU: the system time (ns) its one-shot timer is armed for; 0 once
+/// it has fired (or was never armed).
+static ARMED_FOR: [AtomicU64; crate::cmdline::MAX_CPUS] =
+    [const { AtomicU64::new(0) }; crate::cmdline::MAX_CPUS];
+
+/// Arms this CPU's one-shot timer for system time `at` (ns), unless it is
+/// already armed for exactly then — re-arming costs device accesses, slow
+/// under emulation, and this runs before every guest entry. `at` in the
+/// past fires at once (after `min_ns`).
+pub fn arm_at(at: u64, min_ns: u64) {
+    let cpu = super::percpu::current();
+    let index = cpu.map_or(0, |c| c.index);
+    if ARMED_FOR[index].load(Ordering::Relaxed) == at {
+        return;
+    }
+    ARMED_FOR[index].store(at, Ordering::Relaxed);
+    let ticks_per_ms = cpu.map_or(0, |c| c.lapic_ticks_per_ms.load(Ordering::Relaxed));
+    let now = time::system_time_ns();
+    arm_oneshot(ticks_per_ms, at.saturating_sub(now).max(min_ns));
+}
+
+/// The timer interrupt: the armed moment has come.
+pub fn timer_fired(cpu: usize) {
+    ARMED_FOR[cpu].store(0, Ordering::Relaxed);
+}
+
 /// Arms a one-shot timer interrupt `ns` nanoseconds from now at
 /// `ticks_per_ms` (at least one tick; far deadlines are capped at the
 /// counter's range, so the CPU just wakes early and re-arms).

@@ -57,6 +57,8 @@ pub fn write_mmio(domain: &Arc<Domain>, vcpu: usize, offset: u32, value: u32) {
 }
 
 fn apply(domain: &Arc<Domain>, sender: usize, effect: Option<Effect>) {
+    // An EOI, TPR or enable may let a held vector through.
+    domain.apic_hint[sender].store(true, Ordering::SeqCst);
     match effect {
         Some(Effect::Ipi(ipi)) => send_ipi(domain, sender, ipi),
         // The next vector, if any, is chosen before the next entry.
@@ -76,6 +78,7 @@ fn send_ipi(domain: &Arc<Domain>, sender: usize, ipi: Ipi) {
         match ipi.mode {
             DeliveryMode::Fixed | DeliveryMode::LowestPriority => {
                 if domain.lapics[target].lock().set_irr(ipi.vector) {
+                    domain.apic_hint[target].store(true, Ordering::SeqCst);
                     domain.upcall_asserted[target].store(true, Ordering::SeqCst);
                     sched::wake(domain, target);
                 }
@@ -130,9 +133,14 @@ fn startup(domain: &Arc<Domain>, target: usize, vector: u8) {
 /// The vector to inject next into `vcpu`, if its APIC has one above its
 /// priority; it moves to in-service.
 pub fn take_pending(domain: &Domain, vcpu: usize) -> Option<u8> {
+    if !domain.apic_hint[vcpu].swap(false, Ordering::SeqCst) {
+        return None;
+    }
     let mut lapic = domain.lapics[vcpu].lock();
     let vector = lapic.pending_vector()?;
     lapic.ack(vector);
+    // There may be more behind it.
+    domain.apic_hint[vcpu].store(true, Ordering::SeqCst);
     Some(vector)
 }
 
@@ -141,7 +149,11 @@ pub fn take_pending(domain: &Domain, vcpu: usize) -> Option<u8> {
 /// sets it up): the caller then injects it directly.
 pub fn raise(domain: &Domain, vcpu: usize, vector: u8) -> bool {
     let mut lapic = domain.lapics[vcpu].lock();
-    lapic.sw_enabled() && lapic.set_irr(vector)
+    let raised = lapic.sw_enabled() && lapic.set_irr(vector);
+    if raised {
+        domain.apic_hint[vcpu].store(true, Ordering::SeqCst);
+    }
+    raised
 }
 
 /// True if the vCPU's APIC has a vector to deliver (for HLT wake-ups).

@@ -224,7 +224,9 @@ fn update_time(domain: &Domain, vcpu: usize) {
         return;
     };
     let t = offset + VI_TIME;
-    let (mul, shift) = evtchn::pvclock_scale(time::tsc_per_ms());
+    // The TSC rate is fixed after boot: compute the scale once.
+    static SCALE: spin::Once<(u32, i8)> = spin::Once::new();
+    let &(mul, shift) = SCALE.call_once(|| evtchn::pvclock_scale(time::tsc_per_ms()));
     let version = shared::load_u32(frame, t);
     let odd = version.wrapping_add(1) | 1;
     shared::store_u32(frame, t, odd);

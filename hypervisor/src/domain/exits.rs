@@ -22,6 +22,7 @@ pub enum Next {
 }
 
 const VECTOR_GP: u8 = 13;
+const VECTOR_UD: u8 = 6;
 const LEN_VMMCALL: u64 = 3;
 const LEN_CPUID: u64 = 2;
 const LEN_MSR: u64 = 2;
@@ -146,6 +147,19 @@ pub fn handle(domain: &Arc<Domain>, vcpu: usize, slot: &mut VcpuSlot, exit: Exit
             }
             Next::Continue
         }
+        Exit::Cr4Write => {
+            match decode_mov_to_cr4(domain, cpu) {
+                Some((source, len)) => {
+                    let value = read_gpr(cpu, source);
+                    match value {
+                        Some(v) if cpu.set_cr4(v) => cpu.set_rip(cpu.rip() + len),
+                        _ => cpu.inject_exception(VECTOR_GP, Some(0)),
+                    }
+                }
+                None => cpu.inject_exception(VECTOR_UD, None),
+            }
+            Next::Continue
+        }
         Exit::ExternalInterrupt | Exit::InterruptWindow => Next::Continue,
         Exit::NestedPageFault { gpa, error } => {
             if DEVICE_WINDOW.contains(&gpa) && emulate_device_window_access(domain, vcpu, cpu, gpa)
@@ -232,31 +246,59 @@ fn emulate_device_window_access(
                 let v = value(cpu.rax());
                 cpu.set_rax(v);
             }
-            4 => return false, // rsp lives in the VMCB; no device read targets it
-            _ => {
-                let r = cpu.regs();
-                let slot = match reg {
-                    1 => &mut r.rcx,
-                    2 => &mut r.rdx,
-                    3 => &mut r.rbx,
-                    5 => &mut r.rbp,
-                    6 => &mut r.rsi,
-                    7 => &mut r.rdi,
-                    8 => &mut r.r8,
-                    9 => &mut r.r9,
-                    10 => &mut r.r10,
-                    11 => &mut r.r11,
-                    12 => &mut r.r12,
-                    13 => &mut r.r13,
-                    14 => &mut r.r14,
-                    _ => &mut r.r15,
-                };
-                *slot = value(*slot);
-            }
+            _ => match gpr_slot(cpu.regs(), reg) {
+                Some(slot) => *slot = value(*slot),
+                None => return false, // rsp lives in the VMCB; no device read targets it
+            },
         }
     }
     cpu.set_rip(rip + decoded.len as u64);
     true
+}
+
+/// General-purpose register `n` (1 = rcx … 15 = r15; not rax or rsp,
+/// which the backend keeps in its control structure).
+fn gpr_slot(r: &mut crate::virt::GuestRegs, n: u8) -> Option<&mut u64> {
+    Some(match n {
+        1 => &mut r.rcx,
+        2 => &mut r.rdx,
+        3 => &mut r.rbx,
+        5 => &mut r.rbp,
+        6 => &mut r.rsi,
+        7 => &mut r.rdi,
+        8 => &mut r.r8,
+        9 => &mut r.r9,
+        10 => &mut r.r10,
+        11 => &mut r.r11,
+        12 => &mut r.r12,
+        13 => &mut r.r13,
+        14 => &mut r.r14,
+        15 => &mut r.r15,
+        _ => return None,
+    })
+}
+
+/// The value of register `n` (0 = rax … 15 = r15); `None` for rsp.
+fn read_gpr(cpu: &mut crate::virt::svm::SvmVcpu, n: u8) -> Option<u64> {
+    if n == 0 {
+        return Some(cpu.rax());
+    }
+    gpr_slot(cpu.regs(), n).map(|r| *r)
+}
+
+/// Decodes the `mov cr4, reg` at the guest's RIP (no decode assists under
+/// emulation): returns the source register and the instruction length.
+fn decode_mov_to_cr4(domain: &Domain, cpu: &crate::virt::svm::SvmVcpu) -> Option<(u8, u64)> {
+    use crate::mm::guest::Gva;
+    let mut bytes = [0u8; 4];
+    let rip = cpu.rip();
+    domain
+        .with_guest(cpu.paging(), |g| g.read(Gva(rip), &mut bytes))
+        .ok()?;
+    let long = cpu.paging().efer & EFER_LMA != 0;
+    crate::domain::mmio::decode_mov_to_cr(&bytes, long)
+        .filter(|m| m.cr == 4)
+        .map(|m| (m.source, m.len as u64))
 }
 
 fn host_cpuid(leaf: u32, sub: u32) -> [u32; 4] {

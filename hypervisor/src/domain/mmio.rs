@@ -25,6 +25,35 @@ pub struct Decoded {
     pub len: u8,
 }
 
+/// A decoded `mov crN, reg` (0F 22 /r).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MovToCr {
+    pub cr: u8,
+    /// 0 = rax … 15 = r15.
+    pub source: u8,
+    pub len: u8,
+}
+
+/// Decodes `mov crN, reg`: an optional REX prefix (64-bit code), 0F 22, a
+/// register-form ModRM (the CPU ignores `mod`: the operand is always a
+/// register).
+pub fn decode_mov_to_cr(bytes: &[u8], long: bool) -> Option<MovToCr> {
+    let (rex, rest) = match bytes.first() {
+        Some(&b) if long && (0x40..=0x4f).contains(&b) => (b, &bytes[1..]),
+        _ => (0, bytes),
+    };
+    let [0x0f, 0x22, modrm, ..] = *rest else {
+        return None;
+    };
+    let cr = ((modrm >> 3) & 7) | if rex & 0b100 != 0 { 8 } else { 0 };
+    let source = (modrm & 7) | if rex & 0b001 != 0 { 8 } else { 0 };
+    Some(MovToCr {
+        cr,
+        source,
+        len: 3 + (rex != 0) as u8,
+    })
+}
+
 /// Decodes `mov` loads/stores (8A/8B/88/89/C6/C7, 0F B6/B7) in 64-bit
 /// (`long`) or 32-bit code. Anything else: `None`.
 pub fn decode(bytes: &[u8], long: bool) -> Option<Decoded> {
@@ -189,6 +218,51 @@ pub fn load_value(old: u64, value: u64, size: u8, dest_size: u8, high_byte: bool
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mov_to_cr4_is_decoded() {
+        // mov cr4, rax / mov cr4, rdi / mov cr4, r9 (REX.B) / 32-bit mov cr4, eax
+        assert_eq!(
+            decode_mov_to_cr(&[0x0f, 0x22, 0xe0, 0x90], true),
+            Some(MovToCr {
+                cr: 4,
+                source: 0,
+                len: 3
+            })
+        );
+        assert_eq!(
+            decode_mov_to_cr(&[0x0f, 0x22, 0xe7], true),
+            Some(MovToCr {
+                cr: 4,
+                source: 7,
+                len: 3
+            })
+        );
+        assert_eq!(
+            decode_mov_to_cr(&[0x41, 0x0f, 0x22, 0xe1], true),
+            Some(MovToCr {
+                cr: 4,
+                source: 9,
+                len: 4
+            })
+        );
+        assert_eq!(
+            decode_mov_to_cr(&[0x0f, 0x22, 0xe0], false),
+            Some(MovToCr {
+                cr: 4,
+                source: 0,
+                len: 3
+            })
+        );
+        // mov cr3, rax is another register; a REX byte in 32-bit code is inc.
+        assert_eq!(
+            decode_mov_to_cr(&[0x0f, 0x22, 0xd8], true).map(|m| m.cr),
+            Some(3)
+        );
+        assert_eq!(decode_mov_to_cr(&[0x41, 0x0f, 0x22, 0xe1], false), None);
+        assert_eq!(decode_mov_to_cr(&[0x0f, 0x20, 0xe0], true), None);
+        assert_eq!(decode_mov_to_cr(&[0x0f], true), None);
+    }
 
     #[test]
     fn loads() {

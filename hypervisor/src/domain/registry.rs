@@ -108,6 +108,10 @@ pub struct Domain {
     pub runstates: Vec<Mutex<super::runstate::Runstate>>,
     /// VMASST_TYPE_runstate_update_flag is on.
     pub runstate_update_flag: AtomicBool,
+    /// Per vCPU: its APIC may have a vector to deliver (set whenever one
+    /// is raised or the guest writes its APIC; saves a look before every
+    /// entry).
+    pub apic_hint: Vec<AtomicBool>,
     /// Per vCPU: INIT arrived, a STARTUP may start it.
     pub wait_for_sipi: Vec<AtomicBool>,
     /// Per vCPU: halted with interrupts off — down for good, as Xen
@@ -180,6 +184,7 @@ impl Domain {
                 })
                 .collect(),
             runstate_update_flag: AtomicBool::new(false),
+            apic_hint: (0..n).map(|_| AtomicBool::new(false)).collect(),
             wait_for_sipi: (0..n).map(|_| AtomicBool::new(false)).collect(),
             halted_for_good: (0..n).map(|_| AtomicBool::new(false)).collect(),
             console_line: Mutex::new(Vec::new()),

@@ -18,7 +18,7 @@ use spin::Mutex;
 use super::exits::{self, Next};
 use super::registry::{Domain, vcpu_state};
 use super::runstate::{self, State};
-use crate::arch::{percpu, time};
+use crate::arch::time;
 use crate::virt::VirtCpu;
 
 static RUNQ: Mutex<VecDeque<(Arc<Domain>, usize)>> = Mutex::new(VecDeque::new());
@@ -55,29 +55,14 @@ const SLICE_NS: u64 = time::TICK_MS as u64 * 1_000_000;
 const TIMER_SLACK_NS: u64 = 2_000;
 
 /// Arms this CPU's timer for `until` or the next guest deadline,
-/// whichever is first. Re-arming costs device accesses (slow under
-/// emulation), so a timer already armed for that moment, or for an
-/// earlier one still ahead, is left alone: an early wake-up just re-arms.
+/// whichever is first.
 fn arm_timer(until: u64) {
-    let cpu = percpu::current_index();
     let next = match super::events::next_deadline() {
         0 => until,
         d => d.min(until),
     };
-    let now = time::system_time_ns();
-    let armed = ARMED_FOR[cpu].load(Ordering::Relaxed);
-    if armed > now && armed <= next {
-        return;
-    }
-    ARMED_FOR[cpu].store(next.max(now + TIMER_SLACK_NS), Ordering::Relaxed);
-    let ticks_per_ms =
-        percpu::current().map_or(0, |c| c.lapic_ticks_per_ms.load(Ordering::Relaxed));
-    crate::arch::lapic::arm_oneshot(ticks_per_ms, next.saturating_sub(now).max(TIMER_SLACK_NS));
+    crate::arch::lapic::arm_at(next, TIMER_SLACK_NS);
 }
-
-/// Per CPU: the system time its timer is armed for.
-static ARMED_FOR: [core::sync::atomic::AtomicU64; crate::cmdline::MAX_CPUS] =
-    [const { core::sync::atomic::AtomicU64::new(0) }; crate::cmdline::MAX_CPUS];
 
 fn idle() {
     arm_timer(time::system_time_ns() + SLICE_NS);

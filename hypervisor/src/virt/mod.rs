@@ -60,6 +60,8 @@ pub enum Exit {
     /// The guest can now take an injected interrupt.
     InterruptWindow,
     Xsetbv,
+    /// MOV to CR4 (intercepted: the backend does not decode it).
+    Cr4Write,
     /// The hardware refused the guest state.
     InvalidState,
     Unexpected(u64),
@@ -117,4 +119,7 @@ pub trait VirtCpu {
     fn set_pat(&mut self, value: u64);
     /// What RDTSCP/RDPID return in this vCPU.
     fn set_tsc_aux(&mut self, value: u64);
+    /// Sets CR4 if the value is one the guest may have (else false: the
+    /// caller raises #GP, as the CPU would for a reserved bit).
+    fn set_cr4(&mut self, value: u64) -> bool;
 }

@@ -31,6 +31,16 @@ const VM_CR_SVMDIS: u64 = 1 << 4;
 /// Guest EFER bits a guest may set: SCE, LME, LMA, NXE.
 const GUEST_EFER_ALLOWED: u64 = (1 << 0) | (1 << 8) | (1 << 10) | (1 << 11);
 
+/// CR4 bits a guest may set: VME, PVI, TSD, DE, PSE, PAE, MCE, PGE, PCE,
+/// OSFXSR, OSXMMEXCPT, UMIP, FSGSBASE, PCIDE, SMEP, SMAP (OSXSAVE where
+/// XSAVE is switched). Not VMXE/SMXE (no VMX here), LA57, PKE, CET, PKS
+/// (not offered in CPUID).
+const GUEST_CR4_ALLOWED: u64 = 0x7ff | (1 << 11) | (1 << 16) | (1 << 17) | (1 << 20) | (1 << 21);
+const CR4_PAE: u64 = 1 << 5;
+const CR4_PCIDE: u64 = 1 << 17;
+const CR4_OSXSAVE: u64 = 1 << 18;
+const EFER_LMA: u64 = 1 << 10;
+
 /// MSRs swapped by VMLOAD/VMSAVE or kept in the VMCB: safe to pass through.
 const PASSTHROUGH_MSRS: [u32; 10] = [
     0x174,
@@ -435,6 +445,9 @@ impl SvmVcpu {
             | Intercept4::MWAIT
             | Intercept4::XSETBV)
             .bits();
+        // CR4 writes are checked here: a bit this CPU lacks (VMXE on AMD,
+        // say) must be a #GP in the guest, not a state VMRUN refuses.
+        c.intercept_cr = vmcb::INTERCEPT_CR4_WRITE;
         c.iopm_base_pa = shared.iopm;
         c.msrpm_base_pa = shared.msrpm;
         c.guest_asid = asid;
@@ -709,6 +722,7 @@ impl VirtCpu for SvmVcpu {
             exit_code::INTR | exit_code::NMI => Exit::ExternalInterrupt,
             exit_code::VINTR => Exit::InterruptWindow,
             exit_code::XSETBV => Exit::Xsetbv,
+            exit_code::CR4_WRITE => Exit::Cr4Write,
             exit_code::INVALID => Exit::InvalidState,
             other => Exit::Unexpected(other),
         }
@@ -778,6 +792,22 @@ impl VirtCpu for SvmVcpu {
     }
     fn set_tsc_aux(&mut self, value: u64) {
         self.tsc_aux = value;
+    }
+    fn set_cr4(&mut self, value: u64) -> bool {
+        let mut allowed = GUEST_CR4_ALLOWED;
+        if shared().xcr0_supported != 0 {
+            allowed |= CR4_OSXSAVE;
+        }
+        let long_mode = self.vmcb_ref().save.efer & EFER_LMA != 0;
+        let valid = value & !allowed == 0
+            && !(long_mode && value & CR4_PAE == 0)
+            && !(!long_mode && value & CR4_PCIDE != 0);
+        if valid {
+            self.vmcb_mut().save.cr4 = value;
+            // PGE, PCIDE and paging-mode bits change what the TLB may hold.
+            self.flush = true;
+        }
+        valid
     }
 }
 

@@ -54,6 +54,9 @@ bitflags! {
     }
 }
 
+/// `intercept_cr` (offset 0x00): bits 16-31 intercept writes of CR0-CR15.
+pub const INTERCEPT_CR4_WRITE: u32 = 1 << (16 + 4);
+
 /// `vintr` field bits (offset 0x60).
 pub const V_IRQ: u64 = 1 << 8;
 pub const V_INTR_MASKING: u64 = 1 << 24;
@@ -76,6 +79,8 @@ pub mod exit_code {
     pub const INTR: u64 = 0x60;
     pub const NMI: u64 = 0x61;
     pub const VINTR: u64 = 0x64;
+    /// MOV to CR4 (0x10 + the register number).
+    pub const CR4_WRITE: u64 = 0x14;
     pub const CPUID: u64 = 0x72;
     pub const HLT: u64 = 0x78;
     pub const IOIO: u64 = 0x7b;

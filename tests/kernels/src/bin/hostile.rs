@@ -402,6 +402,13 @@ mod kernel {
                 failures += 1;
             }
         }
+        // CPU state a guest may not have: CR4.VMXE on this AMD host (no
+        // VMX) is a #GP in the guest, as on hardware — not a state VMRUN
+        // refuses, which would end the domain.
+        if !cr4_write_faults(CR4_VMXE) {
+            println!("hostile: setting CR4.VMXE did not raise #GP");
+            failures += 1;
+        }
         // The hypervisor still serves us normally afterwards.
         if hypercall::xen_version().is_err() {
             println!("hostile: xen_version fails after the attack");
@@ -413,6 +420,46 @@ mod kernel {
             println!("hostile: FAIL {failures} of {} checks", checks.len());
         }
         shutdown(ShutdownReason::Poweroff)
+    }
+
+    const CR4_VMXE: u64 = 1 << 13;
+    const VECTOR_GP: u8 = 13;
+
+    /// #GPs taken by `gp_skip_entry` (each skips the 3-byte `mov cr4, rax`).
+    #[unsafe(no_mangle)]
+    static HOSTILE_GP_COUNT: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+    core::arch::global_asm!(
+        r#"
+        .global hostile_gp_skip_entry
+    hostile_gp_skip_entry:
+        add rsp, 8
+        add qword ptr [rsp], 3
+        lock inc dword ptr [rip + HOSTILE_GP_COUNT]
+        iretq
+    "#
+    );
+
+    unsafe extern "C" {
+        static hostile_gp_skip_entry: u8;
+    }
+
+    /// Sets `bits` in CR4 with #GP caught; true if the write faulted and
+    /// CR4 is unchanged.
+    fn cr4_write_faults(bits: u64) -> bool {
+        use core::sync::atomic::Ordering;
+        guest_shim::traps::set_gate(VECTOR_GP, &raw const hostile_gp_skip_entry as u64);
+        let before: u64;
+        let after: u64;
+        // SAFETY: the #GP gate points at the skip stub for the duration;
+        // the `mov cr4, rax` is the 3-byte form it skips.
+        unsafe {
+            core::arch::asm!("mov {}, cr4", out(reg) before);
+            core::arch::asm!(".byte 0x0f, 0x22, 0xe0", in("rax") before | bits);
+            core::arch::asm!("mov {}, cr4", out(reg) after);
+        }
+        guest_shim::traps::restore_gate(VECTOR_GP);
+        HOSTILE_GP_COUNT.load(Ordering::SeqCst) == 1 && after == before
     }
 
     guest_shim::entry!(main);
