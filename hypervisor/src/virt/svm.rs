@@ -801,7 +801,7 @@ impl VirtCpu for SvmVcpu {
         let long_mode = self.vmcb_ref().save.efer & EFER_LMA != 0;
         let valid = value & !allowed == 0
             && !(long_mode && value & CR4_PAE == 0)
-            && !(!long_mode && value & CR4_PCIDE != 0);
+            && (long_mode || value & CR4_PCIDE == 0);
         if valid {
             self.vmcb_mut().save.cr4 = value;
             // PGE, PCIDE and paging-mode bits change what the TLB may hold.
