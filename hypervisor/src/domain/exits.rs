@@ -122,26 +122,26 @@ pub fn handle(domain: &Arc<Domain>, vcpu: usize, slot: &mut VcpuSlot, exit: Exit
             Next::Continue
         }
         Exit::Io {
+            port,
             input,
             size,
             string,
             next_rip,
-            ..
         } => {
-            // No emulated devices. As Xen does for PVH guests, a port with
-            // nothing behind it reads as all ones and ignores writes (Xen
-            // guests probe such ports, e.g. QEMU's debug console at 0x12).
+            // No emulated devices: what a read gives is `platform::ports`
+            // (Xen's all ones, bar the PIT counters); writes are dropped.
             // String I/O would need emulating memory operands: refused.
             if string {
                 cpu.inject_exception(VECTOR_GP, Some(0));
             } else {
                 if input {
-                    let ones = if size == 4 {
+                    let width = if size >= 4 {
                         0xffff_ffff
                     } else {
                         (1u64 << (size * 8)) - 1
                     };
-                    cpu.set_rax((cpu.rax() & !ones) | ones);
+                    let value = crate::platform::ports::read(port, size) as u64;
+                    cpu.set_rax((cpu.rax() & !width) | value);
                 }
                 cpu.set_rip(next_rip);
             }

@@ -5,4 +5,5 @@
 pub mod acpi_tables;
 pub mod cpuid;
 pub mod msr;
+pub mod ports;
 pub mod vlapic;
