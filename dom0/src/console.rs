@@ -14,7 +14,7 @@ use core::sync::atomic::{AtomicU32, Ordering, fence};
 
 use dom0::input::{self, Action, Command, Router};
 use guest_shim::events::{self, Virq};
-use guest_shim::{hypercall, println};
+use guest_shim::{hypercall, print, println};
 use pv_abi::console::{
     IN as IN_OFFSET, IN_CONS, IN_PROD, IN_SIZE, OUT as OUT_OFFSET, OUT_CONS, OUT_PROD, OUT_SIZE,
 };
@@ -38,6 +38,9 @@ pub struct Console {
     ring: *mut u8,
     port: u32,
     line: Vec<u8>,
+    /// How much of `line` is already on the console (a prompt shown
+    /// before its line ended).
+    shown: usize,
     /// Input bytes that did not fit in the `in` ring.
     dropped: u64,
 }
@@ -74,6 +77,7 @@ pub fn connect_all() -> Vec<Console> {
                 ring,
                 port: local,
                 line: Vec::new(),
+                shown: 0,
                 dropped: 0,
             }),
             Err(e) => println!("dom0: cannot bind d{domid}'s console event channel: {e:?}"),
@@ -135,15 +139,36 @@ impl Console {
 
     fn push(&mut self, byte: u8) {
         if byte == b'\n' || self.line.len() >= LINE_MAX {
-            let text = core::str::from_utf8(&self.line).unwrap_or("?");
-            println!("(d{}) {}", self.domid, text);
+            self.show_rest();
+            println!();
             self.line.clear();
+            self.shown = 0;
             if byte == b'\n' {
                 return;
             }
         }
         if byte != b'\r' {
             self.line.push(byte);
+        }
+    }
+
+    /// Prints what of the current line is not shown yet (with the domain
+    /// prefix if none of it was).
+    fn show_rest(&mut self) {
+        let rest = core::str::from_utf8(&self.line[self.shown..]).unwrap_or("?");
+        if self.shown == 0 {
+            print!("(d{}) {rest}", self.domid);
+        } else {
+            print!("{rest}");
+        }
+        self.shown = self.line.len();
+    }
+
+    /// Shows a line that has not ended yet — for the console the serial
+    /// input goes to, whose shell prompt and echoed keys have no newline.
+    pub fn show_partial_line(&mut self) {
+        if self.line.len() > self.shown {
+            self.show_rest();
         }
     }
 }
@@ -156,6 +181,14 @@ pub struct Input {
 }
 
 impl Input {
+    /// The DomU the serial input goes to, if any.
+    pub fn focused_domu(&self) -> Option<u16> {
+        match self.router.focus() {
+            input::Focus::Domu(id) => Some(id),
+            _ => None,
+        }
+    }
+
     /// Binds VIRQ_CONSOLE; the input starts at the only DomU console if
     /// there is exactly one, else at Dom0.
     pub fn bind(consoles: &[Console]) -> Self {

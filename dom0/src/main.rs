@@ -52,8 +52,12 @@ mod kernel {
         );
         loop {
             events::clear_all();
+            let focused = input.focused_domu();
             for c in consoles.iter_mut() {
                 c.drain();
+                if focused == Some(c.domid()) {
+                    c.show_partial_line();
+                }
             }
             // Input first: a shutdown command's watch event goes out below.
             input.take(&mut consoles, &mut store);

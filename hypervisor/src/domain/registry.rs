@@ -118,6 +118,7 @@ pub struct Domain {
     /// counts it; when every vCPU is, the domain has powered off.
     pub halted_for_good: Vec<AtomicBool>,
     console_line: Mutex<Vec<u8>>,
+    console_escape: Mutex<crate::console_filter::Escape>,
     dead: AtomicBool,
     /// Pages of other domains mapped into this one (gfn here → mapping).
     pub foreign_maps: Mutex<BTreeMap<u64, super::foreign::ForeignMap>>,
@@ -188,6 +189,7 @@ impl Domain {
             wait_for_sipi: (0..n).map(|_| AtomicBool::new(false)).collect(),
             halted_for_good: (0..n).map(|_| AtomicBool::new(false)).collect(),
             console_line: Mutex::new(Vec::new()),
+            console_escape: Mutex::new(Default::default()),
             foreign_maps: Mutex::new(BTreeMap::new()),
             lent: Mutex::new(alloc::collections::BTreeSet::new()),
             grant_table: Mutex::new(Default::default()),
@@ -287,10 +289,25 @@ impl Domain {
     }
 
     /// Console output from the guest, printed a line at a time with the
-    /// domain prefix so interleaved output stays readable.
+    /// domain prefix so interleaved output stays readable. The privileged
+    /// domain's goes out as it comes (it is the console: Dom0 relays the
+    /// DomUs' rings with their prefixes, and an attached shell's prompt
+    /// has no newline). Control characters never reach the terminal.
     pub fn console_write(&self, bytes: &[u8]) {
         const MAX_LINE: usize = 512;
         let mut line = self.console_line.lock();
+        if self.privileged {
+            let mut escape = self.console_escape.lock();
+            let shown: alloc::vec::Vec<u8> = bytes
+                .iter()
+                .filter_map(|&b| crate::console_filter::pass(&mut escape, b))
+                .collect();
+            crate::console::write_fmt(format_args!(
+                "{}",
+                core::str::from_utf8(&shown).unwrap_or("")
+            ));
+            return;
+        }
         for &b in bytes {
             if b == b'\n' || line.len() >= MAX_LINE {
                 self.flush_line(&mut line);
@@ -301,13 +318,13 @@ impl Domain {
             if b == b'\r' {
                 continue;
             }
-            // Control characters other than tab become '?': a guest must
-            // not drive the host terminal.
-            line.push(if b == b'\t' || (0x20..0x7f).contains(&b) {
-                b
-            } else {
-                b'?'
-            });
+            // A guest must not drive the host terminal.
+            let mut escape = self.console_escape.lock();
+            if let Some(shown) = crate::console_filter::pass(&mut escape, b)
+                && shown != b'\x08'
+            {
+                line.push(shown);
+            }
         }
     }
 
