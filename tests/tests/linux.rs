@@ -211,3 +211,22 @@ fn dom0_asks_linux_to_power_off_through_xenstore() {
         ],
     );
 }
+
+/// /init reboots at once.
+const REBOOT_INIT: &str = r#"#!/bin/busybox sh
+/bin/busybox mount -t proc proc /proc
+echo "linux-reboot: rebooting"
+/bin/busybox reboot -f
+"#;
+
+#[test]
+fn linux_reboot_ends_the_domain_with_the_reboot_reason() {
+    let ramdisk = initramfs("reboot", REBOOT_INIT);
+    let outcome = boot(&linux_machine(1, &[linux_domu(1, &ramdisk, "")]));
+    // A reboot is not a clean power-off of a watched domain: status 3.
+    expect_exit(&outcome, Exit::Hypervisor(HvStatus::GuestFailed));
+    expect_lines(
+        &outcome,
+        &["(d1) linux-reboot: rebooting", "pavise: d1 (linux) reboot"],
+    );
+}
