@@ -110,7 +110,7 @@ mod kernel {
             ok = false;
         }
         if median > 100_000 {
-            println!("timer: FAIL the median timer is {} µs late", median / 1000);
+            println!("timer: FAIL the median timer is {} us late", median / 1000);
             ok = false;
         }
         if ok {
