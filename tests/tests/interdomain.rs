@@ -91,3 +91,28 @@ fn console_input_reaches_dom0_through_virq_console() {
     expect_exit(&outcome, Exit::Seen);
     expect_lines(&outcome, &["dom0: console input: hello pavise"]);
 }
+
+#[test]
+fn fuzzers_get_errors_and_a_healthy_pair_carries_on() {
+    // Two DomUs throw 5 000 seeded random hypercalls and MSR accesses each
+    // while a pair runs its event-channel ping-pong with grants: every
+    // call gets an answer (no domain ends but by its own power-off, the
+    // hypervisor never faults), and the pair completes.
+    let outcome = boot(&machine(&[
+        ("pingpong", "pong peer=2"),
+        ("pingpong", "ping peer=1"),
+        ("fuzzer", "seed=7 calls=5000"),
+        ("fuzzer", "seed=8 calls=5000"),
+    ]));
+    expect_exit(&outcome, Exit::Hypervisor(HvStatus::Success));
+    expect_lines(
+        &outcome,
+        &[
+            "(d1) pong: PASS",
+            "(d2) ping: PASS",
+            "(d3) fuzzer: PASS 5000 calls",
+            "(d4) fuzzer: PASS 5000 calls",
+            "pavise: all watched domains ended",
+        ],
+    );
+}

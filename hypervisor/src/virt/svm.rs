@@ -775,9 +775,16 @@ impl VirtCpu for SvmVcpu {
         self.vmcb_ref().save.efer & !EFER_SVME
     }
     fn set_efer(&mut self, value: u64) -> bool {
-        if value & !GUEST_EFER_ALLOWED != 0 {
+        const EFER_LME: u64 = 1 << 8;
+        const CR0_PG: u64 = 1 << 31;
+        let s = &self.vmcb_ref().save;
+        let (current, paging) = (s.efer, s.cr0 & CR0_PG != 0);
+        // As the CPU does: reserved bits and toggling LME with paging on
+        // are #GP; LMA is the CPU's own (a written LMA is ignored).
+        if value & !GUEST_EFER_ALLOWED != 0 || (paging && (value ^ current) & EFER_LME != 0) {
             return false;
         }
+        let value = (value & !EFER_LMA) | (current & EFER_LMA);
         self.vmcb_mut().save.efer = value | EFER_SVME;
         true
     }

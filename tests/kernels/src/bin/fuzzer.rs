@@ -1,0 +1,302 @@
+//! fuzzer: a DomU that throws seeded random hypercalls (every family and
+//! sub-op Pavise knows, and numbers it does not), with arguments drawn
+//! from boundary values, pointers into a scratch area, unmapped, foreign
+//! and non-canonical addresses, and other domains' ids; and random MSR
+//! reads and writes (APIC, MTRR, PAT, EFER, the AMD configuration MSRs,
+//! unknown ones) with #GP caught. It checks only that it survives: the
+//! hypervisor must answer everything with an errno or a #GP, never end the
+//! domain or stall, while the scenario checks that the others carry on.
+//! Command line: `seed=N calls=N`.
+//!
+//! What would only destroy the fuzzer itself is left out: shutting itself
+//! down or blocking for ever, and pointing the hypervisor's own writes
+//! (vcpu_info, runstate, the hypercall page, physmap moves) at its code —
+//! those pointers always go into the scratch area or nowhere.
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+#[cfg(target_os = "none")]
+mod kernel {
+    use core::sync::atomic::{AtomicU32, Ordering};
+
+    use guest_shim::pv_abi::hypercall::{DOMID_SELF, Hypercall};
+    use guest_shim::{ShutdownReason, StartInfo, hypercall, println, shutdown};
+
+    /// Four pages the hypervisor may write as told, and a fifth that
+    /// takes what a write-back straddling their end spills (as Xen, the
+    /// hypervisor writes a whole argument struct back).
+    #[repr(C, align(4096))]
+    struct Scratch([u8; 5 * 4096]);
+    static mut SCRATCH: Scratch = Scratch([0; 5 * 4096]);
+
+    /// xorshift64*: reproducible from the seed.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n.max(1)
+        }
+        fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+            items[self.below(items.len() as u64) as usize]
+        }
+    }
+
+    fn scratch() -> u64 {
+        &raw mut SCRATCH as u64
+    }
+
+    /// A value for an argument or a struct word.
+    fn value(rng: &mut Rng) -> u64 {
+        let s = scratch();
+        match rng.below(12) {
+            0 => 0,
+            1 => rng.below(8),
+            2 => u64::MAX,
+            // Powers of two, but none inside our own image and heap
+            // (4 KiB .. 16 MiB): as a pointer that would be a valid one
+            // to our own memory, and the hypervisor would rightly write.
+            3 => {
+                let bit = rng.below(64);
+                if (12..24).contains(&bit) {
+                    1 << (bit + 12)
+                } else {
+                    1 << bit
+                }
+            }
+            4 => s + rng.below(4 * 4096),
+            5 => s + 4 * 4096 - rng.below(16), // straddling its end
+            6 => 0xf000_0000 + rng.below(0x1000_0000), // unbacked
+            7 => 0x8000_0000_0000_0000 | rng.next(), // non-canonical
+            8 => 0xffff_8000_0000_0000 + rng.below(1 << 30), // a kernel's half
+            9 => rng.pick(&[DOMID_SELF as u64, 0, 1, 2, 3, 0x7ff4, 0xffff]),
+            10 => rng.below(4096),
+            _ => rng.next(),
+        }
+    }
+
+    /// A pointer the hypervisor may write through: into the scratch area,
+    /// or somewhere it must refuse.
+    fn writable_pointer(rng: &mut Rng) -> u64 {
+        match rng.below(3) {
+            0 => scratch() + rng.below(4 * 4096 - 64) / 8 * 8,
+            1 => 0x8000_0000_0000_0000 | rng.next(),
+            _ => 0xf000_0000 + rng.below(0x1000_0000) / 8 * 8,
+        }
+    }
+
+    fn fill_scratch(rng: &mut Rng) {
+        for i in 0..(4 * 4096 / 8) {
+            let v = value(rng);
+            // SAFETY: inside the scratch area, which only this loop and the
+            // hypervisor (on our behalf) write.
+            unsafe { core::ptr::write_volatile((scratch() as *mut u64).add(i), v) };
+        }
+    }
+
+    fn put(offset: u64, v: u64) {
+        // SAFETY: a word inside the scratch area.
+        unsafe { core::ptr::write_volatile((scratch() + offset) as *mut u64, v) };
+    }
+
+    /// One hypercall: `None` when the draw is one left out.
+    fn hypercall_draw(rng: &mut Rng) -> Option<(u64, [u64; 3])> {
+        const FAMILIES: [u64; 15] = [12, 13, 15, 17, 18, 20, 21, 24, 29, 32, 33, 34, 35, 36, 99];
+        let nr = if rng.below(10) == 0 {
+            rng.below(128)
+        } else {
+            rng.pick(&FAMILIES)
+        };
+        let cmd = if rng.below(8) == 0 {
+            value(rng)
+        } else {
+            rng.below(32)
+        };
+        let mut args = [cmd, value(rng), value(rng)];
+        let memory_op = Hypercall::MemoryOp as u64;
+        // What the hypervisor will see: Xen's sub-op arguments are `int`
+        // (the low 32 bits), memory_op's the low 6 bits.
+        let op = if nr == memory_op {
+            cmd & 0x3f
+        } else {
+            cmd & 0xffff_ffff
+        };
+        match (nr, op) {
+            // console_io write: would print garbage.
+            (18, 0) => return None,
+            // sched_op block, shutdown, poll: would stop the fuzzer.
+            (29, 1..=3) => return None,
+            // vcpu_op down on itself.
+            (24, 2) => return None,
+            // vcpu_op register_runstate_memory_area / register_vcpu_info:
+            // the hypervisor writes there from now on.
+            (24, 5) => {
+                put(0, writable_pointer(rng));
+                args = [cmd, 0, scratch()];
+            }
+            (24, 10) => {
+                let gfn = rng.pick(&[scratch() >> 12, 0xf0000, u64::MAX >> 12]);
+                put(0, gfn);
+                put(8, rng.below(4096));
+                args = [cmd, 0, scratch()];
+            }
+            // add_to_physmap(_batch): only gfns of the scratch area or
+            // outside RAM (a shared-info move must not land on our code).
+            (n, 7) | (n, 23) if n == memory_op => {
+                let in_scratch = (scratch() >> 12) + rng.below(4);
+                let gpfn = rng.pick(&[in_scratch, 0x10_0000, 0xffff, u64::MAX]);
+                put(0, value(rng) & 0xffff); // domid, size, space
+                put(8, value(rng));
+                put(16, gpfn);
+                put(24, writable_pointer(rng));
+                put(32, writable_pointer(rng));
+                args = [cmd, scratch(), 0];
+            }
+            _ => {}
+        }
+        Some((nr, args))
+    }
+
+    static GP_COUNT: AtomicU32 = AtomicU32::new(0);
+    #[unsafe(no_mangle)]
+    static FUZZER_GP: AtomicU32 = AtomicU32::new(0);
+
+    core::arch::global_asm!(
+        r#"
+        .global fuzzer_gp_skip
+    fuzzer_gp_skip:
+        add rsp, 8
+        add qword ptr [rsp], 2
+        lock inc dword ptr [rip + FUZZER_GP]
+        iretq
+        .global fuzzer_ignore_interrupt
+    fuzzer_ignore_interrupt:
+        iretq
+    "#
+    );
+
+    unsafe extern "C" {
+        static fuzzer_gp_skip: u8;
+        static fuzzer_ignore_interrupt: u8;
+    }
+
+    /// One MSR access, #GP caught (rdmsr and wrmsr are both 2 bytes).
+    fn msr_draw(rng: &mut Rng, trace: bool) {
+        const MSRS: [u32; 24] = [
+            0x1b,
+            0x8b,
+            0xce,
+            0xfe,
+            0x10a,
+            0x179,
+            0x200,
+            0x20f,
+            0x250,
+            0x26f,
+            0x277,
+            0x2ff,
+            0x802,
+            0x808,
+            0x80b,
+            0x80f,
+            0x828,
+            0x830,
+            0x83f,
+            0xc000_0080,
+            0xc000_0103,
+            0xc001_0004,
+            0xc001_0015,
+            0xc001_1029,
+        ];
+        let msr = match rng.below(4) {
+            0 => rng.next() as u32,
+            1 => 0x800 + rng.below(0x100) as u32,
+            _ => rng.pick(&MSRS),
+        };
+        // Left out: the hypercall page (it rewrites a page of ours) and
+        // the MSRs a guest owns outright (FS/GS bases, syscall entry).
+        if matches!(msr, 0x4000_0000 | 0x174..=0x176 | 0xc000_0081..=0xc000_0084 | 0xc000_0100..=0xc000_0102)
+        {
+            return;
+        }
+        let read = rng.below(2) == 0;
+        let mut value = value(rng);
+        if msr == 0x830 || msr == 0x83f {
+            // IPIs to ourselves: keep their vectors out of the exceptions.
+            value = (value & !0xff) | (0x20 + rng.below(0xe0));
+        }
+        if trace {
+            println!(
+                "fuzzer: {} msr {msr:#x} {value:#x}",
+                if read { "rdmsr" } else { "wrmsr" }
+            );
+        }
+        // SAFETY: #GP is caught by the skip gate; the MSRs that could
+        // break this kernel's own state are left out above.
+        unsafe {
+            if read {
+                core::arch::asm!("rdmsr", in("ecx") msr, out("eax") _, out("edx") _);
+            } else {
+                core::arch::asm!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32);
+            }
+        }
+    }
+
+    fn arg(info: &StartInfo, key: &str) -> Option<u64> {
+        info.cmdline()
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
+    }
+
+    fn main(info: &StartInfo) -> ! {
+        let seed = arg(info, "seed").unwrap_or(1);
+        let calls = arg(info, "calls").unwrap_or(10_000);
+        // `trace=N`: print each draw from the N-th on (to find a bad one).
+        let trace = arg(info, "trace").unwrap_or(u64::MAX);
+        let mut rng = Rng(seed.max(1) ^ 0x9e37_79b9_7f4a_7c15);
+        guest_shim::traps::set_gate(13, &raw const fuzzer_gp_skip as u64);
+        for vector in 32..=255u8 {
+            guest_shim::traps::set_gate(vector, &raw const fuzzer_ignore_interrupt as u64);
+        }
+        println!("fuzzer: seed {seed}, {calls} calls");
+        let mut refused = 0u64;
+        for n in 0..calls {
+            fill_scratch(&mut rng);
+            if rng.below(8) == 0 {
+                msr_draw(&mut rng, n >= trace);
+                continue;
+            }
+            let Some((nr, [a1, a2, a3])) = hypercall_draw(&mut rng) else {
+                continue;
+            };
+            let (a4, a5) = (value(&mut rng), value(&mut rng));
+            if n >= trace {
+                println!(
+                    "fuzzer: #{n} hypercall {nr} ({a1:#x}, {a2:#x}, {a3:#x}, {a4:#x}, {a5:#x})"
+                );
+            }
+            // SAFETY: every pointer the hypervisor may write through points
+            // into the scratch area or where it must refuse (above).
+            let ret = unsafe { hypercall::raw(nr, a1, a2, a3, a4, a5) };
+            if ret < 0 {
+                refused += 1;
+            }
+            if n > 0 && n % 10_000 == 0 {
+                println!("fuzzer: {n} calls");
+            }
+        }
+        GP_COUNT.store(FUZZER_GP.load(Ordering::SeqCst), Ordering::SeqCst);
+        println!(
+            "fuzzer: PASS {calls} calls, {refused} hypercalls refused, {} MSR accesses got #GP",
+            GP_COUNT.load(Ordering::SeqCst)
+        );
+        shutdown(ShutdownReason::Poweroff)
+    }
+
+    guest_shim::entry!(main);
+}
+
+guest_shim::host_main!();
