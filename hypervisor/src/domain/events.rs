@@ -19,7 +19,6 @@ use crate::mm::frame::Frame;
 use crate::mm::guest::Gfn;
 use crate::mm::shared;
 use crate::virt::VirtCpu;
-use crate::virt::svm::SvmVcpu;
 
 pub static CHANNELS: Mutex<EventChannels> = Mutex::new(EventChannels::EMPTY);
 
@@ -196,7 +195,7 @@ fn callback_vector(domain: &Domain, vcpu: usize) -> Option<u8> {
 /// APIC when the guest enabled it, as Xen's per-vCPU upcall vector, which
 /// the guest then EOIs; directly otherwise), inject the APIC's next
 /// vector, refresh the time.
-pub fn prepare_entry(domain: &Domain, vcpu: usize, cpu: &mut SvmVcpu) {
+pub fn prepare_entry(domain: &Domain, vcpu: usize, cpu: &mut impl VirtCpu) {
     if domain.upcall_asserted[vcpu].swap(false, Ordering::SeqCst)
         && let Some(vector) = callback_vector(domain, vcpu)
     {

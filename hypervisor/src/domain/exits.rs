@@ -204,7 +204,7 @@ const EFER_LMA: u64 = 1 << 10;
 fn emulate_device_window_access(
     domain: &Arc<Domain>,
     vcpu: usize,
-    cpu: &mut crate::virt::svm::SvmVcpu,
+    cpu: &mut impl VirtCpu,
     gpa: u64,
 ) -> bool {
     use crate::domain::mmio::{self, Access};
@@ -279,7 +279,7 @@ fn gpr_slot(r: &mut crate::virt::GuestRegs, n: u8) -> Option<&mut u64> {
 }
 
 /// The value of register `n` (0 = rax … 15 = r15); `None` for rsp.
-fn read_gpr(cpu: &mut crate::virt::svm::SvmVcpu, n: u8) -> Option<u64> {
+fn read_gpr(cpu: &mut impl VirtCpu, n: u8) -> Option<u64> {
     if n == 0 {
         return Some(cpu.rax());
     }
@@ -288,7 +288,7 @@ fn read_gpr(cpu: &mut crate::virt::svm::SvmVcpu, n: u8) -> Option<u64> {
 
 /// Decodes the `mov cr4, reg` at the guest's RIP (no decode assists under
 /// emulation): returns the source register and the instruction length.
-fn decode_mov_to_cr4(domain: &Domain, cpu: &crate::virt::svm::SvmVcpu) -> Option<(u8, u64)> {
+fn decode_mov_to_cr4(domain: &Domain, cpu: &impl VirtCpu) -> Option<(u8, u64)> {
     use crate::mm::guest::Gva;
     let mut bytes = [0u8; 4];
     let rip = cpu.rip();
