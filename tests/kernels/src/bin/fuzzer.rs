@@ -27,6 +27,11 @@ mod kernel {
     #[repr(C, align(4096))]
     struct Scratch([u8; 5 * 4096]);
     static mut SCRATCH: Scratch = Scratch([0; 5 * 4096]);
+    /// The only RAM page a physmap move may take (it may end up a hole:
+    /// nothing else here touches it).
+    #[repr(C, align(4096))]
+    struct Slot([u8; 4096]);
+    static mut PHYSMAP_SLOT: Slot = Slot([0; 4096]);
 
     /// xorshift64*: reproducible from the seed.
     struct Rng(u64);
@@ -143,17 +148,33 @@ mod kernel {
                 put(8, rng.below(4096));
                 args = [cmd, 0, scratch()];
             }
-            // add_to_physmap(_batch): only gfns of the scratch area or
-            // outside RAM (a shared-info move must not land on our code).
+            // add_to_physmap(_batch): only our physmap slot or gfns outside
+            // RAM (a shared-info move must not land on our code, and the
+            // page it leaves is a hole, as on Xen).
             (n, 7) | (n, 23) if n == memory_op => {
-                let in_scratch = (scratch() >> 12) + rng.below(4);
-                let gpfn = rng.pick(&[in_scratch, 0x10_0000, 0xffff, u64::MAX]);
+                let slot = &raw mut PHYSMAP_SLOT as u64 >> 12;
+                let gpfn = rng.pick(&[slot, 0x10_0000, 0xffff, u64::MAX]);
                 put(0, value(rng) & 0xffff); // domid, size, space
                 put(8, value(rng));
                 put(16, gpfn);
                 put(24, writable_pointer(rng));
                 put(32, writable_pointer(rng));
                 args = [cmd, scratch(), 0];
+            }
+            // Batched grant ops (map, unmap, unmap_and_replace): the
+            // hypervisor writes each element's status back, so the batch
+            // must fit the scratch area (or start somewhere refused).
+            (20, 0 | 1 | 7) => {
+                let inside = scratch() + rng.below(1024);
+                let start = rng.pick(&[inside, 0xf000_0000, u64::MAX - 16]);
+                args = [cmd, start, rng.below(9)];
+            }
+            // grant copy: one op, whose destination (if a frame of ours
+            // and not a grant) is in the scratch area — a copy over our
+            // own code would be ours to regret, as on Xen.
+            (20, 5) => {
+                put(16, (scratch() >> 12) + rng.below(4));
+                args = [cmd, scratch(), 1];
             }
             _ => {}
         }
