@@ -2,7 +2,7 @@
 //! download` and cached under target/linux/, see `xtask::linux`) boots
 //! unchanged in PVH mode beside Dom0, with a busybox initramfs whose /init
 //! checks the platform and powers off. On one and on four vCPUs; beside a
-//! hostile guest and a crasher; panicking on purpose (only its domain
+//! hostile guest, a crasher and a fuzzer; panicking on purpose (only its domain
 //! ends); and asked by Dom0 through XenStore to power off.
 
 use std::path::{Path, PathBuf};
@@ -125,7 +125,7 @@ fn linux_boots_to_init_on_four_vcpus() {
 }
 
 #[test]
-fn linux_finishes_beside_a_hostile_guest_and_a_crasher() {
+fn linux_finishes_beside_a_hostile_guest_a_crasher_and_a_fuzzer() {
     let ramdisk = initramfs("check", linux::CHECK_INIT);
     let machine = linux_machine(
         2,
@@ -133,6 +133,7 @@ fn linux_finishes_beside_a_hostile_guest_and_a_crasher() {
             linux_domu(1, &ramdisk, ""),
             domu("hostile", ""),
             domu("crasher", "cmdline=wild-write"),
+            domu("fuzzer", "cmdline=seed=42 calls=20000"),
         ],
     );
     let outcome = boot(&machine);
@@ -143,6 +144,7 @@ fn linux_finishes_beside_a_hostile_guest_and_a_crasher() {
         &[
             "(d2) hostile: PASS",
             "pavise: d3 (crasher) crash:",
+            "(d4) fuzzer: PASS 20000 calls",
             "(d1) linux-check: done",
             "pavise: d1 (linux) poweroff",
         ],
