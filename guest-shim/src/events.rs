@@ -177,12 +177,43 @@ pub fn close(port: EvtchnPort) -> Result<()> {
     op(EvtchnOp::Close, &mut EvtchnClose { port })
 }
 
-/// Sleeps (SCHEDOP_block) until an upcall has run.
-pub fn wait_for_event() {
-    let before = UPCALLS.load(Ordering::SeqCst);
-    while UPCALLS.load(Ordering::SeqCst) == before {
-        // Blocking returns at once if an event is already pending; the
-        // upcall is injected as we resume.
-        let _ = hypercall::sched_block();
+/// The number of upcalls taken so far: a point to wait from.
+pub fn upcalls() -> u32 {
+    UPCALLS.load(Ordering::SeqCst)
+}
+
+/// Sleeps until an upcall has run since [`upcalls`] returned `since`.
+///
+/// It looks with interrupts off and then halts with `sti; hlt`: the CPU
+/// takes an interrupt only after the instruction that follows `sti`, so an
+/// upcall that comes between the look and the halt still wakes it. (With
+/// interrupts on, an upcall taken just before SCHEDOP_block clears
+/// `evtchn_upcall_pending`, and the block then sleeps through it — the
+/// race Xen's PVH guests avoid the same way.)
+pub fn wait_for_upcall_since(since: u32) {
+    loop {
+        // SAFETY: only IF changes; interrupts come back on in both arms.
+        unsafe { core::arch::asm!("cli", options(nomem, nostack)) };
+        if UPCALLS.load(Ordering::SeqCst) != since {
+            // SAFETY: as above.
+            unsafe { core::arch::asm!("sti", options(nomem, nostack)) };
+            return;
+        }
+        // SAFETY: halts with interrupts on; the upcall handler runs first.
+        unsafe { core::arch::asm!("sti", "hlt", options(nomem, nostack)) };
+    }
+}
+
+/// Sleeps until `done()` holds, re-checking after every upcall. The
+/// upcall count is read before each check, so an upcall that makes
+/// `done()` true just after it was checked still ends the wait (waiting
+/// for "the next upcall" after a check would sleep through it).
+pub fn wait_until(done: impl Fn() -> bool) {
+    loop {
+        let since = upcalls();
+        if done() {
+            return;
+        }
+        wait_for_upcall_since(since);
     }
 }

@@ -279,25 +279,28 @@ pub fn run_timers() {
     {
         return; // another CPU is on it
     }
+    // A deadline is taken only if it is still the one read: the vCPU may
+    // set a new timer meanwhile on another CPU, and clearing that one
+    // would lose it.
+    let take = |slot: &AtomicU64| -> bool {
+        let deadline = slot.load(Ordering::SeqCst);
+        if deadline == 0 {
+            return false;
+        }
+        if deadline > now {
+            note_deadline(deadline);
+            return false;
+        }
+        slot.compare_exchange(deadline, 0, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    };
     for domain in registry::all() {
         for vcpu in 0..domain.vcpus.len() {
-            let timer = domain.timer_deadline[vcpu].load(Ordering::SeqCst);
-            if timer != 0 {
-                if timer <= now {
-                    domain.timer_deadline[vcpu].store(0, Ordering::SeqCst);
-                    send_virq(&domain, evtchn::VIRQ_TIMER, vcpu as u32);
-                } else {
-                    note_deadline(timer);
-                }
+            if take(&domain.timer_deadline[vcpu]) {
+                send_virq(&domain, evtchn::VIRQ_TIMER, vcpu as u32);
             }
-            let poll = domain.poll_deadline[vcpu].load(Ordering::SeqCst);
-            if poll != 0 {
-                if poll <= now {
-                    domain.poll_deadline[vcpu].store(0, Ordering::SeqCst);
-                    sched::wake(&domain, vcpu);
-                } else {
-                    note_deadline(poll);
-                }
+            if take(&domain.poll_deadline[vcpu]) {
+                sched::wake(&domain, vcpu);
             }
         }
     }

@@ -48,9 +48,7 @@ mod kernel {
     }
 
     fn wait_for(count: u32) {
-        while RECEIVED.load(Ordering::SeqCst) < count {
-            events::wait_for_event();
-        }
+        events::wait_until(|| RECEIVED.load(Ordering::SeqCst) >= count);
     }
 
     fn page_addr(p: *mut Page) -> u64 {
