@@ -25,12 +25,49 @@ pub fn init() {
     *SERIAL.lock() = port.ok();
 }
 
-/// Writes formatted text to the console, whole, as one unit.
-pub fn write_fmt(args: fmt::Arguments) {
+/// The last text written did not end its line (Dom0 shows a shell's
+/// prompt as it comes): the next status line starts on a line of its own.
+static MID_LINE: AtomicBool = AtomicBool::new(false);
+
+/// Counts what passes to the port, to know how the output ends.
+struct Tracking<'a, W: Write> {
+    port: &'a mut W,
+    last: Option<u8>,
+}
+
+impl<W: Write> Write for Tracking<'_, W> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        if let Some(&b) = s.as_bytes().last() {
+            self.last = Some(b);
+        }
+        self.port.write_str(s)
+    }
+}
+
+fn write_tracked(args: fmt::Arguments, own_line: bool) {
     let mut guard = SERIAL.lock();
     if let Some(port) = guard.as_mut() {
-        let _ = port.write_fmt(args);
+        let mut out = Tracking { port, last: None };
+        if own_line && MID_LINE.load(Ordering::Relaxed) {
+            let _ = out.write_str("\n");
+        }
+        let _ = out.write_fmt(args);
+        if let Some(last) = out.last {
+            MID_LINE.store(last != b'\n', Ordering::Relaxed);
+        }
     }
+}
+
+/// Writes formatted text to the console, whole, as one unit (a line or
+/// part of one).
+pub fn write_fmt(args: fmt::Arguments) {
+    write_tracked(args, false);
+}
+
+/// Writes a whole line (what [`println!`] prints), starting a new line
+/// first if the console is in the middle of one.
+pub fn write_line(args: fmt::Arguments) {
+    write_tracked(args, true);
 }
 
 /// Like [`write_fmt`] but usable from a dying CPU: never waits forever.
@@ -58,7 +95,7 @@ pub fn write_fmt_emergency(args: fmt::Arguments) {
 #[macro_export]
 macro_rules! println {
     ($($arg:tt)*) => {
-        $crate::console::write_fmt(format_args!("{}\n", format_args!($($arg)*)))
+        $crate::console::write_line(format_args!("{}\n", format_args!($($arg)*)))
     };
 }
 
@@ -73,12 +110,12 @@ impl log::Log for Logger {
         if self.enabled(record.metadata()) {
             let cpu = crate::arch::percpu::current_index();
             match record.level() {
-                log::Level::Error | log::Level::Warn => write_fmt(format_args!(
+                log::Level::Error | log::Level::Warn => write_line(format_args!(
                     "(pavise cpu{cpu}) {}: {}\n",
                     record.level(),
                     record.args()
                 )),
-                _ => write_fmt(format_args!("(pavise cpu{cpu}) {}\n", record.args())),
+                _ => write_line(format_args!("(pavise cpu{cpu}) {}\n", record.args())),
             }
         }
     }

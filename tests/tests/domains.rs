@@ -195,7 +195,7 @@ fn singleshot_timers_fire_on_time() {
     let outcome = boot(&with_domains(2, &[domu("timer", "")]));
     expect_exit(&outcome, Exit::Hypervisor(HvStatus::Success));
     // The kernel fails itself for a wrong rate, an early timer or a median
-    // lateness above 100 µs; the line gives the distribution.
+    // lateness above 250 µs (a tick is 10 ms); the line gives the distribution.
     expect_lines(
         &outcome,
         &[
