@@ -54,6 +54,10 @@ pub enum Boot {
     Bare,
 }
 
+/// The environment variable whose words are added to every QEMU command
+/// line.
+pub const QEMU_EXTRA_ENV: &str = "PAVISE_QEMU_EXTRA";
+
 /// When a captured run types its console input.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TypeWhen {
@@ -294,6 +298,11 @@ impl Machine {
             }
         }
         args.extend(self.extra_qemu_args.iter().map(OsString::from));
+        // For chasing a rare failure in any run, tests included, e.g.
+        // PAVISE_QEMU_EXTRA="-d cpu_reset,guest_errors -D /tmp/q-%d.log".
+        if let Ok(extra) = std::env::var(QEMU_EXTRA_ENV) {
+            args.extend(extra.split_whitespace().map(OsString::from));
+        }
         Ok(args)
     }
 
