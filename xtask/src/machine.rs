@@ -298,11 +298,6 @@ impl Machine {
             }
         }
         args.extend(self.extra_qemu_args.iter().map(OsString::from));
-        // For chasing a rare failure in any run, tests included, e.g.
-        // PAVISE_QEMU_EXTRA="-d cpu_reset,guest_errors -D /tmp/q-%d.log".
-        if let Ok(extra) = std::env::var(QEMU_EXTRA_ENV) {
-            args.extend(extra.split_whitespace().map(OsString::from));
-        }
         Ok(args)
     }
 
@@ -454,6 +449,11 @@ impl Prepared {
     fn command(&self) -> Command {
         let mut command = Command::new("qemu-system-x86_64");
         command.args(&self.args).current_dir(workspace::root());
+        // For chasing a rare failure in any run, tests included, e.g.
+        // PAVISE_QEMU_EXTRA="-d cpu_reset,guest_errors -D /tmp/q-%d.log".
+        if let Ok(extra) = std::env::var(QEMU_EXTRA_ENV) {
+            command.args(extra.split_whitespace());
+        }
         command
     }
 }
