@@ -92,10 +92,28 @@ fn set_pending(domain: &Arc<Domain>, port: PortNo, vcpu: u32) {
     if shared::fetch_or_u64(si, SHARED_PENDING + word * 8, bit) & bit != 0 {
         return;
     }
-    if shared::load_u64(si, SHARED_MASK + word * 8) & bit != 0 {
-        return;
+    if shared::load_u64(si, SHARED_MASK + word * 8) & bit == 0 {
+        raise(domain, vcpu as usize, word);
     }
-    raise(domain, vcpu as usize, word);
+    // As Xen's evtchn_check_pollers: a vCPU in SCHEDOP_poll on this port
+    // wakes even though the port is masked (Linux's PV spinlocks poll a
+    // masked port; missing this hangs an SMP guest).
+    wake_pollers(domain, port);
+}
+
+/// Wakes every vCPU of `domain` polling `port`.
+fn wake_pollers(domain: &Arc<Domain>, port: PortNo) {
+    for vcpu in 0..domain.vcpus.len() {
+        if domain.poll_ports[vcpu].lock().contains(&port) {
+            sched::wake(domain, vcpu);
+        }
+    }
+}
+
+/// True if `vcpu` is in SCHEDOP_poll and one of its ports is pending.
+pub fn poll_satisfied(domain: &Domain, vcpu: usize) -> bool {
+    let ports = domain.poll_ports[vcpu].lock();
+    !ports.is_empty() && any_pending(domain, &ports)
 }
 
 fn raise(domain: &Arc<Domain>, vcpu: usize, word: usize) {

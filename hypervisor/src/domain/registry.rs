@@ -112,6 +112,9 @@ pub struct Domain {
     /// is raised or the guest writes its APIC; saves a look before every
     /// entry).
     pub apic_hint: Vec<AtomicBool>,
+    /// Per vCPU: the ports it waits on in SCHEDOP_poll (empty: not
+    /// polling).
+    pub poll_ports: Vec<Mutex<Vec<u32>>>,
     /// Per vCPU: INIT arrived, a STARTUP may start it.
     pub wait_for_sipi: Vec<AtomicBool>,
     /// Per vCPU: halted with interrupts off — down for good, as Xen
@@ -186,6 +189,7 @@ impl Domain {
                 .collect(),
             runstate_update_flag: AtomicBool::new(false),
             apic_hint: (0..n).map(|_| AtomicBool::new(false)).collect(),
+            poll_ports: (0..n).map(|_| Mutex::new(Vec::new())).collect(),
             wait_for_sipi: (0..n).map(|_| AtomicBool::new(false)).collect(),
             halted_for_good: (0..n).map(|_| AtomicBool::new(false)).collect(),
             console_line: Mutex::new(Vec::new()),

@@ -101,6 +101,7 @@ pub fn run_cpu() -> ! {
                 // not be lost.
                 if super::events::upcall_pending(&domain, vcpu)
                     || super::apic::has_pending(&domain, vcpu)
+                    || super::events::poll_satisfied(&domain, vcpu)
                 {
                     wake(&domain, vcpu);
                 }
@@ -112,6 +113,8 @@ pub fn run_cpu() -> ! {
 
 fn run_slice(domain: &Arc<Domain>, vcpu: usize) -> SliceEnd {
     let mut slot = domain.vcpus[vcpu].lock();
+    // Whatever woke it, a poll is over once the vCPU runs again.
+    domain.poll_ports[vcpu].lock().clear();
     slot.cpu.request_flush();
     slot.cpu.load_fpu();
     runstate::switch(domain, vcpu, slot.cpu.paging(), State::Running);

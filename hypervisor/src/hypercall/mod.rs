@@ -287,6 +287,13 @@ fn sched_op(c: &Caller, cmd: u64, arg: u64, next: &mut Next) -> HcResult {
             if poll.timeout != 0 && poll.timeout <= crate::arch::time::system_time_ns() {
                 return Ok(0);
             }
+            // Say which ports wake us, then look again: an event that came
+            // in between must not be slept through.
+            *c.domain.poll_ports[c.vcpu].lock() = ports;
+            if events::poll_satisfied(c.domain, c.vcpu) {
+                c.domain.poll_ports[c.vcpu].lock().clear();
+                return Ok(0);
+            }
             events::set_poll_deadline(c.domain, c.vcpu, poll.timeout);
             *next = Next::Block;
             Ok(0)
