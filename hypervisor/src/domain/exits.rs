@@ -64,23 +64,10 @@ pub fn handle(domain: &Arc<Domain>, vcpu: usize, slot: &mut VcpuSlot, exit: Exit
         Exit::Msr { write } => {
             let msr = cpu.regs().rcx as u32;
             let value = (cpu.regs().rdx << 32) | (cpu.rax() & 0xffff_ffff);
-            let ok = if super::apic::is_apic_msr(msr) {
-                if write {
-                    super::apic::write_msr(domain, vcpu, msr, value).is_ok()
-                } else {
-                    match super::apic::read_msr(domain, vcpu, msr) {
-                        Ok(v) => {
-                            slot.cpu.set_rax(v & 0xffff_ffff);
-                            slot.cpu.regs().rdx = v >> 32;
-                            true
-                        }
-                        Err(_) => false,
-                    }
-                }
-            } else if write {
-                write_msr(domain, slot, msr, value)
+            let ok = if write {
+                write_msr(domain, vcpu, slot, msr, value)
             } else {
-                read_msr(slot, msr)
+                read_msr(domain, vcpu, slot, msr)
             };
             let cpu = &mut slot.cpu;
             if ok {
@@ -322,11 +309,14 @@ fn cpuid(domain: &Domain, vcpu: usize, cpu: &impl VirtCpu, leaf: u32, sub: u32) 
     guest_leaf(host_cpuid, &view, leaf, sub)
 }
 
-fn read_msr(slot: &mut VcpuSlot, msr: u32) -> bool {
+fn read_msr(domain: &Domain, vcpu: usize, slot: &mut VcpuSlot, msr: u32) -> bool {
     let value = match msr {
         MSR_EFER => Ok(slot.cpu.efer()),
         MSR_TSC => Ok(crate::arch::time::rdtsc()),
-        _ => slot.msrs.read(msr),
+        _ if super::apic::is_apic_msr(msr) => {
+            super::apic::read_msr(domain, vcpu, msr).map_err(|_| ())
+        }
+        _ => slot.msrs.read(msr).map_err(|_| ()),
     };
     let Ok(value) = value else {
         log::debug!("rdmsr {msr:#x}: #GP");
@@ -337,10 +327,13 @@ fn read_msr(slot: &mut VcpuSlot, msr: u32) -> bool {
     true
 }
 
-fn write_msr(domain: &Domain, slot: &mut VcpuSlot, msr: u32, value: u64) -> bool {
+fn write_msr(domain: &Arc<Domain>, vcpu: usize, slot: &mut VcpuSlot, msr: u32, value: u64) -> bool {
     match msr {
         MSR_EFER => slot.cpu.set_efer(value),
         MSR_HYPERCALL_PAGE => install_hypercall_page(domain, value),
+        _ if super::apic::is_apic_msr(msr) => {
+            super::apic::write_msr(domain, vcpu, msr, value).is_ok()
+        }
         _ => match slot.msrs.write(msr, value) {
             Ok(Effect::None) => true,
             Ok(Effect::Pat(pat)) => {
