@@ -28,7 +28,9 @@
 //! - [`grant_table`]: grant table v1;
 //! - [`ring`]: the io/ring.h shared-ring index protocol;
 //! - [`console`]: the PV console ring page;
-//! - [`xenstore`]: the XenStore wire protocol and ring page.
+//! - [`xenstore`]: the XenStore wire protocol and ring page;
+//! - [`xenbus`]: the split-driver states of io/xenbus.h;
+//! - [`blkif`]: the block device protocol of io/blkif.h.
 #![no_std]
 
 /// Defines a field-less `#[repr(int)]` enum of ABI numbers with
@@ -101,6 +103,7 @@ macro_rules! zeroed_default {
     };
 }
 
+pub mod blkif;
 pub mod console;
 pub mod cpuid;
 pub mod errno;
@@ -111,6 +114,7 @@ pub mod memory;
 pub mod ring;
 pub mod shared_info;
 pub mod start_info;
+pub mod xenbus;
 pub mod xenstore;
 
 pub use hypercall::{DOMID_SELF, DomId};
