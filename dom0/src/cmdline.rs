@@ -1,7 +1,9 @@
 //! What Dom0's command line tells it: one `pavise.domu=ID:NAME:MEM_MIB:VCPUS`
 //! word per boot-time DomU (the hypervisor built them, so Dom0's toolstack
-//! has no other record of their names and sizes). Other words are not ours
-//! and are passed over.
+//! has no other record of their names and sizes), and one
+//! `pavise.vbd=DOMID:DEV:MODE:SLOT` word per virtual disk (xtask attached
+//! the images as virtio-blk PCI devices; this says which DomU gets which).
+//! Other words are not ours and are passed over.
 
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -13,6 +15,12 @@ use crate::store::DomId;
 
 /// The word's prefix.
 pub const DOMU_WORD: &str = "pavise.domu=";
+/// The prefix of a disk's word.
+pub const VBD_WORD: &str = "pavise.vbd=";
+/// Disks one DomU can have: `xvda` to `xvdp`.
+pub const VBD_DEVS_MAX: usize = 16;
+/// Highest PCI device number on a bus.
+pub const PCI_SLOT_MAX: u8 = 0x1f;
 /// Longest name accepted (Xen's toolstack has no hard limit; a name is a
 /// XenStore value, so this only keeps it printable on one line).
 pub const NAME_MAX: usize = 64;
@@ -28,7 +36,17 @@ pub struct DomuSpec {
     pub vcpus: u32,
 }
 
-/// A `pavise.domu=` word that was skipped, and why.
+/// One virtual disk: DomU `domid` sees it as `dev` (`xvda`…`xvdp`); it
+/// is the virtio-blk device in PCI slot `pci_slot` of bus 0, function 0.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VbdSpec {
+    pub domid: DomId,
+    pub dev: String,
+    pub readonly: bool,
+    pub pci_slot: u8,
+}
+
+/// A `pavise.domu=` or `pavise.vbd=` word that was skipped, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BadDomuWord {
     pub word: String,
@@ -57,10 +75,7 @@ fn parse_word(value: &str) -> Result<DomuSpec, &'static str> {
     ) else {
         return Err("it must be ID:NAME:MEM_MIB:VCPUS");
     };
-    let domid: DomId = id.parse().map_err(|_| "the domain id is not a number")?;
-    if domid == 0 || domid >= DOMID_FIRST_RESERVED {
-        return Err("the domain id must be between 1 and 32751");
-    }
+    let domid = parse_domid(id)?;
     if name.is_empty() || name.len() > NAME_MAX || !name.bytes().all(|b| b.is_ascii_graphic()) {
         return Err("the name must be 1 to 64 printable characters without spaces");
     }
@@ -80,6 +95,85 @@ fn parse_word(value: &str) -> Result<DomuSpec, &'static str> {
         mem_mib,
         vcpus,
     })
+}
+
+fn parse_domid(id: &str) -> Result<DomId, &'static str> {
+    let domid: DomId = id.parse().map_err(|_| "the domain id is not a number")?;
+    if domid == 0 || domid >= DOMID_FIRST_RESERVED {
+        return Err("the domain id must be between 1 and 32751");
+    }
+    Ok(domid)
+}
+
+fn parse_vbd(value: &str) -> Result<VbdSpec, &'static str> {
+    let mut fields = value.split(':');
+    let (Some(id), Some(dev), Some(mode), Some(slot), None) = (
+        fields.next(),
+        fields.next(),
+        fields.next(),
+        fields.next(),
+        fields.next(),
+    ) else {
+        return Err("it must be DOMID:DEV:MODE:SLOT");
+    };
+    let domid = parse_domid(id)?;
+    let valid_dev = match dev.as_bytes() {
+        [b'x', b'v', b'd', letter] => (b'a'..b'a' + VBD_DEVS_MAX as u8).contains(letter),
+        _ => false,
+    };
+    if !valid_dev {
+        return Err("the device must be xvda to xvdp");
+    }
+    let readonly = match mode {
+        "w" => false,
+        "r" => true,
+        _ => return Err("the mode must be w (read-write) or r (read-only)"),
+    };
+    // Hex digits only (from_str_radix would take a sign too).
+    let pci_slot =
+        (!slot.is_empty() && slot.len() <= 2 && slot.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| u8::from_str_radix(slot, 16).ok())
+            .flatten()
+            .filter(|s| *s <= PCI_SLOT_MAX)
+            .ok_or("the PCI slot must be a hex device number from 0 to 1f")?;
+    Ok(VbdSpec {
+        domid,
+        dev: dev.to_string(),
+        readonly,
+        pci_slot,
+    })
+}
+
+/// The virtual disks named on `cmdline`, in order, and the words that were
+/// skipped (malformed, or a device of a domain, or a PCI slot, already
+/// given).
+pub fn vbds(cmdline: &str) -> (Vec<VbdSpec>, Vec<BadDomuWord>) {
+    let mut good: Vec<VbdSpec> = Vec::new();
+    let mut bad = Vec::new();
+    for word in cmdline.split_ascii_whitespace() {
+        let Some(value) = word.strip_prefix(VBD_WORD) else {
+            continue;
+        };
+        let skipped = |reason| BadDomuWord {
+            word: word.to_string(),
+            reason,
+        };
+        match parse_vbd(value) {
+            Ok(spec)
+                if good
+                    .iter()
+                    .any(|g| g.domid == spec.domid && g.dev == spec.dev) =>
+            {
+                bad.push(skipped("that domain's device was already given"))
+            }
+            Ok(spec) if good.iter().any(|g| g.pci_slot == spec.pci_slot) => {
+                bad.push(skipped("that PCI slot was already given"))
+            }
+            Ok(spec) => good.push(spec),
+            Err(reason) => bad.push(skipped(reason)),
+        }
+    }
+    (good, bad)
 }
 
 /// The boot-time DomUs named on `cmdline`, in order, and the words that
@@ -126,6 +220,131 @@ mod tests {
         assert_eq!(good, [spec(1, "linux", 256, 4), spec(2, "xtf-ex", 16, 1)]);
         assert!(bad.is_empty());
         assert_eq!(domus(""), (Vec::new(), Vec::new()));
+    }
+
+    fn vbd(domid: DomId, dev: &str, readonly: bool, pci_slot: u8) -> VbdSpec {
+        VbdSpec {
+            domid,
+            dev: dev.to_string(),
+            readonly,
+            pci_slot,
+        }
+    }
+
+    #[test]
+    fn reads_each_vbd_word_and_ignores_other_words() {
+        let line = "pavise.domu=1:linux:256:4 pavise.vbd=1:xvda:w:10 loglvl=all \
+                    pavise.vbd=1:xvdb:r:11  pavise.vbd=3:xvdp:w:1e pavise.vbd=2:xvda:r:0";
+        let (good, bad) = vbds(line);
+        assert_eq!(
+            good,
+            [
+                vbd(1, "xvda", false, 0x10),
+                vbd(1, "xvdb", true, 0x11),
+                vbd(3, "xvdp", false, 0x1e),
+                vbd(2, "xvda", true, 0),
+            ]
+        );
+        assert!(bad.is_empty());
+        // The two kinds of word do not see each other.
+        assert_eq!(domus(line).0, [spec(1, "linux", 256, 4)]);
+        assert_eq!(vbds(""), (Vec::new(), Vec::new()));
+        assert_eq!(vbds("pavise.domu=1:a:1:1"), (Vec::new(), Vec::new()));
+    }
+
+    #[test]
+    fn bad_vbd_words_are_skipped_with_a_reason() {
+        let cases = [
+            ("pavise.vbd=", "it must be DOMID:DEV:MODE:SLOT"),
+            ("pavise.vbd=1:xvda:w", "it must be DOMID:DEV:MODE:SLOT"),
+            ("pavise.vbd=1:xvda:w:10:0", "it must be DOMID:DEV:MODE:SLOT"),
+            ("pavise.vbd=x:xvda:w:10", "the domain id is not a number"),
+            (
+                "pavise.vbd=0:xvda:w:10",
+                "the domain id must be between 1 and 32751",
+            ),
+            (
+                "pavise.vbd=32752:xvda:w:10",
+                "the domain id must be between 1 and 32751",
+            ),
+            ("pavise.vbd=1:xvdq:w:10", "the device must be xvda to xvdp"),
+            ("pavise.vbd=1:xvd:w:10", "the device must be xvda to xvdp"),
+            ("pavise.vbd=1:xvdaa:w:10", "the device must be xvda to xvdp"),
+            ("pavise.vbd=1:sda:w:10", "the device must be xvda to xvdp"),
+            ("pavise.vbd=1:xvdA:w:10", "the device must be xvda to xvdp"),
+            (
+                "pavise.vbd=1:xvda:rw:10",
+                "the mode must be w (read-write) or r (read-only)",
+            ),
+            (
+                "pavise.vbd=1:xvda::10",
+                "the mode must be w (read-write) or r (read-only)",
+            ),
+            (
+                "pavise.vbd=1:xvda:w:",
+                "the PCI slot must be a hex device number from 0 to 1f",
+            ),
+            (
+                "pavise.vbd=1:xvda:w:20",
+                "the PCI slot must be a hex device number from 0 to 1f",
+            ),
+            (
+                "pavise.vbd=1:xvda:w:010",
+                "the PCI slot must be a hex device number from 0 to 1f",
+            ),
+            (
+                "pavise.vbd=1:xvda:w:0x10",
+                "the PCI slot must be a hex device number from 0 to 1f",
+            ),
+            (
+                "pavise.vbd=1:xvda:w:+1",
+                "the PCI slot must be a hex device number from 0 to 1f",
+            ),
+            (
+                "pavise.vbd=1:xvda:w:g",
+                "the PCI slot must be a hex device number from 0 to 1f",
+            ),
+        ];
+        for (word, reason) in cases {
+            let (good, bad) = vbds(word);
+            assert!(good.is_empty(), "{word}: {good:?}");
+            assert_eq!(bad.len(), 1, "{word}");
+            assert_eq!(bad[0].reason, reason, "{word}");
+            assert_eq!(
+                bad[0].to_string(),
+                alloc::format!("dom0: ignoring '{word}' on the command line: {reason}")
+            );
+        }
+        // Upper-case hex is hex.
+        assert_eq!(
+            vbds("pavise.vbd=1:xvda:w:1F").0,
+            [vbd(1, "xvda", false, 0x1f)]
+        );
+    }
+
+    #[test]
+    fn a_domain_device_or_slot_is_given_once() {
+        let (good, bad) = vbds(
+            "pavise.vbd=1:xvda:w:10 pavise.vbd=1:xvda:r:11 pavise.vbd=2:xvda:w:10 \
+             pavise.vbd=2:xvda:w:12 pavise.vbd=1:xvdb:w:13",
+        );
+        assert_eq!(
+            good,
+            [
+                vbd(1, "xvda", false, 0x10),
+                vbd(2, "xvda", false, 0x12),
+                vbd(1, "xvdb", false, 0x13),
+            ]
+        );
+        let reasons: Vec<&str> = bad.iter().map(|b| b.reason).collect();
+        assert_eq!(
+            reasons,
+            [
+                "that domain's device was already given",
+                "that PCI slot was already given"
+            ]
+        );
+        assert_eq!(bad[0].word, "pavise.vbd=1:xvda:r:11");
     }
 
     #[test]

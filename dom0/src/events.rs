@@ -22,3 +22,9 @@ pub fn clear_all() {
         shared_info::pending(word).store(0, Ordering::SeqCst);
     }
 }
+
+/// Whether event `port` is pending (read before `clear_all`).
+pub fn is_pending(port: u32) -> bool {
+    let (word, bit) = (port as usize / 64, port % 64);
+    word < EVTCHN_WORDS && shared_info::pending(word).load(Ordering::SeqCst) & (1 << bit) != 0
+}

@@ -5,6 +5,8 @@
 
 extern crate alloc;
 
+pub mod blkback;
 pub mod cmdline;
+pub mod dma;
 pub mod input;
 pub mod store;

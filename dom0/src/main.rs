@@ -12,7 +12,13 @@ extern crate alloc;
 #[cfg(target_os = "none")]
 mod console;
 #[cfg(target_os = "none")]
+mod disks;
+#[cfg(target_os = "none")]
 mod events;
+#[cfg(target_os = "none")]
+mod vbd;
+#[cfg(target_os = "none")]
+mod virtio;
 #[cfg(target_os = "none")]
 mod xenstored;
 
@@ -20,7 +26,7 @@ mod xenstored;
 mod kernel {
     use guest_shim::{StartInfo, hypercall, println};
 
-    use crate::{console, events, xenstored};
+    use crate::{console, disks, events, vbd, virtio, xenstored};
 
     fn plural(n: usize) -> &'static str {
         if n == 1 { "" } else { "s" }
@@ -36,9 +42,28 @@ mod kernel {
         for b in &bad {
             println!("{b}");
         }
+        let (vbd_specs, bad) = dom0::cmdline::vbds(info.cmdline());
+        for b in &bad {
+            println!("{b}");
+        }
         events::init();
         let mut consoles = console::connect_all();
         let mut store = xenstored::Xenstored::start(&domus);
+        let disks = if virtio::init(info.cmdline()) {
+            disks::probe()
+        } else {
+            println!("dom0: no DMA pool on the command line: no disks");
+            alloc::vec::Vec::new()
+        };
+        let mut blkback = vbd::Blkback::start(&vbd_specs, disks, store.store());
+        if blkback.vbds() > 0 {
+            println!(
+                "dom0: blkback serving {} virtual disk{}, DMA pool {} KiB free",
+                blkback.vbds(),
+                plural(blkback.vbds()),
+                virtio::free_pages() * 4
+            );
+        }
         let mut input = console::Input::bind(&consoles);
         println!(
             "dom0: serving {} console{}",
@@ -51,7 +76,11 @@ mod kernel {
             plural(store.connections())
         );
         loop {
+            let disk_events = blkback.disk_ports().any(events::is_pending);
             events::clear_all();
+            if disk_events {
+                blkback.ack_disks();
+            }
             let focused = input.focused_domu();
             for c in consoles.iter_mut() {
                 c.drain();
@@ -61,8 +90,15 @@ mod kernel {
             }
             // Input first: a shutdown command's watch event goes out below.
             input.take(&mut consoles, &mut store);
-            while store.serve() {}
-            if hypercall::sched_block().is_err() {
+            loop {
+                let mut moved = store.serve();
+                moved |= blkback.serve(store.store());
+                if !moved {
+                    break;
+                }
+            }
+            // A disk without an interrupt is polled: yield, do not sleep.
+            if blkback.needs_polling() || hypercall::sched_block().is_err() {
                 let _ = hypercall::sched_yield();
             }
         }

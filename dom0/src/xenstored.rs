@@ -101,6 +101,11 @@ impl Xenstored {
         self.store.request_shutdown(dom, kind)
     }
 
+    /// The store itself, for Dom0's own toolstack and backends.
+    pub fn store(&mut self) -> &mut Store {
+        &mut self.store
+    }
+
     pub fn connections(&self) -> usize {
         self.connections.len()
     }

@@ -143,6 +143,17 @@ pub fn bind_virq(virq: Virq, vcpu: u32) -> Result<EvtchnPort> {
     Ok(a.port)
 }
 
+/// EVTCHNOP_bind_pirq: a port for physical IRQ `pirq` (privileged only).
+pub fn bind_pirq(pirq: u32) -> Result<EvtchnPort> {
+    let mut a = pv_abi::event_channel::EvtchnBindPirq {
+        pirq,
+        flags: pv_abi::event_channel::BIND_PIRQ_WILL_SHARE,
+        port: 0,
+    };
+    op(EvtchnOp::BindPirq, &mut a)?;
+    Ok(a.port)
+}
+
 /// EVTCHNOP_alloc_unbound: a port of ours that `remote` may bind to.
 pub fn alloc_unbound(remote: u16) -> Result<EvtchnPort> {
     let mut a = EvtchnAllocUnbound {

@@ -185,3 +185,62 @@ pub fn copy(source: CopyPtr, dest: CopyPtr, len: u16) -> core::result::Result<()
     };
     one(gt::GNTTABOP_COPY, &mut op, |o| o.status)
 }
+
+/// One GNTTABOP_copy element of a batch: `len` bytes from `source` to `dest`.
+#[derive(Clone, Copy, Debug)]
+pub struct CopyOp {
+    pub source: CopyPtr,
+    pub dest: CopyPtr,
+    pub len: u16,
+}
+
+/// Most copies [`copy_many`] issues in one hypercall.
+pub const COPY_BATCH: usize = 64;
+
+/// GNTTABOP_copy of every op in `ops`, [`COPY_BATCH`] per hypercall;
+/// `results[i]` is op `i`'s outcome. The hypercall failing as a whole
+/// (a bad batch pointer, which would be our bug) fails every op in it.
+pub fn copy_many(ops: &[CopyOp], results: &mut [core::result::Result<(), GrantError>]) {
+    let nr = Hypercall::GrantTableOp.raw() as u64;
+    for (chunk, out) in ops.chunks(COPY_BATCH).zip(results.chunks_mut(COPY_BATCH)) {
+        let mut batch = [GnttabCopy::default(); COPY_BATCH];
+        for (raw, op) in batch.iter_mut().zip(chunk) {
+            let (source, source_gref) = op.source.raw();
+            let (dest, dest_gref) = op.dest.raw();
+            let mut flags = 0;
+            if source_gref {
+                flags |= gt::GNTCOPY_SOURCE_GREF;
+            }
+            if dest_gref {
+                flags |= gt::GNTCOPY_DEST_GREF;
+            }
+            *raw = GnttabCopy {
+                source,
+                dest,
+                len: op.len,
+                flags,
+                ..Default::default()
+            };
+        }
+        // SAFETY: GNTTABOP_copy with `chunk.len()` live elements, which
+        // the hypervisor writes the status of.
+        let ret = unsafe {
+            hypercall::raw(
+                nr,
+                gt::GNTTABOP_COPY,
+                batch.as_mut_ptr() as u64,
+                chunk.len() as u64,
+                0,
+                0,
+            )
+        };
+        let whole = Errno::check_ret(ret).map_err(GrantError::Hypercall);
+        for (i, slot) in out.iter_mut().enumerate().take(chunk.len()) {
+            *slot = whole.and_then(|_| match batch[i].status {
+                gt::status::OKAY => Ok(()),
+                s => Err(GrantStatus::try_from(s)
+                    .map_or(GrantError::UnknownStatus(s), GrantError::Status)),
+            });
+        }
+    }
+}

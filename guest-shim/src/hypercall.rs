@@ -427,3 +427,33 @@ pub fn set_singleshot_timer(vcpu: u32, deadline_ns: u64, flags: u32) -> Result<u
     };
     vcpu_op(VcpuOp::SetSingleshotTimer, vcpu, arg(&req))
 }
+
+// ---------------------------------------------------------------------------
+// physdev_op (the privileged domain's device interrupts)
+// ---------------------------------------------------------------------------
+
+/// PHYSDEVOP_map_pirq of type GSI: the pirq that now stands for `gsi`.
+pub fn physdev_map_gsi(gsi: u32) -> Result<u32> {
+    use pv_abi::physdev::{MAP_PIRQ_TYPE_GSI, PHYSDEVOP_MAP_PIRQ, PhysdevMapPirq};
+    let mut op = PhysdevMapPirq {
+        domid: DOMID_SELF,
+        r#type: MAP_PIRQ_TYPE_GSI,
+        index: gsi as i32,
+        pirq: -1,
+        ..Default::default()
+    };
+    call(
+        Hypercall::PhysdevOp,
+        PHYSDEVOP_MAP_PIRQ,
+        arg_mut(&mut op),
+        0,
+    )?;
+    Ok(op.pirq as u32)
+}
+
+/// PHYSDEVOP_eoi: the device behind `pirq` has been served.
+pub fn physdev_eoi(pirq: u32) -> Result<()> {
+    use pv_abi::physdev::{PHYSDEVOP_EOI, PhysdevEoi};
+    let op = PhysdevEoi { irq: pirq };
+    call(Hypercall::PhysdevOp, PHYSDEVOP_EOI, arg(&op), 0).map(|_| ())
+}

@@ -26,6 +26,8 @@
 extern crate alloc;
 
 #[cfg(target_os = "none")]
+pub mod blkfront;
+#[cfg(target_os = "none")]
 pub mod console;
 #[cfg(target_os = "none")]
 pub mod console_ring;

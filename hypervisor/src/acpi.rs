@@ -107,9 +107,43 @@ pub struct Madt {
     pub lapic_address: u64,
     /// APIC ids of the processors that are enabled, in table order.
     pub apic_ids: Vec<u32>,
+    pub io_apics: Vec<IoApicEntry>,
+    /// Legacy IRQs wired to another GSI or with other than ISA polarity
+    /// and trigger.
+    pub overrides: Vec<InterruptOverride>,
+}
+
+/// An I/O APIC: its registers and the first GSI its pins carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IoApicEntry {
+    pub id: u8,
+    pub address: u64,
+    pub gsi_base: u32,
+}
+
+/// An Interrupt Source Override: ISA IRQ `source` arrives on `gsi`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InterruptOverride {
+    pub source: u8,
+    pub gsi: u32,
+    /// MPS INTI flags: polarity in bits 0-1, trigger mode in bits 2-3.
+    pub flags: u16,
+}
+
+impl InterruptOverride {
+    /// Polarity field 3: active low.
+    pub fn active_low(&self) -> bool {
+        self.flags & 0b11 == 0b11
+    }
+    /// Trigger field 3: level.
+    pub fn level(&self) -> bool {
+        (self.flags >> 2) & 0b11 == 0b11
+    }
 }
 
 const MADT_LOCAL_APIC: u8 = 0;
+const MADT_IO_APIC: u8 = 1;
+const MADT_INTERRUPT_OVERRIDE: u8 = 2;
 const MADT_LAPIC_ADDRESS_OVERRIDE: u8 = 5;
 const MADT_LOCAL_X2APIC: u8 = 9;
 const MADT_ENABLED: u32 = 1;
@@ -119,6 +153,8 @@ pub fn parse_madt(table: &[u8]) -> Result<Madt, AcpiError> {
     let mut madt = Madt {
         lapic_address: u32_at(table, SDT_HEADER_LEN).ok_or(AcpiError::Truncated)? as u64,
         apic_ids: Vec::new(),
+        io_apics: Vec::new(),
+        overrides: Vec::new(),
     };
     let mut off = MADT_ENTRIES_OFFSET;
     while off + 2 <= table.len() {
@@ -141,6 +177,16 @@ pub fn parse_madt(table: &[u8]) -> Result<Madt, AcpiError> {
                     madt.apic_ids.push(id);
                 }
             }
+            MADT_IO_APIC if len >= 12 => madt.io_apics.push(IoApicEntry {
+                id: entry[2],
+                address: u32_at(entry, 4).unwrap_or(0) as u64,
+                gsi_base: u32_at(entry, 8).unwrap_or(0),
+            }),
+            MADT_INTERRUPT_OVERRIDE if len >= 10 => madt.overrides.push(InterruptOverride {
+                source: entry[3],
+                gsi: u32_at(entry, 4).unwrap_or(0),
+                flags: u16::from_le_bytes([entry[8], entry[9]]),
+            }),
             MADT_LAPIC_ADDRESS_OVERRIDE if len >= 12 => {
                 madt.lapic_address = u64_at(entry, 4).unwrap_or(madt.lapic_address);
             }
@@ -186,7 +232,9 @@ mod tests {
             &[0, 8, 0, 0, 1, 0, 0, 0],                          // cpu apic 0 enabled
             &[0, 8, 1, 1, 1, 0, 0, 0],                          // apic 1 enabled
             &[0, 8, 2, 5, 0, 0, 0, 0],                          // apic 5 disabled
-            &[1, 12, 0, 0, 0, 0, 0xc0, 0xfe, 0, 0, 0, 0],       // io apic: ignored
+            &[1, 12, 3, 0, 0, 0, 0xc0, 0xfe, 0, 0, 0, 0],       // io apic 3 at 0xfec00000
+            &[2, 10, 0, 0, 2, 0, 0, 0, 0, 0],                   // irq 0 -> gsi 2
+            &[2, 10, 0, 11, 11, 0, 0, 0, 0x0d, 0],              // irq 11 level, active high
             &[9, 16, 0, 0, 7, 0, 0, 0, 1, 0, 0, 0, 9, 0, 0, 0], // x2apic id 7
         ]);
         let t = sdt(b"APIC", &body);
@@ -194,6 +242,17 @@ mod tests {
         let madt = parse_madt(table).unwrap();
         assert_eq!(madt.apic_ids, vec![0, 1, 7]);
         assert_eq!(madt.lapic_address, 0xfee0_0000);
+        assert_eq!(
+            madt.io_apics,
+            vec![IoApicEntry {
+                id: 3,
+                address: 0xfec0_0000,
+                gsi_base: 0
+            }]
+        );
+        assert_eq!(madt.overrides.len(), 2);
+        assert_eq!((madt.overrides[0].source, madt.overrides[0].gsi), (0, 2));
+        assert!(madt.overrides[1].level() && !madt.overrides[1].active_low());
     }
 
     #[test]

@@ -454,13 +454,14 @@ extern "C" fn bsp_main(context: &BspContext) -> ! {
         run_selftest(test);
     }
 
-    let apic_ids = match discover_cpus(context.rsdp_root) {
-        Ok(ids) => ids,
+    let madt = match discover_cpus(context.rsdp_root) {
+        Ok(madt) => Some(madt),
         Err(e) => {
             log::warn!("CPU discovery failed ({e}); running on the boot CPU only");
-            Vec::new()
+            None
         }
     };
+    let apic_ids = madt.as_ref().map_or(Vec::new(), |m| m.apic_ids.clone());
     if apic_ids.len() > MAX_CPUS && context.maxcpus.is_none() {
         fatal(BootError::TooManyCpus {
             found: apic_ids.len(),
@@ -486,6 +487,7 @@ extern "C" fn bsp_main(context: &BspContext) -> ! {
         log::info!("nothing to run");
         power::stop(ExitCode::Success)
     }
+    crate::domain::devices::init(madt.as_ref());
     start_domains(context)
 }
 
@@ -561,11 +563,26 @@ fn start_domains(context: &BspContext) -> ! {
                 }
             }
         }
+        let mut dma_pool = None;
+        if privileged {
+            dma_pool = crate::domain::devices::reserve_dma_pool(spec.mem_mib << 20);
+            match dma_pool {
+                Some(base) => spec.cmdline.push_str(&format!(
+                    " pavise.dma={:#x}:{:#x}",
+                    base.start(),
+                    crate::domain::devices::DMA_POOL_BYTES
+                )),
+                None => println!("pavise: no room for Dom0's DMA pool: its drivers get no disk"),
+            }
+        }
         let image = module_bytes(module);
         let ramdisk = ramdisk.as_ref().map(module_bytes);
         let watched = !privileged;
         match builder::build(index as u16, &spec, image, ramdisk, privileged, watched) {
             Ok(d) => {
+                if privileged {
+                    crate::domain::devices::give_to_dom0(&d, dma_pool);
+                }
                 built += 1;
                 println!(
                     "pavise: d{} ({}) built: {} MiB, {} vCPU{}{}{}",
@@ -624,8 +641,8 @@ fn recurse(depth: u64) -> u64 {
     }
 }
 
-/// APIC ids of the enabled CPUs, from the ACPI MADT.
-fn discover_cpus(root: Option<RootTable>) -> Result<Vec<u32>, acpi::AcpiError> {
+/// The ACPI MADT: the enabled CPUs' APIC ids, the I/O APICs.
+fn discover_cpus(root: Option<RootTable>) -> Result<acpi::Madt, acpi::AcpiError> {
     let root = match root {
         Some(r) => r,
         None => find_rsdp().ok_or(acpi::AcpiError::BadSignature)?,
@@ -638,7 +655,7 @@ fn discover_cpus(root: Option<RootTable>) -> Result<Vec<u32>, acpi::AcpiError> {
     for table_addr in acpi::root_entries(root_table, wide) {
         let table = phys_table(table_addr)?;
         if table.get(..4) == Some(b"APIC") {
-            return acpi::parse_madt(acpi::validate_sdt(table, b"APIC")?).map(|m| m.apic_ids);
+            return acpi::parse_madt(acpi::validate_sdt(table, b"APIC")?);
         }
     }
     Err(acpi::AcpiError::BadSignature)

@@ -15,6 +15,7 @@ pub mod domain;
 pub mod evtchn;
 pub mod grant;
 pub mod mm;
+pub mod pci;
 pub mod platform;
 pub mod virt;
 pub mod wallclock;

@@ -49,7 +49,9 @@ pub type BlkifVdev = u16;
 
 /// `struct blkif_request_segment`: sectors `first_sect..=last_sect` of the
 /// page granted as `gref`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 #[repr(C)]
 pub struct RequestSegment {
     pub gref: GrantRef,
@@ -59,7 +61,9 @@ pub struct RequestSegment {
 }
 
 /// `struct blkif_request` (read, write, barrier, flush).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 #[repr(C)]
 pub struct Request {
     pub operation: u8,
@@ -72,7 +76,9 @@ pub struct Request {
 }
 
 /// `struct blkif_request_discard`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 #[repr(C)]
 pub struct RequestDiscard {
     pub operation: u8,
@@ -86,7 +92,9 @@ pub struct RequestDiscard {
 
 /// `struct blkif_request_indirect`: the segments are in the pages granted
 /// as `indirect_grefs`, [`SEGS_PER_INDIRECT_FRAME`] per page.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 #[repr(C)]
 pub struct RequestIndirect {
     pub operation: u8,
@@ -102,7 +110,9 @@ pub struct RequestIndirect {
 }
 
 /// `struct blkif_response`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 #[repr(C)]
 pub struct Response {
     pub id: u64,

@@ -26,6 +26,7 @@
 //! - [`shared_info`]: `shared_info`, `vcpu_info`, `vcpu_time_info`;
 //! - [`event_channel`]: `EVTCHNOP_*`, VIRQs, 2-level event channel layout;
 //! - [`grant_table`]: grant table v1;
+//! - [`physdev`]: physdev_op (pirqs of the privileged domain);
 //! - [`ring`]: the io/ring.h shared-ring index protocol;
 //! - [`console`]: the PV console ring page;
 //! - [`xenstore`]: the XenStore wire protocol and ring page;
@@ -111,6 +112,7 @@ pub mod event_channel;
 pub mod grant_table;
 pub mod hypercall;
 pub mod memory;
+pub mod physdev;
 pub mod ring;
 pub mod shared_info;
 pub mod start_info;

@@ -57,7 +57,8 @@ pub fn with_domains(smp: u32, domus: &[DomU]) -> Machine {
     machine.cmdline = "exit_when_done".to_owned();
     // The kernels are built by `boot` (or by `cargo xtask test`) before
     // QEMU starts; the modules only name the files.
-    machine.modules = std::iter::once(xtask::domains::dom0_module())
+    machine.disks = xtask::domains::disks(domus);
+    machine.modules = std::iter::once(xtask::domains::dom0_module_for(domus))
         .chain(
             domus
                 .iter()

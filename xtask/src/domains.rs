@@ -1,12 +1,14 @@
 //! Domains to boot: Dom0 first, then DomUs given as
-//! `PATH[,name=NAME,mem=MiB,vcpus=N,ramdisk=PATH,cmdline=...]`, turned into
-//! the GRUB modules and module strings (the hypervisor's boot manifest) that
-//! name them.
+//! `PATH[,name=NAME,mem=MiB,vcpus=N,ramdisk=PATH,disk=IMG[:ro]...,cmdline=...]`,
+//! turned into the GRUB modules and module strings (the hypervisor's boot
+//! manifest) that name them, and into the disks the machine attaches with
+//! the `pavise.vbd=` words that tell Dom0 whose they are.
 
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
 use crate::bare_metal;
+use crate::disk::{self, Disk};
 use crate::error::{Error, Result};
 
 /// The kernel `cargo xtask run` boots beside Dom0 when no DomU is named.
@@ -24,6 +26,13 @@ pub const VCPUS: RangeInclusive<u32> = 1..=8;
 /// guest as its hvm_start_info module 0.
 pub const RAMDISK_STRING: &str = "ramdisk";
 
+/// The word on Dom0's command line that gives it one DomU disk:
+/// `pavise.vbd=DOMID:DEV:MODE:SLOT` (see [`vbd_words`]).
+pub const VBD_WORD: &str = "pavise.vbd=";
+
+/// What `disk=` takes after the image to make the disk read-only.
+pub const READ_ONLY_SUFFIX: &str = ":ro";
+
 /// A DomU to boot.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DomU {
@@ -35,11 +44,13 @@ pub struct DomU {
     pub cmdline: Option<String>,
     /// A file loaded beside the kernel (an initramfs, for Linux).
     pub ramdisk: Option<PathBuf>,
+    /// Its virtual disks, in order: `xvda`, `xvdb`, … (see [`crate::disk`]).
+    pub disks: Vec<Disk>,
 }
 
 impl DomU {
     /// `kernel` with the hypervisor's defaults (16 MiB, one vCPU, no
-    /// command line), named after its file.
+    /// command line, no disks), named after its file.
     pub fn new(kernel: impl Into<PathBuf>) -> Self {
         Self {
             kernel: kernel.into(),
@@ -48,6 +59,7 @@ impl DomU {
             vcpus: None,
             cmdline: None,
             ramdisk: None,
+            disks: Vec::new(),
         }
     }
 }
@@ -61,9 +73,12 @@ pub fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-/// Parses `PATH[,name=NAME,mem=MiB,vcpus=N,ramdisk=PATH,cmdline=...]`; `cmdline=` takes
-/// the rest of the argument, commas included. Values are checked against
-/// the hypervisor's limits.
+/// Parses `PATH[,name=NAME,mem=MiB,vcpus=N,ramdisk=PATH,disk=IMG[:ro],cmdline=...]`;
+/// `disk=` may be given up to [`disk::MAX_DISKS_PER_DOMAIN`] times (the
+/// first is `xvda`, then `xvdb`, …; `:ro` makes it read-only), and
+/// `cmdline=` takes the rest of the argument, commas included. Values are
+/// checked against the hypervisor's limits; the disk images are checked
+/// later ([`check`]).
 pub fn parse_domu(arg: &str) -> Result<DomU> {
     let bad = |reason: String| Error::BadDomu {
         arg: arg.to_owned(),
@@ -120,9 +135,31 @@ pub fn parse_domu(arg: &str) -> Result<DomU> {
                 }
                 domu.ramdisk.replace(PathBuf::from(value)).is_some()
             }
+            "disk" => {
+                let (image, readonly) = match value.strip_suffix(READ_ONLY_SUFFIX) {
+                    Some(image) => (image, true),
+                    None => (value, false),
+                };
+                if image.is_empty() {
+                    return Err(bad(
+                        "disk= needs an image file, as disk=IMG or disk=IMG:ro".to_owned()
+                    ));
+                }
+                if domu.disks.len() == disk::MAX_DISKS_PER_DOMAIN {
+                    return Err(bad(format!(
+                        "a DomU can have at most {} disks (xvda to xvdp)",
+                        disk::MAX_DISKS_PER_DOMAIN
+                    )));
+                }
+                domu.disks.push(Disk {
+                    path: PathBuf::from(image),
+                    readonly,
+                });
+                false
+            }
             other => {
                 return Err(bad(format!(
-                    "unknown option '{other}' (known: name=, mem=, vcpus=, ramdisk=, cmdline=)"
+                    "unknown option '{other}' (known: name=, mem=, vcpus=, ramdisk=, disk=, cmdline=)"
                 )));
             }
         };
@@ -216,20 +253,80 @@ pub fn check_ramdisk(path: &Path) -> Result<()> {
 }
 
 /// Checks DomU number `index` (1-based) before anything is built: its
-/// kernel is an ELF file, its ramdisk a file, and GRUB can carry its module
-/// string unchanged.
+/// kernel is an ELF file, its ramdisk a file, its disks usable images
+/// ([`disk::check_all`]; whether another DomU's disks clash with them is
+/// for [`check_disks`]), and GRUB can carry its module string unchanged.
 pub fn check(domu: &DomU, index: usize) -> Result<()> {
     check_kernel(&domu.kernel)?;
     if let Some(ramdisk) = &domu.ramdisk {
         check_ramdisk(ramdisk)?;
     }
+    disk::check_all(&domu.disks)?;
     crate::grub::quote(&module_string(domu, index))?;
     Ok(())
 }
 
-/// Dom0's module.
+/// Every DomU's disks, in the order the machine attaches them (the k-th is
+/// in PCI slot [`disk::pci_slot`]`(k)`): d1's `xvda`, `xvdb`, …, then
+/// d2's, and so on. What [`crate::Machine::disks`] must be for `domus`.
+pub fn disks(domus: &[DomU]) -> Vec<Disk> {
+    domus.iter().flat_map(|d| d.disks.iter().cloned()).collect()
+}
+
+/// Checks all of `domus`' disks together (see [`disk::check_all`]): each
+/// image usable, no more than fit, no image written through two disks.
+pub fn check_disks(domus: &[DomU]) -> Result<()> {
+    Ok(disk::check_all(&disks(domus))?)
+}
+
+/// The words that tell Dom0 which disk is whose, one per disk in
+/// [`disks`] order: `pavise.vbd=DOMID:DEV:MODE:SLOT`, DOMID the DomU's
+/// domain id (its place in `domus`, from 1, as the hypervisor numbers
+/// boot-time DomUs), DEV `xvda`…, MODE `w` or `r`, SLOT the PCI device
+/// number (bus 0, function 0) in hex, e.g. `pavise.vbd=1:xvda:w:10`.
+/// Disks beyond what fits ([`disk::MAX_DISKS`], refused by [`check_disks`])
+/// get no word.
+pub fn vbd_words(domus: &[DomU]) -> Vec<String> {
+    domus
+        .iter()
+        .enumerate()
+        .flat_map(|(i, domu)| {
+            domu.disks
+                .iter()
+                .enumerate()
+                .map(move |(j, d)| (i + 1, j, d))
+        })
+        .enumerate()
+        .map_while(|(k, (domid, j, d))| {
+            let slot = disk::pci_slot(k)?;
+            let dev = disk::device_name(j)?;
+            let mode = if d.readonly { 'r' } else { 'w' };
+            Some(format!("{VBD_WORD}{domid}:{dev}:{mode}:{slot:x}"))
+        })
+        .collect()
+}
+
+/// Dom0's command line for `domus`: their [`vbd_words`], space-separated
+/// (the hypervisor appends its `pavise.domu=` words).
+pub fn dom0_cmdline(domus: &[DomU]) -> String {
+    vbd_words(domus).join(" ")
+}
+
+/// Dom0's module, when no DomU has a disk.
 pub fn dom0_module() -> (PathBuf, String) {
-    (bare_metal::artifact("dom0"), "name=dom0".to_owned())
+    dom0_module_for(&[])
+}
+
+/// Dom0's module for booting beside `domus`: `name=dom0`, and
+/// `cmdline=` with [`dom0_cmdline`] when they have disks.
+pub fn dom0_module_for(domus: &[DomU]) -> (PathBuf, String) {
+    let mut string = "name=dom0".to_owned();
+    let cmdline = dom0_cmdline(domus);
+    if !cmdline.is_empty() {
+        string.push_str(" cmdline=");
+        string.push_str(&cmdline);
+    }
+    (bare_metal::artifact("dom0"), string)
 }
 
 /// The GRUB module for DomU number `index` (1-based), unchecked.
@@ -248,10 +345,12 @@ pub fn domain_modules(domu: &DomU, index: usize) -> Vec<(PathBuf, String)> {
     modules
 }
 
-/// GRUB modules for Dom0 and `domus`, in domain-id order (see
-/// [`domain_modules`]); each DomU's kernel and ramdisk are checked first.
+/// GRUB modules for Dom0 ([`dom0_module_for`]) and `domus`, in domain-id
+/// order (see [`domain_modules`]); each DomU's kernel and ramdisk are
+/// checked first, and all their disks ([`check_disks`]). The machine must
+/// attach [`disks`]`(domus)` for Dom0's `pavise.vbd=` words to hold.
 pub fn modules(domus: &[DomU]) -> Result<Vec<(PathBuf, String)>> {
-    let mut modules = vec![dom0_module()];
+    let mut modules = vec![dom0_module_for(domus)];
     for (i, domu) in domus.iter().enumerate() {
         check_kernel(&domu.kernel)?;
         if let Some(ramdisk) = &domu.ramdisk {
@@ -259,6 +358,7 @@ pub fn modules(domus: &[DomU]) -> Result<Vec<(PathBuf, String)>> {
         }
         modules.extend(domain_modules(domu, i + 1));
     }
+    check_disks(domus)?;
     Ok(modules)
 }
 
@@ -341,7 +441,7 @@ mod tests {
             ),
             (
                 "k,colour=red",
-                "unknown option 'colour' (known: name=, mem=, vcpus=, ramdisk=, cmdline=)",
+                "unknown option 'colour' (known: name=, mem=, vcpus=, ramdisk=, disk=, cmdline=)",
             ),
             ("k,ramdisk=", "ramdisk= needs a file"),
             ("k,ramdisk=a,ramdisk=b", "ramdisk= is given twice"),
@@ -349,6 +449,9 @@ mod tests {
             ("k,mem=4,", "'' is not key=value"),
             ("k,mem=4,mem=8", "mem= is given twice"),
             ("k,name=a,name=b", "name= is given twice"),
+            ("k,disk=", "disk= needs an image file"),
+            ("k,disk=:ro", "disk= needs an image file"),
+            ("k,disk=a.img,disk=,name=x", "disk= needs an image file"),
         ] {
             match parse_domu(arg) {
                 Err(e @ Error::BadDomu { .. }) => {
@@ -495,6 +598,167 @@ mod tests {
             modules(&[DomU::new(&text)]),
             Err(Error::NotElf { .. })
         ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn disks_are_read_in_order() {
+        let d = parse_domu("/x/k,disk=/d/root.img,name=web,disk=data.img:ro,disk=a:b.img,mem=32")
+            .unwrap();
+        assert_eq!(
+            d.disks,
+            [
+                Disk::new("/d/root.img"),
+                Disk::read_only("data.img"),
+                Disk::new("a:b.img"),
+            ]
+        );
+        assert_eq!((d.name.as_deref(), d.mem_mib), (Some("web"), Some(32)));
+        // The disks stay out of the module string: Dom0, not the
+        // hypervisor, serves them.
+        assert_eq!(module_string(&d, 1), "name=web mem=32");
+        // After cmdline=, disk= is part of the command line.
+        let d = parse_domu("k,disk=a.img,cmdline=root=/dev/xvda disk=b.img").unwrap();
+        assert_eq!(
+            (d.disks, d.cmdline.as_deref()),
+            (vec![Disk::new("a.img")], Some("root=/dev/xvda disk=b.img"))
+        );
+        assert!(parse_domu("k").unwrap().disks.is_empty());
+        // Sixteen fit (xvda to xvdp), a seventeenth does not.
+        let sixteen: String = (0..16).map(|i| format!(",disk=d{i}.img")).collect();
+        assert_eq!(parse_domu(&format!("k{sixteen}")).unwrap().disks.len(), 16);
+        match parse_domu(&format!("k{sixteen},disk=more.img")) {
+            Err(e @ Error::BadDomu { .. }) => {
+                let message = e.to_string();
+                assert!(
+                    message.contains("a DomU can have at most 16 disks (xvda to xvdp)"),
+                    "{message}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn dom0_learns_whose_disks_are_where() {
+        let domus = [
+            parse_domu("/t/linux,disk=/d/root.img,disk=/d/data.img:ro").unwrap(),
+            parse_domu("/t/plain").unwrap(),
+            parse_domu("/t/other,disk=/d/other.img").unwrap(),
+        ];
+        assert_eq!(
+            vbd_words(&domus),
+            [
+                "pavise.vbd=1:xvda:w:10",
+                "pavise.vbd=1:xvdb:r:11",
+                "pavise.vbd=3:xvda:w:12"
+            ]
+        );
+        assert_eq!(
+            disks(&domus),
+            [
+                Disk::new("/d/root.img"),
+                Disk::read_only("/d/data.img"),
+                Disk::new("/d/other.img"),
+            ]
+        );
+        let (path, string) = dom0_module_for(&domus);
+        assert!(path.ends_with("release/dom0"));
+        assert_eq!(
+            string,
+            "name=dom0 cmdline=pavise.vbd=1:xvda:w:10 pavise.vbd=1:xvdb:r:11 pavise.vbd=3:xvda:w:12"
+        );
+        assert_eq!(crate::grub::quote(&string).unwrap(), string);
+        // Without disks Dom0's module is as before.
+        assert_eq!(dom0_module_for(&domus[1..2]), dom0_module());
+        assert_eq!(dom0_module().1, "name=dom0");
+        // The slots are those of the machine's QEMU devices.
+        let args: Vec<String> = disk::qemu_args(&disks(&domus))
+            .unwrap()
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        for (k, word) in vbd_words(&domus).iter().enumerate() {
+            let slot = word.rsplit(':').next().unwrap();
+            assert_eq!(
+                args[4 * k + 3],
+                format!("virtio-blk-pci,drive=vd{k},addr=0x{slot}")
+            );
+        }
+        // Slots run out after fifteen disks (refused by check_disks).
+        let many = vec![
+            parse_domu(&format!(
+                "/t/k{}",
+                (0..16)
+                    .map(|i| format!(",disk=d{i}.img"))
+                    .collect::<String>()
+            ))
+            .unwrap(),
+        ];
+        let words = vbd_words(&many);
+        assert_eq!(words.len(), 15);
+        assert_eq!(words[14], "pavise.vbd=1:xvdo:w:1e");
+    }
+
+    #[test]
+    fn disks_are_checked_with_their_domains() {
+        let dir = scratch_dir("disks");
+        let k = dir.join("k");
+        std::fs::write(&k, b"\x7fELF\x02\x01").unwrap();
+        let image = dir.join("root.img");
+        std::fs::File::create(&image)
+            .unwrap()
+            .set_len(1 << 20)
+            .unwrap();
+        let domus = [
+            parse_domu(&format!("{},name=a,disk={}", k.display(), image.display())).unwrap(),
+            parse_domu(&format!("{},name=b", k.display())).unwrap(),
+        ];
+        assert!(check(&domus[0], 1).is_ok());
+        let modules = modules(&domus).unwrap();
+        let strings: Vec<&str> = modules.iter().map(|(_, s)| s.as_str()).collect();
+        assert_eq!(
+            strings,
+            [
+                "name=dom0 cmdline=pavise.vbd=1:xvda:w:10",
+                "name=a",
+                "name=b"
+            ]
+        );
+
+        // A bad image is one sentence, found before anything boots.
+        let gone = dir.join("gone.img");
+        let bad = parse_domu(&format!("{},disk={}", k.display(), gone.display())).unwrap();
+        for result in [
+            check(&bad, 1),
+            super::modules(std::slice::from_ref(&bad)).map(drop),
+        ] {
+            let message = result.unwrap_err().to_string();
+            assert!(
+                message.contains(&format!("disk image {} does not exist", gone.display())),
+                "{message}"
+            );
+            assert!(!message.contains('\n'), "{message}");
+        }
+
+        // Two DomUs writing one image are refused; reading it is fine.
+        let twice = [
+            domus[0].clone(),
+            parse_domu(&format!("{},name=c,disk={}", k.display(), image.display())).unwrap(),
+        ];
+        assert!(check(&twice[1], 2).is_ok());
+        let message = check_disks(&twice).unwrap_err().to_string();
+        assert!(message.contains("is attached twice"), "{message}");
+        assert!(super::modules(&twice).is_err());
+        let readers = [
+            parse_domu(&format!("{},disk={}:ro", k.display(), image.display())).unwrap(),
+            parse_domu(&format!("{},disk={}:ro", k.display(), image.display())).unwrap(),
+        ];
+        assert!(check_disks(&readers).is_ok());
+        assert_eq!(
+            dom0_cmdline(&readers),
+            "pavise.vbd=1:xvda:r:10 pavise.vbd=2:xvda:r:11"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

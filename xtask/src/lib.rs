@@ -5,6 +5,7 @@
 
 pub mod bare_metal;
 pub mod bench;
+pub mod disk;
 pub mod domains;
 pub mod error;
 pub mod exit;

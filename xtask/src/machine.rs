@@ -14,6 +14,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::bare_metal::{self, HYPERVISOR};
+use crate::disk::{self, Disk};
 use crate::error::{Error, Result};
 use crate::exit::Exit;
 use crate::grub;
@@ -80,6 +81,11 @@ pub struct Machine {
     pub cmdline: String,
     /// Modules to load: a host file and the module string GRUB passes with it.
     pub modules: Vec<(PathBuf, String)>,
+    /// Disk images attached as virtio-blk PCI devices, the k-th in slot
+    /// [`disk::pci_slot`]`(k)` of bus 0, for Dom0 to serve to the DomUs
+    /// (see [`crate::domains::disks`], whose order Dom0's `pavise.vbd=`
+    /// words assume).
+    pub disks: Vec<Disk>,
     /// Extra QEMU arguments, appended last.
     pub extra_qemu_args: Vec<String>,
     /// When to stop QEMU; `None` lets it run (not allowed for captured runs).
@@ -102,8 +108,8 @@ pub struct Machine {
 }
 
 impl Default for Machine {
-    /// 1 CPU, 512 MiB, GRUB, no options or modules, [`DEFAULT_TIMEOUT`], the
-    /// release hypervisor build.
+    /// 1 CPU, 512 MiB, GRUB, no options, modules or disks,
+    /// [`DEFAULT_TIMEOUT`], the release hypervisor build.
     fn default() -> Self {
         Self {
             smp: 1,
@@ -111,6 +117,7 @@ impl Default for Machine {
             boot: Boot::Grub,
             cmdline: String::new(),
             modules: Vec::new(),
+            disks: Vec::new(),
             extra_qemu_args: Vec::new(),
             timeout: Some(DEFAULT_TIMEOUT),
             hypervisor: bare_metal::artifact(HYPERVISOR),
@@ -233,7 +240,8 @@ impl Machine {
     }
 
     /// Checks what the user chose, before anything is built: the modules
-    /// exist and the boot path can carry them and the command line.
+    /// exist and the boot path can carry them and the command line, and
+    /// the disks are usable images ([`disk::check_all`]).
     pub fn check_inputs(&self) -> Result<()> {
         match self.boot {
             Boot::Direct | Boot::Bare => check_direct_modules(&self.modules)?,
@@ -249,6 +257,7 @@ impl Machine {
                 return Err(Error::ModuleMissing { path: path.clone() });
             }
         }
+        disk::check_all(&self.disks)?;
         Ok(())
     }
 
@@ -297,6 +306,7 @@ impl Machine {
                 }
             }
         }
+        args.extend(disk::qemu_args(&self.disks)?);
         args.extend(self.extra_qemu_args.iter().map(OsString::from));
         Ok(args)
     }
@@ -691,6 +701,60 @@ mod tests {
              -boot d -cdrom /tmp/x.iso -d int"
         );
         assert_eq!(machine.describe(), "4 CPUs, 128 MiB, GRUB");
+    }
+
+    #[test]
+    fn disk_arguments() {
+        let machine = Machine {
+            disks: vec![Disk::new("/srv/root.img"), Disk::read_only("/srv/data.img")],
+            extra_qemu_args: vec!["-d".into(), "int".into()],
+            ..Machine::default()
+        };
+        let args = machine
+            .qemu_args(Some(Path::new("/tmp/x.iso")))
+            .expect("arguments");
+        assert_eq!(
+            strings(&args).join(" "),
+            "-machine q35 -cpu max -m 512M -smp 1 -display none -serial stdio \
+             -monitor none -no-reboot -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
+             -boot d -cdrom /tmp/x.iso \
+             -drive file=/srv/root.img,format=raw,if=none,id=vd0,cache=writeback \
+             -device virtio-blk-pci,drive=vd0,addr=0x10 \
+             -drive file=/srv/data.img,format=raw,if=none,id=vd1,readonly=on,cache=writeback \
+             -device virtio-blk-pci,drive=vd1,addr=0x11 \
+             -d int"
+        );
+        // Direct boot attaches them too, after the kernel.
+        let direct = Machine {
+            boot: Boot::Direct,
+            hypervisor: PathBuf::from("/tmp/hv"),
+            disks: vec![Disk::new("/srv/root.img")],
+            ..Machine::default()
+        };
+        let args = strings(&direct.qemu_args(None).expect("arguments"));
+        assert_eq!(
+            &args[args.len() - 8..],
+            [
+                "-kernel",
+                "/tmp/hv",
+                "-append",
+                "qemu_exit",
+                "-drive",
+                "file=/srv/root.img,format=raw,if=none,id=vd0,cache=writeback",
+                "-device",
+                "virtio-blk-pci,drive=vd0,addr=0x10"
+            ]
+        );
+        // A missing image is refused before anything is built.
+        let missing = Machine {
+            disks: vec![Disk::new("/nonexistent/disk.img")],
+            ..Machine::default()
+        };
+        let message = missing.check_inputs().unwrap_err().to_string();
+        assert!(
+            message.contains("disk image /nonexistent/disk.img does not exist"),
+            "{message}"
+        );
     }
 
     #[test]

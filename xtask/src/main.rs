@@ -253,6 +253,7 @@ fn run(args: RunArgs, steps: &mut Steps) -> xtask::Result<ExitCode> {
         let mut modules = domains::modules(&domus)?;
         modules.extend(args.modules.iter().cloned());
         machine.modules = modules;
+        machine.disks = domains::disks(&domus);
     }
     machine.check_inputs()?;
     let prepared = if args.direct {

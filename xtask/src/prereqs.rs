@@ -1,6 +1,6 @@
-//! Host tools xtask needs (QEMU, and GRUB with its helpers for the image):
-//! checking for them and, when running as root with apt-get, installing the
-//! Debian packages that provide them.
+//! Host tools xtask needs (QEMU, GRUB with its helpers for the image, and
+//! e2fsprogs for ext4 disk images): checking for them and, when running as
+//! root with apt-get, installing the Debian packages that provide them.
 
 use std::path::Path;
 use std::process::Command;
@@ -16,12 +16,18 @@ pub enum Need {
     Qemu,
     /// Everything `grub-mkrescue` needs to make a BIOS-bootable ISO.
     GrubImage,
+    /// `mkfs.ext4`, to make ext4 disk images (see [`crate::disk::build_ext4`]).
+    Ext4Image,
 }
 
 /// Something on the host that must exist, and the Debian package with it.
 struct Requirement {
-    /// A program looked up on PATH, or an absolute directory.
+    /// A program looked up on PATH (and, with `sbin`, in the system
+    /// directories [`SBIN_DIRS`]), or an absolute directory.
     thing: &'static str,
+    /// The program may live in an `sbin` directory, which is not on every
+    /// user's PATH.
+    sbin: bool,
     package: &'static str,
     need: Need,
 }
@@ -29,30 +35,45 @@ struct Requirement {
 const REQUIREMENTS: &[Requirement] = &[
     Requirement {
         thing: "qemu-system-x86_64",
+        sbin: false,
         package: "qemu-system-x86",
         need: Need::Qemu,
     },
     Requirement {
         thing: "grub-mkrescue",
+        sbin: false,
         package: "grub-common",
         need: Need::GrubImage,
     },
     Requirement {
         thing: "/usr/lib/grub/i386-pc",
+        sbin: false,
         package: "grub-pc-bin",
         need: Need::GrubImage,
     },
     Requirement {
         thing: "xorriso",
+        sbin: false,
         package: "xorriso",
         need: Need::GrubImage,
     },
     Requirement {
         thing: "mformat",
+        sbin: false,
         package: "mtools",
         need: Need::GrubImage,
     },
+    Requirement {
+        thing: "mkfs.ext4",
+        sbin: true,
+        package: "e2fsprogs",
+        need: Need::Ext4Image,
+    },
 ];
+
+/// Where system programs such as `mkfs.ext4` live when they are not on
+/// PATH (Debian puts them in `/usr/sbin`, which a user's PATH may lack).
+pub const SBIN_DIRS: &[&str] = &["/usr/sbin", "/sbin", "/usr/local/sbin"];
 
 /// Makes sure every host tool for `needs` is there. Missing ones are
 /// installed with apt-get when running as root; otherwise this fails with
@@ -96,6 +117,8 @@ fn missing(needs: &[Need]) -> Vec<&'static Requirement> {
         .filter(|r| {
             if r.thing.starts_with('/') {
                 !Path::new(r.thing).is_dir()
+            } else if r.sbin {
+                find_system_program(r.thing).is_none()
             } else {
                 find_program(r.thing).is_none()
             }
@@ -116,15 +139,26 @@ fn is_root() -> bool {
 
 /// The path of an executable program on PATH, if there is one.
 pub fn find_program(name: &str) -> Option<std::path::PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|dir| dir.join(name))
-        .find(|candidate| {
-            candidate
-                .metadata()
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
+        .find(|candidate| is_executable(candidate))
+}
+
+/// The path of a system program: on PATH, or else in one of [`SBIN_DIRS`].
+pub fn find_system_program(name: &str) -> Option<std::path::PathBuf> {
+    find_program(name).or_else(|| {
+        SBIN_DIRS
+            .iter()
+            .map(|dir| Path::new(dir).join(name))
+            .find(|candidate| is_executable(candidate))
+    })
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 #[cfg(test)]
@@ -144,11 +178,19 @@ mod tests {
                 .iter()
                 .any(|r| r.need == Need::Qemu && r.package == "qemu-system-x86")
         );
+        let ext4: Vec<_> = REQUIREMENTS
+            .iter()
+            .filter(|r| r.need == Need::Ext4Image)
+            .map(|r| (r.thing, r.sbin, r.package))
+            .collect();
+        assert_eq!(ext4, [("mkfs.ext4", true, "e2fsprogs")]);
     }
 
     #[test]
     fn finds_programs_on_path() {
         assert!(find_program("sh").is_some());
         assert!(find_program("no-such-program-pavise").is_none());
+        assert!(find_system_program("sh").is_some());
+        assert!(find_system_program("no-such-program-pavise").is_none());
     }
 }

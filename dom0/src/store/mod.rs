@@ -91,7 +91,7 @@ pub struct Perms {
 
 impl Perms {
     /// `n0`: Dom0's alone.
-    fn dom0_private() -> Self {
+    pub fn dom0_private() -> Self {
         Self {
             owner: 0,
             others: Access::None,
@@ -100,7 +100,7 @@ impl Perms {
     }
 
     /// `n0,rN`: Dom0's, readable by `dom`.
-    fn dom0_readable_by(dom: DomId) -> Self {
+    pub fn dom0_readable_by(dom: DomId) -> Self {
         Self {
             owner: 0,
             others: Access::None,
@@ -522,6 +522,41 @@ impl Store {
         }
         self.fire_changes(&changed);
         self.fire("@introduceDomain", None);
+    }
+
+    /// Sets nodes as the toolstack does (value and permissions, whatever
+    /// was there; missing ancestors become `n0` directories) and fires
+    /// their watches.
+    pub fn toolstack_put(&mut self, nodes: &[(String, String, Perms)]) {
+        self.generation += 1;
+        let mut changed = Vec::new();
+        for (path, value, perms) in nodes {
+            self.put(path, value.as_bytes(), perms.clone());
+            changed.push(path.clone());
+        }
+        self.fire_changes(&changed);
+    }
+
+    /// A node's value as Dom0 sees it (every node), if it exists and is
+    /// UTF-8.
+    pub fn local_read(&self, path: &str) -> Option<String> {
+        let node = self.tree.get(path)?;
+        String::from_utf8(node.value.clone()).ok()
+    }
+
+    /// Dom0 writes `value` (a new node gets its parent's permissions, as
+    /// for any writer) and the watches fire.
+    pub fn local_write(&mut self, path: &str, value: &str) -> Result<()> {
+        let changed = self.write(0, 0, path, Some(value.as_bytes()))?;
+        self.fire_changes(&changed);
+        Ok(())
+    }
+
+    /// Dom0 removes `path` and everything below it; watches fire.
+    pub fn local_rm(&mut self, path: &str) -> Result<()> {
+        let changed = self.rm(0, 0, path)?;
+        self.fire_changes(&changed);
+        Ok(())
     }
 
     /// Asks a DomU to shut down as `xl shutdown` / `xl reboot` do: Dom0

@@ -26,6 +26,18 @@ pub const VECTOR_PAGE_FAULT: u8 = 14;
 pub const VECTOR_MACHINE_CHECK: u8 = 18;
 /// Local APIC timer tick.
 pub const VECTOR_TIMER: u8 = 0xf0;
+/// Vectors the I/O APIC routes device interrupts (Dom0's pirqs) to.
+pub const VECTOR_DEVICE_FIRST: u8 = 0x50;
+pub const VECTOR_DEVICE_LAST: u8 = 0x6f;
+
+/// Called with the vector of each device interrupt, before the EOI
+/// (set by the layer that owns the devices: arch imports nothing above).
+static DEVICE_HANDLER: core::sync::atomic::AtomicPtr<()> =
+    core::sync::atomic::AtomicPtr::new(core::ptr::null_mut());
+
+pub fn on_device_interrupt(handler: fn(u8)) {
+    DEVICE_HANDLER.store(handler as *mut (), core::sync::atomic::Ordering::SeqCst);
+}
 /// Local APIC spurious interrupts.
 pub const VECTOR_SPURIOUS: u8 = 0xff;
 
@@ -240,6 +252,16 @@ extern "C" fn trap_handler(frame: &mut TrapFrame) {
         // the guest's run or the idle halt.
         VECTOR_TIMER => {
             lapic::timer_fired(percpu::current_index());
+            lapic::eoi();
+        }
+        VECTOR_DEVICE_FIRST..=VECTOR_DEVICE_LAST => {
+            let handler = DEVICE_HANDLER.load(core::sync::atomic::Ordering::SeqCst);
+            if !handler.is_null() {
+                // SAFETY: only `on_device_interrupt` stores here, and it
+                // stores a `fn(u8)`.
+                let handler: fn(u8) = unsafe { core::mem::transmute(handler) };
+                handler(vector);
+            }
             lapic::eoi();
         }
         _ => {

@@ -4,7 +4,9 @@
 
 pub mod gdt;
 pub mod idt;
+pub mod ioapic;
 pub mod lapic;
+pub mod pci_config;
 pub mod percpu;
 pub mod power;
 pub mod smp;

@@ -285,6 +285,7 @@ fn note_deadline(deadline: u64) {
 /// poll time-outs. Called from every CPU's scheduler loop.
 pub fn run_timers() {
     super::foreign::release_quarantine();
+    super::devices::deliver_pending();
     poll_console_input();
     let next = NEXT_DEADLINE.load(Ordering::SeqCst);
     let now = time::system_time_ns();

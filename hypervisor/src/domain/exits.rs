@@ -118,16 +118,25 @@ pub fn handle(domain: &Arc<Domain>, vcpu: usize, slot: &mut VcpuSlot, exit: Exit
             // No emulated devices: what a read gives is `platform::ports`
             // (Xen's all ones, bar the PIT counters); writes are dropped.
             // String I/O would need emulating memory operands: refused.
+            // Dom0's ports also reach the PCI bus it owns (`devices`).
             if string {
                 cpu.inject_exception(VECTOR_GP, Some(0));
             } else {
+                let width = if size >= 4 {
+                    0xffff_ffff
+                } else {
+                    (1u64 << (size * 8)) - 1
+                };
+                let out = (cpu.rax() & width) as u32;
+                let device = if domain.privileged {
+                    super::devices::dom0_io(port, input, size, out)
+                } else {
+                    None
+                };
                 if input {
-                    let width = if size >= 4 {
-                        0xffff_ffff
-                    } else {
-                        (1u64 << (size * 8)) - 1
-                    };
-                    let value = crate::platform::ports::read(port, size) as u64;
+                    let value = device.unwrap_or_else(|| crate::platform::ports::read(port, size))
+                        as u64
+                        & width;
                     cpu.set_rax((cpu.rax() & !width) | value);
                 }
                 cpu.set_rip(next_rip);

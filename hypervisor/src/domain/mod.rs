@@ -5,6 +5,8 @@
 pub mod apic;
 #[cfg(target_os = "none")]
 pub mod builder;
+#[cfg(target_os = "none")]
+pub mod devices;
 pub mod elf;
 #[cfg(target_os = "none")]
 pub mod events;

@@ -55,6 +55,10 @@ pub enum Binding {
         virq: u32,
     },
     Ipi,
+    /// A physical IRQ (a device's interrupt) of the privileged domain.
+    Pirq {
+        pirq: u32,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,6 +81,8 @@ pub struct DomainPorts {
     privileged: bool,
     /// virq → port, per vCPU.
     virqs: BTreeMap<(u32, u32), PortNo>,
+    /// pirq → port.
+    pirqs: BTreeMap<u32, PortNo>,
 }
 
 impl DomainPorts {
@@ -141,6 +147,7 @@ impl EventChannels {
                 vcpus,
                 privileged,
                 virqs: BTreeMap::new(),
+                pirqs: BTreeMap::new(),
             },
         );
     }
@@ -283,6 +290,9 @@ impl EventChannels {
                     rp.binding = Binding::Unbound { remote: caller };
                 }
             }
+            Binding::Pirq { pirq } => {
+                d.pirqs.remove(&pirq);
+            }
             Binding::Unbound { .. } | Binding::Ipi => {}
         }
         self.domain(caller)?.ports[port as usize] = FREE;
@@ -312,8 +322,41 @@ impl EventChannels {
                 vcpu: p.vcpu,
             })),
             Binding::Unbound { .. } => Ok(None),
-            Binding::Free | Binding::Virq { .. } => Err(EvtchnError::Invalid),
+            Binding::Free | Binding::Virq { .. } | Binding::Pirq { .. } => {
+                Err(EvtchnError::Invalid)
+            }
         }
+    }
+
+    /// `EVTCHNOP_bind_pirq`: a port for physical IRQ `pirq`, delivered to
+    /// vCPU 0. Only the privileged domain has pirqs (-EPERM otherwise);
+    /// whether `pirq` is mapped is the caller's check (-EINVAL in Xen).
+    pub fn bind_pirq(&mut self, caller: DomId, pirq: u32) -> Result<PortNo, EvtchnError> {
+        let d = self.domain(caller)?;
+        if !d.privileged {
+            return Err(EvtchnError::NotPermitted);
+        }
+        if d.pirqs.contains_key(&pirq) {
+            return Err(EvtchnError::Exists);
+        }
+        let port = d.alloc()?;
+        d.ports[port as usize] = Port {
+            binding: Binding::Pirq { pirq },
+            vcpu: 0,
+        };
+        d.pirqs.insert(pirq, port);
+        Ok(port)
+    }
+
+    /// Where physical IRQ `pirq` of `dom` goes, if bound.
+    pub fn pirq_target(&self, dom: DomId, pirq: u32) -> Option<Delivery> {
+        let d = self.domains.get(&dom)?;
+        let port = *d.pirqs.get(&pirq)?;
+        Some(Delivery {
+            domain: dom,
+            port,
+            vcpu: d.port(port).ok()?.vcpu,
+        })
     }
 
     /// Where a virtual IRQ of `dom` on `vcpu` goes, if bound.
@@ -345,7 +388,7 @@ impl EventChannels {
         }
         let p = d.ports.get_mut(port as usize).ok_or(EvtchnError::Invalid)?;
         match p.binding {
-            Binding::Interdomain { .. } | Binding::Unbound { .. } => {
+            Binding::Interdomain { .. } | Binding::Unbound { .. } | Binding::Pirq { .. } => {
                 p.vcpu = vcpu;
                 Ok(())
             }

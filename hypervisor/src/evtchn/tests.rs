@@ -256,3 +256,27 @@ fn pvclock_scale_is_accurate() {
         );
     }
 }
+
+#[test]
+fn pirqs_belong_to_the_privileged_domain() {
+    let mut e = EventChannels::new();
+    e.add_domain(0, 1, true);
+    e.add_domain(1, 1, false);
+    assert_eq!(e.bind_pirq(1, 11), Err(EvtchnError::NotPermitted));
+    let port = e.bind_pirq(0, 11).unwrap();
+    assert_eq!(e.bind_pirq(0, 11), Err(EvtchnError::Exists));
+    assert_eq!(
+        e.pirq_target(0, 11),
+        Some(Delivery {
+            domain: 0,
+            port,
+            vcpu: 0
+        })
+    );
+    assert_eq!(e.pirq_target(0, 10), None);
+    // A pirq port cannot be sent on; closing it frees the pirq.
+    assert_eq!(e.send(0, port), Err(EvtchnError::Invalid));
+    e.close(0, port).unwrap();
+    assert_eq!(e.pirq_target(0, 11), None);
+    assert!(e.bind_pirq(0, 11).is_ok());
+}

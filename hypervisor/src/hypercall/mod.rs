@@ -31,6 +31,7 @@ pub enum Errno {
     NoSpc = 28,
     Time = 62,
     NoSys = 38,
+    OpNotSupp = 95,
 }
 
 impl From<EvtchnError> for Errno {
@@ -55,6 +56,7 @@ impl From<GuestFault> for Errno {
 type HcResult = Result<i64, Errno>;
 
 mod grant_table;
+mod physdev;
 
 mod nr {
     pub const MEMORY_OP: u64 = 12;
@@ -158,6 +160,7 @@ pub fn dispatch(domain: &Arc<Domain>, vcpu: usize, slot: &mut VcpuSlot) -> Next 
         nr::VCPU_OP => vcpu_op(&mut caller, args[0], args[1], args[2]),
         nr::EVENT_CHANNEL_OP => event_channel_op(&caller, args[0], args[1]),
         nr::GRANT_TABLE_OP => grant_table::grant_table_op(&caller, args[0], args[1], args[2]),
+        pv_abi::physdev::HYPERVISOR_PHYSDEV_OP => physdev::physdev_op(&caller, args[0], args[1]),
         nr::VM_ASSIST => vm_assist(args[0], args[1], domain),
         nr::SET_TIMER_OP => {
             events::set_timer(domain, vcpu, args[0]);
@@ -625,6 +628,7 @@ fn vcpu_op(c: &mut Caller, cmd: u64, vcpuid: u64, arg: u64) -> HcResult {
 fn event_channel_op(c: &Caller, cmd: u64, arg: u64) -> HcResult {
     const BIND_INTERDOMAIN: u64 = 0;
     const BIND_VIRQ: u64 = 1;
+    const BIND_PIRQ: u64 = 2;
     const CLOSE: u64 = 3;
     const SEND: u64 = 4;
     const STATUS: u64 = 5;
@@ -705,9 +709,31 @@ fn event_channel_op(c: &Caller, cmd: u64, arg: u64) -> HcResult {
             c.write(arg, &op)?;
             Ok(0)
         }
+        BIND_PIRQ => {
+            let mut op: pv_abi::event_channel::EvtchnBindPirq = c.read(arg)?;
+            if !c.domain.privileged {
+                return Err(Errno::Perm);
+            }
+            if !crate::domain::devices::is_mapped(op.pirq) {
+                return Err(Errno::Inval);
+            }
+            op.port = events::CHANNELS.lock().bind_pirq(me, op.pirq)?;
+            c.write(arg, &op)?;
+            crate::domain::devices::bound(op.pirq);
+            Ok(0)
+        }
         CLOSE => {
             let port: u32 = c.read(arg)?;
-            events::CHANNELS.lock().close(me, port)?;
+            let mut channels = events::CHANNELS.lock();
+            let pirq = match channels.status(me, DOMID_SELF, port).map(|s| s.binding) {
+                Ok(Binding::Pirq { pirq }) => Some(pirq),
+                _ => None,
+            };
+            channels.close(me, port)?;
+            drop(channels);
+            if let Some(pirq) = pirq {
+                crate::domain::devices::unbound(pirq);
+            }
             Ok(0)
         }
         SEND => {
@@ -730,6 +756,7 @@ fn event_channel_op(c: &Caller, cmd: u64, arg: u64) -> HcResult {
                     remote_port,
                 } => (2, remote as u32, remote_port),
                 Binding::Virq { virq } => (4, virq, 0),
+                Binding::Pirq { pirq } => (3, pirq, 0),
                 Binding::Ipi => (5, 0, 0),
             };
             c.write(arg, &op)?;

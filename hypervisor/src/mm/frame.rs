@@ -185,12 +185,23 @@ impl<'a> FrameAllocator<'a> {
     /// `count` physically contiguous frames, the first aligned to
     /// `align_frames` (a power of two).
     pub fn alloc_contiguous(&mut self, count: usize, align_frames: usize) -> Option<Frame> {
+        self.alloc_contiguous_from(count, align_frames, 0)
+    }
+
+    /// Like [`alloc_contiguous`](Self::alloc_contiguous), starting at or
+    /// above frame number `min_frame`.
+    pub fn alloc_contiguous_from(
+        &mut self,
+        count: usize,
+        align_frames: usize,
+        min_frame: u64,
+    ) -> Option<Frame> {
         if count == 0 || !align_frames.is_power_of_two() {
             return None;
         }
         let total = self.free_bits.len() as u64 * 64;
         let (count, align) = (count as u64, align_frames as u64);
-        let mut start = 0;
+        let mut start = min_frame.next_multiple_of(align);
         while start + count <= total {
             match (start..start + count).find(|&f| !self.is_free(f)) {
                 None => {

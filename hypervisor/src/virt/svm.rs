@@ -331,6 +331,14 @@ impl NestedPaging {
         .map_err(|_| SvmError::OutOfMemory)
     }
 
+    /// Maps device memory (a BAR page) uncached: PCD|PWT select the
+    /// uncacheable host PAT entry, which wins over the guest's type.
+    pub fn map_mmio(&mut self, gpa: u64, hpa: u64) -> Result<(), SvmError> {
+        let flags = NPT_LEAF | Flags::NO_CACHE | Flags::WRITE_THROUGH;
+        paging::map_with(self.root, gpa, hpa, FRAME_SIZE, flags, NPT_LEAF)
+            .map_err(|_| SvmError::OutOfMemory)
+    }
+
     /// Re-points an already mapped page (e.g. the shared-info page).
     pub fn remap(&mut self, gpa: u64, frame: Frame) -> bool {
         paging::set_leaf(self.root, gpa, Some(frame.start()), NPT_LEAF)

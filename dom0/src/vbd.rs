@@ -1,0 +1,802 @@
+//! blkback: serves each DomU's virtual block devices (`pavise.vbd=` on
+//! our command line) from a virtio disk, over Xen's block protocol.
+//!
+//! The toolstack half writes the frontend and backend directories as
+//! xl does; the backend half follows the frontend's `state` through the
+//! state machine in `dom0::blkback`, maps its ring, binds its event
+//! channel and serves requests. Every request is copied out of the ring
+//! once and validated by `dom0::blkback::decode` before anything happens;
+//! data moves between the frontend's granted pages and Dom0's DMA pool
+//! with GNTTABOP_copy (no mapping of guest data pages), and the device
+//! reads or writes the pool directly.
+//!
+//! Requests are asynchronous: each is queued on its disk's virtio queue
+//! and answered when the device completes it, so a slow disk delays only
+//! the domains it serves. Flushes and discards wait until their disk has
+//! nothing in flight (virtio-drivers does them synchronously). Discard is
+//! done by writing zeros: the crate has no VIRTIO_BLK_T_DISCARD.
+
+use alloc::boxed::Box;
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, Ordering, fence};
+
+use dom0::blkback::{self, BackRing, BackendAction, Decoded, Direction, DiskLimits, Segment};
+use dom0::cmdline::VbdSpec;
+use dom0::store::{Access, Perms, Store};
+use guest_shim::grants::{self, CopyOp, CopyPtr, GrantError};
+use guest_shim::{events, println};
+use pv_abi::blkif::{BLKIF_RSP_ERROR, BLKIF_RSP_OKAY, ENTRY_SIZE, MAX_RING_PAGE_ORDER};
+use pv_abi::xenbus::XenbusState;
+use virtio_drivers::device::blk::{BlkReq, BlkResp, SECTOR_SIZE};
+
+use crate::disks::Disk;
+use crate::virtio;
+
+/// Segments an indirect request may carry (Linux's blkfront uses 32 by
+/// default; 64 keeps one request's buffer at 256 KiB of the DMA pool).
+pub const MAX_INDIRECT_SEGMENTS: u32 = 64;
+const PAGE: usize = 4096;
+const MAX_VBDS: usize = 16;
+const RING_PAGES_MAX: usize = 1 << MAX_RING_PAGE_ORDER;
+/// Bytes of zeros a discard writes per device request.
+const ZERO_CHUNK: usize = 64 * 1024;
+
+/// Offsets in the shared ring header (io/ring.h).
+const REQ_PROD: usize = 0;
+const REQ_EVENT: usize = 4;
+const RSP_PROD: usize = 8;
+const RSP_EVENT: usize = 12;
+
+#[repr(C, align(4096))]
+struct Page([u8; PAGE]);
+
+/// Where frontends' ring pages are mapped: one run of pages per vbd.
+static mut RING_SLOTS: [[Page; RING_PAGES_MAX]; MAX_VBDS] =
+    [const { [const { Page([0; PAGE]) }; RING_PAGES_MAX] }; MAX_VBDS];
+
+fn ring_slot(index: usize) -> *mut u8 {
+    let slots = &raw mut RING_SLOTS;
+    // SAFETY: one run per vbd index, used only for that vbd's ring.
+    unsafe { (*slots)[index].as_mut_ptr().cast() }
+}
+
+struct Connection {
+    /// Bumped at every connect, so completions of an old ring are dropped.
+    generation: u64,
+    ring_va: *mut u8,
+    handles: Vec<(u32, u64)>,
+    ring: BackRing,
+    port: u32,
+    published: u32,
+    /// Requests taken from the ring, not yet given to the disk.
+    waiting: VecDeque<Decoded>,
+    /// Requests the disk has.
+    in_flight: usize,
+}
+
+impl Connection {
+    fn word(&self, offset: usize) -> &AtomicU32 {
+        // SAFETY: the mapped ring's header, aligned u32s shared with the
+        // frontend (accessed atomically).
+        unsafe { AtomicU32::from_ptr(self.ring_va.add(offset).cast()) }
+    }
+
+    /// Copies one request slot out of the ring (the only read of it).
+    fn read_slot(&self, idx: u32) -> [u8; ENTRY_SIZE] {
+        let mut slot = [0u8; ENTRY_SIZE];
+        let at = self.ring.slot_offset(idx);
+        for (i, b) in slot.iter_mut().enumerate() {
+            // SAFETY: inside the mapped ring (slot_offset is within the
+            // 2^order pages for any index).
+            *b = unsafe { core::ptr::read_volatile(self.ring_va.add(at + i)) };
+        }
+        slot
+    }
+
+    fn respond(&mut self, id: u64, operation: u8, status: i16) {
+        if self.ring.in_flight() == 0 {
+            return;
+        }
+        let bytes = blkback::response_bytes(id, operation, status);
+        let at = self.ring.next_response();
+        for (i, b) in bytes.iter().enumerate() {
+            // SAFETY: a response slot inside the mapped ring.
+            unsafe { core::ptr::write_volatile(self.ring_va.add(at + i), *b) };
+        }
+    }
+
+    /// RING_PUSH_RESPONSES_AND_CHECK_NOTIFY.
+    fn push_responses(&mut self) {
+        let new = self.ring.rsp_prod_pvt();
+        if new == self.published {
+            return;
+        }
+        let old = self.published;
+        self.word(RSP_PROD).store(new, Ordering::Release);
+        fence(Ordering::SeqCst);
+        self.published = new;
+        let event = self.word(RSP_EVENT).load(Ordering::Acquire);
+        if pv_abi::ring::need_notify(new, old, event) {
+            let _ = events::send(self.port);
+        }
+    }
+}
+
+pub struct Vbd {
+    spec: VbdSpec,
+    disk: usize,
+    index: usize,
+    front: String,
+    back: String,
+    state: XenbusState,
+    limits: DiskLimits,
+    conn: Option<Connection>,
+    generation: u64,
+}
+
+/// A request the device has.
+struct Flight {
+    vbd: usize,
+    generation: u64,
+    id: u64,
+    operation: u8,
+    dir: Direction,
+    segments: Vec<Segment>,
+    buf: u64,
+    pages: usize,
+    len: usize,
+    req: Box<BlkReq>,
+    resp: Box<BlkResp>,
+}
+
+pub struct Blkback {
+    vbds: Vec<Vbd>,
+    disks: Vec<Disk>,
+    /// Per disk: token → request.
+    flights: Vec<BTreeMap<u16, Flight>>,
+}
+
+fn front_perms(domid: u16) -> Perms {
+    Perms {
+        owner: domid,
+        others: Access::None,
+        acl: alloc::vec![(0, Access::Read)],
+    }
+}
+
+impl Blkback {
+    /// Creates each vbd's XenStore directories (as xl does) on a disk we
+    /// drive; a vbd naming no disk is reported and skipped.
+    pub fn start(specs: &[VbdSpec], disks: Vec<Disk>, store: &mut Store) -> Self {
+        let mut vbds = Vec::new();
+        for spec in specs {
+            let Some(disk) = disks.iter().position(|d| d.slot == spec.pci_slot) else {
+                println!(
+                    "dom0: d{} {}: no disk at PCI slot {:#x}",
+                    spec.domid, spec.dev, spec.pci_slot
+                );
+                continue;
+            };
+            if vbds.len() == MAX_VBDS {
+                println!(
+                    "dom0: more than {MAX_VBDS} virtual disks; d{} {} skipped",
+                    spec.domid, spec.dev
+                );
+                continue;
+            }
+            let Some(vdev) = blkback::vdev_number(&spec.dev) else {
+                println!("dom0: d{}: bad device name {}", spec.domid, spec.dev);
+                continue;
+            };
+            let readonly = spec.readonly || disks[disk].readonly;
+            let front = blkback::frontend_path(spec.domid, vdev);
+            let back = blkback::backend_path(0, spec.domid, vdev);
+            let mut nodes = Vec::new();
+            let back_perms = Perms::dom0_readable_by(spec.domid);
+            nodes.push((back.clone(), String::new(), back_perms.clone()));
+            for (k, v) in blkback::backend_nodes(
+                &front,
+                spec.domid,
+                &spec.dev,
+                readonly,
+                MAX_INDIRECT_SEGMENTS,
+                MAX_RING_PAGE_ORDER,
+            ) {
+                nodes.push((format!("{back}/{k}"), v, back_perms.clone()));
+            }
+            let home = format!("/local/domain/{}/device/vbd", spec.domid);
+            nodes.push((home, String::new(), Perms::dom0_readable_by(spec.domid)));
+            nodes.push((front.clone(), String::new(), front_perms(spec.domid)));
+            for (k, v) in blkback::frontend_nodes(&back, 0, vdev) {
+                nodes.push((format!("{front}/{k}"), v, front_perms(spec.domid)));
+            }
+            store.toolstack_put(&nodes);
+            let _ = store.local_write(&format!("{back}/state"), "2");
+            println!(
+                "dom0: d{} {} ({vdev}) served from the disk at slot {:#x}{}",
+                spec.domid,
+                spec.dev,
+                spec.pci_slot,
+                if readonly { ", read-only" } else { "" }
+            );
+            vbds.push(Vbd {
+                spec: spec.clone(),
+                disk,
+                index: vbds.len(),
+                front,
+                back,
+                state: XenbusState::InitWait,
+                limits: DiskLimits {
+                    sectors: disks[disk].sectors,
+                    readonly,
+                    discard: !readonly,
+                    max_indirect_segments: MAX_INDIRECT_SEGMENTS,
+                },
+                conn: None,
+                generation: 0,
+            });
+        }
+        let flights = disks.iter().map(|_| BTreeMap::new()).collect();
+        Self {
+            vbds,
+            disks,
+            flights,
+        }
+    }
+
+    pub fn vbds(&self) -> usize {
+        self.vbds.len()
+    }
+
+    /// Event-channel ports of the disks' interrupts.
+    pub fn disk_ports(&self) -> impl Iterator<Item = u32> + '_ {
+        self.disks.iter().filter_map(|d| d.port)
+    }
+
+    /// Whether some request waits on a disk that has no interrupt (then
+    /// Dom0 must poll instead of sleeping).
+    pub fn needs_polling(&self) -> bool {
+        self.disks
+            .iter()
+            .zip(&self.flights)
+            .any(|(d, f)| d.port.is_none() && !f.is_empty())
+    }
+
+    /// Acknowledges every disk's interrupt (their events were pending).
+    pub fn ack_disks(&mut self) {
+        for d in self.disks.iter_mut().filter(|d| d.port.is_some()) {
+            d.ack();
+        }
+    }
+
+    /// One round: follow frontend states, collect completions, take new
+    /// requests, start what can start. True if anything moved.
+    pub fn serve(&mut self, store: &mut Store) -> bool {
+        let mut moved = false;
+        for i in 0..self.vbds.len() {
+            moved |= self.follow_frontend(i, store);
+        }
+        for d in 0..self.disks.len() {
+            moved |= self.complete(d);
+        }
+        for i in 0..self.vbds.len() {
+            moved |= self.take_requests(i);
+            moved |= self.start_waiting(i);
+        }
+        for d in 0..self.disks.len() {
+            moved |= self.complete(d);
+        }
+        for v in self.vbds.iter_mut() {
+            if let Some(c) = v.conn.as_mut() {
+                c.push_responses();
+            }
+        }
+        moved
+    }
+
+    fn follow_frontend(&mut self, i: usize, store: &mut Store) -> bool {
+        let v = &self.vbds[i];
+        let frontend = store
+            .local_read(&format!("{}/state", v.front))
+            .and_then(|s| XenbusState::parse(&s));
+        let actions = blkback::on_frontend_state(v.state, frontend, v.conn.is_some());
+        let mut moved = false;
+        for action in actions {
+            match action {
+                BackendAction::None => {}
+                BackendAction::Connect => {
+                    if let Err(why) = self.connect(i, store) {
+                        let v = &mut self.vbds[i];
+                        println!(
+                            "dom0: d{} {}: cannot connect: {why}",
+                            v.spec.domid, v.spec.dev
+                        );
+                        let _ = store.local_write(&format!("{}/state", v.back), "5");
+                        v.state = XenbusState::Closing;
+                        return true;
+                    }
+                }
+                BackendAction::Disconnect => self.disconnect(i),
+                BackendAction::SetState(s) => {
+                    let v = &mut self.vbds[i];
+                    v.state = s;
+                    let _ =
+                        store.local_write(&format!("{}/state", v.back), &format!("{}", s.raw()));
+                }
+            }
+            moved = true;
+        }
+        moved
+    }
+
+    fn connect(&mut self, i: usize, store: &mut Store) -> Result<(), &'static str> {
+        let v = &mut self.vbds[i];
+        let front = v.front.clone();
+        let read = |node: &str| store.local_read(&format!("{front}/{node}"));
+        blkback::check_protocol(read)?;
+        blkback::check_num_queues(read)?;
+        let (order, grefs) = blkback::parse_ring_refs(read, MAX_RING_PAGE_ORDER)?;
+        let remote_port = blkback::parse_event_channel(read)?;
+        let ring = BackRing::new(order).ok_or("bad ring order")?;
+        let base = ring_slot(v.index);
+        let domid = v.spec.domid;
+        let mut handles = Vec::new();
+        for (n, &gref) in grefs.iter().enumerate() {
+            let at = base as u64 + (n * PAGE) as u64;
+            match grants::map(domid, gref, at, false) {
+                Ok(h) => handles.push((h, at)),
+                Err(_) => {
+                    for &(h, at) in &handles {
+                        let _ = grants::unmap(h, at);
+                    }
+                    return Err("a ring-ref is not a grant we may map");
+                }
+            }
+        }
+        let port = match events::bind_interdomain(domid, remote_port) {
+            Ok(p) => p,
+            Err(_) => {
+                for &(h, at) in &handles {
+                    let _ = grants::unmap(h, at);
+                }
+                return Err("event-channel is not an unbound port offered to us");
+            }
+        };
+        v.generation += 1;
+        v.conn = Some(Connection {
+            generation: v.generation,
+            ring_va: base,
+            handles,
+            ring,
+            port,
+            published: 0,
+            waiting: VecDeque::new(),
+            in_flight: 0,
+        });
+        let disk = &self.disks[v.disk];
+        let mut nodes = Vec::new();
+        for (k, value) in blkback::connect_nodes(
+            disk.sectors,
+            SECTOR_SIZE as u32,
+            v.limits.readonly,
+            v.limits.discard,
+        ) {
+            nodes.push((format!("{}/{k}", v.back), value));
+        }
+        for (path, value) in nodes {
+            let _ = store.local_write(&path, &value);
+        }
+        println!(
+            "dom0: d{} {} connected: ring of {} page{}, port {port}",
+            domid,
+            v.spec.dev,
+            1 << order,
+            if order == 0 { "" } else { "s" }
+        );
+        Ok(())
+    }
+
+    fn disconnect(&mut self, i: usize) {
+        let v = &mut self.vbds[i];
+        let Some(c) = v.conn.take() else {
+            return;
+        };
+        for &(h, at) in &c.handles {
+            if grants::unmap(h, at).is_err() {
+                println!("dom0: d{} {}: ring unmap failed", v.spec.domid, v.spec.dev);
+            }
+        }
+        let _ = events::close(c.port);
+        println!("dom0: d{} {} disconnected", v.spec.domid, v.spec.dev);
+    }
+
+    /// A frontend broke the ring protocol: stop serving it (Linux blkback
+    /// halts the ring the same way) until it reconnects.
+    fn halt(&mut self, i: usize, why: &str) {
+        let v = &self.vbds[i];
+        println!("dom0: d{} {}: {why}; ring halted", v.spec.domid, v.spec.dev);
+        self.disconnect(i);
+        self.vbds[i].state = XenbusState::Closing;
+    }
+
+    fn take_requests(&mut self, i: usize) -> bool {
+        let mut moved = false;
+        loop {
+            let v = &mut self.vbds[i];
+            let Some(c) = v.conn.as_mut() else {
+                return moved;
+            };
+            let req_prod = c.word(REQ_PROD).load(Ordering::Acquire);
+            let range = match c.ring.take(req_prod) {
+                Ok(r) => r,
+                Err(e) => {
+                    let why = format!("{e}");
+                    self.halt(i, &why);
+                    return true;
+                }
+            };
+            if range.is_empty() {
+                // RING_FINAL_CHECK_FOR_REQUESTS.
+                c.word(REQ_EVENT)
+                    .store(c.ring.final_check_req_event(), Ordering::Release);
+                fence(Ordering::SeqCst);
+                if c.word(REQ_PROD).load(Ordering::Acquire) == req_prod {
+                    return moved;
+                }
+                continue;
+            }
+            moved = true;
+            for idx in range {
+                let slot = c.read_slot(idx);
+                match blkback::decode(&slot, &v.limits) {
+                    Ok(d) => c.waiting.push_back(d),
+                    Err(r) => c.respond(r.id, r.operation, r.status),
+                }
+            }
+        }
+    }
+
+    /// Gives the disk what it can take now, in ring order.
+    fn start_waiting(&mut self, i: usize) -> bool {
+        let mut moved = false;
+        loop {
+            let disk = self.vbds[i].disk;
+            let disk_idle = self.flights[disk].is_empty();
+            let v = &mut self.vbds[i];
+            let Some(c) = v.conn.as_mut() else {
+                return moved;
+            };
+            let Some(next) = c.waiting.pop_front() else {
+                return moved;
+            };
+            let exclusive = matches!(
+                next,
+                Decoded::Flush { .. } | Decoded::Discard { .. } | Decoded::Io { flush: true, .. }
+            );
+            if exclusive && !disk_idle {
+                c.waiting.push_front(next);
+                return moved;
+            }
+            match self.begin(i, next) {
+                Started::Yes => moved = true,
+                Started::Later(d) => {
+                    if let Some(c) = self.vbds[i].conn.as_mut() {
+                        c.waiting.push_front(d);
+                    }
+                    return moved;
+                }
+            }
+        }
+    }
+
+    fn begin(&mut self, i: usize, request: Decoded) -> Started {
+        let (id, operation) = (request.id(), request.operation());
+        let v = &self.vbds[i];
+        let domid = v.spec.domid;
+        let limits = v.limits;
+        let (dir, sector, segments, flush) = match request {
+            Decoded::Flush { .. } => {
+                let status = self.disks[v.disk]
+                    .blk
+                    .flush()
+                    .map_or(BLKIF_RSP_ERROR, |_| BLKIF_RSP_OKAY);
+                self.respond(i, id, operation, status);
+                return Started::Yes;
+            }
+            Decoded::Discard {
+                sector, nr_sectors, ..
+            } => {
+                let status = self.zero(v.disk, sector, nr_sectors);
+                self.respond(i, id, operation, status);
+                return Started::Yes;
+            }
+            Decoded::Io {
+                dir,
+                sector,
+                segments,
+                flush,
+                ..
+            } => (dir, sector, segments, flush),
+            Decoded::Indirect {
+                dir,
+                sector,
+                nr_segments,
+                ref pages,
+                ..
+            } => match self.indirect_segments(domid, pages, nr_segments, sector, dir, &limits) {
+                Ok(segments) => (dir, sector, segments, false),
+                Err(status) => {
+                    self.respond(i, id, operation, status);
+                    return Started::Yes;
+                }
+            },
+        };
+        if flush && self.disks[v.disk].blk.flush().is_err() {
+            self.respond(i, id, operation, BLKIF_RSP_ERROR);
+            return Started::Yes;
+        }
+        let len: usize = segments.iter().map(|s| s.byte_len()).sum();
+        let pages = len.div_ceil(PAGE);
+        let Some((buf, _)) = virtio::alloc(pages) else {
+            // The pool is busy with other requests: retry when they end.
+            return Started::Later(Decoded::Io {
+                id,
+                operation,
+                dir,
+                sector,
+                segments,
+                flush: false,
+            });
+        };
+        if dir == Direction::Write && !copy_segments(domid, &segments, buf, Direction::Write) {
+            virtio::free(buf, pages);
+            self.respond(i, id, operation, BLKIF_RSP_ERROR);
+            return Started::Yes;
+        }
+        let mut flight = Flight {
+            vbd: i,
+            generation: self.vbds[i].generation,
+            id,
+            operation,
+            dir,
+            segments,
+            buf,
+            pages,
+            len,
+            req: Box::default(),
+            resp: Box::default(),
+        };
+        let disk = &mut self.disks[self.vbds[i].disk];
+        // SAFETY: `buf` is `len` bytes of our DMA pool, allocated for this
+        // request alone; it, `req` and `resp` (boxed, so they do not move)
+        // stay untouched until `complete` pops the token.
+        let token = unsafe {
+            let data = core::slice::from_raw_parts_mut(buf as *mut u8, len);
+            match dir {
+                Direction::Read => disk.blk.read_blocks_nb(
+                    sector as usize,
+                    &mut flight.req,
+                    data,
+                    &mut flight.resp,
+                ),
+                Direction::Write => disk.blk.write_blocks_nb(
+                    sector as usize,
+                    &mut flight.req,
+                    data,
+                    &mut flight.resp,
+                ),
+            }
+        };
+        match token {
+            Ok(token) => {
+                let disk_index = self.vbds[i].disk;
+                self.flights[disk_index].insert(token, flight);
+                if let Some(c) = self.vbds[i].conn.as_mut() {
+                    c.in_flight += 1;
+                }
+                Started::Yes
+            }
+            Err(virtio_drivers::Error::QueueFull) => {
+                virtio::free(buf, pages);
+                Started::Later(Decoded::Io {
+                    id,
+                    operation,
+                    dir,
+                    sector,
+                    segments: flight.segments,
+                    flush: false,
+                })
+            }
+            Err(e) => {
+                virtio::free(buf, pages);
+                println!("dom0: disk request failed to queue: {e:?}");
+                self.respond(i, id, operation, BLKIF_RSP_ERROR);
+                Started::Yes
+            }
+        }
+    }
+
+    /// Copies an indirect request's descriptor pages once and decodes them.
+    fn indirect_segments(
+        &self,
+        domid: u16,
+        grefs: &[u32],
+        nr_segments: u16,
+        sector: u64,
+        dir: Direction,
+        limits: &DiskLimits,
+    ) -> Result<Vec<Segment>, i16> {
+        let n = grefs.len();
+        let (buf, _) = virtio::alloc(n).ok_or(BLKIF_RSP_ERROR)?;
+        let ops: Vec<CopyOp> = grefs
+            .iter()
+            .enumerate()
+            .map(|(k, &gref)| CopyOp {
+                source: CopyPtr::Gref {
+                    domid,
+                    gref,
+                    offset: 0,
+                },
+                dest: CopyPtr::Own {
+                    gfn: (buf >> 12) + k as u64,
+                    offset: 0,
+                },
+                len: PAGE as u16,
+            })
+            .collect();
+        let mut results = alloc::vec![Err(GrantError::UnknownStatus(0)); ops.len()];
+        grants::copy_many(&ops, &mut results);
+        let result = if results.iter().all(Result::is_ok) {
+            // SAFETY: `n` pool pages we own, just filled by the copies.
+            let pages: Vec<&[u8; PAGE]> = (0..n)
+                .map(|k| unsafe { &*((buf as usize + k * PAGE) as *const [u8; PAGE]) })
+                .collect();
+            blkback::decode_indirect_segments(&pages, nr_segments, sector, dir, limits)
+                .map_err(|_| BLKIF_RSP_ERROR)
+        } else {
+            Err(BLKIF_RSP_ERROR)
+        };
+        virtio::free(buf, n);
+        result
+    }
+
+    /// Writes zeros over a range (our discard), a chunk at a time.
+    fn zero(&mut self, disk: usize, sector: u64, nr_sectors: u64) -> i16 {
+        if nr_sectors == 0 {
+            return BLKIF_RSP_OKAY;
+        }
+        let pages = ZERO_CHUNK / PAGE;
+        let Some((buf, _)) = virtio::alloc(pages) else {
+            return BLKIF_RSP_ERROR;
+        };
+        // SAFETY: `pages` zeroed pool pages we own until freed below.
+        let zeros = unsafe { core::slice::from_raw_parts(buf as *const u8, ZERO_CHUNK) };
+        let per_chunk = (ZERO_CHUNK / SECTOR_SIZE) as u64;
+        let mut at = sector;
+        let end = sector + nr_sectors;
+        let mut status = BLKIF_RSP_OKAY;
+        while at < end {
+            let n = per_chunk.min(end - at);
+            let bytes = &zeros[..(n as usize) * SECTOR_SIZE];
+            if self.disks[disk]
+                .blk
+                .write_blocks(at as usize, bytes)
+                .is_err()
+            {
+                status = BLKIF_RSP_ERROR;
+                break;
+            }
+            at += n;
+        }
+        virtio::free(buf, pages);
+        status
+    }
+
+    fn respond(&mut self, i: usize, id: u64, operation: u8, status: i16) {
+        if let Some(c) = self.vbds[i].conn.as_mut() {
+            c.respond(id, operation, status);
+        }
+    }
+
+    /// Answers every request the disk finished.
+    fn complete(&mut self, d: usize) -> bool {
+        let mut moved = false;
+        while let Some(token) = self.disks[d].blk.peek_used() {
+            let Some(mut f) = self.flights[d].remove(&token) else {
+                println!(
+                    "dom0: disk at slot {:#x} completed an unknown request",
+                    self.disks[d].slot
+                );
+                break;
+            };
+            moved = true;
+            // SAFETY: the same buffers the request was queued with.
+            let result = unsafe {
+                let data = core::slice::from_raw_parts_mut(f.buf as *mut u8, f.len);
+                match f.dir {
+                    Direction::Read => {
+                        self.disks[d]
+                            .blk
+                            .complete_read_blocks(token, &f.req, data, &mut f.resp)
+                    }
+                    Direction::Write => {
+                        self.disks[d]
+                            .blk
+                            .complete_write_blocks(token, &f.req, data, &mut f.resp)
+                    }
+                }
+            };
+            let v = &mut self.vbds[f.vbd];
+            let current = v
+                .conn
+                .as_ref()
+                .is_some_and(|c| c.generation == f.generation);
+            let mut status = if result.is_ok() {
+                BLKIF_RSP_OKAY
+            } else {
+                BLKIF_RSP_ERROR
+            };
+            if current
+                && status == BLKIF_RSP_OKAY
+                && f.dir == Direction::Read
+                && !copy_segments(v.spec.domid, &f.segments, f.buf, Direction::Read)
+            {
+                status = BLKIF_RSP_ERROR;
+            }
+            virtio::free(f.buf, f.pages);
+            if current && let Some(c) = v.conn.as_mut() {
+                c.in_flight -= 1;
+                c.respond(f.id, f.operation, status);
+            }
+        }
+        moved
+    }
+}
+
+enum Started {
+    Yes,
+    Later(Decoded),
+}
+
+/// Moves a request's data between the frontend's granted pages and our
+/// buffer at `buf` (`Write`: into the buffer; `Read`: out of it), with
+/// every copy split at our page boundaries. False if any copy failed (a
+/// bad grant: the request gets BLKIF_RSP_ERROR).
+fn copy_segments(domid: u16, segments: &[Segment], buf: u64, dir: Direction) -> bool {
+    let mut ops = Vec::with_capacity(segments.len() * 2);
+    let mut at = buf;
+    for s in segments {
+        let mut done = 0;
+        while done < s.byte_len() {
+            let ours = at + done as u64;
+            let room = PAGE - (ours as usize % PAGE);
+            let len = room.min(s.byte_len() - done);
+            let theirs = CopyPtr::Gref {
+                domid,
+                gref: s.gref,
+                offset: (s.byte_offset() + done) as u16,
+            };
+            let mine = CopyPtr::Own {
+                gfn: ours >> 12,
+                offset: (ours as usize % PAGE) as u16,
+            };
+            let (source, dest) = match dir {
+                Direction::Write => (theirs, mine),
+                Direction::Read => (mine, theirs),
+            };
+            ops.push(CopyOp {
+                source,
+                dest,
+                len: len as u16,
+            });
+            done += len;
+        }
+        at += s.byte_len() as u64;
+    }
+    let mut results = alloc::vec![Err(GrantError::UnknownStatus(0)); ops.len()];
+    grants::copy_many(&ops, &mut results);
+    results.iter().all(Result::is_ok)
+}

@@ -1,0 +1,166 @@
+//! What the `virtio-drivers` crate needs from Dom0: a HAL over the DMA
+//! pool (`dom0::dma`), with bounce buffers for memory outside it, and
+//! PCI configuration access through ports 0xCF8/0xCFC (which the
+//! hypervisor filters: BARs stay where firmware put them, MSI stays off).
+//!
+//! Dom0 runs on guest-shim's identity map of the low 4 GiB, so a
+//! guest-physical address below 4 GiB is also its virtual address; the
+//! pool's guest-physical addresses are host-physical too, so they are
+//! what the device is given.
+
+use core::ptr::NonNull;
+
+use dom0::dma::{PAGE, PagePool};
+use spin::Mutex;
+use virtio_drivers::transport::pci::bus::{ConfigurationAccess, DeviceFunction};
+use virtio_drivers::{BufferDirection, Hal, PhysAddr};
+
+static POOL: Mutex<Option<PagePool>> = Mutex::new(None);
+
+/// Takes the pool named by `pavise.dma=` on the command line.
+pub fn init(cmdline: &str) -> bool {
+    match dom0::dma::parse_word(cmdline) {
+        Some((base, size)) if base + size <= 1 << 32 => {
+            *POOL.lock() = Some(PagePool::new(base, size));
+            true
+        }
+        _ => false,
+    }
+}
+
+pub fn free_pages() -> usize {
+    POOL.lock().as_ref().map_or(0, PagePool::free_pages)
+}
+
+fn pages_for(len: usize) -> usize {
+    len.div_ceil(PAGE as usize).max(1)
+}
+
+/// `pages` zeroed pool pages: (device address, pointer), or None.
+pub fn alloc(pages: usize) -> Option<(u64, NonNull<u8>)> {
+    let addr = POOL.lock().as_mut()?.alloc(pages)?;
+    let ptr = NonNull::new(addr as *mut u8)?;
+    // SAFETY: the run was just allocated from the pool, which the
+    // hypervisor mapped (identity) for Dom0 alone; nobody else uses it.
+    unsafe { core::ptr::write_bytes(ptr.as_ptr(), 0, pages * PAGE as usize) };
+    Some((addr, ptr))
+}
+
+pub fn free(addr: u64, pages: usize) {
+    if let Some(pool) = POOL.lock().as_mut()
+        && !pool.free(addr, pages)
+    {
+        guest_shim::println!("dom0: DMA pool: bad free of {addr:#x} ({pages} pages)");
+    }
+}
+
+fn in_pool(addr: u64, len: usize) -> bool {
+    POOL.lock()
+        .as_ref()
+        .is_some_and(|p| p.contains(addr, len as u64))
+}
+
+pub struct PavisHal;
+
+// SAFETY: dma_alloc returns zeroed, page-aligned pool memory that is
+// device-visible at the returned address and stays allocated until
+// dma_dealloc; share returns an address the device may use for the
+// buffer's length (the buffer itself if in the pool, else a bounce copy)
+// until unshare.
+unsafe impl Hal for PavisHal {
+    fn dma_alloc(pages: usize, _direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
+        alloc(pages).unwrap_or((0, NonNull::dangling()))
+    }
+
+    unsafe fn dma_dealloc(paddr: PhysAddr, _vaddr: NonNull<u8>, pages: usize) -> i32 {
+        free(paddr, pages);
+        0
+    }
+
+    unsafe fn mmio_phys_to_virt(paddr: PhysAddr, _size: usize) -> NonNull<u8> {
+        // BARs below 4 GiB are identity-mapped (the hypervisor mapped
+        // them into Dom0 at their own addresses).
+        NonNull::new(paddr as *mut u8).expect("BAR at address 0")
+    }
+
+    unsafe fn share(buffer: NonNull<[u8]>, direction: BufferDirection) -> PhysAddr {
+        let addr = buffer.as_ptr() as *mut u8 as u64;
+        let len = buffer.len();
+        if in_pool(addr, len) {
+            return addr;
+        }
+        let Some((bounce, ptr)) = alloc(pages_for(len)) else {
+            panic!("DMA pool exhausted ({len} bytes to bounce)");
+        };
+        if direction != BufferDirection::DeviceToDriver {
+            // SAFETY: the caller's buffer is valid for `len` bytes; the
+            // bounce run is at least that long and ours.
+            unsafe { core::ptr::copy_nonoverlapping(addr as *const u8, ptr.as_ptr(), len) };
+        }
+        bounce
+    }
+
+    unsafe fn unshare(paddr: PhysAddr, buffer: NonNull<[u8]>, direction: BufferDirection) {
+        let addr = buffer.as_ptr() as *mut u8 as u64;
+        let len = buffer.len();
+        if paddr == addr {
+            return;
+        }
+        if direction != BufferDirection::DriverToDevice {
+            // SAFETY: `paddr` is the bounce run `share` made for this
+            // buffer, which is valid for `len` bytes.
+            unsafe { core::ptr::copy_nonoverlapping(paddr as *const u8, addr as *mut u8, len) };
+        }
+        free(paddr, pages_for(len));
+    }
+}
+
+/// Configuration mechanism #1 through the (filtered) ports.
+pub struct PortCam;
+
+const CONFIG_ADDRESS: u16 = 0xcf8;
+const CONFIG_DATA: u16 = 0xcfc;
+
+fn address(df: DeviceFunction, reg: u8) -> u32 {
+    1 << 31
+        | (df.bus as u32) << 16
+        | (df.device as u32) << 11
+        | (df.function as u32) << 8
+        | (reg as u32 & 0xfc)
+}
+
+fn outl(port: u16, value: u32) {
+    // SAFETY: the configuration ports; the hypervisor emulates them.
+    unsafe { core::arch::asm!("out dx, eax", in("dx") port, in("eax") value, options(nostack)) };
+}
+
+fn inl(port: u16) -> u32 {
+    let value: u32;
+    // SAFETY: as in `outl`.
+    unsafe { core::arch::asm!("in eax, dx", in("dx") port, out("eax") value, options(nostack)) };
+    value
+}
+
+pub fn config_read(df: DeviceFunction, reg: u8) -> u32 {
+    outl(CONFIG_ADDRESS, address(df, reg));
+    inl(CONFIG_DATA)
+}
+
+pub fn config_write(df: DeviceFunction, reg: u8, value: u32) {
+    outl(CONFIG_ADDRESS, address(df, reg));
+    outl(CONFIG_DATA, value);
+}
+
+impl ConfigurationAccess for PortCam {
+    fn read_word(&self, df: DeviceFunction, reg: u8) -> u32 {
+        config_read(df, reg)
+    }
+
+    fn write_word(&mut self, df: DeviceFunction, reg: u8, value: u32) {
+        config_write(df, reg, value)
+    }
+
+    unsafe fn unsafe_clone(&self) -> Self {
+        PortCam
+    }
+}
