@@ -38,17 +38,6 @@ pub struct Disk {
     pub port: Option<u32>,
 }
 
-impl Disk {
-    /// After an interrupt event: acknowledge the device, then let its
-    /// line fire again.
-    pub fn ack(&mut self) {
-        self.blk.ack_interrupt();
-        if let Some(pirq) = self.pirq {
-            let _ = hypercall::physdev_eoi(pirq);
-        }
-    }
-}
-
 /// Finds and starts every virtio-blk function on bus 0.
 pub fn probe() -> Vec<Disk> {
     let mut disks = Vec::new();
@@ -86,8 +75,20 @@ pub fn probe() -> Vec<Disk> {
         };
         let interrupt = virtio::config_read(df, REG_INTERRUPT);
         let (line, pin) = (interrupt & 0xff, (interrupt >> 8) & 0xff);
+        // PCI lines are shared: a pirq another disk already bound keeps
+        // its port, and every disk on it is acknowledged on its event.
+        let shared = |pirq: u32| {
+            disks
+                .iter()
+                .find(|d: &&Disk| d.pirq == Some(pirq))
+                .and_then(|d| d.port)
+        };
         let (pirq, port) = if pin != 0 && line != 0xff {
-            match hypercall::physdev_map_gsi(line).and_then(|p| Ok((p, events::bind_pirq(p)?))) {
+            let bound = hypercall::physdev_map_gsi(line).and_then(|p| match shared(p) {
+                Some(port) => Ok((p, port)),
+                None => Ok((p, events::bind_pirq(p)?)),
+            });
+            match bound {
                 Ok((pirq, port)) => (Some(pirq), Some(port)),
                 Err(e) => {
                     println!(

@@ -28,3 +28,14 @@ pub fn is_pending(port: u32) -> bool {
     let (word, bit) = (port as usize / 64, port % 64);
     word < EVTCHN_WORDS && shared_info::pending(word).load(Ordering::SeqCst) & (1 << bit) != 0
 }
+
+/// Binds VIRQ_DOM_EXC (a domain ended) on vCPU 0.
+pub fn bind_dom_exc() -> Option<u32> {
+    match guest_shim::events::bind_virq(guest_shim::pv_abi::event_channel::Virq::DomExc, 0) {
+        Ok(port) => Some(port),
+        Err(e) => {
+            println!("dom0: cannot bind VIRQ_DOM_EXC: {e}");
+            None
+        }
+    }
+}

@@ -56,6 +56,8 @@ mod kernel {
             alloc::vec::Vec::new()
         };
         let mut blkback = vbd::Blkback::start(&vbd_specs, disks, store.store());
+        // Domains that end: their backends are torn down.
+        let dom_exc = events::bind_dom_exc();
         if blkback.vbds() > 0 {
             println!(
                 "dom0: blkback serving {} virtual disk{}, DMA pool {} KiB free",
@@ -76,10 +78,19 @@ mod kernel {
             plural(store.connections())
         );
         loop {
-            let disk_events = blkback.disk_ports().any(events::is_pending);
+            let mut disk_events: alloc::vec::Vec<u32> = blkback
+                .disk_ports()
+                .filter(|&p| events::is_pending(p))
+                .collect();
+            disk_events.sort_unstable();
+            disk_events.dedup();
+            let ended = dom_exc.is_some_and(events::is_pending);
             events::clear_all();
-            if disk_events {
-                blkback.ack_disks();
+            if ended {
+                blkback.reap_dead(store.store());
+            }
+            for port in disk_events {
+                blkback.ack_disks(port);
             }
             let focused = input.focused_domu();
             for c in consoles.iter_mut() {

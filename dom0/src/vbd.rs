@@ -135,6 +135,8 @@ pub struct Vbd {
     limits: DiskLimits,
     conn: Option<Connection>,
     generation: u64,
+    /// The frontend's domain ended and the vbd was torn down.
+    gone: bool,
 }
 
 /// A request the device has.
@@ -237,6 +239,7 @@ impl Blkback {
                 },
                 conn: None,
                 generation: 0,
+                gone: false,
             });
         }
         let flights = disks.iter().map(|_| BTreeMap::new()).collect();
@@ -265,10 +268,42 @@ impl Blkback {
             .any(|(d, f)| d.port.is_none() && !f.is_empty())
     }
 
-    /// Acknowledges every disk's interrupt (their events were pending).
-    pub fn ack_disks(&mut self) {
-        for d in self.disks.iter_mut().filter(|d| d.port.is_some()) {
-            d.ack();
+    /// After the event on `port`: acknowledges every disk on that line,
+    /// then lets the line fire again.
+    pub fn ack_disks(&mut self, port: u32) {
+        let mut pirq = None;
+        for d in self.disks.iter_mut().filter(|d| d.port == Some(port)) {
+            d.blk.ack_interrupt();
+            pirq = d.pirq;
+        }
+        if let Some(pirq) = pirq {
+            let _ = guest_shim::hypercall::physdev_eoi(pirq);
+        }
+    }
+
+    /// After VIRQ_DOM_EXC: every vbd whose domain no longer exists is
+    /// disconnected (its ring grants unmapped; requests still on the disk
+    /// finish unanswered) and both directories are removed, as `xl
+    /// destroy` does.
+    pub fn reap_dead(&mut self, store: &mut Store) {
+        use pv_abi::hypercall::HVM_PARAM_STORE_EVTCHN;
+        for i in 0..self.vbds.len() {
+            let v = &self.vbds[i];
+            if v.gone
+                || guest_shim::hypercall::hvm_get_param_of(v.spec.domid, HVM_PARAM_STORE_EVTCHN)
+                    .is_ok()
+            {
+                continue;
+            }
+            self.disconnect(i);
+            let v = &mut self.vbds[i];
+            v.gone = true;
+            let _ = store.local_rm(&v.back);
+            let _ = store.local_rm(&v.front);
+            println!(
+                "dom0: d{} {} removed (its domain ended)",
+                v.spec.domid, v.spec.dev
+            );
         }
     }
 
@@ -283,7 +318,7 @@ impl Blkback {
             moved |= self.complete(d);
         }
         for i in 0..self.vbds.len() {
-            moved |= self.take_requests(i);
+            moved |= self.take_requests(i, store);
             moved |= self.start_waiting(i);
         }
         for d in 0..self.disks.len() {
@@ -299,6 +334,9 @@ impl Blkback {
 
     fn follow_frontend(&mut self, i: usize, store: &mut Store) -> bool {
         let v = &self.vbds[i];
+        if v.gone {
+            return false;
+        }
         let frontend = store
             .local_read(&format!("{}/state", v.front))
             .and_then(|s| XenbusState::parse(&s));
@@ -415,14 +453,16 @@ impl Blkback {
 
     /// A frontend broke the ring protocol: stop serving it (Linux blkback
     /// halts the ring the same way) until it reconnects.
-    fn halt(&mut self, i: usize, why: &str) {
+    fn halt(&mut self, i: usize, why: &str, store: &mut Store) {
         let v = &self.vbds[i];
         println!("dom0: d{} {}: {why}; ring halted", v.spec.domid, v.spec.dev);
         self.disconnect(i);
-        self.vbds[i].state = XenbusState::Closing;
+        let v = &mut self.vbds[i];
+        v.state = XenbusState::Closing;
+        let _ = store.local_write(&format!("{}/state", v.back), "5");
     }
 
-    fn take_requests(&mut self, i: usize) -> bool {
+    fn take_requests(&mut self, i: usize, store: &mut Store) -> bool {
         let mut moved = false;
         loop {
             let v = &mut self.vbds[i];
@@ -434,7 +474,7 @@ impl Blkback {
                 Ok(r) => r,
                 Err(e) => {
                     let why = format!("{e}");
-                    self.halt(i, &why);
+                    self.halt(i, &why, store);
                     return true;
                 }
             };

@@ -362,6 +362,12 @@ impl Domain {
         super::events::remove_domain(self.id);
         super::foreign::revoke_all_of(self.id);
         super::grants::remove_domain(self);
+        // As Xen's domain_shutdown/destroy: Dom0 hears of it.
+        if self.id != 0
+            && let Some(dom0) = lookup(0)
+        {
+            super::events::send_virq(&dom0, crate::evtchn::VIRQ_DOM_EXC, 0);
+        }
         note_end(self.watched, &reason);
     }
 }

@@ -20,6 +20,8 @@ pub const NR_PORTS: u32 = 4096;
 pub const NR_VIRQS: u32 = 24;
 pub const VIRQ_TIMER: u32 = 0;
 pub const VIRQ_CONSOLE: u32 = 2;
+/// Global: a domain ended (Dom0's toolstack and backends clean up).
+pub const VIRQ_DOM_EXC: u32 = 3;
 const DOMID_SELF: u16 = 0x7ff0;
 
 /// Failures, each one Xen errno.

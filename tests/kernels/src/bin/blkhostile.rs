@@ -260,13 +260,16 @@ mod kernel {
                 seg(BAD_GREF, 7, 0),
             ));
             let idx = blk.req_prod_pvt();
+            let before = blk.rsp_prod();
             blk.push_raw(&good);
             blk.publish_raw();
             blk.notify();
+            // Flip the slot until the backend answers. Request and response
+            // share the slot, so a flip racing with the answer may clobber
+            // it: that is this front end's own loss, reported as `answered`.
             let deadline = time::system_time_ns() + self.timeout_ms * 1_000_000;
-            let mut outcome = None;
             let mut flips = 0u32;
-            while time::system_time_ns() < deadline {
+            while time::system_time_ns() < deadline && blk.rsp_prod() == before && flips < 100_000 {
                 blk.write_slot(
                     idx,
                     if flips.is_multiple_of(2) {
@@ -276,24 +279,55 @@ mod kernel {
                     },
                 );
                 flips += 1;
-                if let Some(r) = blk.poll_response() {
-                    if r.id == id {
-                        outcome = Some(Outcome::Status(r.status));
-                        break;
-                    }
-                } else if flips > 100_000 {
-                    break;
-                }
             }
-            // Leave the good version, then wait the normal way.
-            blk.write_slot(idx, &good);
-            let outcome = match outcome {
-                Some(o) => o,
+            if blk.rsp_prod() == before {
+                // Leave the good version, then wait the normal way.
+                blk.write_slot(idx, &good);
+            }
+            let outcome = match blk.poll_response() {
+                Some(r) if r.id == id => Outcome::Status(r.status),
+                Some(_) => Outcome::Answered(1),
                 None => self.await_response(id),
             };
             Self::report(case, &outcome);
             self.revoke(case, alloc::vec![g], alloc::vec![p]);
             self.recover(&outcome);
+        }
+
+        /// Queues 16 reads and powers off without waiting for them, with
+        /// the ring and the data pages still granted: the backend must
+        /// finish or drop them and tear the vbd down, not trip over the
+        /// dead domain.
+        fn vanish(&mut self, case: &str) -> ! {
+            if self.ensure() {
+                let blk = self.blk.as_mut().expect("connected");
+                let handle = blk.handle();
+                let mut pages = Vec::new();
+                for k in 0..16u64 {
+                    let (p, g) = granted_page(blk.backend_id(), false);
+                    pages.push(p);
+                    let id = self.next_id + k;
+                    blk.push_raw(&to_slot(&rw(
+                        handle,
+                        id,
+                        BLKIF_OP_READ,
+                        k * 8,
+                        1,
+                        seg(g, 0, 7),
+                    )));
+                }
+                blk.publish_raw();
+                blk.notify();
+                println!(
+                    "blkhostile: {case} on {} -> 16 reads queued, powering off",
+                    self.vdev
+                );
+                // The pages stay granted: the domain ends with them.
+                core::mem::forget(pages);
+            } else {
+                println!("blkhostile: {case} -> skipped (not connected)");
+            }
+            done()
         }
 
         /// `req_prod` 1000 past the responses: the backend must stop
@@ -325,6 +359,7 @@ mod kernel {
                 (None, _) => Outcome::Disconnected,
             };
             Self::report(case, &outcome);
+            self.recover(&outcome);
         }
     }
 
@@ -509,12 +544,7 @@ mod kernel {
         ctx.rewrite_case("slot rewritten after notify");
         ctx.req_prod_ahead("req_prod 1000 ahead");
 
-        if let Some(blk) = ctx.blk.take()
-            && let Err(e) = blk.disconnect(&mut ctx.xs)
-        {
-            println!("blkhostile: disconnect {} -> {e:?}", ctx.vdev);
-        }
-        done()
+        ctx.vanish("vanish mid-request")
     }
 
     guest_shim::entry!(main);

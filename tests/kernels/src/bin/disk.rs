@@ -16,7 +16,8 @@
 //! Command line: `mode=verify|write|check|bench seed=N ring_order=N
 //! segs=N vdev=51712|xvda wait=S` (`segs`: cap on the segments of an
 //! indirect request, 0 for none; `wait`: seconds to wait for
-//! `device/vbd` to appear, default 30). Ends with `disk: PASS` or
+//! `device/vbd` to appear, default 30), `again_after=S` (reconnect after
+//! S seconds and run the pass again). Ends with `disk: PASS` or
 //! `disk: FAIL ...`.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
@@ -409,6 +410,9 @@ mod kernel {
             .unwrap_or(30);
         let only = arg(cmdline, "vdev");
         let segs: Option<u32> = arg(cmdline, "segs").and_then(|s| s.parse().ok());
+        // `again_after=S`: S seconds after the pass, connect again (a
+        // frontend restart) and run the pass once more.
+        let again_after: Option<u64> = arg(cmdline, "again_after").and_then(|s| s.parse().ok());
         if !matches!(mode, "verify" | "write" | "check" | "bench") {
             fail(&format!(
                 "unknown mode '{mode}' (verify, write, check, bench)"
@@ -449,45 +453,53 @@ mod kernel {
         };
         let mut failures = 0u32;
         let mut benched = false;
-        for vdev in &vdevs {
-            let name = blkfront::vdev_name(vdev);
-            let mut blk = match Blkfront::connect(&mut xs, vdev, opts) {
-                Ok(b) => b,
-                Err(e) => {
-                    println!("disk: {name} {vdev} connect FAIL {e:?}");
+        let passes = if again_after.is_some() { 2 } else { 1 };
+        for pass in 0..passes {
+            if pass > 0 {
+                let s = again_after.unwrap_or(0);
+                println!("disk: again in {s} s");
+                blkfront::sleep_ns(s * 1_000_000_000);
+            }
+            for vdev in &vdevs {
+                let name = blkfront::vdev_name(vdev);
+                let mut blk = match Blkfront::connect(&mut xs, vdev, opts) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        println!("disk: {name} {vdev} connect FAIL {e:?}");
+                        failures += 1;
+                        continue;
+                    }
+                };
+                if let Some(n) = segs {
+                    blk.set_indirect_segments(n);
+                }
+                let i = blk.info();
+                println!(
+                    "disk: {name} {vdev} sectors={} ro={} flush={} discard={} indirect={} ring={} pages",
+                    i.sectors,
+                    i.readonly as u8,
+                    i.flush as u8,
+                    i.discard as u8,
+                    i.max_indirect,
+                    i.ring_pages
+                );
+                let ok = match mode {
+                    "write" => write_mode(&mut blk, &name, seed, a),
+                    "check" => check_mode(&mut blk, &name, seed, b),
+                    "bench" if !benched && !i.readonly => {
+                        benched = true;
+                        bench(&mut blk, &name, a, b)
+                    }
+                    "bench" => true,
+                    _ => verify(&mut blk, &name, seed, a, b),
+                };
+                if !ok {
                     failures += 1;
-                    continue;
                 }
-            };
-            if let Some(n) = segs {
-                blk.set_indirect_segments(n);
-            }
-            let i = blk.info();
-            println!(
-                "disk: {name} {vdev} sectors={} ro={} flush={} discard={} indirect={} ring={} pages",
-                i.sectors,
-                i.readonly as u8,
-                i.flush as u8,
-                i.discard as u8,
-                i.max_indirect,
-                i.ring_pages
-            );
-            let ok = match mode {
-                "write" => write_mode(&mut blk, &name, seed, a),
-                "check" => check_mode(&mut blk, &name, seed, b),
-                "bench" if !benched && !i.readonly => {
-                    benched = true;
-                    bench(&mut blk, &name, a, b)
+                if let Err(e) = blk.disconnect(&mut xs) {
+                    println!("disk: {name} disconnect FAIL {e:?}");
+                    failures += 1;
                 }
-                "bench" => true,
-                _ => verify(&mut blk, &name, seed, a, b),
-            };
-            if !ok {
-                failures += 1;
-            }
-            if let Err(e) = blk.disconnect(&mut xs) {
-                println!("disk: {name} disconnect FAIL {e:?}");
-                failures += 1;
             }
         }
         if mode == "bench" && !benched && failures == 0 {
