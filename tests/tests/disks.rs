@@ -164,6 +164,21 @@ fn hostile_frontend_harms_no_other_disk() {
             ALL_ENDED,
         ],
     );
-    // The healthy DomU's I/O all completed, whatever d1 did meanwhile.
-    expect_lines(&outcome, &["(d2) disk: xvda verify ok", "(d2) disk: PASS"]);
+    // The healthy DomU's I/O all completed, whatever d1 did meanwhile,
+    // and it reconnects and passes again after d1 is gone.
+    let lines: Vec<&str> = outcome.console.lines().collect();
+    let first = |p: &str| lines.iter().position(|l| l.starts_with(p));
+    let last = |p: &str| lines.iter().rposition(|l| l.starts_with(p));
+    let (Some(removed), Some(again), Some(passed)) = (
+        first("dom0: d1 xvda removed"),
+        first("(d2) disk: again in"),
+        last("(d2) disk: xvda verify ok"),
+    ) else {
+        fail(&outcome, "d2 did not verify its disk twice");
+    };
+    if removed > passed || again > passed || first("(d2) disk: xvda verify ok") == Some(passed) {
+        fail(&outcome, "d2's second pass did not follow d1's end");
+    }
+    expect_lines(&outcome, &["(d2) disk: PASS"]);
+    expect_no_line(&outcome, "(d2) disk: FAIL");
 }

@@ -3,17 +3,22 @@
 //! unchanged in PVH mode beside Dom0, with a busybox initramfs whose /init
 //! checks the platform and powers off. On one and on four vCPUs; beside a
 //! hostile guest, a crasher and a fuzzer; panicking on purpose (only its domain
-//! ends); and asked by Dom0 through XenStore to power off.
+//! ends); and asked by Dom0 through XenStore to power off. Then with its root
+//! file system on its own disk (`xvda`, served by Dom0's blkback): the
+//! kernel's own xen-blkfront and ext4 modules, loaded by a small initramfs
+//! that mounts the disk and switches to it; and what one boot writes there
+//! is on the image and read back by the next.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use pavise_tests::{
-    DomU, Exit, HvStatus, boot, domu, expect_exit, expect_lines, fail, line_starting, with_domains,
+    DomU, Exit, HvStatus, RunOutcome, boot, console_lines, domu, expect_exit, expect_lines, fail,
+    line_starting, with_domains,
 };
 use xtask::TypeWhen;
-use xtask::linux;
+use xtask::{linux, linux_root};
 
 /// Linux boots in a few seconds of guest time, but TCG runs its
 /// initialisation slowly; the whole run stays well under this.
@@ -107,6 +112,12 @@ fn check_linux(vcpus: u32, smp: u32) {
         if outcome.console.contains(bad) {
             fail(&outcome, &format!("Linux logged '{bad}'"));
         }
+    }
+    if let Some(line) = console_lines(&outcome.console).find(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("(d1) ") && l.contains("blkfront") && l.contains("fail")
+    }) {
+        fail(&outcome, &format!("blkfront failed: {line:?}"));
     }
     eprintln!(
         "  Linux on {vcpus} vCPU(s): uptime at /init {} s, sleep 1 took {sleep} ms",
@@ -231,4 +242,211 @@ fn linux_reboot_ends_the_domain_with_the_reboot_reason() {
         &outcome,
         &["(d1) linux-reboot: rebooting", "pavise: d1 (linux) reboot"],
     );
+}
+
+/// The root-on-disk initramfs (the root modules taken out of the kernel
+/// package, or found in the cache), made once per run.
+fn root_initramfs() -> &'static Path {
+    static INITRAMFS: OnceLock<PathBuf> = OnceLock::new();
+    INITRAMFS.get_or_init(|| {
+        let cache = linux::cache_dir();
+        let (modules, _) = linux_root::modules(&cache, &kit().version).unwrap_or_else(|e| {
+            panic!("cannot get the root modules out of the kernel package: {e}")
+        });
+        let out = cache.join("initramfs-test-root.cpio.gz");
+        linux_root::initramfs(&kit().busybox, &modules, &out)
+            .unwrap_or_else(|e| panic!("cannot build the root initramfs: {e}"));
+        out
+    })
+}
+
+/// A root file system image made afresh for this test and this run
+/// (nothing a previous run wrote is on it).
+fn fresh_root_image(name: &str) -> PathBuf {
+    let image = linux::cache_dir().join(format!("root-test-{name}.img"));
+    linux_root::build_root_image(&kit().busybox, &image)
+        .unwrap_or_else(|e| panic!("cannot build the root image {}: {e}", image.display()));
+    image
+}
+
+/// Linux with 1 vCPU and 256 MiB, its root on `image` (xvda), running the
+/// check `pavise.check=CHECK` there and powering off.
+fn linux_root_domu(image: &Path, check: &str) -> DomU {
+    let spec = format!(
+        "{},name=linux,mem=256,vcpus=1,ramdisk={},disk={},cmdline=console=hvc0 {} pavise.check={check}",
+        kit().vmlinux.display(),
+        root_initramfs().display(),
+        image.display(),
+        linux_root::ROOT_CMDLINE,
+    );
+    xtask::domains::parse_domu(&spec).unwrap_or_else(|e| panic!("bad Linux DomU: {e}"))
+}
+
+const BUILT: &str = "pavise: d1 (linux) built:";
+const MOUNTED: &str = "(d1) pavise-root: mounted /dev/xvda rw ext4";
+
+/// Boots Linux with its root on `image` running `check`, timing the
+/// domain's build and the mount marker; it must mount its root and power
+/// off cleanly, with blkfront's probe line and no block or ext4 error.
+fn boot_on_root(image: &Path, check: &str) -> RunOutcome {
+    let mut machine = linux_machine(1, &[linux_root_domu(image, check)]);
+    machine.marks = vec![BUILT.to_owned(), MOUNTED.to_owned()];
+    let outcome = boot(&machine);
+    expect_exit(&outcome, Exit::Hypervisor(HvStatus::Success));
+    expect_lines(
+        &outcome,
+        &[
+            "dom0: d1 xvda",
+            "(d1) pavise-initramfs: loaded xen-blkfront",
+            "(d1) pavise-initramfs: mounted /dev/xvda (ext4, rw) on /",
+            MOUNTED,
+            "pavise: d1 (linux) poweroff",
+        ],
+    );
+    let linux_says = |text: &str| {
+        console_lines(&outcome.console).any(|l| l.starts_with("(d1) ") && l.contains(text))
+    };
+    if !linux_says("blkfront: xvda:") {
+        fail(&outcome, "no `blkfront: xvda:` probe line in Linux's log");
+    }
+    for bad in [
+        "I/O error",
+        "EXT4-fs error",
+        "EXT4-fs warning",
+        "Buffer I/O",
+        "blk_update_request",
+        "vbd vbd-",
+        "pavise-initramfs: optional module",
+        "powering off",
+        "BUG:",
+        "WARNING:",
+    ] {
+        if linux_says(bad) {
+            fail(&outcome, &format!("Linux logged '{bad}'"));
+        }
+    }
+    if let Some(line) = console_lines(&outcome.console).find(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("(d1) ") && l.contains("blkfront") && l.contains("fail")
+    }) {
+        fail(&outcome, &format!("blkfront failed: {line:?}"));
+    }
+    let at = |text: &str| {
+        outcome
+            .marks
+            .iter()
+            .find(|(t, _)| t == text)
+            .and_then(|(_, at)| *at)
+    };
+    let uptime = line_starting(&outcome.console, MOUNTED)
+        .and_then(|l| l.split(" up ").nth(1))
+        .unwrap_or("?");
+    if let (Some(built), Some(mounted)) = (at(BUILT), at(MOUNTED)) {
+        eprintln!(
+            "  root on xvda: mounted {:.1} s (host) after d1 was built, Linux up {uptime}; run {:.1} s",
+            mounted.saturating_sub(built).as_secs_f64(),
+            outcome.wall.as_secs_f64()
+        );
+    }
+    outcome
+}
+
+#[test]
+fn linux_mounts_its_root_from_xvda() {
+    let image = fresh_root_image("mount");
+    let outcome = boot_on_root(&image, "info");
+    // 64 MiB: 131072 sectors, writable; 1 MiB written, dropped from the
+    // page cache and read back from the disk.
+    expect_lines(
+        &outcome,
+        &[
+            "(d1) pavise-root: info xvda sectors=131072 ro=0",
+            "(d1) pavise-root: info io=ok",
+        ],
+    );
+}
+
+/// A seed no earlier run used.
+fn fresh_seed() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("s{}-{nanos:x}", std::process::id())
+}
+
+/// What the host's e2fsprogs see in the image: /persist (debugfs) and
+/// whether the file system is clean (e2fsck -fn); `None` without them.
+fn host_view(image: &Path) -> Option<(String, bool)> {
+    let debugfs = xtask::prereqs::find_system_program("debugfs")?;
+    let out = std::process::Command::new(debugfs)
+        .args(["-R", "cat /persist"])
+        .arg(image)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run debugfs: {e}"));
+    let persist = String::from_utf8_lossy(&out.stdout).into_owned();
+    let clean = match xtask::prereqs::find_system_program("e2fsck") {
+        Some(e2fsck) => std::process::Command::new(e2fsck)
+            .args(["-f", "-n"])
+            .arg(image)
+            .output()
+            .is_ok_and(|o| o.status.success()),
+        None => true,
+    };
+    Some((persist, clean))
+}
+
+#[test]
+fn what_linux_writes_to_its_root_is_there_at_the_next_boot() {
+    let image = fresh_root_image("persist");
+    let seed = fresh_seed();
+    let first = boot_on_root(&image, &format!("write:{seed}"));
+    expect_lines(&first, &[&format!("(d1) pavise-root: wrote {seed} (")]);
+    match host_view(&image) {
+        Some((persist, clean)) => {
+            if persist != linux_root::persist_content(&seed) {
+                fail(
+                    &first,
+                    &format!(
+                        "the image's /persist, read on the host with debugfs, is not what Linux wrote \
+                         ({} bytes, first line {:?})",
+                        persist.len(),
+                        persist.lines().next()
+                    ),
+                );
+            }
+            if !clean {
+                fail(
+                    &first,
+                    "e2fsck -fn finds the image unclean after the write boot",
+                );
+            }
+            eprintln!("  host: debugfs reads /persist as written; e2fsck -fn: clean");
+        }
+        None => eprintln!("  note: no debugfs (e2fsprogs): the image is not looked at on the host"),
+    }
+    let second = boot_on_root(&image, &format!("read:{seed}"));
+    expect_lines(&second, &[&format!("(d1) pavise-root: read {seed} ok (")]);
+}
+
+#[test]
+fn without_its_root_disk_the_initramfs_says_so_and_powers_off() {
+    // The root initramfs, but no disk= for it to find.
+    let spec = format!(
+        "{},name=linux,mem=256,vcpus=1,ramdisk={},cmdline=console=hvc0 {} rootdelay=3",
+        kit().vmlinux.display(),
+        root_initramfs().display(),
+        linux_root::ROOT_CMDLINE,
+    );
+    let domu = xtask::domains::parse_domu(&spec).unwrap_or_else(|e| panic!("bad Linux DomU: {e}"));
+    let outcome = boot(&linux_machine(1, &[domu]));
+    expect_exit(&outcome, Exit::Hypervisor(HvStatus::Success));
+    expect_lines(
+        &outcome,
+        &[
+            "(d1) pavise-initramfs: loaded xen-blkfront",
+            "(d1) pavise-initramfs: no block device /dev/xvda after 3 s (is xen-blkfront loaded and a disk attached?); powering off",
+            "pavise: d1 (linux) poweroff",
+        ],
+    );
+    pavise_tests::expect_no_line(&outcome, "(d1) pavise-root:");
 }

@@ -232,6 +232,8 @@ pub fn fetch(cache: &Path, wanted: Wanted, steps: &mut Steps) -> Result<Fetched>
                 }
                 // The rest of the package (its modules, 400 MB) is not
                 // needed: the stamp says the vmlinux is up to date.
+                // (`linux_root::modules` unpacks it again for the few
+                // modules a root on xvda needs, and keeps only those.)
                 if let Some(dir) = vmlinuz.parent().and_then(Path::parent) {
                     fs::remove_dir_all(dir)
                         .map_err(Error::io(format!("removing {}", dir.display())))?;
@@ -292,10 +294,22 @@ pub fn extract_vmlinux(image: &[u8]) -> std::result::Result<Vec<u8>, &'static st
 /// applets into, `/dev/console` (5, 1), which the kernel opens for init
 /// before anything is mounted, and `/init` holding `init_script`.
 pub fn initramfs(busybox: &Path, init_script: &str, out: &Path) -> Result<()> {
+    initramfs_with(busybox, init_script, &[], out)
+}
+
+/// [`initramfs`] with `files` besides: each a path inside the archive
+/// (relative, e.g. `lib/modules/ext4.ko`) and its contents, written as a
+/// regular file of mode 0644 after the directories it needs.
+pub fn initramfs_with(
+    busybox: &Path,
+    init_script: &str,
+    files: &[(String, Vec<u8>)],
+    out: &Path,
+) -> Result<()> {
     let busybox_bytes =
         fs::read(busybox).map_err(Error::io(format!("reading {}", busybox.display())))?;
-    let archive =
-        initramfs_bytes(&busybox_bytes, init_script).map_err(Error::io("making the initramfs"))?;
+    let archive = initramfs_bytes(&busybox_bytes, init_script, files)
+        .map_err(Error::io("making the initramfs"))?;
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
     }
@@ -310,9 +324,13 @@ enum Entry<'a> {
     CharDevice(&'a str, u32, (u32, u32)),
 }
 
-fn initramfs_bytes(busybox: &[u8], init_script: &str) -> std::io::Result<Vec<u8>> {
+fn initramfs_bytes(
+    busybox: &[u8],
+    init_script: &str,
+    files: &[(String, Vec<u8>)],
+) -> std::io::Result<Vec<u8>> {
     use Entry::*;
-    let entries = [
+    let base = [
         Dir("bin", 0o755),
         Dir("sbin", 0o755),
         Dir("usr", 0o755),
@@ -329,6 +347,28 @@ fn initramfs_bytes(busybox: &[u8], init_script: &str) -> std::io::Result<Vec<u8>
         CharDevice("dev/console", 0o600, (5, 1)),
         File("init", 0o755, init_script.as_bytes()),
     ];
+    // The extra files' directories that the base entries do not make, each
+    // before what is in it.
+    let mut dirs: Vec<String> = Vec::new();
+    for (path, _) in files {
+        let mut ancestors: Vec<String> = Path::new(path.as_str())
+            .ancestors()
+            .skip(1)
+            .filter(|d| !d.as_os_str().is_empty())
+            .map(|d| d.to_string_lossy().into_owned())
+            .collect();
+        ancestors.reverse();
+        for dir in ancestors {
+            let known = base.iter().any(|e| matches!(e, Dir(d, _) if *d == dir));
+            if !known && !dirs.contains(&dir) {
+                dirs.push(dir);
+            }
+        }
+    }
+    let entries = base
+        .into_iter()
+        .chain(dirs.iter().map(|d| Dir(d, 0o755)))
+        .chain(files.iter().map(|(p, data)| File(p, 0o644, data)));
     let too_big = || std::io::Error::new(std::io::ErrorKind::InvalidInput, "file over 4 GiB");
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     for (ino, entry) in (1u32..).zip(entries) {
@@ -555,7 +595,7 @@ fn last_line(text: &str) -> String {
 
 /// The `PACKAGE_*.deb` apt-get download left in `dir`, if any (the newest
 /// when there are several).
-fn find_deb(dir: &Path, package: &str) -> Result<Option<PathBuf>> {
+pub(crate) fn find_deb(dir: &Path, package: &str) -> Result<Option<PathBuf>> {
     let prefix = format!("{package}_");
     let entries = fs::read_dir(dir).map_err(Error::io(format!("listing {}", dir.display())))?;
     let mut best: Option<(SystemTime, PathBuf)> = None;
@@ -578,7 +618,7 @@ fn find_deb(dir: &Path, package: &str) -> Result<Option<PathBuf>> {
 }
 
 /// Unpacks `deb` into `dir` (emptied first) with `dpkg-deb -x`.
-fn unpack(deb: &Path, dir: &Path) -> Result<()> {
+pub(crate) fn unpack(deb: &Path, dir: &Path) -> Result<()> {
     if dir.exists() {
         fs::remove_dir_all(dir).map_err(Error::io(format!("removing {}", dir.display())))?;
     }
@@ -623,7 +663,7 @@ const STAMP: &str = ".unpacked-from";
 
 /// Whether `product` was made from `deb`: it exists, is no older than
 /// `deb`, and `stamp` names `deb`.
-fn up_to_date(product: &Path, stamp: &Path, deb: &Path) -> bool {
+pub(crate) fn up_to_date(product: &Path, stamp: &Path, deb: &Path) -> bool {
     let modified = |p: &Path| p.metadata().and_then(|m| m.modified()).ok();
     let newer = match (modified(product), modified(deb)) {
         (Some(p), Some(d)) => p >= d,
@@ -639,13 +679,13 @@ fn deb_name(deb: &Path) -> String {
 }
 
 /// Records that what is beside `stamp` was made from `deb`.
-fn stamp(stamp: &Path, deb: &Path) -> Result<()> {
+pub(crate) fn stamp(stamp: &Path, deb: &Path) -> Result<()> {
     fs::write(stamp, deb_name(deb)).map_err(Error::io(format!("writing {}", stamp.display())))
 }
 
 /// Writes `bytes` to `path` through a temporary file beside it, so that an
 /// interrupted write leaves no half file behind.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);

@@ -5,9 +5,15 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use xtask::disk::Disk;
 use xtask::domains::{self, DomU};
 use xtask::progress::{Step, Steps, say};
-use xtask::{Boot, Error, Exit, Machine, bare_metal, bench, grub, linux, prereqs, suite};
+use xtask::{
+    Boot, Error, Exit, Machine, bare_metal, bench, grub, linux, linux_root, prereqs, suite,
+};
+
+/// Where Linux's console is: the Xen console.
+const CONSOLE_CMDLINE: &str = "console=hvc0";
 
 /// Pavise's host tool.
 #[derive(Parser)]
@@ -35,7 +41,8 @@ enum Command {
     },
     /// Boot Debian's Linux kernel as a DomU with a busybox initramfs and a
     /// shell on its console (downloads the kernel and busybox-static with
-    /// apt into target/linux/ unless --kernel and --busybox are given).
+    /// apt into target/linux/ unless --kernel and --busybox are given);
+    /// with --disk, its root file system is on its own disk, xvda.
     Linux(LinuxArgs),
 }
 
@@ -65,6 +72,12 @@ struct LinuxArgs {
     /// Host CPUs (QEMU -smp); default: the vCPUs, at most 2.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     smp: Option<u32>,
+    /// Mount the root file system from the DomU's own disk, xvda: an ext4
+    /// image (target/linux/root.img, made once and kept, with what the
+    /// guest writes) holding busybox; the initramfs loads xen-blkfront and
+    /// ext4 (taken out of Debian's kernel package) and switches to it.
+    #[arg(long)]
+    disk: bool,
     /// Get the kernel and busybox and make the initramfs, then stop
     /// without booting.
     #[arg(long, hide = true)]
@@ -82,20 +95,31 @@ impl LinuxArgs {
         self.mem + 256
     }
 
-    /// The guest's kernel command line.
+    /// The guest's kernel command line: the console, with --disk the
+    /// root on xvda, then --append's words.
     fn kernel_cmdline(&self) -> String {
-        format!("console=hvc0 {}", self.append.trim())
-            .trim()
-            .to_owned()
+        let root = if self.disk {
+            linux_root::ROOT_CMDLINE
+        } else {
+            ""
+        };
+        [CONSOLE_CMDLINE, root, self.append.trim()]
+            .iter()
+            .filter(|w| !w.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
-    /// What `cargo xtask run` is given to boot `vmlinux` with `initramfs`.
-    fn run_args(&self, vmlinux: &Path, initramfs: &Path) -> RunArgs {
+    /// What `cargo xtask run` is given to boot `vmlinux` with `initramfs`
+    /// (and, with --disk, `root_image` as its xvda).
+    fn run_args(&self, vmlinux: &Path, initramfs: &Path, root_image: Option<&Path>) -> RunArgs {
         let mut domu = DomU::new(vmlinux);
         domu.name = Some("linux".to_owned());
         domu.mem_mib = Some(self.mem);
         domu.vcpus = Some(self.vcpus);
         domu.ramdisk = Some(initramfs.to_owned());
+        domu.disks = root_image.map(Disk::new).into_iter().collect();
         domu.cmdline = Some(self.kernel_cmdline());
         RunArgs {
             smp: self.host_cpus(),
@@ -275,7 +299,9 @@ fn run(args: RunArgs, steps: &mut Steps) -> xtask::Result<ExitCode> {
 
 /// `cargo xtask linux`: Debian's kernel and busybox (or the user's), the
 /// interactive initramfs, then the boot `cargo xtask run --domu
-/// VMLINUX,…,ramdisk=INITRAMFS` makes.
+/// VMLINUX,…,ramdisk=INITRAMFS` makes. With --disk: the root modules, the
+/// root initramfs and the root image, then `…,disk=ROOT.img,cmdline=…
+/// root=/dev/xvda rw`.
 fn run_linux(args: LinuxArgs) -> xtask::Result<ExitCode> {
     // Checked before anything is fetched or built.
     if let Some(kernel) = &args.kernel {
@@ -287,8 +313,13 @@ fn run_linux(args: LinuxArgs) -> xtask::Result<ExitCode> {
         });
     }
     let cache = linux::cache_dir();
-    let initramfs = cache.join("initramfs-interactive.cpio.gz");
-    let placeholder = args.run_args(Path::new("vmlinux"), &initramfs);
+    let initramfs = cache.join(if args.disk {
+        "initramfs-root.cpio.gz"
+    } else {
+        "initramfs-interactive.cpio.gz"
+    });
+    let root_image = args.disk.then(|| cache.join("root.img"));
+    let placeholder = args.run_args(Path::new("vmlinux"), &initramfs, None);
     grub::quote(&domains::module_string(&placeholder.domus[0], 1))?;
 
     let wanted = linux::Wanted::besides(args.kernel.is_some(), args.busybox.is_some());
@@ -298,7 +329,9 @@ fn run_linux(args: LinuxArgs) -> xtask::Result<ExitCode> {
     } else {
         run_steps(&placeholder)
     };
-    let mut steps = Steps::new(fetch_steps + 1 + boot_steps);
+    // --disk: the modules, the initramfs and the image; else the initramfs.
+    let make_steps = if args.disk { 3 } else { 1 };
+    let mut steps = Steps::new(fetch_steps + make_steps + boot_steps);
     let fetched = match wanted {
         Some(wanted) => linux::fetch(&cache, wanted, &mut steps)?,
         None => linux::Fetched::default(),
@@ -313,18 +346,66 @@ fn run_linux(args: LinuxArgs) -> xtask::Result<ExitCode> {
         say(&format!("Linux {version}: {}", vmlinux.display()));
     }
 
-    let step = steps.start(&format!("making {}", initramfs.display()));
-    linux::initramfs(&busybox, linux::INTERACTIVE_INIT, &initramfs)?;
-    step.done("made");
+    if let Some(image) = &root_image {
+        let modules = match &fetched.version {
+            Some(version) => {
+                let step = steps.start(&format!(
+                    "taking {} and what they need out of the kernel package",
+                    linux_root::ROOT_MODULES.join(", ")
+                ));
+                let (modules, taken) = linux_root::modules(&cache, version)?;
+                let names = modules.names();
+                step.done_with(|took| {
+                    if taken {
+                        format!("took {names} in {took}")
+                    } else {
+                        format!("already there: {names} ({took})")
+                    }
+                });
+                modules
+            }
+            None => {
+                let step = steps.start("root modules");
+                step.done("none: --kernel must have xen-blkfront and ext4 built in");
+                linux_root::RootModules::none()
+            }
+        };
+        let step = steps.start(&format!("making {}", initramfs.display()));
+        linux_root::initramfs(&busybox, &modules, &initramfs)?;
+        step.done("made");
+        let step = steps.start(&format!(
+            "making the root file system {} ({} MiB ext4)",
+            image.display(),
+            linux_root::ROOT_IMAGE_MIB
+        ));
+        let made = linux_root::ensure_root_image(&busybox, image)?;
+        step.done(if made {
+            "made"
+        } else {
+            "up to date, kept with what the guest wrote (delete it for a fresh one)"
+        });
+    } else {
+        let step = steps.start(&format!("making {}", initramfs.display()));
+        linux::initramfs(&busybox, linux::INTERACTIVE_INIT, &initramfs)?;
+        step.done("made");
+    }
     if args.prepare_only {
+        let disk = root_image
+            .as_ref()
+            .map(|image| format!(",disk={}", image.display()))
+            .unwrap_or_default();
         say(&format!(
-            "ready: --domu {},ramdisk={}",
+            "ready: --domu {},ramdisk={}{disk},cmdline={}",
             vmlinux.display(),
-            initramfs.display()
+            initramfs.display(),
+            args.kernel_cmdline()
         ));
         return Ok(ExitCode::SUCCESS);
     }
-    run(args.run_args(&vmlinux, &initramfs), &mut steps)
+    run(
+        args.run_args(&vmlinux, &initramfs, root_image.as_deref()),
+        &mut steps,
+    )
 }
 
 /// `cargo xtask bench`: a build, then each mode's runs (one progress line
@@ -450,6 +531,7 @@ mod tests {
         assert_eq!((args.host_cpus(), args.host_mem()), (1, 512));
         assert_eq!(args.kernel_cmdline(), "console=hvc0");
         assert!(args.kernel.is_none() && args.busybox.is_none() && !args.prepare_only);
+        assert!(!args.disk);
     }
 
     #[test]
@@ -471,7 +553,7 @@ mod tests {
         assert_eq!((args.host_cpus(), args.host_mem()), (2, 1280));
         assert_eq!(args.kernel.as_deref(), Some(Path::new("/k/vmlinux")));
         assert_eq!(args.busybox.as_deref(), Some(Path::new("/b/busybox")));
-        let run = args.run_args(Path::new("/k/vmlinux"), Path::new("/c/initrd.gz"));
+        let run = args.run_args(Path::new("/k/vmlinux"), Path::new("/c/initrd.gz"), None);
         assert_eq!((run.smp, run.mem, run.timeout), (2, 1280, Some(60)));
         assert!(!run.direct && run.modules.is_empty());
         // As `--domu /k/vmlinux,name=linux,mem=1024,vcpus=4,ramdisk=…,cmdline=…`.
@@ -490,6 +572,34 @@ mod tests {
         assert_eq!(linux_args(&["--vcpus", "3", "--smp", "1"]).host_cpus(), 1);
         assert_eq!(linux_args(&["--vcpus", "2"]).host_cpus(), 2);
         assert!(linux_args(&["--prepare-only"]).prepare_only);
+    }
+
+    #[test]
+    fn linux_with_root_on_its_disk() {
+        let args = linux_args(&["--disk", "--append", "pavise.check=info"]);
+        assert!(args.disk);
+        assert_eq!(
+            args.kernel_cmdline(),
+            "console=hvc0 root=/dev/xvda rw pavise.check=info"
+        );
+        assert_eq!(
+            linux_args(&["--disk"]).kernel_cmdline(),
+            "console=hvc0 root=/dev/xvda rw"
+        );
+        let run = args.run_args(
+            Path::new("/k/vmlinux"),
+            Path::new("/c/root.cpio.gz"),
+            Some(Path::new("/c/root.img")),
+        );
+        // As `--domu /k/vmlinux,…,ramdisk=…,disk=/c/root.img,cmdline=…`.
+        let expected = domains::parse_domu(
+            "/k/vmlinux,name=linux,mem=256,vcpus=1,ramdisk=/c/root.cpio.gz,disk=/c/root.img,\
+             cmdline=console=hvc0 root=/dev/xvda rw pavise.check=info",
+        )
+        .unwrap();
+        assert_eq!(run.domus, [expected]);
+        assert_eq!(domains::disks(&run.domus), [Disk::new("/c/root.img")]);
+        assert!(run.exit_when_done);
     }
 
     #[test]
