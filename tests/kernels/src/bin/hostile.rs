@@ -51,6 +51,19 @@ mod kernel {
         }
     }
 
+    /// Bus 0 `devfn`'s dword `reg` through ports 0xCF8/0xCFC.
+    fn pci_config_read(devfn: u32, reg: u32) -> u32 {
+        let address = 1u32 << 31 | devfn << 8 | reg;
+        let value: u32;
+        // SAFETY: port I/O from a DomU is intercepted; a DomU has no
+        // devices, so this only tests what the hypervisor answers.
+        unsafe {
+            core::arch::asm!("out dx, eax", in("dx") 0xcf8u16, in("eax") address, options(nostack));
+            core::arch::asm!("in eax, dx", in("dx") 0xcfcu16, out("eax") value, options(nostack));
+        }
+        value
+    }
+
     fn p<T>(v: &T) -> u64 {
         core::ptr::from_ref(v) as u64
     }
@@ -107,6 +120,20 @@ mod kernel {
             ..Default::default()
         };
         let virq_bad = [99u32, 0, 0];
+        // A DomU owns no device: no pirq, no physdev_op (Xen: -EPERM).
+        let map_gsi = guest_shim::pv_abi::physdev::PhysdevMapPirq {
+            domid: 0x7ff0,
+            r#type: guest_shim::pv_abi::physdev::MAP_PIRQ_TYPE_GSI,
+            index: 10,
+            pirq: -1,
+            ..Default::default()
+        };
+        let eoi_pirq = guest_shim::pv_abi::physdev::PhysdevEoi { irq: 10 };
+        let bind_pirq = guest_shim::pv_abi::event_channel::EvtchnBindPirq {
+            pirq: 10,
+            flags: 0,
+            port: 0,
+        };
         let send_big = 4000u32;
         let status_dom0 = [0u32, 1, 0, 0, 0, 0];
         let ctx = [0u64; 16];
@@ -359,6 +386,29 @@ mod kernel {
                 [99, 0, 0],
                 Errno::ENOSYS,
             ),
+            // Devices are Dom0's.
+            check(
+                "physdev map_pirq of a GSI",
+                guest_shim::pv_abi::physdev::HYPERVISOR_PHYSDEV_OP,
+                [
+                    guest_shim::pv_abi::physdev::PHYSDEVOP_MAP_PIRQ,
+                    p(&map_gsi),
+                    0,
+                ],
+                Errno::EPERM,
+            ),
+            check(
+                "physdev eoi",
+                guest_shim::pv_abi::physdev::HYPERVISOR_PHYSDEV_OP,
+                [guest_shim::pv_abi::physdev::PHYSDEVOP_EOI, p(&eoi_pirq), 0],
+                Errno::EPERM,
+            ),
+            check(
+                "evtchn bind pirq",
+                EVENT_CHANNEL_OP,
+                [2, p(&bind_pirq), 0],
+                Errno::EPERM,
+            ),
             // grant_table_op
             check(
                 "grant map bad pointer",
@@ -407,6 +457,12 @@ mod kernel {
         // refuses, which would end the domain.
         if !cr4_write_faults(CR4_VMXE) {
             println!("hostile: setting CR4.VMXE did not raise #GP");
+            failures += 1;
+        }
+        // No PCI bus: configuration space reads all ones (writes are
+        // dropped), as for any port without a device.
+        if pci_config_read(0, 0) != u32::MAX || pci_config_read(0x10 << 3, 0) != u32::MAX {
+            println!("hostile: a DomU reads PCI configuration space");
             failures += 1;
         }
         // The hypervisor still serves us normally afterwards.
