@@ -12,6 +12,8 @@ extern crate alloc;
 #[cfg(target_os = "none")]
 mod console;
 #[cfg(target_os = "none")]
+mod diskbench;
+#[cfg(target_os = "none")]
 mod disks;
 #[cfg(target_os = "none")]
 mod events;
@@ -26,7 +28,7 @@ mod xenstored;
 mod kernel {
     use guest_shim::{StartInfo, hypercall, println};
 
-    use crate::{console, disks, events, vbd, virtio, xenstored};
+    use crate::{console, diskbench, disks, events, vbd, virtio, xenstored};
 
     fn plural(n: usize) -> &'static str {
         if n == 1 { "" } else { "s" }
@@ -50,7 +52,13 @@ mod kernel {
         let mut consoles = console::connect_all();
         let mut store = xenstored::Xenstored::start(&domus);
         let disks = if virtio::init(info.cmdline()) {
-            disks::probe()
+            let mut disks = disks::probe();
+            if let Some(slot) = diskbench::requested(info.cmdline())
+                && let Some(disk) = disks.iter_mut().find(|d| d.slot == slot)
+            {
+                diskbench::run(disk);
+            }
+            disks
         } else {
             println!("dom0: no DMA pool on the command line: no disks");
             alloc::vec::Vec::new()

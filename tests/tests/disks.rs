@@ -182,3 +182,12 @@ fn hostile_frontend_harms_no_other_disk() {
     expect_lines(&outcome, &["(d2) disk: PASS"]);
     expect_no_line(&outcome, "(d2) disk: FAIL");
 }
+
+/// The disk figures of `cargo xtask bench` on their own (TCG only):
+/// `cargo test -p pavise-tests --test disks -- --ignored --nocapture`.
+#[test]
+#[ignore = "a benchmark, not a check: run it by name"]
+fn disk_bench_figures() {
+    let f = xtask::disk_bench::measure(false).expect("the disk bench run failed");
+    println!("{}", xtask::disk_bench::table(&f, &f));
+}

@@ -415,7 +415,7 @@ fn run_bench(json: Option<PathBuf>) -> xtask::Result<()> {
     // Linux: the kit (fetched or cached), then 1 and 4 vCPUs, each as a
     // DomU and bare.
     const LINUX_VCPUS: [u32; 2] = [1, 4];
-    let total = 1 + 2 * bench::RUNS.len() + 1 + LINUX_VCPUS.len();
+    let total = 1 + 2 * bench::RUNS.len() + 2 + 1 + LINUX_VCPUS.len();
     build(&mut Steps::new(total))?;
     let mut n = 1;
     let mut measure = |icount: bool| -> xtask::Result<bench::Figures> {
@@ -437,6 +437,20 @@ fn run_bench(json: Option<PathBuf>) -> xtask::Result<()> {
     };
     let tcg = measure(false)?;
     let icount = measure(true)?;
+    let mut disk = Vec::new();
+    for icount in [false, true] {
+        n += 1;
+        let step = Step::start(
+            n,
+            total,
+            &format!(
+                "{}: disk, Dom0 direct then a DomU through blkback",
+                bench::mode_name(icount)
+            ),
+        );
+        disk.push(xtask::disk_bench::measure(icount)?);
+        step.done("measured");
+    }
     n += 1;
     let step = Step::start(
         n,
@@ -458,12 +472,17 @@ fn run_bench(json: Option<PathBuf>) -> xtask::Result<()> {
         step.done("measured");
     }
     print!("{}", bench::table(&tcg, &icount));
+    print!("{}", xtask::disk_bench::table(&disk[0], &disk[1]));
     print!("{}", xtask::linux_bench::table(&linux));
     let path = json.unwrap_or_else(bench::default_json_path);
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
     }
-    let linux_json = xtask::linux_bench::json(&linux);
+    let linux_json = format!(
+        "{}, \"disk\": {}",
+        xtask::linux_bench::json(&linux),
+        xtask::disk_bench::json(&disk[0], &disk[1])
+    );
     std::fs::write(&path, bench::json(&tcg, &icount, Some(&linux_json)))
         .map_err(Error::io(format!("writing {}", path.display())))?;
     say(&format!("figures written to {}", path.display()));

@@ -239,10 +239,12 @@ pub fn copy(caller: &Domain, op: &grant::CopyOp) -> GrantStatus {
     let (Some(src), Some(dst)) = (frame_of(resolved.source), frame_of(resolved.dest)) else {
         return GrantStatus::BadPage;
     };
-    use crate::mm::guest::HostMemory;
-    let mut bounce = [0u8; FRAME_SIZE as usize];
-    let len = op.len as usize;
-    mm::IdentityMap.read(src, op.source_offset as usize, &mut bounce[..len]);
-    mm::IdentityMap.write(dst, op.dest_offset as usize, &bounce[..len]);
+    mm::copy_between(
+        src,
+        op.source_offset as usize,
+        dst,
+        op.dest_offset as usize,
+        op.len as usize,
+    );
     GrantStatus::Okay
 }

@@ -8,7 +8,7 @@ pub mod heap;
 pub mod paging;
 
 #[cfg(target_os = "none")]
-pub use global::{IdentityMap, frames, init_frames, scrub_and_free};
+pub use global::{IdentityMap, copy_between, frames, init_frames, scrub_and_free};
 #[cfg(target_os = "none")]
 pub mod shared;
 
@@ -45,6 +45,22 @@ mod global {
                     data.len(),
                 )
             }
+        }
+    }
+
+    /// Copies `len` bytes from `src` at `src_offset` to `dst` at
+    /// `dst_offset` (the same frame is allowed: overlapping ranges move
+    /// as memmove does).
+    pub fn copy_between(src: Frame, src_offset: usize, dst: Frame, dst_offset: usize, len: usize) {
+        assert!(src_offset + len <= FRAME_SIZE as usize && dst_offset + len <= FRAME_SIZE as usize);
+        // SAFETY: both ranges lie inside identity-mapped RAM frames
+        // (asserted); `copy` allows them to overlap.
+        unsafe {
+            core::ptr::copy(
+                (src.start() as usize + src_offset) as *const u8,
+                (dst.start() as usize + dst_offset) as *mut u8,
+                len,
+            )
         }
     }
 
