@@ -194,8 +194,10 @@ pub struct CopyOp {
     pub len: u16,
 }
 
-/// Most copies [`copy_many`] issues in one hypercall.
-pub const COPY_BATCH: usize = 64;
+/// Most copies [`copy_many`] issues in one hypercall (the hypervisor's
+/// limit per call). Every hypercall is a world switch, which under QEMU's
+/// TCG costs about as much as copying 40 pages: batches are kept large.
+pub const COPY_BATCH: usize = 512;
 
 /// GNTTABOP_copy of every op in `ops`, [`COPY_BATCH`] per hypercall;
 /// `results[i]` is op `i`'s outcome. The hypercall failing as a whole
@@ -203,7 +205,7 @@ pub const COPY_BATCH: usize = 64;
 pub fn copy_many(ops: &[CopyOp], results: &mut [core::result::Result<(), GrantError>]) {
     let nr = Hypercall::GrantTableOp.raw() as u64;
     for (chunk, out) in ops.chunks(COPY_BATCH).zip(results.chunks_mut(COPY_BATCH)) {
-        let mut batch = [GnttabCopy::default(); COPY_BATCH];
+        let mut batch = alloc::vec![GnttabCopy::default(); chunk.len()];
         for (raw, op) in batch.iter_mut().zip(chunk) {
             let (source, source_gref) = op.source.raw();
             let (dest, dest_gref) = op.dest.raw();

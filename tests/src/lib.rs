@@ -95,7 +95,8 @@ pub fn boot(machine: &Machine) -> RunOutcome {
     }
 }
 
-fn ensure_built() -> Result<(), &'static str> {
+/// Builds the bare-metal crates once per test process (see [`boot`]).
+pub fn ensure_built() -> Result<(), &'static str> {
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
     let result = BUILT.get_or_init(|| {
         let prebuilt = std::env::var(xtask::suite::PREBUILT_ENV).is_ok_and(|v| v == "1");

@@ -188,6 +188,7 @@ fn hostile_frontend_harms_no_other_disk() {
 #[test]
 #[ignore = "a benchmark, not a check: run it by name"]
 fn disk_bench_figures() {
+    pavise_tests::ensure_built().expect("cannot build the bare-metal crates");
     let f = xtask::disk_bench::measure(false).expect("the disk bench run failed");
     println!("{}", xtask::disk_bench::table(&f, &f));
 }

@@ -327,7 +327,7 @@ pub fn run_timers() {
 
 const HVM_PARAM_STORE_PFN: usize = 1;
 const HVM_PARAM_STORE_EVTCHN: usize = 2;
-const HVM_PARAM_CONSOLE_PFN: usize = 17;
+pub(super) const HVM_PARAM_CONSOLE_PFN: usize = 17;
 const HVM_PARAM_CONSOLE_EVTCHN: usize = 18;
 /// The domain that runs the backends (console, XenStore).
 const BACKEND_DOMAIN: DomId = 0;

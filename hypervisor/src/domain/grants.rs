@@ -5,6 +5,7 @@
 //! still maps it (it is freed, after quarantine, at the last unmap).
 
 use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
@@ -223,9 +224,54 @@ pub fn keep_if_mapped(frame: Frame) -> bool {
     }
 }
 
-/// One checked `GNTTABOP_copy` element, performed.
-pub fn copy(caller: &Domain, op: &grant::CopyOp) -> GrantStatus {
-    let resolved = match GRANTS.lock().copy(caller.id, op, &LiveTables) {
+/// The domains one `GNTTABOP_copy` batch names, looked up once each (a
+/// batch of 64 page copies between two domains would otherwise look the
+/// peer up four times per element).
+#[derive(Default)]
+pub struct CopyPeers {
+    seen: core::cell::RefCell<Vec<Arc<Domain>>>,
+}
+
+impl CopyPeers {
+    fn get(&self, id: DomId) -> Option<Arc<Domain>> {
+        if let Some(d) = self.seen.borrow().iter().find(|d| d.id == id) {
+            return Some(d.clone());
+        }
+        let d = registry::lookup(id)?;
+        self.seen.borrow_mut().push(d.clone());
+        Some(d)
+    }
+
+    fn locate(&self, granter: DomId, gref: GrantRef) -> Option<(Frame, usize)> {
+        let domain = self.get(granter)?;
+        let table = domain.grant_table.lock();
+        let frame = *table
+            .frames
+            .get((gref / grant::ENTRIES_PER_FRAME) as usize)?;
+        Some((frame, (gref % grant::ENTRIES_PER_FRAME) as usize * 8))
+    }
+}
+
+impl GrantMemory for CopyPeers {
+    fn entry(&self, granter: DomId, gref: GrantRef) -> Option<GrantEntry> {
+        let (frame, offset) = self.locate(granter, gref)?;
+        let word = shared::load_u32(frame, offset);
+        Some(GrantEntry {
+            flags: word as u16,
+            domid: (word >> 16) as u16,
+            frame: shared::load_u32(frame, offset + 4),
+        })
+    }
+
+    fn swap_flags(&self, granter: DomId, gref: GrantRef, expected: GrantEntry, new: u16) -> bool {
+        LiveTables.swap_flags(granter, gref, expected, new)
+    }
+}
+
+/// One checked `GNTTABOP_copy` element, performed; `peers` is shared by
+/// the elements of one batch.
+pub fn copy(caller: &Domain, op: &grant::CopyOp, peers: &CopyPeers) -> GrantStatus {
+    let resolved = match GRANTS.lock().copy(caller.id, op, peers) {
         Ok(r) => r,
         Err(status) => return status,
     };
@@ -233,7 +279,7 @@ pub fn copy(caller: &Domain, op: &grant::CopyOp) -> GrantStatus {
         if dom == caller.id {
             caller.memory.lock().p2m.get(Gfn(gfn))
         } else {
-            registry::lookup(dom)?.memory.lock().p2m.get(Gfn(gfn))
+            peers.get(dom)?.memory.lock().p2m.get(Gfn(gfn))
         }
     };
     let (Some(src), Some(dst)) = (frame_of(resolved.source), frame_of(resolved.dest)) else {

@@ -347,10 +347,40 @@ impl Domain {
     /// Ends the domain (first reason wins): prints the lifecycle line,
     /// removes it from the registry; memory goes when the last vCPU
     /// stops using it.
+    /// Prints what the domain left in its PV console ring that Dom0 has
+    /// not read yet: a guest that panics and shuts down at once (Linux)
+    /// would otherwise lose its last lines when its pages go away, before
+    /// Dom0's console backend runs.
+    fn flush_pv_console(&self) {
+        use pv_abi::console::{OUT, OUT_CONS, OUT_PROD, OUT_SIZE, mask_xencons_idx, readable};
+        let gfn = self.hvm_params.lock()[super::events::HVM_PARAM_CONSOLE_PFN];
+        if gfn == 0 {
+            return;
+        }
+        let Some(frame) = self.memory.lock().p2m.get(crate::mm::guest::Gfn(gfn)) else {
+            return;
+        };
+        let cons = crate::mm::shared::load_u32(frame, OUT_CONS);
+        let prod = crate::mm::shared::load_u32(frame, OUT_PROD);
+        let Some(n) = readable(prod, cons, OUT_SIZE) else {
+            return;
+        };
+        if n == 0 || !crate::mm::shared::compare_exchange_u32(frame, OUT_CONS, cons, prod) {
+            return;
+        }
+        let mut bytes = alloc::vec![0u8; n as usize];
+        for (i, b) in bytes.iter_mut().enumerate() {
+            let at = OUT + mask_xencons_idx(cons.wrapping_add(i as u32), OUT_SIZE);
+            *b = crate::mm::shared::load_u8(frame, at);
+        }
+        self.console_write(&bytes);
+    }
+
     pub fn end(&self, reason: EndReason) {
         if self.dead.swap(true, Ordering::SeqCst) {
             return;
         }
+        self.flush_pv_console();
         {
             let mut line = self.console_line.lock();
             if !line.is_empty() {

@@ -122,12 +122,13 @@ pub(super) fn grant_table_op(c: &Caller, cmd: u64, uop: u64, count: u64) -> HcRe
             const SIZE: usize = core::mem::size_of::<Copy>();
             let mut raw = alloc::vec![0u8; count as usize * SIZE];
             c.read_bytes(uop, &mut raw)?;
+            let peers = grants::CopyPeers::default();
             for chunk in raw.chunks_exact_mut(SIZE) {
                 let Ok(mut op) = Copy::read_from_bytes(chunk) else {
                     return Err(Errno::Fault);
                 };
                 op.status = match copy_sides(c, &op) {
-                    Ok(copy) => grants::copy(c.domain, &copy) as i16,
+                    Ok(copy) => grants::copy(c.domain, &copy, &peers) as i16,
                     Err(status) => status as i16,
                 };
                 chunk.copy_from_slice(op.as_bytes());

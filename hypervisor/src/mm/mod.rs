@@ -53,14 +53,24 @@ mod global {
     /// as memmove does).
     pub fn copy_between(src: Frame, src_offset: usize, dst: Frame, dst_offset: usize, len: usize) {
         assert!(src_offset + len <= FRAME_SIZE as usize && dst_offset + len <= FRAME_SIZE as usize);
-        // SAFETY: both ranges lie inside identity-mapped RAM frames
-        // (asserted); `copy` allows them to overlap.
-        unsafe {
-            core::ptr::copy(
-                (src.start() as usize + src_offset) as *const u8,
-                (dst.start() as usize + dst_offset) as *mut u8,
-                len,
-            )
+        let from = src.start() as usize + src_offset;
+        let to = dst.start() as usize + dst_offset;
+        if src == dst || !(from | to | len).is_multiple_of(8) {
+            // SAFETY: both ranges lie inside identity-mapped RAM frames
+            // (asserted); `copy` allows them to overlap.
+            unsafe { core::ptr::copy(from as *const u8, to as *mut u8, len) };
+            return;
+        }
+        // Distinct frames, 8-byte aligned: plain 64-bit moves. The
+        // compiler's memcpy is `rep movsq`, which QEMU's TCG runs an
+        // iteration at a time — several times slower than a loop of
+        // moves, and grant copies are Dom0's whole data path.
+        for i in (0..len).step_by(8) {
+            // SAFETY: inside the two (different) frames, aligned.
+            unsafe {
+                let word = core::ptr::read_volatile((from + i) as *const u64);
+                core::ptr::write_volatile((to + i) as *mut u64, word);
+            }
         }
     }
 

@@ -59,6 +59,10 @@ pub fn swap_u8(frame: Frame, offset: usize, value: u8) -> u8 {
     u8_at(frame, offset).swap(value, Ordering::SeqCst)
 }
 
+pub fn load_u8(frame: Frame, offset: usize) -> u8 {
+    u8_at(frame, offset).load(Ordering::SeqCst)
+}
+
 pub fn store_u8(frame: Frame, offset: usize, value: u8) {
     u8_at(frame, offset).store(value, Ordering::SeqCst)
 }
