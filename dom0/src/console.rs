@@ -178,6 +178,8 @@ impl Console {
 pub struct Input {
     router: Router,
     bound: bool,
+    /// Our VIRQ_CONSOLE port.
+    port: Option<u32>,
 }
 
 impl Input {
@@ -192,7 +194,8 @@ impl Input {
     /// Binds VIRQ_CONSOLE; the input starts at the only DomU console if
     /// there is exactly one, else at Dom0.
     pub fn bind(consoles: &[Console]) -> Self {
-        let bound = events::bind_virq(Virq::Console, 0).is_ok();
+        let port = events::bind_virq(Virq::Console, 0).ok();
+        let bound = port.is_some();
         let domids: Vec<u16> = consoles.iter().map(Console::domid).collect();
         let router = Router::new(&domids);
         if bound {
@@ -200,7 +203,17 @@ impl Input {
         } else {
             println!("dom0: cannot bind VIRQ_CONSOLE; console input is off");
         }
-        Self { router, bound }
+        Self {
+            router,
+            bound,
+            port,
+        }
+    }
+
+    /// The VIRQ_CONSOLE port: input waits when it is pending (reading
+    /// without one would cost a hypercall for nothing on every wake-up).
+    pub fn port(&self) -> Option<u32> {
+        self.port
     }
 
     /// Reads what is waiting and routes it.

@@ -85,6 +85,7 @@ mod kernel {
             store.connections(),
             plural(store.connections())
         );
+        let mut first = true;
         loop {
             let mut disk_events: alloc::vec::Vec<u32> = blkback
                 .disk_ports()
@@ -93,6 +94,8 @@ mod kernel {
             disk_events.sort_unstable();
             disk_events.dedup();
             let ended = dom_exc.is_some_and(events::is_pending);
+            let typed = first || input.port().is_some_and(events::is_pending);
+            first = false;
             events::clear_all();
             if ended {
                 blkback.reap_dead(store.store());
@@ -108,7 +111,9 @@ mod kernel {
                 }
             }
             // Input first: a shutdown command's watch event goes out below.
-            input.take(&mut consoles, &mut store);
+            if typed {
+                input.take(&mut consoles, &mut store);
+            }
             loop {
                 let mut moved = store.serve();
                 moved |= blkback.serve(store.store());

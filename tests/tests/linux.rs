@@ -450,3 +450,24 @@ fn without_its_root_disk_the_initramfs_says_so_and_powers_off() {
     );
     pavise_tests::expect_no_line(&outcome, "(d1) pavise-root:");
 }
+
+/// The Linux dd figures of `cargo xtask bench` on their own (TCG):
+/// Dom0 measures xvdc directly, then Linux's busybox dd (O_DIRECT) writes
+/// and reads its scratch disk xvdb and reads its root disk xvda through
+/// blkback: `cargo test -p pavise-tests --test linux linux_dd -- --ignored
+/// --nocapture`.
+#[test]
+#[ignore = "a benchmark, not a check: run it by name"]
+fn linux_dd_bench_figures() {
+    pavise_tests::ensure_built().expect("cannot build the bare-metal crates");
+    let f = xtask::linux_disk_bench::measure(kit()).expect("the Linux dd bench run failed");
+    if let Ok(console) = std::fs::read_to_string(xtask::linux_disk_bench::log_path()) {
+        for line in console_lines(&console)
+            .filter(|l| l.starts_with("dom0: bench: disk") || l.contains("linux-dd: "))
+        {
+            println!("{line}");
+        }
+    }
+    print!("{}", xtask::linux_disk_bench::table(&f));
+    println!("{}", xtask::linux_disk_bench::json(&f));
+}

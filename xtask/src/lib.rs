@@ -13,6 +13,7 @@ pub mod exit;
 pub mod grub;
 pub mod linux;
 pub mod linux_bench;
+pub mod linux_disk_bench;
 pub mod linux_root;
 pub mod machine;
 pub mod prereqs;

@@ -413,9 +413,9 @@ fn run_linux(args: LinuxArgs) -> xtask::Result<ExitCode> {
 fn run_bench(json: Option<PathBuf>) -> xtask::Result<()> {
     prereqs::ensure(Machine::default().needs())?;
     // Linux: the kit (fetched or cached), then 1 and 4 vCPUs, each as a
-    // DomU and bare.
+    // DomU and bare, then its dd on xvd* against Dom0 direct.
     const LINUX_VCPUS: [u32; 2] = [1, 4];
-    let total = 1 + 2 * bench::RUNS.len() + 2 + 1 + LINUX_VCPUS.len();
+    let total = 1 + 2 * bench::RUNS.len() + 2 + 1 + LINUX_VCPUS.len() + 1;
     build(&mut Steps::new(total))?;
     let mut n = 1;
     let mut measure = |icount: bool| -> xtask::Result<bench::Figures> {
@@ -471,17 +471,27 @@ fn run_bench(json: Option<PathBuf>) -> xtask::Result<()> {
         linux.push(xtask::linux_bench::measure(&kit, &ramdisk, vcpus)?);
         step.done("measured");
     }
+    n += 1;
+    let step = Step::start(
+        n,
+        total,
+        "TCG: Linux's dd on xvdb and xvda through blkback, Dom0 direct on xvdc first",
+    );
+    let linux_disk = xtask::linux_disk_bench::measure(&kit)?;
+    step.done("measured");
     print!("{}", bench::table(&tcg, &icount));
     print!("{}", xtask::disk_bench::table(&disk[0], &disk[1]));
     print!("{}", xtask::linux_bench::table(&linux));
+    print!("{}", xtask::linux_disk_bench::table(&linux_disk));
     let path = json.unwrap_or_else(bench::default_json_path);
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
     }
     let linux_json = format!(
-        "{}, \"disk\": {}",
+        "{}, \"disk\": {}, \"linux_disk\": {}",
         xtask::linux_bench::json(&linux),
-        xtask::disk_bench::json(&disk[0], &disk[1])
+        xtask::disk_bench::json(&disk[0], &disk[1]),
+        xtask::linux_disk_bench::json(&linux_disk)
     );
     std::fs::write(&path, bench::json(&tcg, &icount, Some(&linux_json)))
         .map_err(Error::io(format!("writing {}", path.display())))?;
