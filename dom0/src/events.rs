@@ -13,20 +13,28 @@ pub fn init() {
     }
 }
 
-/// Clears vCPU 0's upcall flag and selector and every pending bit, so that
-/// the next SCHEDOP_block sleeps until a new event.
-pub fn clear_all() {
-    shared_info::upcall_pending(0).store(0, Ordering::SeqCst);
-    shared_info::pending_sel(0).store(0, Ordering::SeqCst);
-    for word in 0..EVTCHN_WORDS {
-        shared_info::pending(word).store(0, Ordering::SeqCst);
+/// What was pending when [`take_all`] cleared it.
+pub struct Pending([u64; EVTCHN_WORDS]);
+
+impl Pending {
+    pub fn has(&self, port: u32) -> bool {
+        let (word, bit) = (port as usize / 64, port % 64);
+        word < EVTCHN_WORDS && self.0[word] & (1 << bit) != 0
     }
 }
 
-/// Whether event `port` is pending (read before `clear_all`).
-pub fn is_pending(port: u32) -> bool {
-    let (word, bit) = (port as usize / 64, port % 64);
-    word < EVTCHN_WORDS && shared_info::pending(word).load(Ordering::SeqCst) & (1 << bit) != 0
+/// Clears vCPU 0's upcall flag and selector and takes every pending bit
+/// (atomically, word by word: an event that arrives meanwhile stays
+/// pending for the next round, so the next SCHEDOP_block returns at once
+/// and nothing is lost), returning what was taken.
+pub fn take_all() -> Pending {
+    shared_info::upcall_pending(0).store(0, Ordering::SeqCst);
+    shared_info::pending_sel(0).store(0, Ordering::SeqCst);
+    let mut taken = [0u64; EVTCHN_WORDS];
+    for (word, t) in taken.iter_mut().enumerate() {
+        *t = shared_info::pending(word).swap(0, Ordering::SeqCst);
+    }
+    Pending(taken)
 }
 
 /// Binds VIRQ_DOM_EXC (a domain ended) on vCPU 0.

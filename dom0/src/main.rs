@@ -87,22 +87,19 @@ mod kernel {
         );
         let mut first = true;
         loop {
-            let mut disk_events: alloc::vec::Vec<u32> = blkback
-                .disk_ports()
-                .filter(|&p| events::is_pending(p))
-                .collect();
+            let pending = events::take_all();
+            let mut disk_events: alloc::vec::Vec<u32> =
+                blkback.disk_ports().filter(|&p| pending.has(p)).collect();
             disk_events.sort_unstable();
             disk_events.dedup();
-            let ended = dom_exc.is_some_and(events::is_pending);
-            let typed = first || input.port().is_some_and(events::is_pending);
-            first = false;
-            events::clear_all();
-            if ended {
-                blkback.reap_dead(store.store());
-            }
             for port in disk_events {
                 blkback.ack_disks(port);
             }
+            if dom_exc.is_some_and(|p| pending.has(p)) {
+                blkback.reap_dead(store.store());
+            }
+            let typed = first || input.port().is_some_and(|p| pending.has(p));
+            first = false;
             let focused = input.focused_domu();
             for c in consoles.iter_mut() {
                 c.drain();

@@ -30,6 +30,10 @@ fn need(outcome: &RunOutcome, key: &str) -> u64 {
 fn hypercall_costs_an_exit_and_a_domu_loop_runs_at_bare_speed() {
     let pavise = boot(Run::Pavise);
     expect_exit(&pavise, Exit::Hypervisor(xtask::HvStatus::Success));
+    // The figures, for `--nocapture` readers.
+    for line in pavise.console.lines().filter(|l| l.contains("bench: ")) {
+        println!("{}", line.trim_end());
+    }
     expect_lines(
         &pavise,
         &[

@@ -51,7 +51,7 @@ fn domus_read_and_write_their_disks() {
             "dom0: d1 xvda (51712) served from the disk at slot 0x10",
             "dom0: d2 xvda (51712) served from the disk at slot 0x11, read-only",
             "dom0: d1 xvda connected: ring of 4 pages",
-            "(d1) disk: xvda 51712 sectors=16384 ro=0 flush=1 discard=1 indirect=64 ring=4 pages",
+            "(d1) disk: xvda 51712 sectors=16384 ro=0 flush=1 discard=1 indirect=256 ring=4 pages",
             "(d1) disk: xvda verify ok",
             "(d1) disk: PASS",
             "dom0: d2 xvda connected: ring of 1 page",
