@@ -14,7 +14,7 @@ use virtio_drivers::device::blk::VirtIOBlk;
 use virtio_drivers::transport::pci::PciTransport;
 use virtio_drivers::transport::pci::bus::{DeviceFunction, PciRoot};
 
-use crate::virtio::{self, PavisHal, PortCam};
+use crate::virtio::{self, Confined, PavisHal, PortCam};
 
 const VIRTIO_VENDOR: u16 = 0x1af4;
 /// Transitional and modern virtio-blk device ids.
@@ -25,7 +25,7 @@ const COMMAND_IO: u32 = 1 << 0;
 const COMMAND_MEMORY: u32 = 1 << 1;
 const COMMAND_BUS_MASTER: u32 = 1 << 2;
 
-pub type Blk = VirtIOBlk<PavisHal, PciTransport>;
+pub type Blk = VirtIOBlk<PavisHal, Confined<PciTransport>>;
 
 pub struct Disk {
     /// PCI device number on bus 0 (how xtask names it to us).
@@ -66,6 +66,7 @@ pub fn probe() -> Vec<Disk> {
                 continue;
             }
         };
+        let transport = Confined::new(transport);
         let blk = match Blk::new(transport) {
             Ok(b) => b,
             Err(e) => {

@@ -53,6 +53,14 @@ mod kernel {
         let mut store = xenstored::Xenstored::start(&domus);
         let disks = if virtio::init(info.cmdline()) {
             let mut disks = disks::probe();
+            if info
+                .cmdline()
+                .split_whitespace()
+                .any(|w| w == diskbench::DMA_TEST_WORD)
+                && let Some(disk) = disks.first_mut()
+            {
+                diskbench::dma_test(disk);
+            }
             if let Some(slot) = diskbench::requested(info.cmdline())
                 && let Some(disk) = disks.iter_mut().find(|d| d.slot == slot)
             {

@@ -197,6 +197,49 @@ pub fn parse_madt(table: &[u8]) -> Result<Madt, AcpiError> {
     Ok(madt)
 }
 
+/// A DMA remapping hardware unit (DRHD) of the ACPI DMAR table: an
+/// Intel VT-d IOMMU's register page and whether it covers every PCI
+/// device of its segment not claimed by another unit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Drhd {
+    pub register_base: u64,
+    pub segment: u16,
+    pub include_pci_all: bool,
+}
+
+/// Offset of the first remapping structure in the DMAR table (after the
+/// header, host address width, flags and 10 reserved bytes).
+const DMAR_STRUCTURES_OFFSET: usize = SDT_HEADER_LEN + 12;
+const DMAR_TYPE_DRHD: u16 = 0;
+const DRHD_INCLUDE_PCI_ALL: u8 = 1;
+
+/// The DRHD units of a validated DMAR table (`validate_sdt` with
+/// `b"DMAR"`); other structures (reserved memory, ATSR, ...) are skipped.
+pub fn parse_dmar(table: &[u8]) -> Result<Vec<Drhd>, AcpiError> {
+    let mut units = Vec::new();
+    let mut off = DMAR_STRUCTURES_OFFSET;
+    while off + 4 <= table.len() {
+        let kind = u16::from_le_bytes([table[off], table[off + 1]]);
+        let len = u16::from_le_bytes([table[off + 2], table[off + 3]]) as usize;
+        if len < 4 {
+            return Err(AcpiError::Truncated);
+        }
+        let entry = table.get(off..off + len).ok_or(AcpiError::Truncated)?;
+        if kind == DMAR_TYPE_DRHD {
+            if len < 16 {
+                return Err(AcpiError::Truncated);
+            }
+            units.push(Drhd {
+                register_base: u64_at(entry, 8).ok_or(AcpiError::Truncated)?,
+                segment: u16::from_le_bytes([entry[6], entry[7]]),
+                include_pci_all: entry[4] & DRHD_INCLUDE_PCI_ALL != 0,
+            });
+        }
+        off += len;
+    }
+    Ok(units)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,6 +358,35 @@ mod tests {
         assert_eq!(
             root_entries(t, false).collect::<Vec<_>>(),
             vec![0x1000, 0x2000]
+        );
+    }
+
+    #[test]
+    fn dmar_lists_its_remapping_units() {
+        let mut body = vec![38u8, 1]; // host address width 39, flags
+        body.extend_from_slice(&[0; 10]);
+        // DRHD: type 0, length 16, INCLUDE_PCI_ALL, segment 0, base.
+        body.extend_from_slice(&[0, 0, 16, 0, 1, 0, 0, 0]);
+        body.extend_from_slice(&0xfed9_0000u64.to_le_bytes());
+        // An RMRR (type 1) is skipped.
+        body.extend_from_slice(&[1, 0, 24, 0]);
+        body.extend_from_slice(&[0; 20]);
+        let t = sdt(b"DMAR", &body);
+        let units = parse_dmar(validate_sdt(&t, b"DMAR").unwrap()).unwrap();
+        assert_eq!(
+            units,
+            vec![Drhd {
+                register_base: 0xfed9_0000,
+                segment: 0,
+                include_pci_all: true
+            }]
+        );
+        let mut bad = body.clone();
+        bad[12 + 2] = 2; // a structure shorter than its header
+        let t = sdt(b"DMAR", &bad);
+        assert_eq!(
+            parse_dmar(validate_sdt(&t, b"DMAR").unwrap()),
+            Err(AcpiError::Truncated)
         );
     }
 }

@@ -487,7 +487,14 @@ extern "C" fn bsp_main(context: &BspContext) -> ! {
         log::info!("nothing to run");
         power::stop(ExitCode::Success)
     }
-    crate::domain::devices::init(madt.as_ref());
+    let dmar = match find_table(context.rsdp_root, b"DMAR") {
+        Some(table) => acpi::parse_dmar(table).unwrap_or_else(|e| {
+            log::warn!("the DMAR table is unusable ({e}); no IOMMU");
+            Vec::new()
+        }),
+        None => Vec::new(),
+    };
+    crate::domain::devices::init(madt.as_ref(), &dmar);
     start_domains(context)
 }
 
@@ -659,6 +666,20 @@ fn discover_cpus(root: Option<RootTable>) -> Result<acpi::Madt, acpi::AcpiError>
         }
     }
     Err(acpi::AcpiError::BadSignature)
+}
+
+/// The validated ACPI table with `signature`, if the firmware has one.
+fn find_table(root: Option<RootTable>, signature: &[u8; 4]) -> Option<&'static [u8]> {
+    let root = root.or_else(find_rsdp)?;
+    let (addr, wide, sig) = match root {
+        RootTable::Rsdt(a) => (a as u64, false, b"RSDT"),
+        RootTable::Xsdt(a) => (a, true, b"XSDT"),
+    };
+    let root_table = acpi::validate_sdt(phys_table(addr).ok()?, sig).ok()?;
+    acpi::root_entries(root_table, wide)
+        .filter_map(|a| phys_table(a).ok())
+        .find(|t| t.get(..4) == Some(&signature[..]))
+        .and_then(|t| acpi::validate_sdt(t, signature).ok())
 }
 
 /// An ACPI table in identity-mapped firmware memory, sized by its header.

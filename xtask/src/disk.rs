@@ -282,7 +282,10 @@ fn shared_write(disks: &[Disk], ids: &[FileId]) -> Result<(), DiskError> {
 /// on q35's root bus). Relative image paths are made absolute (QEMU runs
 /// in the workspace root) and commas in them doubled, as QEMU's option
 /// syntax wants.
-pub fn qemu_args(disks: &[Disk]) -> Result<Vec<OsString>> {
+/// `iommu`: the machine has an IOMMU, so each device is told to go
+/// through it (`iommu_platform=on`, VIRTIO_F_ACCESS_PLATFORM, which QEMU
+/// offers on modern-only devices: `disable-legacy=on`).
+pub fn qemu_args(disks: &[Disk], iommu: bool) -> Result<Vec<OsString>> {
     if disks.len() > MAX_DISKS {
         return Err(DiskError::TooMany { count: disks.len() }.into());
     }
@@ -303,7 +306,12 @@ pub fn qemu_args(disks: &[Disk]) -> Result<Vec<OsString>> {
         args.push("-drive".into());
         args.push(drive);
         args.push("-device".into());
-        args.push(format!("virtio-blk-pci,drive=vd{k},addr={slot:#x}").into());
+        let platform = if iommu {
+            ",disable-legacy=on,iommu_platform=on"
+        } else {
+            ""
+        };
+        args.push(format!("virtio-blk-pci,drive=vd{k},addr={slot:#x}{platform}").into());
     }
     Ok(args)
 }
@@ -590,13 +598,20 @@ mod tests {
             "16 disks are attached but at most 15 fit (PCI slots 0x10 to 0x1e); attach fewer"
         );
         assert!(check_all(&disks[..MAX_DISKS]).is_ok());
-        assert!(qemu_args(&disks).is_err());
-        assert_eq!(qemu_args(&disks[..MAX_DISKS]).unwrap().len(), 4 * MAX_DISKS);
+        assert!(qemu_args(&disks, false).is_err());
+        assert_eq!(
+            qemu_args(&disks[..MAX_DISKS], false).unwrap().len(),
+            4 * MAX_DISKS
+        );
     }
 
     #[test]
     fn qemu_arguments() {
-        let args = qemu_args(&[Disk::new("/srv/a.img"), Disk::read_only("/srv/b,c.img")]).unwrap();
+        let args = qemu_args(
+            &[Disk::new("/srv/a.img"), Disk::read_only("/srv/b,c.img")],
+            false,
+        )
+        .unwrap();
         let args: Vec<String> = args
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
@@ -614,9 +629,9 @@ mod tests {
                 "virtio-blk-pci,drive=vd1,addr=0x11",
             ]
         );
-        assert!(qemu_args(&[]).unwrap().is_empty());
+        assert!(qemu_args(&[], false).unwrap().is_empty());
         // A relative path is made absolute: QEMU runs elsewhere.
-        let args = qemu_args(&[Disk::new("rel.img")]).unwrap();
+        let args = qemu_args(&[Disk::new("rel.img")], false).unwrap();
         let expected = std::env::current_dir().unwrap().join("rel.img");
         assert_eq!(
             args[1].to_string_lossy(),

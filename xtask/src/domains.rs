@@ -673,7 +673,7 @@ mod tests {
         assert_eq!(dom0_module_for(&domus[1..2]), dom0_module());
         assert_eq!(dom0_module().1, "name=dom0");
         // The slots are those of the machine's QEMU devices.
-        let args: Vec<String> = disk::qemu_args(&disks(&domus))
+        let args: Vec<String> = disk::qemu_args(&disks(&domus), false)
             .unwrap()
             .iter()
             .map(|a| a.to_string_lossy().into_owned())

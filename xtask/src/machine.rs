@@ -86,6 +86,9 @@ pub struct Machine {
     /// (see [`crate::domains::disks`], whose order Dom0's `pavise.vbd=`
     /// words assume).
     pub disks: Vec<Disk>,
+    /// Give the machine QEMU's Intel IOMMU (`-device intel-iommu`), with
+    /// which the hypervisor confines Dom0's devices to Dom0's memory.
+    pub iommu: bool,
     /// Extra QEMU arguments, appended last.
     pub extra_qemu_args: Vec<String>,
     /// When to stop QEMU; `None` lets it run (not allowed for captured runs).
@@ -118,6 +121,7 @@ impl Default for Machine {
             cmdline: String::new(),
             modules: Vec::new(),
             disks: Vec::new(),
+            iommu: true,
             extra_qemu_args: Vec::new(),
             timeout: Some(DEFAULT_TIMEOUT),
             hypervisor: bare_metal::artifact(HYPERVISOR),
@@ -285,6 +289,11 @@ impl Machine {
         .iter()
         .map(OsString::from)
         .collect();
+        // The IOMMU the hypervisor confines Dom0's devices with (a bare
+        // kernel has no use for one).
+        if self.iommu && self.boot != Boot::Bare {
+            args.extend(["-device".into(), "intel-iommu".into()]);
+        }
         match (self.boot, iso) {
             (Boot::Grub, Some(iso)) => {
                 args.extend(["-boot".into(), "d".into(), "-cdrom".into()]);
@@ -306,7 +315,10 @@ impl Machine {
                 }
             }
         }
-        args.extend(disk::qemu_args(&self.disks)?);
+        args.extend(disk::qemu_args(
+            &self.disks,
+            self.iommu && self.boot != Boot::Bare,
+        )?);
         args.extend(self.extra_qemu_args.iter().map(OsString::from));
         Ok(args)
     }
@@ -698,7 +710,7 @@ mod tests {
             strings(&args).join(" "),
             "-machine q35 -cpu max -m 128M -smp 4 -display none -serial stdio \
              -monitor none -no-reboot -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
-             -boot d -cdrom /tmp/x.iso -d int"
+             -device intel-iommu -boot d -cdrom /tmp/x.iso -d int"
         );
         assert_eq!(machine.describe(), "4 CPUs, 128 MiB, GRUB");
     }
@@ -717,11 +729,11 @@ mod tests {
             strings(&args).join(" "),
             "-machine q35 -cpu max -m 512M -smp 1 -display none -serial stdio \
              -monitor none -no-reboot -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
-             -boot d -cdrom /tmp/x.iso \
+             -device intel-iommu -boot d -cdrom /tmp/x.iso \
              -drive file=/srv/root.img,format=raw,if=none,id=vd0,cache=writeback \
-             -device virtio-blk-pci,drive=vd0,addr=0x10 \
+             -device virtio-blk-pci,drive=vd0,addr=0x10,disable-legacy=on,iommu_platform=on \
              -drive file=/srv/data.img,format=raw,if=none,id=vd1,readonly=on,cache=writeback \
-             -device virtio-blk-pci,drive=vd1,addr=0x11 \
+             -device virtio-blk-pci,drive=vd1,addr=0x11,disable-legacy=on,iommu_platform=on \
              -d int"
         );
         // Direct boot attaches them too, after the kernel.
@@ -742,7 +754,7 @@ mod tests {
                 "-drive",
                 "file=/srv/root.img,format=raw,if=none,id=vd0,cache=writeback",
                 "-device",
-                "virtio-blk-pci,drive=vd0,addr=0x10"
+                "virtio-blk-pci,drive=vd0,addr=0x10,disable-legacy=on,iommu_platform=on"
             ]
         );
         // A missing image is refused before anything is built.

@@ -22,11 +22,12 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use spin::Mutex;
 
 use super::registry::Domain;
-use crate::acpi::{InterruptOverride, Madt};
+use crate::acpi::{Drhd, InterruptOverride, Madt};
 use crate::arch::{idt, ioapic, lapic, pci_config};
 use crate::mm::frame::{FRAME_SIZE, Frame};
 use crate::mm::guest::{Gfn, HostMemory};
 use crate::pci::{self, Bdf, Dom0Config};
+use crate::println;
 
 /// Size of Dom0's identity-mapped DMA pool.
 pub const DMA_POOL_BYTES: u64 = 16 << 20;
@@ -53,8 +54,14 @@ fn hw_write(bdf: Bdf, reg: u16, value: u32) {
     pci_config::write(pci::config_address(bdf, reg), value)
 }
 
-/// Takes the I/O APICs and the PCI bus (before Dom0 is built).
-pub fn init(madt: Option<&Madt>) {
+/// The IOMMUs the firmware described (DMAR), used once Dom0 is built.
+static IOMMUS: Mutex<Vec<Drhd>> = Mutex::new(Vec::new());
+/// Register base of the unit translating for Dom0 (0: none).
+static ENABLED: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Takes the I/O APICs, the IOMMUs and the PCI bus (before Dom0 is built).
+pub fn init(madt: Option<&Madt>, iommus: &[Drhd]) {
+    *IOMMUS.lock() = iommus.to_vec();
     if let Some(madt) = madt {
         for chip in &madt.io_apics {
             match ioapic::add(chip.address, chip.gsi_base) {
@@ -152,6 +159,90 @@ pub fn give_to_dom0(dom0: &Domain, pool: Option<Frame>) {
         }
     }
     log::info!("dom0: {pages} pages of device MMIO mapped");
+    drop(memory);
+    confine_dma(dom0);
+}
+
+/// Puts Dom0's devices behind the IOMMU, mapping Dom0's memory only; with
+/// no IOMMU, says what that means.
+fn confine_dma(dom0: &Domain) {
+    // The unit covering segment 0: the INCLUDE_PCI_ALL one, or else the
+    // only one (QEMU lists its devices as scopes; those are not parsed,
+    // so a machine with several partial units gets no IOMMU).
+    let units = IOMMUS.lock().clone();
+    let segment0: Vec<&Drhd> = units.iter().filter(|u| u.segment == 0).collect();
+    let unit = segment0
+        .iter()
+        .find(|u| u.include_pci_all)
+        .or(if segment0.len() == 1 {
+            segment0.first()
+        } else {
+            None
+        });
+    let Some(unit) = unit else {
+        println!("pavise: no IOMMU: Dom0's devices can reach all memory (README, \"DMA\")");
+        return;
+    };
+    let mut buses: Vec<u8> = DEVICES.lock().as_ref().map_or(Vec::new(), |d| {
+        d.config.devices().iter().map(|d| d.bdf.bus).collect()
+    });
+    buses.push(0);
+    let pages: Vec<(u64, Frame)> = dom0
+        .memory
+        .lock()
+        .p2m
+        .frames()
+        .map(|(gfn, frame)| (gfn.0, frame))
+        .collect();
+    match crate::iommu::protect(unit, &buses, pages.into_iter()) {
+        Ok(p) => {
+            ENABLED.store(p.base, Ordering::SeqCst);
+            println!(
+                "pavise: IOMMU at {:#x}: Dom0's devices reach its {} pages only ({}-level tables)",
+                p.base, p.pages, p.levels
+            )
+        }
+        Err(e) => println!(
+            "pavise: the IOMMU at {:#x} is not usable: {e}; Dom0's devices can reach all memory",
+            unit.register_base
+        ),
+    }
+}
+
+/// When the IOMMU's fault records were last looked at (system-time ns).
+static FAULTS_CHECKED: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+const FAULT_POLL_NS: u64 = 20_000_000;
+
+/// Reports DMA the IOMMU blocked (a Dom0 device reaching outside Dom0's
+/// memory); looked at every 20 ms from the scheduler loop.
+pub fn poll_dma_faults() {
+    let now = crate::arch::time::system_time_ns();
+    let last = FAULTS_CHECKED.load(Ordering::Relaxed);
+    if now < last + FAULT_POLL_NS
+        || FAULTS_CHECKED
+            .compare_exchange(last, now, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+    {
+        return;
+    }
+    let Some(units) = IOMMUS.try_lock().map(|u| u.clone()) else {
+        return;
+    };
+    for unit in units
+        .iter()
+        .filter(|u| ENABLED.load(Ordering::Relaxed) == u.register_base)
+    {
+        while let Some(f) = crate::iommu::take_fault(unit.register_base) {
+            println!(
+                "pavise: IOMMU blocked a DMA {} by {:02x}:{:02x}.{} at {:#x}, outside Dom0's memory",
+                if f.write { "write" } else { "read" },
+                f.source >> 8,
+                (f.source >> 3) & 0x1f,
+                f.source & 7,
+                f.address
+            );
+        }
+    }
 }
 
 /// A Dom0 port access the PCI bus answers: configuration space or a

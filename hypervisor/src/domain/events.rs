@@ -286,6 +286,7 @@ fn note_deadline(deadline: u64) {
 pub fn run_timers() {
     super::foreign::release_quarantine();
     super::devices::deliver_pending();
+    super::devices::poll_dma_faults();
     poll_console_input();
     let next = NEXT_DEADLINE.load(Ordering::SeqCst);
     let now = time::system_time_ns();
