@@ -370,19 +370,7 @@ pub fn build_ext4(dir: &Path, image: &Path, size_mib: u32) -> Result<()> {
         .arg(image)
         .arg(format!("{size_mib}m"))
         .stdin(Stdio::null());
-    let output = command.output().map_err(|source| Error::Spawn {
-        program: mkfs.display().to_string(),
-        source,
-    })?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(Error::CommandFailed {
-            command: workspace::describe(&command),
-            status: output.status.to_string(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        })
-    }
+    workspace::output_checked(&mut command).map(drop)
 }
 
 #[cfg(test)]

@@ -625,19 +625,7 @@ pub(crate) fn unpack(deb: &Path, dir: &Path) -> Result<()> {
     fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
     let mut command = Command::new("dpkg-deb");
     command.arg("-x").arg(deb).arg(dir).stdin(Stdio::null());
-    let output = command.output().map_err(|source| Error::Spawn {
-        program: "dpkg-deb".into(),
-        source,
-    })?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(Error::CommandFailed {
-            command: workspace::describe(&command),
-            status: output.status.to_string(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        })
-    }
+    workspace::output_checked(&mut command).map(drop)
 }
 
 /// The kernel image `boot/vmlinuz-*` in an unpacked kernel package.

@@ -460,18 +460,7 @@ fn module_bytes(path: &Path) -> Result<Vec<u8>> {
         })?;
         let mut command = Command::new(zstd);
         command.args(["-dc", "--"]).arg(path).stdin(Stdio::null());
-        let output = command.output().map_err(|source| Error::Spawn {
-            program: "zstd".into(),
-            source,
-        })?;
-        if !output.status.success() {
-            return Err(Error::CommandFailed {
-                command: crate::workspace::describe(&command),
-                status: output.status.to_string(),
-                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-            });
-        }
-        Ok(output.stdout)
+        Ok(crate::workspace::output_checked(&mut command)?.stdout)
     } else {
         Ok(bytes)
     }

@@ -3,7 +3,7 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 /// The workspace root (the directory holding the workspace Cargo.toml).
 pub fn root() -> &'static Path {
@@ -43,4 +43,23 @@ pub fn describe(command: &Command) -> String {
     let mut words = vec![name.to_string_lossy().into_owned()];
     words.extend(command.get_args().map(|a| a.to_string_lossy().into_owned()));
     words.join(" ")
+}
+
+/// Runs `command` to completion with its output captured; failing to
+/// start it, or a non-zero exit, is an error naming the command (with
+/// its stderr).
+pub fn output_checked(command: &mut Command) -> crate::Result<Output> {
+    let program = Path::new(command.get_program()).display().to_string();
+    let output = command
+        .output()
+        .map_err(|source| crate::Error::Spawn { program, source })?;
+    if output.status.success() {
+        Ok(output)
+    } else {
+        Err(crate::Error::CommandFailed {
+            command: describe(command),
+            status: output.status.to_string(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        })
+    }
 }
