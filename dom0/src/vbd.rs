@@ -743,9 +743,11 @@ impl Blkback {
         }
     }
 
-    /// Answers every request the disk finished.
+    /// Answers every request the disk finished. The data of all finished
+    /// reads goes back to their frontends in one batch of grant copies
+    /// (a hypercall is a world switch: one per round, not per request).
     fn complete(&mut self, d: usize) -> bool {
-        let mut moved = false;
+        let mut finished: Vec<(Flight, i16)> = Vec::new();
         while let Some(token) = self.disks[d].blk.peek_used() {
             let Some(mut f) = self.flights[d].remove(&token) else {
                 println!(
@@ -754,7 +756,6 @@ impl Blkback {
                 );
                 break;
             };
-            moved = true;
             // SAFETY: the same buffers the request was queued with.
             let result = unsafe {
                 let data = core::slice::from_raw_parts_mut(f.buf as *mut u8, f.len);
@@ -771,30 +772,52 @@ impl Blkback {
                     }
                 }
             };
-            let v = &mut self.vbds[f.vbd];
-            let current = v
-                .conn
-                .as_ref()
-                .is_some_and(|c| c.generation == f.generation);
-            let mut status = if result.is_ok() {
+            let status = if result.is_ok() {
                 BLKIF_RSP_OKAY
             } else {
                 BLKIF_RSP_ERROR
             };
-            if current
-                && status == BLKIF_RSP_OKAY
-                && f.dir == Direction::Read
-                && !copy_segments(v.spec.domid, &f.segments, f.buf, Direction::Read)
-            {
+            finished.push((f, status));
+        }
+        if finished.is_empty() {
+            return false;
+        }
+        let current = |vbds: &[Vbd], f: &Flight| {
+            vbds[f.vbd]
+                .conn
+                .as_ref()
+                .is_some_and(|c| c.generation == f.generation)
+        };
+        // Reads still owed to a connected frontend: copy them all out.
+        let mut ops = Vec::new();
+        let mut spans = Vec::with_capacity(finished.len());
+        for (f, status) in &finished {
+            let start = ops.len();
+            if *status == BLKIF_RSP_OKAY && f.dir == Direction::Read && current(&self.vbds, f) {
+                copy_ops(
+                    self.vbds[f.vbd].spec.domid,
+                    &f.segments,
+                    f.buf,
+                    Direction::Read,
+                    &mut ops,
+                );
+            }
+            spans.push(start..ops.len());
+        }
+        let mut results = alloc::vec![Err(GrantError::UnknownStatus(0)); ops.len()];
+        grants::copy_many(&ops, &mut results);
+        for ((f, mut status), span) in finished.into_iter().zip(spans) {
+            if results[span].iter().any(Result::is_err) {
                 status = BLKIF_RSP_ERROR;
             }
             virtio::free(f.buf, f.pages);
-            if current && let Some(c) = v.conn.as_mut() {
+            let is_current = current(&self.vbds, &f);
+            if is_current && let Some(c) = self.vbds[f.vbd].conn.as_mut() {
                 c.in_flight -= 1;
                 c.respond(f.id, f.operation, status);
             }
         }
-        moved
+        true
     }
 }
 
@@ -809,6 +832,15 @@ enum Started {
 /// bad grant: the request gets BLKIF_RSP_ERROR).
 fn copy_segments(domid: u16, segments: &[Segment], buf: u64, dir: Direction) -> bool {
     let mut ops = Vec::with_capacity(segments.len() * 2);
+    copy_ops(domid, segments, buf, dir, &mut ops);
+    let mut results = alloc::vec![Err(GrantError::UnknownStatus(0)); ops.len()];
+    grants::copy_many(&ops, &mut results);
+    results.iter().all(Result::is_ok)
+}
+
+/// The grant copies that move `segments` between the frontend and our
+/// buffer at `buf`, each split at our page boundaries, appended to `ops`.
+fn copy_ops(domid: u16, segments: &[Segment], buf: u64, dir: Direction, ops: &mut Vec<CopyOp>) {
     let mut at = buf;
     for s in segments {
         let mut done = 0;
@@ -838,7 +870,4 @@ fn copy_segments(domid: u16, segments: &[Segment], buf: u64, dir: Direction) -> 
         }
         at += s.byte_len() as u64;
     }
-    let mut results = alloc::vec![Err(GrantError::UnknownStatus(0)); ops.len()];
-    grants::copy_many(&ops, &mut results);
-    results.iter().all(Result::is_ok)
 }
