@@ -64,15 +64,18 @@ impl fmt::Display for BadDomuWord {
     }
 }
 
+/// Exactly `N` `:`-separated fields, or `None`.
+fn fields<const N: usize>(value: &str) -> Option<[&str; N]> {
+    let mut parts = value.split(':');
+    let mut out = [""; N];
+    for slot in &mut out {
+        *slot = parts.next()?;
+    }
+    parts.next().is_none().then_some(out)
+}
+
 fn parse_word(value: &str) -> Result<DomuSpec, &'static str> {
-    let mut fields = value.split(':');
-    let (Some(id), Some(name), Some(mem), Some(vcpus), None) = (
-        fields.next(),
-        fields.next(),
-        fields.next(),
-        fields.next(),
-        fields.next(),
-    ) else {
+    let Some([id, name, mem, vcpus]) = fields(value) else {
         return Err("it must be ID:NAME:MEM_MIB:VCPUS");
     };
     let domid = parse_domid(id)?;
@@ -106,14 +109,7 @@ fn parse_domid(id: &str) -> Result<DomId, &'static str> {
 }
 
 fn parse_vbd(value: &str) -> Result<VbdSpec, &'static str> {
-    let mut fields = value.split(':');
-    let (Some(id), Some(dev), Some(mode), Some(slot), None) = (
-        fields.next(),
-        fields.next(),
-        fields.next(),
-        fields.next(),
-        fields.next(),
-    ) else {
+    let Some([id, dev, mode, slot]) = fields(value) else {
         return Err("it must be DOMID:DEV:MODE:SLOT");
     };
     let domid = parse_domid(id)?;
