@@ -107,6 +107,8 @@ pub fn machine(icount: bool) -> Result<Machine> {
         }
     }
     Ok(Machine {
+        // PAVISE_DISK_BENCH_SMP=1 puts Dom0 and the DomU on one CPU (to
+        // see the path without cross-CPU wake-ups).
         smp: std::env::var("PAVISE_DISK_BENCH_SMP")
             .ok()
             .and_then(|v| v.parse().ok())
