@@ -131,6 +131,7 @@ impl LinuxArgs {
             domus: vec![domu],
             // The session ends with Linux (its shell's exit powers it off).
             exit_when_done: true,
+            iommu: false,
             qemu_args: Vec::new(),
         }
     }
@@ -172,6 +173,11 @@ struct RunArgs {
     /// only if all of them powered off cleanly.
     #[arg(long)]
     exit_when_done: bool,
+    /// Give the machine QEMU's Intel IOMMU, with which the hypervisor
+    /// confines Dom0's devices to Dom0's memory (off by default: see the
+    /// README's "DMA").
+    #[arg(long)]
+    iommu: bool,
     /// Extra QEMU arguments.
     #[arg(last = true, value_name = "QEMU ARGS")]
     qemu_args: Vec<String>,
@@ -263,6 +269,7 @@ fn run(args: RunArgs, steps: &mut Steps) -> xtask::Result<ExitCode> {
         modules: args.modules.clone(),
         extra_qemu_args: args.qemu_args.clone(),
         timeout: args.timeout.map(Duration::from_secs),
+        iommu: args.iommu,
         ..Machine::default()
     };
     prereqs::ensure(machine.needs())?;
