@@ -75,8 +75,6 @@ struct Connection {
     published: u32,
     /// Requests taken from the ring, not yet given to the disk.
     waiting: VecDeque<Decoded>,
-    /// Requests the disk has.
-    in_flight: usize,
 }
 
 impl Connection {
@@ -414,7 +412,6 @@ impl Blkback {
             port,
             published: 0,
             waiting: VecDeque::new(),
-            in_flight: 0,
         });
         let disk = &self.disks[v.disk];
         let mut nodes = Vec::new();
@@ -636,9 +633,6 @@ impl Blkback {
             Ok(token) => {
                 let disk_index = self.vbds[i].disk;
                 self.flights[disk_index].insert(token, flight);
-                if let Some(c) = self.vbds[i].conn.as_mut() {
-                    c.in_flight += 1;
-                }
                 Started::Yes
             }
             Err(virtio_drivers::Error::QueueFull) => {
@@ -813,7 +807,6 @@ impl Blkback {
             virtio::free(f.buf, f.pages);
             let is_current = current(&self.vbds, &f);
             if is_current && let Some(c) = self.vbds[f.vbd].conn.as_mut() {
-                c.in_flight -= 1;
                 c.respond(f.id, f.operation, status);
             }
         }

@@ -103,14 +103,6 @@ pub fn init(madt: Option<&Madt>, iommus: &[Drhd]) {
     idt::on_device_interrupt(device_interrupt);
 }
 
-/// Number of PCI functions Dom0 sees.
-pub fn count() -> usize {
-    DEVICES
-        .lock()
-        .as_ref()
-        .map_or(0, |d| d.config.devices().len())
-}
-
 /// Reserves the DMA pool: host-contiguous, at or above `min` (Dom0's RAM
 /// ends there, so guest-physical == host-physical is free) and below
 /// 4 GiB (where Dom0's kernel maps everything one to one).
