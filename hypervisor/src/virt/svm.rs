@@ -698,7 +698,9 @@ impl VirtCpu for SvmVcpu {
             self.xcr0 = xgetbv();
         }
         let c = &mut self.vmcb_mut().control;
-        c.event_inject = 0;
+        // An event whose delivery this exit interrupted goes in again
+        // (an exception an exit handler injects replaces it).
+        c.event_inject = vmcb::reinjection(c.exit_int_info);
         let (code, info1, info2, vintr) = (c.exit_code, c.exit_info1, c.exit_info2, c.vintr);
         if self.pending_interrupt.is_some() && vintr & vmcb::V_IRQ == 0 {
             // The guest took the virtual interrupt.

@@ -72,6 +72,33 @@ pub const EVENT_VALID: u64 = 1 << 31;
 pub const EVENT_ERROR_VALID: u64 = 1 << 11;
 pub const EVENT_TYPE_INTR: u64 = 0 << 8;
 pub const EVENT_TYPE_EXCEPTION: u64 = 3 << 8;
+pub const EVENT_TYPE_NMI: u64 = 2 << 8;
+pub const EVENT_TYPE_MASK: u64 = 7 << 8;
+pub const EVENT_VECTOR_MASK: u64 = 0xff;
+/// #BP and #OF: exceptions an instruction (INT3, INTO) raises.
+const SOFT_EXCEPTIONS: [u64; 2] = [3, 4];
+
+/// What to inject at the next VMRUN for an event whose delivery an exit
+/// interrupted (`exit_int_info`, same layout as `event_inject`), or 0.
+///
+/// An interrupt, NMI or hardware exception was already accepted by the
+/// guest (a virtual interrupt's V_IRQ is gone by then): dropping it would
+/// lose it for good — an upcall lost this way leaves
+/// `evtchn_upcall_pending` set and the guest never hears of an event
+/// again. Those are injected again as they were. Software interrupts
+/// (INT n) and the instruction-raised #BP/#OF are not: RIP still points
+/// at the instruction, which raises them again when it re-executes.
+pub fn reinjection(exit_int_info: u64) -> u64 {
+    if exit_int_info & EVENT_VALID == 0 {
+        return 0;
+    }
+    let kind = exit_int_info & EVENT_TYPE_MASK;
+    let vector = exit_int_info & EVENT_VECTOR_MASK;
+    let again = kind == EVENT_TYPE_INTR
+        || kind == EVENT_TYPE_NMI
+        || (kind == EVENT_TYPE_EXCEPTION && !SOFT_EXCEPTIONS.contains(&vector));
+    if again { exit_int_info } else { 0 }
+}
 
 /// Exit codes the hypervisor handles.
 pub mod exit_code {
@@ -182,6 +209,21 @@ pub struct Vmcb {
 mod tests {
     use super::*;
     use core::mem::{offset_of, size_of};
+
+    #[test]
+    fn interrupted_deliveries_are_injected_again_unless_an_instruction_repeats_them() {
+        let event = |kind: u64, vector: u64| EVENT_VALID | kind | vector;
+        assert_eq!(reinjection(0), 0);
+        assert_eq!(reinjection(0xf3), 0, "not valid");
+        let upcall = event(EVENT_TYPE_INTR, 0xf3);
+        assert_eq!(reinjection(upcall), upcall);
+        assert_eq!(reinjection(event(EVENT_TYPE_NMI, 2)), event(EVENT_TYPE_NMI, 2));
+        let gp = event(EVENT_TYPE_EXCEPTION, 13) | EVENT_ERROR_VALID | 0x18 << 32;
+        assert_eq!(reinjection(gp), gp, "error code kept");
+        assert_eq!(reinjection(event(EVENT_TYPE_EXCEPTION, 3)), 0, "INT3 re-executes");
+        assert_eq!(reinjection(event(EVENT_TYPE_EXCEPTION, 4)), 0, "INTO re-executes");
+        assert_eq!(reinjection(event(4 << 8, 0x80)), 0, "INT n re-executes");
+    }
 
     #[test]
     fn layout_matches_the_apm() {
