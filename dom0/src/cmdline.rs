@@ -1,9 +1,14 @@
 //! What Dom0's command line tells it: one `pavise.domu=ID:NAME:MEM_MIB:VCPUS`
 //! word per boot-time DomU (the hypervisor built them, so Dom0's toolstack
-//! has no other record of their names and sizes), and one
+//! has no other record of their names and sizes); one
 //! `pavise.vbd=DOMID:DEV:MODE:SLOT` word per virtual disk (xtask attached
-//! the images as virtio-blk PCI devices; this says which DomU gets which).
-//! Other words are not ours and are passed over.
+//! the images as virtio-blk PCI devices; this says which DomU gets which);
+//! one `pavise.vif=DOMID:HANDLE:MAC` word per DomU network interface
+//! (Xen's `vifDOMID.HANDLE`; the MAC is written with `-` between its
+//! bytes, `00-16-3e-00-01-00`, because `:` separates the fields); and at
+//! most one `pavise.uplink=SLOT`, the PCI slot (hex) of the virtio-net NIC
+//! xtask gave the machine for its uplink. Other words are not ours and are
+//! passed over; a malformed word of ours is skipped with a reason.
 
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -17,6 +22,13 @@ use crate::store::DomId;
 pub const DOMU_WORD: &str = "pavise.domu=";
 /// The prefix of a disk's word.
 pub const VBD_WORD: &str = "pavise.vbd=";
+/// The prefix of a network interface's word.
+pub const VIF_WORD: &str = "pavise.vif=";
+/// The prefix of the uplink NIC's word.
+pub const UPLINK_WORD: &str = "pavise.uplink=";
+/// Highest interface handle accepted (xtask gives a DomU at most 16; its
+/// default MACs hold the handle in one byte).
+pub const VIF_HANDLE_MAX: u32 = 255;
 /// Disks one DomU can have: `xvda` to `xvdp`.
 pub const VBD_DEVS_MAX: usize = 16;
 /// Highest PCI device number on a bus.
@@ -46,7 +58,17 @@ pub struct VbdSpec {
     pub pci_slot: u8,
 }
 
-/// A `pavise.domu=` or `pavise.vbd=` word that was skipped, and why.
+/// One DomU network interface: interface `handle` of DomU `domid` (the
+/// frontend's `device/vif/HANDLE`), whose MAC address is `mac`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VifSpec {
+    pub domid: DomId,
+    pub handle: u32,
+    pub mac: [u8; 6],
+}
+
+/// A `pavise.domu=`, `pavise.vbd=`, `pavise.vif=` or `pavise.uplink=`
+/// word that was skipped, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BadDomuWord {
     pub word: String,
@@ -125,19 +147,124 @@ fn parse_vbd(value: &str) -> Result<VbdSpec, &'static str> {
         "r" => true,
         _ => return Err("the mode must be w (read-write) or r (read-only)"),
     };
-    // Hex digits only (from_str_radix would take a sign too).
-    let pci_slot =
-        (!slot.is_empty() && slot.len() <= 2 && slot.bytes().all(|b| b.is_ascii_hexdigit()))
-            .then(|| u8::from_str_radix(slot, 16).ok())
-            .flatten()
-            .filter(|s| *s <= PCI_SLOT_MAX)
-            .ok_or("the PCI slot must be a hex device number from 0 to 1f")?;
+    let pci_slot = parse_slot(slot)?;
     Ok(VbdSpec {
         domid,
         dev: dev.to_string(),
         readonly,
         pci_slot,
     })
+}
+
+/// A PCI device number: one or two hex digits, at most [`PCI_SLOT_MAX`].
+fn parse_slot(slot: &str) -> Result<u8, &'static str> {
+    // Hex digits only (from_str_radix would take a sign too).
+    (!slot.is_empty() && slot.len() <= 2 && slot.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| u8::from_str_radix(slot, 16).ok())
+        .flatten()
+        .filter(|s| *s <= PCI_SLOT_MAX)
+        .ok_or("the PCI slot must be a hex device number from 0 to 1f")
+}
+
+/// Six two-digit hex numbers separated by `-`, which an interface can
+/// have (not a group address, not all zeros).
+fn parse_mac(text: &str) -> Result<[u8; 6], &'static str> {
+    let malformed = "the MAC must be six two-digit hex numbers separated by '-'";
+    let mut mac = [0u8; 6];
+    let mut pairs = text.split('-');
+    for byte in &mut mac {
+        let pair = pairs.next().ok_or(malformed)?;
+        if pair.len() != 2 || !pair.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(malformed);
+        }
+        *byte = u8::from_str_radix(pair, 16).map_err(|_| malformed)?;
+    }
+    if pairs.next().is_some() {
+        return Err(malformed);
+    }
+    if mac[0] & 1 != 0 {
+        return Err("the MAC is a multicast address, which no interface can have");
+    }
+    if mac == [0; 6] {
+        return Err("the MAC is all zeros");
+    }
+    Ok(mac)
+}
+
+fn parse_vif(value: &str) -> Result<VifSpec, &'static str> {
+    let Some([id, handle, mac]) = fields(value) else {
+        return Err("it must be DOMID:HANDLE:MAC");
+    };
+    let domid = parse_domid(id)?;
+    let handle = (!handle.is_empty() && handle.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| handle.parse::<u32>().ok())
+        .flatten()
+        .filter(|h| *h <= VIF_HANDLE_MAX)
+        .ok_or("the handle must be a number from 0 to 255")?;
+    let mac = parse_mac(mac)?;
+    Ok(VifSpec { domid, handle, mac })
+}
+
+/// The network interfaces named on `cmdline`, in order, and the words
+/// that were skipped (malformed, or an interface of a domain, or a MAC,
+/// already given).
+pub fn vifs(cmdline: &str) -> (Vec<VifSpec>, Vec<BadDomuWord>) {
+    let mut good: Vec<VifSpec> = Vec::new();
+    let mut bad = Vec::new();
+    for word in cmdline.split_ascii_whitespace() {
+        let Some(value) = word.strip_prefix(VIF_WORD) else {
+            continue;
+        };
+        let skipped = |reason| BadDomuWord {
+            word: word.to_string(),
+            reason,
+        };
+        match parse_vif(value) {
+            Ok(spec)
+                if good
+                    .iter()
+                    .any(|g| g.domid == spec.domid && g.handle == spec.handle) =>
+            {
+                bad.push(skipped("that domain's interface was already given"))
+            }
+            Ok(spec) if good.iter().any(|g| g.mac == spec.mac) => {
+                bad.push(skipped("that MAC was already given"))
+            }
+            Ok(spec) => good.push(spec),
+            Err(reason) => bad.push(skipped(reason)),
+        }
+    }
+    (good, bad)
+}
+
+/// The PCI slot of the uplink NIC named on `cmdline` (the first good
+/// `pavise.uplink=` word), and the words that were skipped (malformed, or
+/// after the first).
+pub fn uplink_checked(cmdline: &str) -> (Option<u8>, Vec<BadDomuWord>) {
+    let mut slot = None;
+    let mut bad = Vec::new();
+    for word in cmdline.split_ascii_whitespace() {
+        let Some(value) = word.strip_prefix(UPLINK_WORD) else {
+            continue;
+        };
+        let skipped = |reason| BadDomuWord {
+            word: word.to_string(),
+            reason,
+        };
+        match parse_slot(value) {
+            Ok(_) if slot.is_some() => bad.push(skipped("the uplink was already given")),
+            Ok(s) => slot = Some(s),
+            Err(reason) => bad.push(skipped(reason)),
+        }
+    }
+    (slot, bad)
+}
+
+/// The PCI slot of the uplink NIC named on `cmdline`, if any: what
+/// [`uplink_checked`] finds, without the skipped words (use that to
+/// report them).
+pub fn uplink(cmdline: &str) -> Option<u8> {
+    uplink_checked(cmdline).0
 }
 
 /// The virtual disks named on `cmdline`, in order, and the words that were
@@ -341,6 +468,162 @@ mod tests {
             ]
         );
         assert_eq!(bad[0].word, "pavise.vbd=1:xvda:r:11");
+    }
+
+    fn vif(domid: DomId, handle: u32, mac: [u8; 6]) -> VifSpec {
+        VifSpec { domid, handle, mac }
+    }
+
+    #[test]
+    fn reads_each_vif_word_and_ignores_other_words() {
+        let line = "pavise.domu=1:a:16:1 pavise.vbd=1:xvda:w:10 pavise.vif=1:0:00-16-3e-00-01-00 \
+                    loglvl=all  pavise.vif=2:0:00-16-3E-AA-bb-cc pavise.vif=2:1:00-16-3e-00-02-01 \
+                    pavise.uplink=8 pavise.vif=32751:255:52-54-00-12-34-57";
+        let (good, bad) = vifs(line);
+        assert_eq!(
+            good,
+            [
+                vif(1, 0, [0x00, 0x16, 0x3e, 0x00, 0x01, 0x00]),
+                vif(2, 0, [0x00, 0x16, 0x3e, 0xaa, 0xbb, 0xcc]),
+                vif(2, 1, [0x00, 0x16, 0x3e, 0x00, 0x02, 0x01]),
+                vif(32751, 255, [0x52, 0x54, 0x00, 0x12, 0x34, 0x57]),
+            ]
+        );
+        assert!(bad.is_empty());
+        // The kinds of word do not see each other.
+        assert_eq!(vbds(line).0, [vbd(1, "xvda", false, 0x10)]);
+        assert_eq!(domus(line).0, [spec(1, "a", 16, 1)]);
+        assert_eq!(uplink(line), Some(8));
+        assert_eq!(vifs(""), (Vec::new(), Vec::new()));
+        assert_eq!(vifs("pavise.vbd=1:xvda:w:10"), (Vec::new(), Vec::new()));
+    }
+
+    #[test]
+    fn bad_vif_words_are_skipped_with_a_reason() {
+        let malformed_mac = "the MAC must be six two-digit hex numbers separated by '-'";
+        let cases = [
+            ("pavise.vif=", "it must be DOMID:HANDLE:MAC"),
+            ("pavise.vif=1:0", "it must be DOMID:HANDLE:MAC"),
+            (
+                "pavise.vif=1:0:00:16:3e:00:01:00",
+                "it must be DOMID:HANDLE:MAC",
+            ),
+            (
+                "pavise.vif=x:0:00-16-3e-00-01-00",
+                "the domain id is not a number",
+            ),
+            (
+                "pavise.vif=0:0:00-16-3e-00-01-00",
+                "the domain id must be between 1 and 32751",
+            ),
+            (
+                "pavise.vif=32752:0:00-16-3e-00-01-00",
+                "the domain id must be between 1 and 32751",
+            ),
+            (
+                "pavise.vif=1::00-16-3e-00-01-00",
+                "the handle must be a number from 0 to 255",
+            ),
+            (
+                "pavise.vif=1:256:00-16-3e-00-01-00",
+                "the handle must be a number from 0 to 255",
+            ),
+            (
+                "pavise.vif=1:+1:00-16-3e-00-01-00",
+                "the handle must be a number from 0 to 255",
+            ),
+            (
+                "pavise.vif=1:a:00-16-3e-00-01-00",
+                "the handle must be a number from 0 to 255",
+            ),
+            ("pavise.vif=1:0:", malformed_mac),
+            ("pavise.vif=1:0:00-16-3e-00-01", malformed_mac),
+            ("pavise.vif=1:0:00-16-3e-00-01-00-02", malformed_mac),
+            ("pavise.vif=1:0:0-16-3e-0-1-0", malformed_mac),
+            ("pavise.vif=1:0:00-16-3e-00-01-0g", malformed_mac),
+            ("pavise.vif=1:0:00-16-3e-00-01-+1", malformed_mac),
+            ("pavise.vif=1:0:001122334455", malformed_mac),
+            (
+                "pavise.vif=1:0:01-00-5e-00-00-01",
+                "the MAC is a multicast address, which no interface can have",
+            ),
+            (
+                "pavise.vif=1:0:ff-ff-ff-ff-ff-ff",
+                "the MAC is a multicast address, which no interface can have",
+            ),
+            ("pavise.vif=1:0:00-00-00-00-00-00", "the MAC is all zeros"),
+        ];
+        for (word, reason) in cases {
+            let (good, bad) = vifs(word);
+            assert!(good.is_empty(), "{word}: {good:?}");
+            assert_eq!(bad.len(), 1, "{word}");
+            assert_eq!(bad[0].reason, reason, "{word}");
+            assert_eq!(
+                bad[0].to_string(),
+                alloc::format!("dom0: ignoring '{word}' on the command line: {reason}")
+            );
+        }
+    }
+
+    #[test]
+    fn a_domain_interface_or_mac_is_given_once() {
+        let (good, bad) = vifs(
+            "pavise.vif=1:0:00-16-3e-00-01-00 pavise.vif=1:0:00-16-3e-00-01-01 \
+             pavise.vif=2:0:00-16-3e-00-01-00 pavise.vif=2:0:00-16-3e-00-02-00 \
+             pavise.vif=1:1:00-16-3e-00-01-01",
+        );
+        assert_eq!(
+            good,
+            [
+                vif(1, 0, [0x00, 0x16, 0x3e, 0x00, 0x01, 0x00]),
+                vif(2, 0, [0x00, 0x16, 0x3e, 0x00, 0x02, 0x00]),
+                vif(1, 1, [0x00, 0x16, 0x3e, 0x00, 0x01, 0x01]),
+            ]
+        );
+        let reasons: Vec<&str> = bad.iter().map(|b| b.reason).collect();
+        assert_eq!(
+            reasons,
+            [
+                "that domain's interface was already given",
+                "that MAC was already given"
+            ]
+        );
+        assert_eq!(bad[0].word, "pavise.vif=1:0:00-16-3e-00-01-01");
+    }
+
+    #[test]
+    fn the_uplink_slot_is_read_once() {
+        assert_eq!(uplink(""), None);
+        assert_eq!(uplink("loglvl=all pavise.vbd=1:xvda:w:10"), None);
+        assert_eq!(uplink("pavise.uplink=8"), Some(8));
+        assert_eq!(uplink("pavise.uplink=1F"), Some(0x1f));
+        assert_eq!(
+            uplink_checked("x pavise.uplink=0a y"),
+            (Some(0x0a), Vec::new())
+        );
+        let (slot, bad) = uplink_checked(
+            "pavise.uplink=20 pavise.uplink= pavise.uplink=0x8 pavise.uplink=9 \
+             pavise.uplink=8 pavise.uplink=-1",
+        );
+        assert_eq!(slot, Some(9));
+        let reasons: Vec<&str> = bad.iter().map(|b| b.reason).collect();
+        let bad_slot = "the PCI slot must be a hex device number from 0 to 1f";
+        assert_eq!(
+            reasons,
+            [
+                bad_slot,
+                bad_slot,
+                bad_slot,
+                "the uplink was already given",
+                bad_slot
+            ]
+        );
+        assert_eq!(
+            bad[3].to_string(),
+            "dom0: ignoring 'pavise.uplink=8' on the command line: the uplink was already given"
+        );
+        // Only a bad word: no uplink.
+        assert_eq!(uplink("pavise.uplink=zz"), None);
     }
 
     #[test]

@@ -9,21 +9,14 @@
 
 use alloc::vec::Vec;
 
-use guest_shim::{events, hypercall, println};
+use guest_shim::println;
 use virtio_drivers::device::blk::VirtIOBlk;
 use virtio_drivers::transport::pci::PciTransport;
-use virtio_drivers::transport::pci::bus::{DeviceFunction, PciRoot};
 
-use crate::virtio::{self, Confined, PavisHal, PortCam};
+use crate::virtio::{self, Confined, PavisHal};
 
-const VIRTIO_VENDOR: u16 = 0x1af4;
 /// Transitional and modern virtio-blk device ids.
 const VIRTIO_BLK_IDS: [u16; 2] = [0x1001, 0x1042];
-const REG_COMMAND: u8 = 0x04;
-const REG_INTERRUPT: u8 = 0x3c;
-const COMMAND_IO: u32 = 1 << 0;
-const COMMAND_MEMORY: u32 = 1 << 1;
-const COMMAND_BUS_MASTER: u32 = 1 << 2;
 
 pub type Blk = VirtIOBlk<PavisHal, Confined<PciTransport>>;
 
@@ -42,31 +35,9 @@ pub struct Disk {
 pub fn probe() -> Vec<Disk> {
     let mut disks = Vec::new();
     for slot in 0..32u8 {
-        let df = DeviceFunction {
-            bus: 0,
-            device: slot,
-            function: 0,
-        };
-        let id = virtio::config_read(df, 0);
-        let (vendor, device) = (id as u16, (id >> 16) as u16);
-        if vendor != VIRTIO_VENDOR || !VIRTIO_BLK_IDS.contains(&device) {
+        let Some((df, transport)) = virtio::open(slot, &VIRTIO_BLK_IDS) else {
             continue;
-        }
-        let command = virtio::config_read(df, REG_COMMAND);
-        virtio::config_write(
-            df,
-            REG_COMMAND,
-            (command & 0xffff) | COMMAND_IO | COMMAND_MEMORY | COMMAND_BUS_MASTER,
-        );
-        let mut root = PciRoot::new(PortCam);
-        let transport = match PciTransport::new::<PavisHal, PortCam>(&mut root, df) {
-            Ok(t) => t,
-            Err(e) => {
-                println!("dom0: disk at slot {slot:#x}: virtio transport failed: {e:?}");
-                continue;
-            }
         };
-        let transport = Confined::new(transport);
         let blk = match Blk::new(transport) {
             Ok(b) => b,
             Err(e) => {
@@ -74,8 +45,6 @@ pub fn probe() -> Vec<Disk> {
                 continue;
             }
         };
-        let interrupt = virtio::config_read(df, REG_INTERRUPT);
-        let (line, pin) = (interrupt & 0xff, (interrupt >> 8) & 0xff);
         // PCI lines are shared: a pirq another disk already bound keeps
         // its port, and every disk on it is acknowledged on its event.
         let shared = |pirq: u32| {
@@ -84,22 +53,14 @@ pub fn probe() -> Vec<Disk> {
                 .find(|d: &&Disk| d.pirq == Some(pirq))
                 .and_then(|d| d.port)
         };
-        let (pirq, port) = if pin != 0 && line != 0xff {
-            let bound = hypercall::physdev_map_gsi(line).and_then(|p| match shared(p) {
-                Some(port) => Ok((p, port)),
-                None => Ok((p, events::bind_pirq(p)?)),
-            });
-            match bound {
-                Ok((pirq, port)) => (Some(pirq), Some(port)),
-                Err(e) => {
-                    println!(
-                        "dom0: disk at slot {slot:#x}: no interrupt (GSI {line}: {e}); polling"
-                    );
-                    (None, None)
-                }
+        let (line, interrupt) = virtio::interrupt(df, shared);
+        let (pirq, port) = match interrupt {
+            Ok(Some((pirq, port))) => (Some(pirq), Some(port)),
+            Ok(None) => (None, None),
+            Err(e) => {
+                println!("dom0: disk at slot {slot:#x}: no interrupt (GSI {line}: {e}); polling");
+                (None, None)
             }
-        } else {
-            (None, None)
         };
         let sectors = blk.capacity();
         let readonly = blk.readonly();

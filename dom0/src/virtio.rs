@@ -11,8 +11,10 @@
 use core::ptr::NonNull;
 
 use dom0::dma::{PAGE, PagePool};
+use guest_shim::{events, hypercall, println};
 use spin::Mutex;
-use virtio_drivers::transport::pci::bus::{ConfigurationAccess, DeviceFunction};
+use virtio_drivers::transport::pci::PciTransport;
+use virtio_drivers::transport::pci::bus::{ConfigurationAccess, DeviceFunction, PciRoot};
 use virtio_drivers::transport::{DeviceStatus, DeviceType, InterruptStatus, Transport};
 use virtio_drivers::{BufferDirection, Hal, PhysAddr};
 use zerocopy::{FromBytes, Immutable, IntoBytes};
@@ -267,4 +269,63 @@ impl<T: Transport> Transport for Confined<T> {
     ) -> virtio_drivers::Result<()> {
         self.inner.write_config_space(offset, value)
     }
+}
+
+const VIRTIO_VENDOR: u16 = 0x1af4;
+const REG_COMMAND: u8 = 0x04;
+const REG_INTERRUPT: u8 = 0x3c;
+const COMMAND_IO: u32 = 1 << 0;
+const COMMAND_MEMORY: u32 = 1 << 1;
+const COMMAND_BUS_MASTER: u32 = 1 << 2;
+const NO_LINE: u32 = 0xff;
+
+/// The virtio function 0 in `slot` of bus 0 if its device id is one of
+/// `ids`: decoding and bus mastering on, its transport started.
+pub fn open(slot: u8, ids: &[u16]) -> Option<(DeviceFunction, Confined<PciTransport>)> {
+    let df = DeviceFunction {
+        bus: 0,
+        device: slot,
+        function: 0,
+    };
+    let id = config_read(df, 0);
+    let (vendor, device) = (id as u16, (id >> 16) as u16);
+    if vendor != VIRTIO_VENDOR || !ids.contains(&device) {
+        return None;
+    }
+    let command = config_read(df, REG_COMMAND);
+    config_write(
+        df,
+        REG_COMMAND,
+        (command & 0xffff) | COMMAND_IO | COMMAND_MEMORY | COMMAND_BUS_MASTER,
+    );
+    let mut root = PciRoot::new(PortCam);
+    match PciTransport::new::<PavisHal, PortCam>(&mut root, df) {
+        Ok(t) => Some((df, Confined::new(t))),
+        Err(e) => {
+            println!("dom0: device at slot {slot:#x}: virtio transport failed: {e:?}");
+            None
+        }
+    }
+}
+
+/// The function's interrupt line (its GSI: Dom0 has no ACPI interpreter,
+/// and SeaBIOS routes PCI lines to ISA IRQs the I/O APIC also receives on
+/// the same pins) mapped to a pirq and bound to an event channel:
+/// `(line, Ok(Some((pirq, port))))`, `Ok(None)` without a line. `shared`
+/// names the port of a pirq some other device already bound (PCI lines
+/// are shared; the pirq is bound once).
+pub fn interrupt(
+    df: DeviceFunction,
+    shared: impl Fn(u32) -> Option<u32>,
+) -> (u32, hypercall::Result<Option<(u32, u32)>>) {
+    let interrupt = config_read(df, REG_INTERRUPT);
+    let (line, pin) = (interrupt & 0xff, (interrupt >> 8) & 0xff);
+    if pin == 0 || line == NO_LINE {
+        return (line, Ok(None));
+    }
+    let bound = hypercall::physdev_map_gsi(line).and_then(|p| match shared(p) {
+        Some(port) => Ok((p, port)),
+        None => Ok((p, events::bind_pirq(p)?)),
+    });
+    (line, bound.map(Some))
 }

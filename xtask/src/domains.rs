@@ -1,8 +1,10 @@
 //! Domains to boot: Dom0 first, then DomUs given as
-//! `PATH[,name=NAME,mem=MiB,vcpus=N,ramdisk=PATH,disk=IMG[:ro]...,cmdline=...]`,
+//! `PATH[,name=NAME,mem=MiB,vcpus=N,ramdisk=PATH,disk=IMG[:ro]...,vif[=MAC]...,cmdline=...]`,
 //! turned into the GRUB modules and module strings (the hypervisor's boot
-//! manifest) that name them, and into the disks the machine attaches with
-//! the `pavise.vbd=` words that tell Dom0 whose they are.
+//! manifest) that name them, into the disks the machine attaches with
+//! the `pavise.vbd=` words that tell Dom0 whose they are, and into the
+//! `pavise.vif=` words that give Dom0 their network interfaces (with
+//! `pavise.uplink=` when the machine has an uplink; see [`crate::net`]).
 
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
@@ -10,6 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::bare_metal;
 use crate::disk::{self, Disk};
 use crate::error::{Error, Result};
+use crate::net::{self, Interface, Mac, Uplink, Vif};
 
 /// The kernel `cargo xtask run` boots beside Dom0 when no DomU is named.
 pub const DEMO_DOMU: &str = "hello";
@@ -46,11 +49,15 @@ pub struct DomU {
     pub ramdisk: Option<PathBuf>,
     /// Its virtual disks, in order: `xvda`, `xvdb`, … (see [`crate::disk`]).
     pub disks: Vec<Disk>,
+    /// Its network interfaces, in order: handle 0, 1, … (see
+    /// [`crate::net`]).
+    pub vifs: Vec<Vif>,
 }
 
 impl DomU {
     /// `kernel` with the hypervisor's defaults (16 MiB, one vCPU, no
-    /// command line, no disks), named after its file.
+    /// command line, no disks, no network interfaces), named after its
+    /// file.
     pub fn new(kernel: impl Into<PathBuf>) -> Self {
         Self {
             kernel: kernel.into(),
@@ -60,6 +67,7 @@ impl DomU {
             cmdline: None,
             ramdisk: None,
             disks: Vec::new(),
+            vifs: Vec::new(),
         }
     }
 }
@@ -73,12 +81,15 @@ pub fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-/// Parses `PATH[,name=NAME,mem=MiB,vcpus=N,ramdisk=PATH,disk=IMG[:ro],cmdline=...]`;
+/// Parses `PATH[,name=NAME,mem=MiB,vcpus=N,ramdisk=PATH,disk=IMG[:ro],vif[=MAC],cmdline=...]`;
 /// `disk=` may be given up to [`disk::MAX_DISKS_PER_DOMAIN`] times (the
-/// first is `xvda`, then `xvdb`, …; `:ro` makes it read-only), and
+/// first is `xvda`, then `xvdb`, …; `:ro` makes it read-only), `vif` or
+/// `vif=MAC` up to [`net::MAX_VIFS_PER_DOMAIN`] times (handle 0, 1, …;
+/// without a MAC, [`Mac::xen_default`] for its domain and handle), and
 /// `cmdline=` takes the rest of the argument, commas included. Values are
-/// checked against the hypervisor's limits; the disk images are checked
-/// later ([`check`]).
+/// checked against the hypervisor's limits and MACs as [`Mac`] reads them;
+/// the disk images, and whether two interfaces share a MAC, are checked
+/// later ([`check`], [`check_vifs`]).
 pub fn parse_domu(arg: &str) -> Result<DomU> {
     let bad = |reason: String| Error::BadDomu {
         arg: arg.to_owned(),
@@ -102,6 +113,10 @@ pub fn parse_domu(arg: &str) -> Result<DomU> {
             None => (r, None),
         };
         rest = next;
+        if item == "vif" {
+            push_vif(&mut domu, Vif::new(), &bad)?;
+            continue;
+        }
         let (key, value) = item
             .split_once('=')
             .ok_or_else(|| bad(format!("'{item}' is not key=value")))?;
@@ -157,9 +172,23 @@ pub fn parse_domu(arg: &str) -> Result<DomU> {
                 });
                 false
             }
+            "vif" => {
+                if value.is_empty() {
+                    return Err(bad(
+                        "vif= needs a MAC address, as vif=00:16:3e:00:01:00, or write vif alone for a default one"
+                            .to_owned(),
+                    ));
+                }
+                let mac: Mac = value.parse().map_err(|reason| Error::BadMac {
+                    arg: arg.to_owned(),
+                    reason,
+                })?;
+                push_vif(&mut domu, Vif::with_mac(mac), &bad)?;
+                false
+            }
             other => {
                 return Err(bad(format!(
-                    "unknown option '{other}' (known: name=, mem=, vcpus=, ramdisk=, disk=, cmdline=)"
+                    "unknown option '{other}' (known: name=, mem=, vcpus=, ramdisk=, disk=, vif, vif=, cmdline=)"
                 )));
             }
         };
@@ -168,6 +197,18 @@ pub fn parse_domu(arg: &str) -> Result<DomU> {
         }
     }
     Ok(domu)
+}
+
+/// Adds `vif` to `domu`'s interfaces, unless it has as many as fit.
+fn push_vif(domu: &mut DomU, vif: Vif, bad: &dyn Fn(String) -> Error) -> Result<()> {
+    if domu.vifs.len() == net::MAX_VIFS_PER_DOMAIN {
+        return Err(bad(format!(
+            "a DomU can have at most {} network interfaces",
+            net::MAX_VIFS_PER_DOMAIN
+        )));
+    }
+    domu.vifs.push(vif);
+    Ok(())
 }
 
 /// A name for the domain: the kernel's file name, reduced to the characters
@@ -255,15 +296,59 @@ pub fn check_ramdisk(path: &Path) -> Result<()> {
 /// Checks DomU number `index` (1-based) before anything is built: its
 /// kernel is an ELF file, its ramdisk a file, its disks usable images
 /// ([`disk::check_all`]; whether another DomU's disks clash with them is
-/// for [`check_disks`]), and GRUB can carry its module string unchanged.
+/// for [`check_disks`]), its interfaces have MACs of their own (against
+/// other DomUs' too: [`check_vifs`]), and GRUB can carry its module
+/// string unchanged.
 pub fn check(domu: &DomU, index: usize) -> Result<()> {
     check_kernel(&domu.kernel)?;
     if let Some(ramdisk) = &domu.ramdisk {
         check_ramdisk(ramdisk)?;
     }
     disk::check_all(&domu.disks)?;
+    let interfaces = domain_interfaces(domu, index).collect::<Result<Vec<_>>>()?;
+    net::check_unique(&interfaces, false)?;
     crate::grub::quote(&module_string(domu, index))?;
     Ok(())
+}
+
+/// DomU number `index`'s interfaces, their MACs settled.
+fn domain_interfaces(domu: &DomU, index: usize) -> impl Iterator<Item = Result<Interface>> + '_ {
+    domu.vifs
+        .iter()
+        .enumerate()
+        .map(move |(handle, vif)| Interface::resolve(index, handle, *vif))
+}
+
+/// Every DomU's network interfaces, in order: d1's handle 0, 1, …, then
+/// d2's, and so on (domain ids as the hypervisor numbers boot-time DomUs:
+/// their place in `domus`, from 1), each with its MAC: the one given, or
+/// [`Mac::xen_default`]. An error when an interface has neither.
+pub fn interfaces(domus: &[DomU]) -> Result<Vec<Interface>> {
+    domus
+        .iter()
+        .enumerate()
+        .flat_map(|(i, domu)| domain_interfaces(domu, i + 1))
+        .collect()
+}
+
+/// Checks all of `domus`' interfaces together, and with the uplink NIC
+/// when the machine has one: each has a MAC, and no two the same.
+pub fn check_vifs(domus: &[DomU], uplink: Option<&Uplink>) -> Result<()> {
+    net::check_unique(&interfaces(domus)?, uplink.is_some())
+}
+
+/// The words that give Dom0 the DomUs' network interfaces, one per
+/// interface in [`interfaces`] order: `pavise.vif=DOMID:HANDLE:MAC`, the
+/// MAC written with `-` (`:` separates the fields), e.g.
+/// `pavise.vif=1:0:00-16-3e-00-01-00`. An interface without a MAC
+/// (refused by [`check_vifs`]) gets no word.
+pub fn vif_words(domus: &[DomU]) -> Vec<String> {
+    domus
+        .iter()
+        .enumerate()
+        .flat_map(|(i, domu)| domain_interfaces(domu, i + 1))
+        .filter_map(|interface| interface.ok().map(|i| i.dom0_word()))
+        .collect()
 }
 
 /// Every DomU's disks, in the order the machine attaches them (the k-th is
@@ -306,22 +391,42 @@ pub fn vbd_words(domus: &[DomU]) -> Vec<String> {
         .collect()
 }
 
-/// Dom0's command line for `domus`: their [`vbd_words`], space-separated
-/// (the hypervisor appends its `pavise.domu=` words).
+/// Dom0's command line for `domus` on a machine without an uplink: see
+/// [`dom0_cmdline_for`].
 pub fn dom0_cmdline(domus: &[DomU]) -> String {
-    vbd_words(domus).join(" ")
+    dom0_cmdline_for(domus, None)
 }
 
-/// Dom0's module, when no DomU has a disk.
+/// Dom0's command line for `domus` on a machine with `uplink` (its
+/// [`crate::Machine::net`]): their [`vbd_words`], then their
+/// [`vif_words`], then the uplink's `pavise.uplink=SLOT` when there is
+/// one, space-separated (the hypervisor appends its `pavise.domu=`
+/// words).
+pub fn dom0_cmdline_for(domus: &[DomU], uplink: Option<&Uplink>) -> String {
+    let mut words = vbd_words(domus);
+    words.extend(vif_words(domus));
+    words.extend(uplink.map(Uplink::dom0_word));
+    words.join(" ")
+}
+
+/// Dom0's module, when no DomU has a disk or an interface and the machine
+/// has no uplink.
 pub fn dom0_module() -> (PathBuf, String) {
     dom0_module_for(&[])
 }
 
-/// Dom0's module for booting beside `domus`: `name=dom0`, and
-/// `cmdline=` with [`dom0_cmdline`] when they have disks.
+/// Dom0's module for booting beside `domus` on a machine without an
+/// uplink: see [`dom0_module_with`].
 pub fn dom0_module_for(domus: &[DomU]) -> (PathBuf, String) {
+    dom0_module_with(domus, None)
+}
+
+/// Dom0's module for booting beside `domus` on a machine with `uplink`:
+/// `name=dom0`, and `cmdline=` with [`dom0_cmdline_for`] when there is
+/// something to say.
+pub fn dom0_module_with(domus: &[DomU], uplink: Option<&Uplink>) -> (PathBuf, String) {
     let mut string = "name=dom0".to_owned();
-    let cmdline = dom0_cmdline(domus);
+    let cmdline = dom0_cmdline_for(domus, uplink);
     if !cmdline.is_empty() {
         string.push_str(" cmdline=");
         string.push_str(&cmdline);
@@ -345,12 +450,20 @@ pub fn domain_modules(domu: &DomU, index: usize) -> Vec<(PathBuf, String)> {
     modules
 }
 
-/// GRUB modules for Dom0 ([`dom0_module_for`]) and `domus`, in domain-id
-/// order (see [`domain_modules`]); each DomU's kernel and ramdisk are
-/// checked first, and all their disks ([`check_disks`]). The machine must
-/// attach [`disks`]`(domus)` for Dom0's `pavise.vbd=` words to hold.
+/// GRUB modules for Dom0 and `domus` on a machine without an uplink: see
+/// [`modules_with`].
 pub fn modules(domus: &[DomU]) -> Result<Vec<(PathBuf, String)>> {
-    let mut modules = vec![dom0_module_for(domus)];
+    modules_with(domus, None)
+}
+
+/// GRUB modules for Dom0 ([`dom0_module_with`]) and `domus`, in domain-id
+/// order (see [`domain_modules`]), for a machine with `uplink`; each
+/// DomU's kernel and ramdisk are checked first, then all their disks
+/// ([`check_disks`]) and interfaces ([`check_vifs`]). The machine must
+/// attach [`disks`]`(domus)` for Dom0's `pavise.vbd=` words to hold, and
+/// have `uplink` as its [`crate::Machine::net`] for `pavise.uplink=`.
+pub fn modules_with(domus: &[DomU], uplink: Option<&Uplink>) -> Result<Vec<(PathBuf, String)>> {
+    let mut modules = vec![dom0_module_with(domus, uplink)];
     for (i, domu) in domus.iter().enumerate() {
         check_kernel(&domu.kernel)?;
         if let Some(ramdisk) = &domu.ramdisk {
@@ -359,6 +472,7 @@ pub fn modules(domus: &[DomU]) -> Result<Vec<(PathBuf, String)>> {
         modules.extend(domain_modules(domu, i + 1));
     }
     check_disks(domus)?;
+    check_vifs(domus, uplink)?;
     Ok(modules)
 }
 
@@ -377,7 +491,7 @@ mod tests {
         assert_eq!(
             parse_domu("/x/dir,with,commas").map_err(|e| e.to_string()),
             Err("bad --domu '/x/dir,with,commas': 'with' is not key=value \
-                 (expected PATH[,name=NAME,mem=MiB,vcpus=N,ramdisk=PATH,cmdline=...])"
+                 (expected PATH[,name=NAME,mem=MiB,vcpus=N,ramdisk=PATH,disk=IMG[:ro],vif[=MAC],cmdline=...])"
                 .to_owned())
         );
     }
@@ -441,7 +555,7 @@ mod tests {
             ),
             (
                 "k,colour=red",
-                "unknown option 'colour' (known: name=, mem=, vcpus=, ramdisk=, disk=, cmdline=)",
+                "unknown option 'colour' (known: name=, mem=, vcpus=, ramdisk=, disk=, vif, vif=, cmdline=)",
             ),
             ("k,ramdisk=", "ramdisk= needs a file"),
             ("k,ramdisk=a,ramdisk=b", "ramdisk= is given twice"),
@@ -758,6 +872,169 @@ mod tests {
         assert_eq!(
             dom0_cmdline(&readers),
             "pavise.vbd=1:xvda:r:10 pavise.vbd=2:xvda:r:11"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn interfaces_are_read_in_order() {
+        let d = parse_domu("/x/k,vif,name=web,vif=00:16:3E:AA:BB:CC,disk=a.img,vif").unwrap();
+        assert_eq!(
+            d.vifs,
+            [
+                Vif::new(),
+                Vif::with_mac(Mac([0x00, 0x16, 0x3e, 0xaa, 0xbb, 0xcc])),
+                Vif::new(),
+            ]
+        );
+        assert_eq!((d.name.as_deref(), d.disks.len()), (Some("web"), 1));
+        // The interfaces stay out of the module string: Dom0 serves them.
+        assert_eq!(module_string(&d, 1), "name=web");
+        // After cmdline=, vif is part of the command line.
+        let d = parse_domu("k,vif,cmdline=ip=dhcp vif").unwrap();
+        assert_eq!(
+            (d.vifs, d.cmdline.as_deref()),
+            (vec![Vif::new()], Some("ip=dhcp vif"))
+        );
+        assert!(parse_domu("k").unwrap().vifs.is_empty());
+        // Sixteen fit (handles 0 to 15), a seventeenth does not.
+        let sixteen = ",vif".repeat(16);
+        assert_eq!(parse_domu(&format!("k{sixteen}")).unwrap().vifs.len(), 16);
+        let message = parse_domu(&format!("k{sixteen},vif=00:16:3e:00:00:01"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("a DomU can have at most 16 network interfaces"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn bad_macs_are_refused_with_the_reason() {
+        for (arg, message) in [
+            (
+                "k,vif=00:16:3e:00:01",
+                "bad --domu 'k,vif=00:16:3e:00:01': '00:16:3e:00:01' is not a MAC address; \
+                 write six two-digit hex numbers separated by ':', e.g. 00:16:3e:00:01:00 \
+                 (or write vif alone for a default MAC)",
+            ),
+            (
+                "k,vif=01:16:3e:00:01:00",
+                "bad --domu 'k,vif=01:16:3e:00:01:00': 01:16:3e:00:01:00 is a multicast address \
+                 (the lowest bit of its first byte is set), which no interface can have; \
+                 use a unicast one such as 00:16:3e:00:01:00 (or write vif alone for a default MAC)",
+            ),
+            (
+                "k,vif=00:00:00:00:00:00",
+                "bad --domu 'k,vif=00:00:00:00:00:00': 00:00:00:00:00:00 is not an interface's address; \
+                 use a real one, e.g. 00:16:3e:00:01:00 (or write vif alone for a default MAC)",
+            ),
+            (
+                "k,vif=00-16-3e-00-01-00",
+                "'00-16-3e-00-01-00' is not a MAC address",
+            ),
+        ] {
+            let e = parse_domu(arg).unwrap_err();
+            assert!(matches!(e, Error::BadMac { .. }), "{arg}: {e:?}");
+            let got = e.to_string();
+            assert!(got.contains(message), "{arg}: {got}");
+            assert!(!got.contains('\n'));
+        }
+        let e = parse_domu("k,vif=").unwrap_err().to_string();
+        assert!(
+            e.contains(
+                "vif= needs a MAC address, as vif=00:16:3e:00:01:00, or write vif alone for a default one"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn dom0_learns_the_interfaces_and_the_uplink() {
+        let domus = [
+            parse_domu("/t/hello,vif,disk=/d/a.img").unwrap(),
+            parse_domu("/t/hello,vif=00:16:3e:aa:bb:cc,vif").unwrap(),
+            parse_domu("/t/plain").unwrap(),
+        ];
+        assert_eq!(
+            vif_words(&domus),
+            [
+                "pavise.vif=1:0:00-16-3e-00-01-00",
+                "pavise.vif=2:0:00-16-3e-aa-bb-cc",
+                "pavise.vif=2:1:00-16-3e-00-02-01",
+            ]
+        );
+        let interfaces = interfaces(&domus).unwrap();
+        assert_eq!(
+            interfaces
+                .iter()
+                .map(|i| (i.domid, i.handle, i.given))
+                .collect::<Vec<_>>(),
+            [(1, 0, false), (2, 0, true), (2, 1, false)]
+        );
+        assert_eq!(
+            dom0_cmdline(&domus),
+            "pavise.vbd=1:xvda:w:10 pavise.vif=1:0:00-16-3e-00-01-00 \
+             pavise.vif=2:0:00-16-3e-aa-bb-cc pavise.vif=2:1:00-16-3e-00-02-01"
+        );
+        let uplink = Uplink::default();
+        let (path, string) = dom0_module_with(&domus, Some(&uplink));
+        assert!(path.ends_with("release/dom0"));
+        assert_eq!(
+            string,
+            "name=dom0 cmdline=pavise.vbd=1:xvda:w:10 pavise.vif=1:0:00-16-3e-00-01-00 \
+             pavise.vif=2:0:00-16-3e-aa-bb-cc pavise.vif=2:1:00-16-3e-00-02-01 pavise.uplink=8"
+        );
+        assert_eq!(crate::grub::quote(&string).unwrap(), string);
+        assert_eq!(dom0_module_for(&domus), dom0_module_with(&domus, None));
+        // An uplink alone is worth a command line.
+        assert_eq!(
+            dom0_module_with(&domus[2..], Some(&uplink)).1,
+            "name=dom0 cmdline=pavise.uplink=8"
+        );
+        assert_eq!(dom0_module_with(&domus[2..], None), dom0_module());
+        assert!(check_vifs(&domus, Some(&uplink)).is_ok());
+    }
+
+    #[test]
+    fn a_mac_is_given_to_one_interface() {
+        // d2's given MAC is d1's default.
+        let domus = [
+            parse_domu("/t/a,vif").unwrap(),
+            parse_domu("/t/b,vif=00:16:3e:00:01:00").unwrap(),
+        ];
+        let message = check_vifs(&domus, None).unwrap_err().to_string();
+        assert_eq!(
+            message,
+            "two interfaces have the MAC 00:16:3e:00:01:00: vif1.0 (d1's interface 0, default MAC) \
+             and vif2.0 (d2's interface 0); give each interface a MAC of its own with vif=MAC \
+             (or write vif alone for the default, 00:16:3e:00:DOMID:HANDLE)"
+        );
+        // Within one DomU, found by its own check.
+        let twice = parse_domu("/t/a,vif=00:16:3e:aa:bb:cc,vif=00:16:3E:AA:BB:CC").unwrap();
+        assert!(matches!(
+            check_vifs(std::slice::from_ref(&twice), None),
+            Err(Error::DuplicateMac { .. })
+        ));
+        let dir = scratch_dir("vifs");
+        let k = dir.join("k");
+        std::fs::write(&k, b"\x7fELF\x02\x01").unwrap();
+        let mut own = twice.clone();
+        own.kernel = k.clone();
+        let message = check(&own, 1).unwrap_err().to_string();
+        assert!(
+            message.contains("vif1.0 (d1's interface 0) and vif1.1"),
+            "{message}"
+        );
+        // And when the modules are made, against the uplink NIC too.
+        let domus = [parse_domu(&format!("{},vif=52:54:00:12:34:56", k.display())).unwrap()];
+        assert!(modules(&domus).is_ok());
+        let message = modules_with(&domus, Some(&Uplink::default()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.starts_with("two interfaces have the MAC 52:54:00:12:34:56: the uplink NIC"),
+            "{message}"
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }

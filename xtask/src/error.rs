@@ -4,6 +4,8 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
+use crate::net::{HostFwd, Mac, MacError};
+
 /// Everything that can go wrong in xtask, as a value (never a panic).
 #[derive(Debug)]
 pub enum Error {
@@ -64,6 +66,27 @@ pub enum Error {
     NotElf { path: PathBuf },
     /// A `--domu` ramdisk does not exist or is not a file.
     RamdiskMissing { path: PathBuf },
+    /// A `--domu` `vif=` MAC address is malformed or no interface's.
+    BadMac { arg: String, reason: MacError },
+    /// Two network interfaces (DomUs' or the uplink NIC) have one MAC.
+    DuplicateMac {
+        mac: Mac,
+        /// The interfaces, as [`crate::net::Interface::describe`] names them.
+        first: String,
+        second: String,
+    },
+    /// A DomU interface needs a default MAC but its domain id or handle
+    /// does not fit in one.
+    NoDefaultMac { domid: usize, handle: usize },
+    /// A `--hostfwd` argument (or a [`HostFwd`] of a machine) is malformed
+    /// or cannot reach a DomU.
+    BadHostFwd { arg: String, reason: String },
+    /// Two forwards from one host port.
+    HostPortTwice {
+        port: u16,
+        first: HostFwd,
+        second: HostFwd,
+    },
     /// Direct boot was asked to carry a DomU's ramdisk.
     DirectBootRamdisk,
     /// Debian's packages for the Linux guest could not be had: apt is
@@ -173,7 +196,7 @@ impl fmt::Display for Error {
             Self::TestsFailed { phases } => write!(f, "failed: {}", phases.join(", ")),
             Self::BadDomu { arg, reason } => write!(
                 f,
-                "bad --domu '{arg}': {reason} (expected PATH[,name=NAME,mem=MiB,vcpus=N,ramdisk=PATH,cmdline=...])"
+                "bad --domu '{arg}': {reason} (expected PATH[,name=NAME,mem=MiB,vcpus=N,ramdisk=PATH,disk=IMG[:ro],vif[=MAC],cmdline=...])"
             ),
             Self::KernelMissing { path } => write!(
                 f,
@@ -189,6 +212,30 @@ impl fmt::Display for Error {
                 f,
                 "ramdisk {} does not exist or is not a file",
                 path.display()
+            ),
+            Self::BadMac { arg, reason } => write!(
+                f,
+                "bad --domu '{arg}': {reason} (or write vif alone for a default MAC)"
+            ),
+            Self::DuplicateMac { mac, first, second } => write!(
+                f,
+                "two interfaces have the MAC {mac}: {first} and {second}; give each interface a MAC of its own with vif=MAC (or write vif alone for the default, 00:16:3e:00:DOMID:HANDLE)"
+            ),
+            Self::NoDefaultMac { domid, handle } => write!(
+                f,
+                "vif{domid}.{handle} has no default MAC (00:16:3e:00:DOMID:HANDLE fits domain ids and handles up to 255); give it one with vif=MAC"
+            ),
+            Self::BadHostFwd { arg, reason } => write!(
+                f,
+                "bad --hostfwd '{arg}': {reason}; write HOSTPORT:GUESTIP:GUESTPORT with a DomU's address on 10.0.2.0/24, e.g. 8080:10.0.2.15:80"
+            ),
+            Self::HostPortTwice {
+                port,
+                first,
+                second,
+            } => write!(
+                f,
+                "host port {port} is forwarded twice ({first} and {second}); give each --hostfwd a host port of its own"
             ),
             Self::DirectBootRamdisk => write!(
                 f,

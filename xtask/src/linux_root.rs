@@ -10,6 +10,11 @@
 //! Everything is kept under [`crate::linux::cache_dir`]: the modules in
 //! `root-modules/` (with `load`, their load order), the initramfs and the
 //! image `root.img` of `cargo xtask linux --disk`.
+//!
+//! Other sets of modules come out of the package the same way
+//! ([`modules_named`], e.g. [`NET_MODULES`], `xen-netfront`, into
+//! `net-modules/`), and go into any initramfs ([`module_files`]) whose
+//! init loads them with [`LOAD_MODULES`].
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -25,6 +30,14 @@ use crate::prereqs::find_program;
 /// The modules a root on an ext4 `xvda` needs, as `modprobe` names them;
 /// their dependencies come with them.
 pub const ROOT_MODULES: &[&str] = &["xen-blkfront", "ext4"];
+
+/// The modules a DomU's network interfaces need, as `modprobe` names
+/// them: Xen's netfront (a module in Debian's kernel, needing no other:
+/// the xenbus core, `af_packet`, `unix` and `ipv6` are built in).
+pub const NET_MODULES: &[&str] = &["xen-netfront"];
+
+/// The directory of [`crate::linux::cache_dir`] with [`NET_MODULES`].
+pub const NET_MODULES_DIR: &str = "net-modules";
 
 /// The size of the root file system image.
 pub const ROOT_IMAGE_MIB: u32 = 64;
@@ -466,7 +479,8 @@ fn module_bytes(path: &Path) -> Result<Vec<u8>> {
     }
 }
 
-/// The root modules as cached: their directory and, in load order, each
+/// A set of modules as cached (the root modules, or any set
+/// [`modules_named`] takes): their directory and, in load order, each
 /// file's name there and whether it is optional.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RootModules {
@@ -530,17 +544,38 @@ impl RootModules {
 /// the package compresses them) and their [`LOAD_FILE`]. Returns whether
 /// they were taken out now.
 pub fn modules(cache: &Path, version: &str) -> Result<(RootModules, bool)> {
+    modules_named(cache, version, ROOT_MODULES, MODULES_DIR)
+}
+
+/// The modules `wanted` (as `modprobe` names them, e.g. [`NET_MODULES`])
+/// and what they need ([`load_order`]) from the kernel package of release
+/// `version` in `cache`, cached in `cache/DIR_NAME/` as [`modules`] caches
+/// the root modules: plain `.ko` files and their [`LOAD_FILE`], taken out
+/// of the package again only when it or `wanted` changed. Returns whether
+/// they were taken out now. Several sets can go into one initramfs only
+/// as one set: ask for all their names together.
+pub fn modules_named(
+    cache: &Path,
+    version: &str,
+    wanted: &[&str],
+    dir_name: &str,
+) -> Result<(RootModules, bool)> {
     let package = format!("linux-image-{version}");
     let deb = linux::find_deb(cache, &package)?.ok_or_else(|| Error::LinuxPackage {
         path: cache.to_owned(),
         reason: format!(
-            "it holds no {package}_*.deb to take the root modules from; `cargo xtask linux` downloads it"
+            "it holds no {package}_*.deb to take the modules {} from; `cargo xtask linux` downloads it",
+            wanted.join(", ")
         ),
     })?;
-    let dir = cache.join(MODULES_DIR);
+    let dir = cache.join(dir_name);
     let load = dir.join(LOAD_FILE);
     let stamp = dir.join(".from");
-    if linux::up_to_date(&load, &stamp, &deb) {
+    let wanted_file = dir.join(".wanted");
+    let wanted_text = format!("{}\n", wanted.join(" "));
+    if linux::up_to_date(&load, &stamp, &deb)
+        && fs::read_to_string(&wanted_file).ok().as_deref() == Some(&*wanted_text)
+    {
         let text =
             fs::read_to_string(&load).map_err(Error::io(format!("reading {}", load.display())))?;
         let modules = RootModules::parse_load(&dir, &text);
@@ -549,22 +584,30 @@ pub fn modules(cache: &Path, version: &str) -> Result<(RootModules, bool)> {
         }
     }
 
-    let scratch = cache.join(format!("{MODULES_DIR}.unpack"));
+    let scratch = cache.join(format!("{dir_name}.unpack"));
     linux::unpack(&deb, &scratch)?;
-    let result = take_modules(&scratch, version, &deb, &dir);
+    let result = take_modules(&scratch, version, &deb, wanted, &dir);
     let removed =
         fs::remove_dir_all(&scratch).map_err(Error::io(format!("removing {}", scratch.display())));
     let modules = result?;
     removed?;
     fs::write(&load, modules.load_text())
         .map_err(Error::io(format!("writing {}", load.display())))?;
+    fs::write(&wanted_file, wanted_text)
+        .map_err(Error::io(format!("writing {}", wanted_file.display())))?;
     linux::stamp(&stamp, &deb)?;
     Ok((modules, true))
 }
 
-/// Resolves [`ROOT_MODULES`] in the unpacked package `unpacked` and copies
-/// them, plain, into `dir` (emptied first).
-fn take_modules(unpacked: &Path, version: &str, deb: &Path, dir: &Path) -> Result<RootModules> {
+/// Resolves `wanted` in the unpacked package `unpacked` and copies the
+/// modules to load, plain, into `dir` (emptied first).
+fn take_modules(
+    unpacked: &Path,
+    version: &str,
+    deb: &Path,
+    wanted: &[&str],
+    dir: &Path,
+) -> Result<RootModules> {
     let base = unpacked.join("lib/modules");
     let mut tree = base.join(version);
     if !tree.is_dir() {
@@ -589,7 +632,7 @@ fn take_modules(unpacked: &Path, version: &str, deb: &Path, dir: &Path) -> Resul
         }
     }
     let index = ModuleIndex::read(&tree)?;
-    let order = load_order(&index, ROOT_MODULES).map_err(|reason| Error::LinuxPackage {
+    let order = load_order(&index, wanted).map_err(|reason| Error::LinuxPackage {
         path: deb.to_owned(),
         reason,
     })?;
@@ -615,6 +658,13 @@ fn take_modules(unpacked: &Path, version: &str, deb: &Path, dir: &Path) -> Resul
 /// Writes the root initramfs to `out`: busybox, [`ROOT_INITRAMFS_INIT`]
 /// as /init, and `modules` with their load order in `/lib/modules/`.
 pub fn initramfs(busybox: &Path, modules: &RootModules, out: &Path) -> Result<()> {
+    linux::initramfs_with(busybox, ROOT_INITRAMFS_INIT, &module_files(modules)?, out)
+}
+
+/// `modules` as files of an initramfs (for [`linux::initramfs_with`]):
+/// each `.ko` as `lib/modules/FILE`, and their load order as
+/// `lib/modules/load` ([`LOAD_FILE`]), which [`LOAD_MODULES`] reads.
+pub fn module_files(modules: &RootModules) -> Result<Vec<(String, Vec<u8>)>> {
     let mut files = Vec::with_capacity(modules.files.len() + 1);
     for (file, _) in &modules.files {
         let path = modules.dir.join(file);
@@ -625,8 +675,27 @@ pub fn initramfs(busybox: &Path, modules: &RootModules, out: &Path) -> Result<()
         format!("lib/modules/{LOAD_FILE}"),
         modules.load_text().into_bytes(),
     ));
-    linux::initramfs_with(busybox, ROOT_INITRAMFS_INIT, &files, out)
+    Ok(files)
 }
+
+/// The part of an initramfs's `/init` (busybox sh) that loads the modules
+/// [`module_files`] put in `/lib/modules/`, in order, with busybox's
+/// `insmod`: a module marked optional may fail (its error is printed),
+/// any other failing calls the script's own `fail MESSAGE` function,
+/// which must be defined before. Afterwards `$loaded` lists what was
+/// loaded (` xen-netfront`…). [`ROOT_INITRAMFS_INIT`] has it verbatim.
+pub const LOAD_MODULES: &str = r#"loaded=""
+while read -r file flag; do
+    [ -n "$file" ] || continue
+    if out=$(insmod "/lib/modules/$file" 2>&1); then
+        loaded="$loaded ${file%.ko}"
+    elif [ "$flag" = optional ]; then
+        echo "pavise-initramfs: optional module $file not loaded: $out"
+    else
+        fail "cannot load module $file: $out"
+    fi
+done < /lib/modules/load
+"#;
 
 /// The root initramfs's `/init`: loads the modules `/lib/modules/load`
 /// names, waits for the root device (`root=`, default `/dev/xvda`;
@@ -1383,6 +1452,135 @@ mod tests {
         assert_eq!(RootModules::none().load_text(), "");
     }
 
+    /// Debian 6.1's netfront: no dependencies, one alias per name.
+    #[test]
+    fn net_modules_come_in_load_order() {
+        let mut modules = debian_like().modules;
+        modules.push(module("xen-netfront", &[], &[], &["xennet", "xen:vif"]));
+        let index = ModuleIndex::new(modules, ["crc32".to_owned()].into(), vec![]);
+        let order = load_order(&index, NET_MODULES).unwrap();
+        assert_eq!(names(&order), [("xen_netfront", false)]);
+        assert_eq!(order[0].path, "kernel/xen-netfront.ko");
+        // With the root's, one set in one order.
+        let both: Vec<&str> = ROOT_MODULES.iter().chain(NET_MODULES).copied().collect();
+        let order = load_order(&index, &both).unwrap();
+        assert_eq!(order.first().unwrap().name, "xen_blkfront");
+        assert_eq!(order.last().unwrap().name, "xen_netfront");
+        // A kernel with netfront built in needs nothing.
+        let builtin = ModuleIndex::new(vec![], ["xen_netfront".to_owned()].into(), vec![]);
+        assert!(load_order(&builtin, NET_MODULES).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_module_loop_is_the_root_initramfs_own() {
+        assert!(ROOT_INITRAMFS_INIT.contains(LOAD_MODULES));
+        assert!(LOAD_MODULES.contains("done < /lib/modules/load"));
+        assert!(LOAD_MODULES.contains(&format!("/lib/modules/{LOAD_FILE}")));
+    }
+
+    #[test]
+    fn module_files_go_under_lib_modules_with_their_order() {
+        let scratch = Scratch::new("module-files");
+        fs::write(scratch.0.join("xen-netfront.ko"), b"netfront").unwrap();
+        let modules = RootModules {
+            dir: scratch.0.clone(),
+            files: vec![("xen-netfront.ko".into(), false)],
+        };
+        assert_eq!(
+            module_files(&modules).unwrap(),
+            [
+                (
+                    "lib/modules/xen-netfront.ko".to_owned(),
+                    b"netfront".to_vec()
+                ),
+                ("lib/modules/load".to_owned(), b"xen-netfront.ko\n".to_vec()),
+            ]
+        );
+        assert_eq!(
+            module_files(&RootModules::none()).unwrap(),
+            [("lib/modules/load".to_owned(), Vec::new())]
+        );
+        let gone = RootModules {
+            dir: scratch.0.join("gone"),
+            ..modules
+        };
+        let e = module_files(&gone).unwrap_err().to_string();
+        assert!(e.contains("xen-netfront.ko"), "{e}");
+    }
+
+    /// A stand-in kernel package: xen-netfront and a dependency in
+    /// lib/modules/VERSION/, built with dpkg-deb.
+    #[test]
+    fn a_set_of_modules_is_taken_out_of_the_package_once() {
+        if find_program("dpkg-deb").is_none() {
+            eprintln!("note: dpkg-deb not found; taking modules out of a package is not tested");
+            return;
+        }
+        let scratch = Scratch::new("named");
+        let tree = scratch
+            .0
+            .join("pkg/lib/modules/6.1.0-test-amd64/kernel/drivers/net");
+        fs::create_dir_all(&tree).unwrap();
+        fs::create_dir_all(scratch.0.join("pkg/DEBIAN")).unwrap();
+        fs::write(
+            scratch.0.join("pkg/DEBIAN/control"),
+            "Package: linux-image-6.1.0-test-amd64\nVersion: 1\nArchitecture: amd64\n\
+             Maintainer: x <x@example.org>\nDescription: test\n",
+        )
+        .unwrap();
+        let netfront = elf_with_modinfo(b"name=xen_netfront\0depends=helper\0alias=xen:vif\0");
+        let helper = elf_with_modinfo(b"name=helper\0depends=\0");
+        fs::write(tree.join("xen-netfront.ko"), &netfront).unwrap();
+        fs::write(tree.join("helper.ko"), &helper).unwrap();
+        let cache = scratch.0.join("cache");
+        fs::create_dir_all(&cache).unwrap();
+        let deb = cache.join("linux-image-6.1.0-test-amd64_1_amd64.deb");
+        let built = Command::new("dpkg-deb")
+            .args(["--build", "--root-owner-group", "-Zgzip"])
+            .arg(scratch.0.join("pkg"))
+            .arg(&deb)
+            .output()
+            .unwrap();
+        assert!(built.status.success(), "{built:?}");
+
+        let (modules, taken) =
+            modules_named(&cache, "6.1.0-test-amd64", NET_MODULES, NET_MODULES_DIR).unwrap();
+        assert!(taken);
+        assert_eq!(modules.dir, cache.join(NET_MODULES_DIR));
+        assert_eq!(modules.names(), "helper xen-netfront");
+        assert_eq!(
+            fs::read(modules.dir.join("xen-netfront.ko")).unwrap(),
+            netfront
+        );
+        assert!(!cache.join("net-modules.unpack").exists());
+        // Cached: not taken again, unless the names asked for change.
+        let (again, taken) =
+            modules_named(&cache, "6.1.0-test-amd64", NET_MODULES, NET_MODULES_DIR).unwrap();
+        assert!(!taken);
+        assert_eq!(again, modules);
+        let (helper_only, taken) =
+            modules_named(&cache, "6.1.0-test-amd64", &["helper"], NET_MODULES_DIR).unwrap();
+        assert!(taken);
+        assert_eq!(helper_only.names(), "helper");
+        // A module the package lacks is one sentence.
+        let e = modules_named(&cache, "6.1.0-test-amd64", &["e1000"], "other")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("it has no module e1000 and does not build it in"),
+            "{e}"
+        );
+        let e = modules_named(&cache, "6.1.0-gone", NET_MODULES, NET_MODULES_DIR)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(
+                "it holds no linux-image-6.1.0-gone_*.deb to take the modules xen-netfront from"
+            ),
+            "{e}"
+        );
+    }
+
     #[test]
     fn persist_content_matches_the_guests() {
         let content = persist_content("s1");
@@ -1589,6 +1787,26 @@ mod tests {
 
     /// The real thing: the root modules out of Debian's kernel package in
     /// target/linux/ (run with `cargo test -p xtask -- --ignored`).
+    /// The real thing: netfront out of Debian's kernel package (run with
+    /// `cargo test -p xtask -- --ignored`).
+    #[test]
+    #[ignore = "downloads Debian packages"]
+    fn debians_net_modules() {
+        let kit = linux::prepare(&linux::cache_dir()).unwrap();
+        let (modules, _) = modules_named(
+            &linux::cache_dir(),
+            &kit.version,
+            NET_MODULES,
+            NET_MODULES_DIR,
+        )
+        .unwrap();
+        assert_eq!(modules.names(), "xen-netfront");
+        for (file, _) in &modules.files {
+            let bytes = fs::read(modules.dir.join(file)).unwrap();
+            assert!(modinfo_section(&bytes).is_ok(), "{file}");
+        }
+    }
+
     #[test]
     #[ignore = "downloads Debian packages"]
     fn debians_root_modules() {

@@ -18,6 +18,7 @@ use crate::disk::{self, Disk};
 use crate::error::{Error, Result};
 use crate::exit::Exit;
 use crate::grub;
+use crate::net::Uplink;
 use crate::prereqs::{self, Need};
 use crate::workspace;
 
@@ -91,6 +92,12 @@ pub struct Machine {
     /// by default: with it, about 2% of boots here end in an undiagnosed
     /// host triple fault (README, "DMA").
     pub iommu: bool,
+    /// The uplink: a QEMU user-mode network (10.0.2.0/24) on a virtio-net
+    /// NIC in PCI slot [`crate::net::UPLINK_SLOT`] for Dom0 to drive, with
+    /// its port forwards from the host (see [`crate::net`];
+    /// [`crate::domains::dom0_module_with`] tells Dom0 where it is). Off
+    /// (`None`) by default.
+    pub net: Option<Uplink>,
     /// Extra QEMU arguments, appended last.
     pub extra_qemu_args: Vec<String>,
     /// When to stop QEMU; `None` lets it run (not allowed for captured runs).
@@ -113,7 +120,7 @@ pub struct Machine {
 }
 
 impl Default for Machine {
-    /// 1 CPU, 512 MiB, GRUB, no options, modules or disks,
+    /// 1 CPU, 512 MiB, GRUB, no options, modules, disks or uplink,
     /// [`DEFAULT_TIMEOUT`], the release hypervisor build.
     fn default() -> Self {
         Self {
@@ -124,6 +131,7 @@ impl Default for Machine {
             modules: Vec::new(),
             disks: Vec::new(),
             iommu: false,
+            net: None,
             extra_qemu_args: Vec::new(),
             timeout: Some(DEFAULT_TIMEOUT),
             hypervisor: bare_metal::artifact(HYPERVISOR),
@@ -190,7 +198,9 @@ impl Machine {
             .join(" ")
     }
 
-    /// A short description, e.g. `4 CPUs, 128 MiB, GRUB`.
+    /// A short description, e.g. `4 CPUs, 128 MiB, GRUB`, with the
+    /// uplink when there is one (`…, GRUB, uplink 10.0.2.0/24, 127.0.0.1:8080
+    /// → 10.0.2.16:80`).
     pub fn describe(&self) -> String {
         let cpus = if self.smp == 1 { "CPU" } else { "CPUs" };
         let boot = match self.boot {
@@ -198,7 +208,12 @@ impl Machine {
             Boot::Direct => "direct boot",
             Boot::Bare => "bare kernel, no hypervisor",
         };
-        format!("{} {cpus}, {} MiB, {boot}", self.smp, self.mem_mib)
+        let mut s = format!("{} {cpus}, {} MiB, {boot}", self.smp, self.mem_mib);
+        if let Some(net) = &self.net {
+            s.push_str(", ");
+            s.push_str(&net.describe());
+        }
+        s
     }
 
     /// Checks the settings, host tools and files, and (for GRUB boot) makes
@@ -246,8 +261,9 @@ impl Machine {
     }
 
     /// Checks what the user chose, before anything is built: the modules
-    /// exist and the boot path can carry them and the command line, and
-    /// the disks are usable images ([`disk::check_all`]).
+    /// exist and the boot path can carry them and the command line, the
+    /// disks are usable images ([`disk::check_all`]) and the uplink's port
+    /// forwards can reach DomUs ([`Uplink::check`]).
     pub fn check_inputs(&self) -> Result<()> {
         match self.boot {
             Boot::Direct | Boot::Bare => check_direct_modules(&self.modules)?,
@@ -264,6 +280,9 @@ impl Machine {
             }
         }
         disk::check_all(&self.disks)?;
+        if let Some(net) = &self.net {
+            net.check()?;
+        }
         Ok(())
     }
 
@@ -317,10 +336,11 @@ impl Machine {
                 }
             }
         }
-        args.extend(disk::qemu_args(
-            &self.disks,
-            self.iommu && self.boot != Boot::Bare,
-        )?);
+        let iommu = self.iommu && self.boot != Boot::Bare;
+        args.extend(disk::qemu_args(&self.disks, iommu)?);
+        if let Some(net) = &self.net {
+            args.extend(net.qemu_args(iommu));
+        }
         args.extend(self.extra_qemu_args.iter().map(OsString::from));
         Ok(args)
     }
@@ -768,6 +788,75 @@ mod tests {
         let message = missing.check_inputs().unwrap_err().to_string();
         assert!(
             message.contains("disk image /nonexistent/disk.img does not exist"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn uplink_arguments() {
+        use crate::net::HostFwd;
+        use std::net::Ipv4Addr;
+        let uplink = Uplink {
+            hostfwd: vec![HostFwd::new(8080, Ipv4Addr::new(10, 0, 2, 16), 80)],
+        };
+        let machine = Machine {
+            disks: vec![Disk::new("/srv/root.img")],
+            net: Some(uplink.clone()),
+            extra_qemu_args: vec!["-d".into(), "int".into()],
+            ..Machine::default()
+        };
+        let args = machine
+            .qemu_args(Some(Path::new("/tmp/x.iso")))
+            .expect("arguments");
+        assert_eq!(
+            strings(&args).join(" "),
+            "-machine q35 -cpu max -m 512M -smp 1 -display none -serial stdio \
+             -monitor none -no-reboot -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
+             -boot d -cdrom /tmp/x.iso \
+             -drive file=/srv/root.img,format=raw,if=none,id=vd0,cache=writeback \
+             -device virtio-blk-pci,drive=vd0,addr=0x10 \
+             -netdev user,id=uplink,net=10.0.2.0/24,restrict=off,hostfwd=tcp:127.0.0.1:8080-10.0.2.16:80 \
+             -device virtio-net-pci,netdev=uplink,addr=0x8,mac=52:54:00:12:34:56,romfile= \
+             -d int"
+        );
+        assert_eq!(
+            machine.describe(),
+            "1 CPU, 512 MiB, GRUB, uplink 10.0.2.0/24, 127.0.0.1:8080 → 10.0.2.16:80"
+        );
+        // With the IOMMU, the NIC goes through it as the disks do.
+        let iommu = Machine {
+            net: Some(Uplink::default()),
+            iommu: true,
+            ..Machine::default()
+        };
+        let args = strings(&iommu.qemu_args(Some(Path::new("/tmp/x.iso"))).unwrap());
+        assert_eq!(
+            &args[args.len() - 4..],
+            [
+                "-netdev",
+                "user,id=uplink,net=10.0.2.0/24,restrict=off",
+                "-device",
+                "virtio-net-pci,netdev=uplink,addr=0x8,mac=52:54:00:12:34:56,romfile=,\
+                 disable-legacy=on,iommu_platform=on"
+            ]
+        );
+        // Off by default.
+        let args = strings(
+            &Machine::default()
+                .qemu_args(Some(Path::new("/x.iso")))
+                .unwrap(),
+        );
+        assert!(!args.iter().any(|a| a.contains("netdev")));
+        // A bad forward is refused before anything is built.
+        let bad = Machine {
+            net: Some(Uplink {
+                hostfwd: vec![HostFwd::new(8080, Ipv4Addr::new(10, 0, 3, 16), 80)],
+            }),
+            ..Machine::default()
+        };
+        let message = bad.check_inputs().unwrap_err().to_string();
+        assert!(
+            message.contains("is not on the uplink network"),
             "{message}"
         );
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use xtask::disk::Disk;
 use xtask::domains::{self, DomU};
+use xtask::net::{HostFwd, Uplink};
 use xtask::progress::{Step, Steps, say};
 use xtask::{
     Boot, Error, Exit, Machine, bare_metal, bench, grub, linux, linux_root, prereqs, suite,
@@ -132,6 +133,8 @@ impl LinuxArgs {
             // The session ends with Linux (its shell's exit powers it off).
             exit_when_done: true,
             iommu: false,
+            net: false,
+            hostfwd: Vec::new(),
             qemu_args: Vec::new(),
         }
     }
@@ -163,10 +166,13 @@ struct RunArgs {
     #[arg(long = "module", value_name = "FILE [STRING]", value_parser = parse_module)]
     modules: Vec<(PathBuf, String)>,
     /// Boot a Xen PVH ELF kernel (any, not only this project's) as a DomU
-    /// beside Dom0: PATH[,name=NAME,mem=MiB,vcpus=N,ramdisk=PATH,cmdline=...]
+    /// beside Dom0:
+    /// PATH[,name=NAME,mem=MiB,vcpus=N,ramdisk=PATH,disk=IMG[:ro],vif[=MAC],cmdline=...]
     /// (cmdline takes the rest, commas included; ramdisk= loads a file
-    /// beside the kernel, e.g. an initramfs). Repeatable. Without --domu or
-    /// --module, Dom0 and a demo DomU boot.
+    /// beside the kernel, e.g. an initramfs; disk= and vif are repeatable:
+    /// a virtual disk, a network interface with the MAC given or
+    /// 00:16:3e:00:DOMID:HANDLE). Repeatable. Without --domu or --module,
+    /// Dom0 and a demo DomU boot.
     #[arg(long = "domu", value_name = "PATH[,OPTIONS]", value_parser = parse_domu)]
     domus: Vec<DomU>,
     /// Power QEMU off as soon as every DomU has ended; the exit status is 0
@@ -178,6 +184,17 @@ struct RunArgs {
     /// README's "DMA").
     #[arg(long)]
     iommu: bool,
+    /// Give the machine an uplink: a QEMU user-mode network (10.0.2.0/24;
+    /// the host is 10.0.2.2, DNS 10.0.2.3) on a virtio-net NIC that Dom0
+    /// drives.
+    #[arg(long)]
+    net: bool,
+    /// Forward TCP port HOSTPORT on the host's loopback (127.0.0.1) to
+    /// GUESTIP:GUESTPORT on the uplink network, e.g. 8080:10.0.2.15:80.
+    /// Repeatable; needs --net.
+    #[arg(long = "hostfwd", value_name = "HOSTPORT:GUESTIP:GUESTPORT",
+          value_parser = parse_hostfwd, requires = "net")]
+    hostfwd: Vec<HostFwd>,
     /// Extra QEMU arguments.
     #[arg(last = true, value_name = "QEMU ARGS")]
     qemu_args: Vec<String>,
@@ -185,6 +202,20 @@ struct RunArgs {
 
 fn parse_domu(arg: &str) -> Result<DomU, Error> {
     domains::parse_domu(arg)
+}
+
+fn parse_hostfwd(arg: &str) -> Result<HostFwd, Error> {
+    HostFwd::parse(arg)
+}
+
+impl RunArgs {
+    /// The machine's uplink: with --net, one carrying the --hostfwd
+    /// forwards.
+    fn uplink(&self) -> Option<Uplink> {
+        self.net.then(|| Uplink {
+            hostfwd: self.hostfwd.clone(),
+        })
+    }
 }
 
 /// Splits `FILE [STRING]` at the first whitespace.
@@ -253,6 +284,11 @@ fn run(args: RunArgs, steps: &mut Steps) -> xtask::Result<ExitCode> {
     for (i, domu) in args.domus.iter().enumerate() {
         domains::check(domu, i + 1)?;
     }
+    let uplink = args.uplink();
+    if let Some(uplink) = &uplink {
+        uplink.check()?;
+    }
+    domains::check_vifs(&args.domus, uplink.as_ref())?;
     let mut cmdline = args.cmdline.clone();
     if args.exit_when_done {
         cmdline = format!("{cmdline} exit_when_done").trim().to_owned();
@@ -270,6 +306,7 @@ fn run(args: RunArgs, steps: &mut Steps) -> xtask::Result<ExitCode> {
         extra_qemu_args: args.qemu_args.clone(),
         timeout: args.timeout.map(Duration::from_secs),
         iommu: args.iommu,
+        net: uplink,
         ..Machine::default()
     };
     prereqs::ensure(machine.needs())?;
@@ -281,7 +318,7 @@ fn run(args: RunArgs, steps: &mut Steps) -> xtask::Result<ExitCode> {
         } else {
             args.domus.clone()
         };
-        let mut modules = domains::modules(&domus)?;
+        let mut modules = domains::modules_with(&domus, machine.net.as_ref())?;
         modules.extend(args.modules.iter().cloned());
         machine.modules = modules;
         machine.disks = domains::disks(&domus);
@@ -295,6 +332,11 @@ fn run(args: RunArgs, steps: &mut Steps) -> xtask::Result<ExitCode> {
         step.done("made");
         prepared
     };
+    if let Some(uplink) = &machine.net {
+        for line in uplink.reach() {
+            say(&line);
+        }
+    }
     let step = steps.start(&format!("booting QEMU: {}", machine.describe()));
     let ended = prepared.run_interactive()?;
     step.done_with(|took| match (ended.exit, args.timeout) {
@@ -671,6 +713,93 @@ mod tests {
         let e = run(args, &mut Steps::new(2)).unwrap_err();
         assert!(matches!(e, Error::DirectBootRamdisk), "{e}");
         assert!(!e.to_string().contains('\n'));
+    }
+
+    fn run_args(args: &[&str]) -> RunArgs {
+        let cli = Cli::try_parse_from(["xtask", "run"].iter().chain(args))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        let Command::Run(args) = cli.command else {
+            panic!("expected run");
+        };
+        args
+    }
+
+    #[test]
+    fn network_options_parse() {
+        let args = run_args(&[
+            "--domu",
+            "/t/hello,vif",
+            "--domu",
+            "/t/hello,vif=00:16:3e:aa:bb:cc",
+            "--net",
+            "--hostfwd",
+            "8080:10.0.2.16:80",
+            "--hostfwd",
+            "2222:10.0.2.15:22",
+        ]);
+        assert!(args.net);
+        let uplink = args.uplink().expect("an uplink");
+        assert_eq!(
+            uplink.hostfwd,
+            [
+                HostFwd::new(8080, [10, 0, 2, 16].into(), 80),
+                HostFwd::new(2222, [10, 0, 2, 15].into(), 22)
+            ]
+        );
+        assert_eq!(args.domus.len(), 2);
+        assert!(domains::check_vifs(&args.domus, Some(&uplink)).is_ok());
+        assert_eq!(
+            domains::dom0_cmdline_for(&args.domus, Some(&uplink)),
+            "pavise.vif=1:0:00-16-3e-00-01-00 pavise.vif=2:0:00-16-3e-aa-bb-cc pavise.uplink=8"
+        );
+        // Off by default.
+        let plain = run_args(&[]);
+        assert!(!plain.net && plain.hostfwd.is_empty() && plain.uplink().is_none());
+        assert_eq!(run_args(&["--net"]).uplink(), Some(Uplink::default()));
+    }
+
+    #[test]
+    fn bad_network_options_are_refused() {
+        // --hostfwd needs --net.
+        assert!(Cli::try_parse_from(["xtask", "run", "--hostfwd", "8080:10.0.2.15:80"]).is_err());
+        let e = Cli::try_parse_from(["xtask", "run", "--net", "--hostfwd", "8080:10.0.2.2:80"])
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(
+            e.contains("bad --hostfwd '8080:10.0.2.2:80': 10.0.2.2 is the host's own address"),
+            "{e}"
+        );
+        let e = Cli::try_parse_from(["xtask", "run", "--domu", "/t/k,vif=01:00:5e:00:00:01"])
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.contains("is a multicast address"), "{e}");
+        // Two forwards from one port, or one MAC twice: refused before
+        // anything is built.
+        let dir = std::env::temp_dir().join(format!("xtask-main-net-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let kernel = dir.join("k");
+        std::fs::write(&kernel, b"\x7fELF\x02\x01").unwrap();
+        let one = format!("{},vif", kernel.display());
+        let other = format!("{},vif=00:16:3e:00:01:00", kernel.display());
+        let ports = [
+            "--net",
+            "--hostfwd",
+            "8080:10.0.2.15:80",
+            "--hostfwd",
+            "8080:10.0.2.16:80",
+        ];
+        let e = run(run_args(&ports), &mut Steps::new(3)).unwrap_err();
+        assert!(matches!(e, Error::HostPortTwice { port: 8080, .. }), "{e}");
+        let e = run(
+            run_args(&["--domu", &one, "--domu", &other]),
+            &mut Steps::new(3),
+        )
+        .unwrap_err();
+        assert!(matches!(e, Error::DuplicateMac { .. }), "{e}");
+        assert!(!e.to_string().contains('\n'));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

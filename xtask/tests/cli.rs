@@ -141,3 +141,54 @@ fn bench_needs_a_json_path() {
         "a value is required for '--json <PATH>'",
     );
 }
+
+#[test]
+fn bad_macs_and_forwards_are_usage_errors() {
+    usage_error(
+        &["run", "--domu", "k,vif=00:16:3e:00:01"],
+        "bad --domu 'k,vif=00:16:3e:00:01': '00:16:3e:00:01' is not a MAC address; write six \
+         two-digit hex numbers separated by ':', e.g. 00:16:3e:00:01:00 (or write vif alone for \
+         a default MAC)",
+    );
+    usage_error(
+        &["run", "--domu", "k,vif=01:00:5e:00:00:01"],
+        "01:00:5e:00:00:01 is a multicast address",
+    );
+    usage_error(
+        &["run", "--domu", "k,vif=00:00:00:00:00:00"],
+        "00:00:00:00:00:00 is not an interface's address",
+    );
+    usage_error(
+        &["run", "--net", "--hostfwd", "8080:10.0.9.1:80"],
+        "bad --hostfwd '8080:10.0.9.1:80': 10.0.9.1 is not on the uplink network 10.0.2.0/24; \
+         write HOSTPORT:GUESTIP:GUESTPORT with a DomU's address on 10.0.2.0/24, e.g. \
+         8080:10.0.2.15:80",
+    );
+    usage_error(&["run", "--hostfwd", "8080:10.0.2.15:80"], "--net");
+}
+
+#[test]
+fn one_mac_on_two_interfaces_is_refused_before_building() {
+    let scratch = Scratch::new("macs");
+    let kernel = scratch.file("kernel", b"\x7fELF\x02\x01\x01\0");
+    let first = format!("{},vif=00:16:3e:aa:bb:cc", kernel.display());
+    let second = format!("{},vif,vif=00:16:3E:AA:BB:CC", kernel.display());
+    refused(
+        &["run", "--domu", &first, "--domu", &second],
+        "two interfaces have the MAC 00:16:3e:aa:bb:cc: vif1.0 (d1's interface 0) and vif2.1 \
+         (d2's interface 1); give each interface a MAC of its own with vif=MAC (or write vif \
+         alone for the default, 00:16:3e:00:DOMID:HANDLE)",
+    );
+    refused(
+        &[
+            "run",
+            "--net",
+            "--hostfwd",
+            "8080:10.0.2.15:80",
+            "--hostfwd",
+            "8080:10.0.2.16:8080",
+        ],
+        "host port 8080 is forwarded twice (8080:10.0.2.15:80 and 8080:10.0.2.16:8080); give \
+         each --hostfwd a host port of its own",
+    );
+}
