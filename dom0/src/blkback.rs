@@ -1,6 +1,6 @@
 //! The pure core of Dom0's block backend (blkback): decoding and
 //! validating one blkif ring slot ([`decode`], [`decode_indirect_segments`]),
-//! the back end's ring indices ([`BackRing`]), reading the front end's
+//! reading the front end's
 //! XenStore nodes ([`parse_ring_refs`], [`parse_event_channel`],
 //! [`check_protocol`]), the xenbus state machine ([`on_frontend_state`])
 //! and the nodes the back end publishes ([`backend_nodes`],
@@ -28,9 +28,8 @@ use pv_abi::blkif::{
     BLKIF_OP_DISCARD, BLKIF_OP_FLUSH_DISKCACHE, BLKIF_OP_INDIRECT, BLKIF_OP_READ, BLKIF_OP_WRITE,
     BLKIF_OP_WRITE_BARRIER, BLKIF_RSP_EOPNOTSUPP, BLKIF_RSP_ERROR, ENTRY_SIZE, MAX_RING_PAGE_ORDER,
     PROTOCOL_X86_64, Request, RequestDiscard, RequestIndirect, RequestSegment, Response,
-    SECTOR_SIZE, SECTORS_PER_PAGE, SEGS_PER_INDIRECT_FRAME, VDISK_READONLY, ring_entries,
+    SECTOR_SIZE, SECTORS_PER_PAGE, SEGS_PER_INDIRECT_FRAME, VDISK_READONLY,
 };
-use pv_abi::ring::{self, RingIdx, SRING_HEADER_SIZE};
 use pv_abi::xenbus::XenbusState;
 use zerocopy::FromBytes;
 
@@ -217,7 +216,8 @@ impl fmt::Display for Rejected {
 }
 
 /// The 16 bytes of a `blkif_response` to copy into the slot
-/// [`BackRing::next_response`] names.
+/// [`BackRing::next_response`](crate::backring::BackRing::next_response)
+/// names (a ring of [`ENTRY_SIZE`]-byte slots).
 pub fn response_bytes(id: u64, operation: u8, status: i16) -> [u8; size_of::<Response>()] {
     zerocopy::transmute!(Response {
         id,
@@ -442,182 +442,9 @@ pub fn decode_indirect_segments(
     Ok(segments)
 }
 
-/// The front end's `req_prod` is impossible: it claims more requests
-/// than the ring holds, or moved backwards. The glue disconnects (Linux:
-/// "Frontend provided bogus ring requests ... Halting ring processing").
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RingOverflow {
-    pub req_prod: u32,
-    pub req_cons: u32,
-    pub rsp_prod_pvt: u32,
-}
-
-impl fmt::Display for RingOverflow {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "front end published bogus req_prod {} (req_cons {}, rsp_prod {})",
-            self.req_prod, self.req_cons, self.rsp_prod_pvt
-        )
-    }
-}
-
-/// Free-running ring indices `start`, `start + 1`, ... up to but not
-/// including `end`, in wrapping arithmetic. Used like a `Range<u32>`
-/// (`for idx in ring.take(p)? { ... }`, `.start`, `.end`, `.len()`,
-/// `.is_empty()`), but correct when the indices wrap past `u32::MAX`,
-/// which `core::ops::Range` cannot express.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct IndexRange {
-    pub start: RingIdx,
-    pub end: RingIdx,
-}
-
-impl IndexRange {
-    /// How many indices are left.
-    pub fn len(&self) -> usize {
-        self.end.wrapping_sub(self.start) as usize
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.start == self.end
-    }
-}
-
-impl Iterator for IndexRange {
-    type Item = RingIdx;
-
-    fn next(&mut self) -> Option<RingIdx> {
-        if self.start == self.end {
-            return None;
-        }
-        let idx = self.start;
-        self.start = idx.wrapping_add(1);
-        Some(idx)
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.len(), Some(self.len()))
-    }
-}
-
-impl ExactSizeIterator for IndexRange {}
-
-/// The back end's private view of one blkif ring of `2^order` pages:
-/// the next request to consume and the next response to produce. Every
-/// request [`take`](Self::take) hands out must be answered (OKAY or
-/// not) through [`next_response`](Self::next_response), in any order.
-///
-/// A round of service, as Linux's blkback does it:
-/// 1. read the shared `req_prod`, then a read barrier;
-///    `for idx in ring.take(req_prod)?`: copy the slot at
-///    `slot_offset(idx)` once, [`decode`] it, do the I/O;
-/// 2. per answer, write [`response_bytes`] at `next_response()`;
-/// 3. publish: write barrier, store `rsp_prod_pvt()` to the shared
-///    `rsp_prod`, full barrier, read the shared `rsp_event`, then
-///    `publish(old_rsp_prod, rsp_event).1` says whether to notify
-///    (`old_rsp_prod` is what the glue itself last stored);
-/// 4. when `take` comes back empty: store `final_check_req_event()` to
-///    the shared `req_event`, full barrier, re-read `req_prod` and
-///    `take` again before sleeping.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BackRing {
-    req_cons: RingIdx,
-    rsp_prod_pvt: RingIdx,
-    size: u32,
-}
-
-impl BackRing {
-    /// A ring of `2^order` pages, indices at 0 as the front end's
-    /// `SHARED_RING_INIT` left them; `None` if `order` is above
-    /// [`MAX_RING_PAGE_ORDER`].
-    pub fn new(order: u32) -> Option<Self> {
-        if order > MAX_RING_PAGE_ORDER {
-            return None;
-        }
-        Some(BackRing {
-            req_cons: 0,
-            rsp_prod_pvt: 0,
-            size: ring_entries(order),
-        })
-    }
-
-    /// Slots in the ring (32 a page).
-    pub fn size(&self) -> u32 {
-        self.size
-    }
-
-    /// The next request to consume.
-    pub fn req_cons(&self) -> RingIdx {
-        self.req_cons
-    }
-
-    /// The responses produced so far (the value to publish as `rsp_prod`).
-    pub fn rsp_prod_pvt(&self) -> RingIdx {
-        self.rsp_prod_pvt
-    }
-
-    /// Requests taken and not yet answered.
-    pub fn in_flight(&self) -> u32 {
-        self.req_cons.wrapping_sub(self.rsp_prod_pvt)
-    }
-
-    /// The new requests, given the shared `req_prod`, that may be
-    /// consumed now: at most as many as there is room for their
-    /// responses (`in_flight() + len <= size`). Marks them consumed.
-    /// `Err` if `req_prod` is impossible (`RING_REQUEST_PROD_OVERFLOW`:
-    /// more than `size` ahead of our responses, or behind `req_cons`);
-    /// nothing is consumed then.
-    pub fn take(&mut self, req_prod: RingIdx) -> Result<IndexRange, RingOverflow> {
-        let n = ring::unconsumed_requests(req_prod, self.req_cons, self.rsp_prod_pvt, self.size)
-            .ok_or(RingOverflow {
-                req_prod,
-                req_cons: self.req_cons,
-                rsp_prod_pvt: self.rsp_prod_pvt,
-            })?;
-        let start = self.req_cons;
-        self.req_cons = start.wrapping_add(n);
-        Ok(IndexRange {
-            start,
-            end: self.req_cons,
-        })
-    }
-
-    /// Byte offset of slot `idx` in the ring area (`2^order` contiguous
-    /// pages): after the 64-byte header, 112 bytes a slot.
-    pub fn slot_offset(&self, idx: RingIdx) -> usize {
-        SRING_HEADER_SIZE + ring::ring_index(idx, self.size) * ENTRY_SIZE
-    }
-
-    /// Byte offset of the slot for the next response; counts it produced.
-    /// Only call it for a request taken and not yet answered (with none
-    /// in flight the slot may hold a request not yet consumed).
-    pub fn next_response(&mut self) -> usize {
-        debug_assert!(self.in_flight() > 0, "response without a request");
-        let offset = self.slot_offset(self.rsp_prod_pvt);
-        self.rsp_prod_pvt = self.rsp_prod_pvt.wrapping_add(1);
-        offset
-    }
-
-    /// `RING_PUSH_RESPONSES_AND_CHECK_NOTIFY`: the `rsp_prod` to publish
-    /// and whether the front end asked to be notified of it, given the
-    /// `rsp_prod` published before and the shared `rsp_event` read after
-    /// publishing the new one (see the type's steps).
-    pub fn publish(&self, old_rsp_prod: RingIdx, rsp_event: RingIdx) -> (RingIdx, bool) {
-        let new = self.rsp_prod_pvt;
-        (new, ring::need_notify(new, old_rsp_prod, rsp_event))
-    }
-
-    /// `RING_FINAL_CHECK_FOR_REQUESTS`: the `req_event` to store before
-    /// sleeping, so that the next request notifies us.
-    pub fn final_check_req_event(&self) -> RingIdx {
-        ring::final_check_event(self.req_cons)
-    }
-}
-
 /// Parses a front end's decimal `u32` node (`%u`; a trailing NUL is
 /// tolerated, as [`XenbusState::parse`] does).
-fn parse_u32(text: &str) -> Option<u32> {
+pub(crate) fn parse_u32(text: &str) -> Option<u32> {
     text.trim_end_matches('\0').parse().ok()
 }
 
@@ -689,12 +516,14 @@ pub enum BackendAction {
     /// Nothing (never in [`on_frontend_state`]'s answer: an empty list
     /// means nothing to do).
     None,
-    /// Read the front end's nodes ([`check_protocol`],
-    /// [`parse_ring_refs`], [`parse_event_channel`]), map the ring, bind
-    /// the port, start serving. On failure the glue drops the actions
-    /// that follow and writes Closing instead (Linux: `xenbus_dev_fatal`).
+    /// Read the front end's nodes (a vbd: [`check_protocol`],
+    /// [`parse_ring_refs`], [`parse_event_channel`]; a vif:
+    /// [`netback::parse_frontend`](crate::netback::parse_frontend)), map
+    /// the ring(s), bind the port(s), start serving. On failure the glue
+    /// drops the actions that follow and writes Closing instead (Linux:
+    /// `xenbus_dev_fatal`).
     Connect,
-    /// Stop serving, unbind, unmap the ring.
+    /// Stop serving, unbind, unmap the ring(s).
     Disconnect,
     /// Write this to the back end's `state` node.
     SetState(XenbusState),

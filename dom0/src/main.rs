@@ -18,7 +18,11 @@ mod disks;
 #[cfg(target_os = "none")]
 mod events;
 #[cfg(target_os = "none")]
+mod uplink;
+#[cfg(target_os = "none")]
 mod vbd;
+#[cfg(target_os = "none")]
+mod vif;
 #[cfg(target_os = "none")]
 mod virtio;
 #[cfg(target_os = "none")]
@@ -28,7 +32,7 @@ mod xenstored;
 mod kernel {
     use guest_shim::{StartInfo, hypercall, println};
 
-    use crate::{console, diskbench, disks, events, vbd, virtio, xenstored};
+    use crate::{console, diskbench, disks, events, uplink, vbd, vif, virtio, xenstored};
 
     fn plural(n: usize) -> &'static str {
         if n == 1 { "" } else { "s" }
@@ -45,6 +49,14 @@ mod kernel {
             println!("{b}");
         }
         let (vbd_specs, bad) = dom0::cmdline::vbds(info.cmdline());
+        for b in &bad {
+            println!("{b}");
+        }
+        let (vif_specs, bad) = dom0::cmdline::vifs(info.cmdline());
+        for b in &bad {
+            println!("{b}");
+        }
+        let (uplink_slot, bad) = dom0::cmdline::uplink_checked(info.cmdline());
         for b in &bad {
             println!("{b}");
         }
@@ -71,7 +83,27 @@ mod kernel {
             println!("dom0: no DMA pool on the command line: no disks");
             alloc::vec::Vec::new()
         };
+        // The NIC may share an interrupt line with a disk: then it uses
+        // the disk's port, and that port's event acknowledges both.
+        let disk_pirqs: alloc::vec::Vec<(u32, u32)> = disks
+            .iter()
+            .filter_map(|d| Some((d.pirq?, d.port?)))
+            .collect();
+        let nic = uplink_slot
+            .filter(|_| virtio::free_pages() > 0)
+            .and_then(|slot| {
+                uplink::probe(slot, |pirq| {
+                    disk_pirqs
+                        .iter()
+                        .find(|(p, _)| *p == pirq)
+                        .map(|&(_, port)| port)
+                })
+            });
+        if uplink_slot.is_some() && nic.is_none() {
+            println!("dom0: uplink asked for but not started: DomUs reach only each other");
+        }
         let mut blkback = vbd::Blkback::start(&vbd_specs, disks, store.store());
+        let mut netback = vif::Netback::start(&vif_specs, nic, store.store());
         // Domains that end: their backends are torn down.
         let dom_exc = events::bind_dom_exc();
         if blkback.vbds() > 0 {
@@ -80,6 +112,18 @@ mod kernel {
                 blkback.vbds(),
                 plural(blkback.vbds()),
                 virtio::free_pages() * 4
+            );
+        }
+        if netback.vifs() > 0 || netback.has_uplink() {
+            println!(
+                "dom0: netback serving {} interface{}{}",
+                netback.vifs(),
+                plural(netback.vifs()),
+                if netback.has_uplink() {
+                    " and the uplink"
+                } else {
+                    ""
+                }
             );
         }
         let mut input = console::Input::bind(&consoles);
@@ -100,11 +144,23 @@ mod kernel {
                 blkback.disk_ports().filter(|&p| pending.has(p)).collect();
             disk_events.sort_unstable();
             disk_events.dedup();
-            for port in disk_events {
+            let uplink = netback.uplink_interrupt();
+            for &port in &disk_events {
                 blkback.ack_disks(port);
+            }
+            if let Some((port, _)) = uplink
+                && pending.has(port)
+            {
+                if disk_events.contains(&port) {
+                    // The disks' EOI already let the line fire again.
+                    netback.ack_uplink_only();
+                } else {
+                    netback.ack_uplink();
+                }
             }
             if dom_exc.is_some_and(|p| pending.has(p)) {
                 blkback.reap_dead(store.store());
+                netback.reap_dead(store.store());
             }
             let typed = first || input.port().is_some_and(|p| pending.has(p));
             first = false;
@@ -122,12 +178,16 @@ mod kernel {
             loop {
                 let mut moved = store.serve();
                 moved |= blkback.serve(store.store());
+                moved |= netback.serve(store.store());
                 if !moved {
                     break;
                 }
             }
             // A disk without an interrupt is polled: yield, do not sleep.
-            if blkback.needs_polling() || hypercall::sched_block().is_err() {
+            if blkback.needs_polling()
+                || netback.needs_polling()
+                || hypercall::sched_block().is_err()
+            {
                 let _ = hypercall::sched_yield();
             }
         }

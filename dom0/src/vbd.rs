@@ -23,7 +23,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, Ordering, fence};
 
-use dom0::blkback::{self, BackRing, BackendAction, Decoded, Direction, DiskLimits, Segment};
+use dom0::backring::BackRing;
+use dom0::blkback::{self, BackendAction, Decoded, Direction, DiskLimits, Segment};
 use dom0::cmdline::VbdSpec;
 use dom0::store::{Access, Perms, Store};
 use guest_shim::grants::{self, CopyOp, CopyPtr, GrantError};
@@ -378,7 +379,7 @@ impl Blkback {
         blkback::check_num_queues(read)?;
         let (order, grefs) = blkback::parse_ring_refs(read, MAX_RING_PAGE_ORDER)?;
         let remote_port = blkback::parse_event_channel(read)?;
-        let ring = BackRing::new(order).ok_or("bad ring order")?;
+        let ring = BackRing::new(ENTRY_SIZE, order).ok_or("bad ring order")?;
         let base = ring_slot(v.index);
         let domid = v.spec.domid;
         let mut handles = Vec::new();

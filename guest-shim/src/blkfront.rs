@@ -13,14 +13,13 @@
 //! The caller must have run [`crate::events::init`] (shared info, for
 //! time and event bits) and [`crate::grants::init`] first.
 
-use alloc::alloc::{Layout, alloc_zeroed, dealloc};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::mem::offset_of;
-use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU32, Ordering, fence};
 
+use pv_abi::PAGE_SIZE;
 use pv_abi::blkif::{
     BLKIF_DISCARD_SECURE, BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST, BLKIF_MAX_SEGMENTS_PER_REQUEST,
     BLKIF_OP_DISCARD, BLKIF_OP_FLUSH_DISKCACHE, BLKIF_OP_INDIRECT, BLKIF_OP_READ, BLKIF_OP_WRITE,
@@ -31,11 +30,18 @@ use pv_abi::event_channel::EvtchnPort;
 use pv_abi::grant_table::GrantRef;
 use pv_abi::ring::{self, SRING_HEADER_SIZE, SringHeader};
 use pv_abi::xenbus::XenbusState;
-use pv_abi::{DOMID_SELF, PAGE_SIZE};
 use zerocopy::{Immutable, IntoBytes};
 
+use crate::events::{clear_pending, mask_port, release_port};
+use crate::grants::revoke;
+use crate::xenbus::{
+    XenbusError, is_enoent, read_flag, read_num, read_opt, read_state, wait_state,
+};
 use crate::xenstore::{XenStore, XsError};
 use crate::{events, grants, hypercall, shared_info, time};
+
+pub use crate::pages::PageBuf;
+pub use crate::time::sleep_ns;
 
 pub use pv_abi::blkif::{
     ENTRY_SIZE, Request, RequestDiscard, RequestIndirect, RequestSegment, Response,
@@ -47,8 +53,6 @@ pub use pv_abi::blkif::{
 pub const MAX_INDIRECT_SEGMENTS: u32 = 256;
 
 const MS: u64 = 1_000_000;
-/// How often a transaction that conflicts (EAGAIN) is retried.
-const TX_RETRIES: u32 = 16;
 
 /// Why a block operation or the handshake failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,6 +95,17 @@ pub enum BlkError {
 impl From<XsError> for BlkError {
     fn from(e: XsError) -> Self {
         BlkError::Xenstore(e)
+    }
+}
+
+impl From<XenbusError> for BlkError {
+    fn from(e: XenbusError) -> Self {
+        match e {
+            XenbusError::Xenstore(e) => BlkError::Xenstore(e),
+            XenbusError::BadNode(n) => BlkError::BadNode(n),
+            XenbusError::Timeout => BlkError::Timeout,
+            XenbusError::Gone => BlkError::BackendGone,
+        }
     }
 }
 
@@ -151,59 +166,6 @@ impl DiskInfo {
             .saturating_mul(self.sector_size as u64)
             .checked_div(SECTOR_SIZE)
             .unwrap_or(0)
-    }
-}
-
-/// Page-aligned, zeroed memory from the heap, freed on drop (ring pages,
-/// indirect pages, buffers for callers who have none).
-pub struct PageBuf {
-    ptr: NonNull<u8>,
-    len: usize,
-    layout: Layout,
-}
-
-impl PageBuf {
-    /// `len` bytes (rounded up to whole pages), zeroed; `None` when the
-    /// heap is out.
-    pub fn zeroed(len: usize) -> Option<Self> {
-        let size = len.max(1).div_ceil(PAGE_SIZE) * PAGE_SIZE;
-        let layout = Layout::from_size_align(size, PAGE_SIZE).ok()?;
-        // SAFETY: the layout has a nonzero size.
-        let ptr = NonNull::new(unsafe { alloc_zeroed(layout) })?;
-        Some(PageBuf { ptr, len, layout })
-    }
-
-    /// The address of the first byte (page-aligned; also its
-    /// guest-physical address).
-    pub fn addr(&self) -> u64 {
-        self.ptr.as_ptr() as u64
-    }
-
-    /// Gives the memory up for good: a backend may still map it.
-    fn leak(self) {
-        core::mem::forget(self);
-    }
-}
-
-impl core::ops::Deref for PageBuf {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        // SAFETY: `len` bytes allocated by `zeroed`, owned by self.
-        unsafe { core::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
-    }
-}
-
-impl core::ops::DerefMut for PageBuf {
-    fn deref_mut(&mut self) -> &mut [u8] {
-        // SAFETY: as in `deref`, and self is borrowed mutably.
-        unsafe { core::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
-    }
-}
-
-impl Drop for PageBuf {
-    fn drop(&mut self) {
-        // SAFETY: allocated by `zeroed` with this layout.
-        unsafe { dealloc(self.ptr.as_ptr(), self.layout) };
     }
 }
 
@@ -269,111 +231,6 @@ fn now() -> u64 {
     time::system_time_ns()
 }
 
-/// A port of ours nobody signals, masked: SCHEDOP_poll on it with a
-/// deadline is a sleep that does not spin (0 until allocated).
-static SLEEP_PORT: AtomicU32 = AtomicU32::new(0);
-
-/// Sleeps for `ns` nanoseconds of system time without spinning (with
-/// SCHEDOP_poll on a private, never-signalled port).
-pub fn sleep_ns(ns: u64) {
-    let deadline = now().saturating_add(ns);
-    let mut port = SLEEP_PORT.load(Ordering::SeqCst);
-    if port == 0
-        && let Ok(p) = events::alloc_unbound(DOMID_SELF)
-    {
-        mask_port(p);
-        SLEEP_PORT.store(p, Ordering::SeqCst);
-        port = p;
-    }
-    while now() < deadline {
-        if port == 0 || hypercall::sched_poll(&[port], deadline).is_err() {
-            let _ = hypercall::sched_yield();
-        }
-    }
-}
-
-/// Masks `port`: its events set the pending bit (which SCHEDOP_poll
-/// sees) but raise no upcall, so no upcall handler can clear the bit
-/// between our look at the ring and our poll.
-fn mask_port(port: EvtchnPort) {
-    let (word, bit) = (port as usize / 64, 1u64 << (port % 64));
-    shared_info::mask(word).fetch_or(bit, Ordering::SeqCst);
-}
-
-fn clear_pending(port: EvtchnPort) {
-    let (word, bit) = (port as usize / 64, 1u64 << (port % 64));
-    shared_info::pending(word).fetch_and(!bit, Ordering::SeqCst);
-}
-
-/// Undoes [`mask_port`] and any pending bit, so that a later owner of
-/// the port number starts clean.
-fn release_port(port: EvtchnPort) {
-    let (word, bit) = (port as usize / 64, 1u64 << (port % 64));
-    clear_pending(port);
-    shared_info::mask(word).fetch_and(!bit, Ordering::SeqCst);
-}
-
-fn is_enoent(e: &XsError) -> bool {
-    matches!(e, XsError::Server(s) if s == "ENOENT")
-}
-
-/// A node's text, without the NUL some writers append; `None` if absent.
-fn read_opt(xs: &mut XenStore, path: &str) -> Result<Option<String>, BlkError> {
-    match xs.read(path) {
-        Ok(s) => Ok(Some(String::from(s.trim_end_matches('\0').trim()))),
-        Err(e) if is_enoent(&e) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// A decimal node; absent is `None`, anything but a number is an error.
-fn read_num(xs: &mut XenStore, path: &str, name: &'static str) -> Result<Option<u64>, BlkError> {
-    match read_opt(xs, path)? {
-        None => Ok(None),
-        Some(s) => s.parse().map(Some).map_err(|_| BlkError::BadNode(name)),
-    }
-}
-
-/// A 0/1 feature node (absent = 0).
-fn read_flag(xs: &mut XenStore, path: &str, name: &'static str) -> Result<bool, BlkError> {
-    Ok(read_num(xs, path, name)?.unwrap_or(0) != 0)
-}
-
-/// The state a peer published (`None` when absent or not a state).
-fn read_state(xs: &mut XenStore, path: &str) -> Result<Option<XenbusState>, BlkError> {
-    Ok(read_opt(xs, path)?.and_then(|s| XenbusState::parse(&s)))
-}
-
-/// Polls `<dir>/state` until `done` says stop (Ok(true): reached,
-/// Ok(false): keep waiting, Err: give up), or the deadline passes. It
-/// polls rather than waiting for a watch event because
-/// `XenStore::next_event` has no time-out; the interval grows from
-/// 1 ms to 16 ms, which a handshake never notices.
-fn wait_state(
-    xs: &mut XenStore,
-    dir: &str,
-    deadline: u64,
-    mut done: impl FnMut(&mut XenStore, Option<XenbusState>) -> Result<bool, BlkError>,
-) -> Result<XenbusState, BlkError> {
-    let path = format!("{dir}/state");
-    let mut interval = MS;
-    loop {
-        let state = read_state(xs, &path)?;
-        if done(xs, state)? {
-            return Ok(state.unwrap_or(XenbusState::Unknown));
-        }
-        if now() >= deadline {
-            return Err(if state.is_none() {
-                BlkError::BackendGone
-            } else {
-                BlkError::Timeout
-            });
-        }
-        sleep_ns(interval.min(deadline.saturating_sub(now())));
-        interval = (interval * 2).min(16 * MS);
-    }
-}
-
 /// The `device/vbd` node names (virtual-device numbers) of our disks.
 pub fn devices(xs: &mut XenStore) -> Result<Vec<String>, BlkError> {
     match xs.directory("device/vbd") {
@@ -419,18 +276,6 @@ pub fn vdev_name(vdev: &str) -> String {
     name
 }
 
-/// Revokes a grant, giving a backend that answered just before it
-/// unmapped a moment to finish; false if it still maps the page.
-fn revoke(gref: GrantRef) -> bool {
-    for _ in 0..8 {
-        if grants::end_access(gref) {
-            return true;
-        }
-        let _ = hypercall::sched_yield();
-    }
-    false
-}
-
 // ---------------------------------------------------------------------------
 // Connection
 // ---------------------------------------------------------------------------
@@ -463,7 +308,7 @@ impl Blkfront {
         // end would: our state back to Initialising.
         let mut nudged = false;
         let front_state = format!("{front}/state");
-        wait_state(xs, &backend, now() + timeout, |xs, st| match st {
+        wait_state::<BlkError>(xs, &backend, now() + timeout, |xs, st| match st {
             Some(XenbusState::InitWait | XenbusState::Initialised) => Ok(true),
             Some(XenbusState::Closed) if !nudged => {
                 nudged = true;
@@ -571,21 +416,7 @@ impl Blkfront {
         }
         nodes.push((format!("{f}/event-channel"), format!("{}", self.port)));
         nodes.push((format!("{f}/protocol"), String::from(PROTOCOL_X86_64)));
-        for _ in 0..TX_RETRIES {
-            let tx = xs.transaction_start()?;
-            for (path, value) in &nodes {
-                if let Err(e) = xs.write_tx(tx, path, value) {
-                    let _ = xs.transaction_end(tx, false);
-                    return Err(e.into());
-                }
-            }
-            match xs.transaction_end(tx, true) {
-                Ok(()) => return Ok(()),
-                Err(XsError::Server(s)) if s == "EAGAIN" => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(BlkError::Xenstore(XsError::Server(String::from("EAGAIN"))))
+        crate::xenbus::write_all(xs, &nodes).map_err(Into::into)
     }
 
     /// The backend's device properties, published before it connected.

@@ -188,6 +188,28 @@ pub fn close(port: EvtchnPort) -> Result<()> {
     op(EvtchnOp::Close, &mut EvtchnClose { port })
 }
 
+/// Masks `port`: its events set the pending bit (which SCHEDOP_poll
+/// sees) but raise no upcall, so no upcall handler can clear the bit
+/// between a look at a ring and a poll on the port.
+pub fn mask_port(port: EvtchnPort) {
+    let (word, bit) = (port as usize / 64, 1u64 << (port % 64));
+    shared_info::mask(word).fetch_or(bit, Ordering::SeqCst);
+}
+
+/// Clears `port`'s pending bit (before a look at what it signals).
+pub fn clear_pending(port: EvtchnPort) {
+    let (word, bit) = (port as usize / 64, 1u64 << (port % 64));
+    shared_info::pending(word).fetch_and(!bit, Ordering::SeqCst);
+}
+
+/// Undoes [`mask_port`] and any pending bit, so that a later owner of
+/// the port number starts clean.
+pub fn release_port(port: EvtchnPort) {
+    let (word, bit) = (port as usize / 64, 1u64 << (port % 64));
+    clear_pending(port);
+    shared_info::mask(word).fetch_and(!bit, Ordering::SeqCst);
+}
+
 /// The number of upcalls taken so far: a point to wait from.
 pub fn upcalls() -> u32 {
     UPCALLS.load(Ordering::SeqCst)

@@ -81,6 +81,19 @@ pub fn end_access(gref: GrantRef) -> bool {
         .is_ok()
 }
 
+/// Revokes a grant, giving a grantee that answered just before it let
+/// go a moment to finish (a few yields); false if it still uses it, in
+/// which case the page must never be reused.
+pub fn revoke(gref: GrantRef) -> bool {
+    for _ in 0..8 {
+        if end_access(gref) {
+            return true;
+        }
+        let _ = hypercall::sched_yield();
+    }
+    false
+}
+
 /// Why a grant operation failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GrantError {

@@ -12,15 +12,19 @@
 //! - secondary vCPUs (`smp`), event channels (`events`) over the
 //!   shared_info page (`shared_info`), pvclock time and timers (`time`),
 //!   grant tables (`grants`), the XenStore client (`xenstore`) and the PV
-//!   console ring writer (`console_ring`).
+//!   console ring writer (`console_ring`);
+//! - split-driver front ends: block (`blkfront`) and network
+//!   ([`netfront`]), on shared xenbus handshake helpers (`xenbus`) and
+//!   heap pages for sharing (`pages`).
 //!
 //! Booted bare by QEMU (no Xen CPUID leaves), the same kernel prints on
 //! COM1 and ends QEMU through `isa-debug-exit`, so one binary can be
 //! measured with and without the hypervisor.
 //!
-//! Only the pure parts ([`start_info`] parsing, [`discovery`]'s CPUID scan)
-//! are built for the host, where `cargo test` runs their tests; the rest
-//! exists for `target_os = "none"` only.
+//! Only the pure parts ([`start_info`] parsing, [`discovery`]'s CPUID scan,
+//! [`netfront`]'s response checks) are built for the host, where
+//! `cargo test` runs their tests; the rest exists for
+//! `target_os = "none"` only.
 #![no_std]
 
 extern crate alloc;
@@ -39,9 +43,12 @@ pub mod events;
 #[cfg(target_os = "none")]
 pub mod grants;
 #[cfg(target_os = "none")]
-mod heap;
+pub mod heap;
 #[cfg(target_os = "none")]
 pub mod hypercall;
+pub mod netfront;
+#[cfg(target_os = "none")]
+pub mod pages;
 #[cfg(target_os = "none")]
 pub mod shared_info;
 #[cfg(target_os = "none")]
@@ -51,6 +58,8 @@ pub mod start_info;
 pub mod time;
 #[cfg(target_os = "none")]
 pub mod traps;
+#[cfg(target_os = "none")]
+pub mod xenbus;
 #[cfg(target_os = "none")]
 pub mod xenstore;
 

@@ -31,7 +31,8 @@
 //! - [`console`]: the PV console ring page;
 //! - [`xenstore`]: the XenStore wire protocol and ring page;
 //! - [`xenbus`]: the split-driver states of io/xenbus.h;
-//! - [`blkif`]: the block device protocol of io/blkif.h.
+//! - [`blkif`]: the block device protocol of io/blkif.h;
+//! - [`netif`]: the network device protocol of io/netif.h.
 #![no_std]
 
 /// Defines a field-less `#[repr(int)]` enum of ABI numbers with
@@ -112,6 +113,7 @@ pub mod event_channel;
 pub mod grant_table;
 pub mod hypercall;
 pub mod memory;
+pub mod netif;
 pub mod physdev;
 pub mod ring;
 pub mod shared_info;

@@ -69,6 +69,15 @@ pub fn with_domains(smp: u32, domus: &[DomU]) -> Machine {
     machine
 }
 
+/// [`with_domains`] with the uplink NIC (`--net`) when `uplink` is given:
+/// Dom0 is told its slot and joins it to the switch.
+pub fn with_network(smp: u32, domus: &[DomU], uplink: Option<xtask::Uplink>) -> Machine {
+    let mut machine = with_domains(smp, domus);
+    machine.modules[0] = xtask::domains::dom0_module_with(domus, uplink.as_ref());
+    machine.net = uplink;
+    machine
+}
+
 /// Boots `machine` with its console captured and returns how it ended.
 /// Builds the bare-metal crates first (once per test process) unless
 /// `PAVISE_PREBUILT=1` says `cargo xtask test` already did.

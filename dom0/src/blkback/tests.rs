@@ -1,6 +1,7 @@
 //! Host tests of the blkback core: every refusal rule and good case of
-//! `decode`, indirect segments, ring indices, front end nodes, the state
-//! machine, published nodes; property tests over arbitrary slots.
+//! `decode`, indirect segments, front end nodes, the state machine,
+//! published nodes; property tests over arbitrary slots. (The ring
+//! indices' tests are in `backring`.)
 
 use super::*;
 use alloc::collections::BTreeMap;
@@ -433,99 +434,6 @@ fn responses() {
     assert_eq!(r.response(), response_bytes(ID, 9, BLKIF_RSP_EOPNOTSUPP));
 }
 
-#[test]
-fn ring_basics() {
-    assert!(BackRing::new(MAX_RING_PAGE_ORDER + 1).is_none());
-    let mut r = BackRing::new(0).unwrap();
-    assert_eq!(r.size(), 32);
-    assert_eq!(BackRing::new(4).unwrap().size(), 512);
-    assert_eq!(r.slot_offset(0), 64);
-    assert_eq!(r.slot_offset(1), 64 + 112);
-    assert_eq!(r.slot_offset(33), 64 + 112);
-    assert_eq!(r.slot_offset(31), 64 + 31 * 112);
-    assert!(r.slot_offset(31) + ENTRY_SIZE <= PAGE_SIZE);
-    assert_eq!(BackRing::new(4).unwrap().slot_offset(511), 64 + 511 * 112);
-
-    assert!(r.take(0).unwrap().is_empty());
-    assert_eq!(r.final_check_req_event(), 1);
-    let got = r.take(3).unwrap();
-    assert_eq!((got.start, got.end, got.len()), (0, 3, 3));
-    assert_eq!(got.collect::<Vec<_>>(), [0, 1, 2]);
-    assert_eq!(r.in_flight(), 3);
-    assert_eq!(r.final_check_req_event(), 4);
-    // Nothing new.
-    assert!(r.take(3).unwrap().is_empty());
-
-    assert_eq!(r.next_response(), 64);
-    assert_eq!(r.next_response(), 64 + 112);
-    assert_eq!(r.in_flight(), 1);
-    // Front end wanted a notification at 1: publishing 0 -> 2 covers it.
-    assert_eq!(r.publish(0, 1), (2, true));
-    // It had asked for 5: no.
-    assert_eq!(r.publish(0, 5), (2, false));
-    // Nothing new published since 2.
-    assert_eq!(r.publish(2, 2), (2, false));
-}
-
-#[test]
-fn ring_is_bounded_by_response_room() {
-    let mut r = BackRing::new(0).unwrap();
-    // Front end fills the whole ring.
-    assert_eq!(r.take(32).unwrap().len(), 32);
-    assert_eq!(r.in_flight(), 32);
-    for _ in 0..10 {
-        r.next_response();
-    }
-    // It reuses the 10 answered slots; all may be taken.
-    assert_eq!(r.take(42).unwrap(), IndexRange { start: 32, end: 42 });
-    assert_eq!(r.in_flight(), 32);
-}
-
-#[test]
-fn ring_rejects_bogus_req_prod() {
-    let mut r = BackRing::new(0).unwrap();
-    let e = r.take(33).unwrap_err();
-    assert_eq!(
-        e,
-        RingOverflow {
-            req_prod: 33,
-            req_cons: 0,
-            rsp_prod_pvt: 0
-        }
-    );
-    // Nothing consumed by a refused take.
-    assert_eq!(r.in_flight(), 0);
-    r.take(5).unwrap();
-    // Backwards.
-    assert!(r.take(4).is_err());
-    assert!(r.take(u32::MAX).is_err());
-    for _ in 0..5 {
-        r.next_response();
-    }
-    assert!(r.take(5 + 33).is_err());
-    assert_eq!(r.take(5 + 32).unwrap().len(), 32);
-}
-
-#[test]
-fn ring_wraps() {
-    let mut r = BackRing {
-        req_cons: u32::MAX - 1,
-        rsp_prod_pvt: u32::MAX - 1,
-        size: 32,
-    };
-    let got = r.take(2).unwrap();
-    assert_eq!(got.len(), 4);
-    assert_eq!(got.collect::<Vec<_>>(), [u32::MAX - 1, u32::MAX, 0, 1]);
-    assert_eq!(r.in_flight(), 4);
-    assert_eq!(r.slot_offset(u32::MAX), 64 + 31 * 112);
-    assert_eq!(r.slot_offset(0), 64);
-    for _ in 0..4 {
-        r.next_response();
-    }
-    assert_eq!(r.publish(u32::MAX - 1, u32::MAX), (2, true));
-    assert_eq!(r.final_check_req_event(), 3);
-}
-
 fn nodes(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
     let map: BTreeMap<String, String> = pairs
         .iter()
@@ -956,58 +864,6 @@ proptest! {
             prop_assert!(usize::from(nr_segments).div_ceil(512) <= npages.min(8));
             let total: u64 = segs.iter().map(Segment::sectors).sum();
             prop_assert!(sector.checked_add(total).is_some_and(|e| e <= limits.sectors));
-        }
-    }
-
-    /// A model front end that publishes any req_prod (honest or not) and
-    /// a back end that answers some taken requests each round: the back
-    /// end never has more than `size` outstanding, never takes a request
-    /// twice and refuses exactly the impossible producer indices.
-    #[test]
-    fn ring_never_overcommits(
-        order in 0u32..=4,
-        start in any::<u32>(),
-        rounds in proptest::collection::vec((any::<bool>(), 0u32..600, any::<u32>(), 0u32..600), 1..60),
-    ) {
-        let mut r = BackRing::new(order).unwrap();
-        r.req_cons = start;
-        r.rsp_prod_pvt = start;
-        let size = r.size();
-        let mut next_expected = start;
-        for (honest, ahead, bogus, answer) in rounds {
-            let req_prod = if honest {
-                // Anything the front end may legitimately have published.
-                r.rsp_prod_pvt().wrapping_add(r.in_flight() + ahead % (size - r.in_flight() + 1))
-            } else {
-                bogus
-            };
-            let legit = req_prod.wrapping_sub(r.rsp_prod_pvt()) <= size
-                && req_prod.wrapping_sub(r.req_cons()) <= size;
-            let before = r.clone();
-            match r.take(req_prod) {
-                Ok(got) => {
-                    prop_assert!(legit);
-                    prop_assert_eq!(got.start, next_expected);
-                    prop_assert_eq!(got.len() as u32, req_prod.wrapping_sub(before.req_cons()));
-                    for idx in got {
-                        prop_assert_eq!(idx, next_expected);
-                        let off = r.slot_offset(idx);
-                        prop_assert!(off >= 64 && off + ENTRY_SIZE <= PAGE_SIZE << order);
-                        next_expected = next_expected.wrapping_add(1);
-                    }
-                }
-                Err(_) => {
-                    prop_assert!(!legit);
-                    prop_assert_eq!(&r, &before);
-                }
-            }
-            prop_assert!(r.in_flight() <= size);
-            for _ in 0..answer.min(r.in_flight()) {
-                let old = r.rsp_prod_pvt();
-                let off = r.next_response();
-                prop_assert_eq!(off, r.slot_offset(old));
-            }
-            prop_assert!(r.in_flight() <= size);
         }
     }
 

@@ -217,11 +217,22 @@ mod tests {
         assert_eq!(reinjection(0xf3), 0, "not valid");
         let upcall = event(EVENT_TYPE_INTR, 0xf3);
         assert_eq!(reinjection(upcall), upcall);
-        assert_eq!(reinjection(event(EVENT_TYPE_NMI, 2)), event(EVENT_TYPE_NMI, 2));
+        assert_eq!(
+            reinjection(event(EVENT_TYPE_NMI, 2)),
+            event(EVENT_TYPE_NMI, 2)
+        );
         let gp = event(EVENT_TYPE_EXCEPTION, 13) | EVENT_ERROR_VALID | 0x18 << 32;
         assert_eq!(reinjection(gp), gp, "error code kept");
-        assert_eq!(reinjection(event(EVENT_TYPE_EXCEPTION, 3)), 0, "INT3 re-executes");
-        assert_eq!(reinjection(event(EVENT_TYPE_EXCEPTION, 4)), 0, "INTO re-executes");
+        assert_eq!(
+            reinjection(event(EVENT_TYPE_EXCEPTION, 3)),
+            0,
+            "INT3 re-executes"
+        );
+        assert_eq!(
+            reinjection(event(EVENT_TYPE_EXCEPTION, 4)),
+            0,
+            "INTO re-executes"
+        );
         assert_eq!(reinjection(event(4 << 8, 0x80)), 0, "INT n re-executes");
     }
 
