@@ -1,0 +1,320 @@
+//! Linux on the network: Debian's stock kernel with its own xen-netfront
+//! (loaded from the kernel package by a busybox initramfs) talks through
+//! Dom0's netback and switch. Two Linux DomUs configure addresses, ping
+//! each other and move 4 MiB over TCP with busybox `nc`; one Linux DomU
+//! fetches a file from an HTTP server this test runs on the host's
+//! 127.0.0.1 (through the uplink, QEMU's user network), and the host
+//! reaches a server in the DomU through `hostfwd`.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use pavise_tests::{
+    DomU, Exit, HvStatus, boot, expect_exit, expect_lines, fail, line_starting, with_network,
+};
+use xtask::{HostFwd, Uplink, linux, linux_root};
+
+const LINUX_TIMEOUT: Duration = Duration::from_secs(240);
+/// Two Linux DomUs of 256 MiB beside Dom0 and the hypervisor.
+const MACHINE_MIB: u32 = 768;
+const ALL_ENDED: &str = "pavise: all watched domains ended";
+
+/// The initramfs's /init: loads xen-netfront (and what it needs), brings
+/// up `eth0` with `net.ip=` (and a default route via `net.gw=`), then
+/// plays `net.role=`:
+/// - `recv`: takes one TCP connection on port 5001, prints the byte count
+///   and md5 of what came;
+/// - `send`: pings `net.peer=` 3 times, sends `net.bytes=` random bytes
+///   to its port 5001 (retrying until it listens), prints their md5;
+/// - `uplink`: fetches `net.url=` with wget and prints its md5, then
+///   serves `/page` once on port 8080 (`nc -l`) for the host.
+///
+/// Every step prints a `linux-net:` line; a failure prints
+/// `linux-net: FAIL …` and powers off.
+const NET_INIT: &str = r#"#!/bin/busybox sh
+/bin/busybox --install -s
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+fail() {
+    echo "linux-net: FAIL $*"
+    poweroff -f
+}
+arg() {
+    for w in $(cat /proc/cmdline); do
+        case "$w" in "$1="*) echo "${w#*=}" ;; esac
+    done
+}
+@LOAD_MODULES@
+echo "linux-net: loaded$loaded"
+i=0
+while ! ip link show eth0 >/dev/null 2>&1; do
+    i=$((i + 1))
+    [ $i -gt 300 ] && fail "no eth0 after 30 s"
+    sleep 0.1
+done
+ip link set lo up
+ip link set eth0 up || fail "ip link set eth0 up"
+ip addr add "$(arg net.ip)" dev eth0 || fail "ip addr add"
+gw=$(arg net.gw)
+[ -n "$gw" ] && { ip route add default via "$gw" || fail "ip route add"; }
+echo "linux-net: eth0 $(cat /sys/class/net/eth0/address) $(arg net.ip) up"
+case "$(arg net.role)" in
+recv)
+    nc -l -p 5001 > /tmp/got || fail "nc -l"
+    echo "linux-net: received $(wc -c < /tmp/got) bytes md5 $(md5sum < /tmp/got | cut -d' ' -f1)"
+    ;;
+send)
+    peer=$(arg net.peer)
+    ping -c 3 -W 5 "$peer" > /tmp/ping || { cat /tmp/ping; fail "ping $peer"; }
+    echo "linux-net: $(grep 'packets transmitted' /tmp/ping)"
+    echo "linux-net: $(grep 'min/avg/max' /tmp/ping)"
+    head -c "$(arg net.bytes)" /dev/urandom > /tmp/data
+    echo "linux-net: sending $(wc -c < /tmp/data) bytes md5 $(md5sum < /tmp/data | cut -d' ' -f1)"
+    i=0
+    start=$(cut -d' ' -f1 /proc/uptime)
+    until nc "$peer" 5001 < /tmp/data; do
+        i=$((i + 1))
+        [ $i -gt 100 ] && fail "nc $peer 5001"
+        sleep 0.2
+    done
+    end=$(cut -d' ' -f1 /proc/uptime)
+    echo "linux-net: sent in $(awk "BEGIN { print $end - $start }") s"
+    ;;
+uplink)
+    wget -q -O /tmp/fetched "$(arg net.url)" || fail "wget $(arg net.url)"
+    echo "linux-net: fetched $(wc -c < /tmp/fetched) bytes md5 $(md5sum < /tmp/fetched | cut -d' ' -f1)"
+    printf 'served by linux %s\n' "$(arg net.ip)" > /tmp/page
+    echo "linux-net: serving on 8080"
+    nc -l -p 8080 < /tmp/page || fail "nc -l -p 8080"
+    echo "linux-net: served"
+    ;;
+*) fail "no net.role" ;;
+esac
+echo "linux-net: done"
+poweroff -f
+"#;
+
+fn kit() -> &'static linux::LinuxKit {
+    static KIT: OnceLock<linux::LinuxKit> = OnceLock::new();
+    KIT.get_or_init(|| {
+        linux::prepare(&linux::cache_dir()).unwrap_or_else(|e| {
+            panic!("cannot get Debian's Linux kernel for the Linux scenarios: {e}")
+        })
+    })
+}
+
+/// The network initramfs, made once per run.
+fn net_initramfs() -> &'static Path {
+    static INITRAMFS: OnceLock<PathBuf> = OnceLock::new();
+    INITRAMFS.get_or_init(|| {
+        let cache = linux::cache_dir();
+        let (modules, _) = linux_root::modules_named(
+            &cache,
+            &kit().version,
+            linux_root::NET_MODULES,
+            linux_root::NET_MODULES_DIR,
+        )
+        .unwrap_or_else(|e| panic!("cannot get xen-netfront out of the kernel package: {e}"));
+        let files = linux_root::module_files(&modules)
+            .unwrap_or_else(|e| panic!("cannot read the network modules: {e}"));
+        let script = NET_INIT.replace("@LOAD_MODULES@", linux_root::LOAD_MODULES);
+        let out = cache.join("initramfs-test-net.cpio.gz");
+        linux::initramfs_with(&kit().busybox, &script, &files, &out)
+            .unwrap_or_else(|e| panic!("cannot build the network initramfs: {e}"));
+        out
+    })
+}
+
+/// A Linux DomU with one vif, 256 MiB, 1 vCPU and `net.*` words.
+fn linux_net_domu(name: &str, words: &str) -> DomU {
+    let spec = format!(
+        "{},name={name},mem=256,vcpus=1,vif,ramdisk={},cmdline=console=hvc0 {words}",
+        kit().vmlinux.display(),
+        net_initramfs().display()
+    );
+    xtask::domains::parse_domu(&spec).unwrap_or_else(|e| panic!("bad Linux DomU: {e}"))
+}
+
+fn machine(domus: &[DomU], uplink: Option<Uplink>) -> xtask::Machine {
+    let mut machine = with_network(2, domus, uplink);
+    machine.mem_mib = MACHINE_MIB;
+    machine.timeout = Some(LINUX_TIMEOUT);
+    machine
+}
+
+/// The value after `key` in the line starting with `prefix`.
+fn word_after<'a>(console: &'a str, prefix: &str, key: &str) -> Option<&'a str> {
+    let line = line_starting(console, prefix)?;
+    let rest = &line[line.find(key)? + key.len()..];
+    rest.split_whitespace().next()
+}
+
+#[test]
+fn two_linux_domus_ping_and_move_4_mib_over_tcp() {
+    let outcome = boot(&machine(
+        &[
+            linux_net_domu("recv", "net.role=recv net.ip=10.0.2.31/24"),
+            linux_net_domu(
+                "send",
+                "net.role=send net.ip=10.0.2.32/24 net.peer=10.0.2.31 net.bytes=4194304",
+            ),
+        ],
+        None,
+    ));
+    expect_exit(&outcome, Exit::Hypervisor(HvStatus::Success));
+    expect_lines(
+        &outcome,
+        &[
+            "(d1) linux-net: loaded xen-netfront",
+            "(d1) linux-net: eth0 00:16:3e:00:01:00 10.0.2.31/24 up",
+            "(d2) linux-net: eth0 00:16:3e:00:02:00 10.0.2.32/24 up",
+            "(d2) linux-net: 3 packets transmitted, 3 packets received",
+            "(d2) linux-net: sending 4194304 bytes md5 ",
+            "(d1) linux-net: received 4194304 bytes md5 ",
+            "(d1) linux-net: done",
+            "(d2) linux-net: done",
+            ALL_ENDED,
+        ],
+    );
+    let sent = word_after(&outcome.console, "(d2) linux-net: sending", "md5 ");
+    let got = word_after(&outcome.console, "(d1) linux-net: received", "md5 ");
+    if sent.is_none() || sent != got {
+        fail(
+            &outcome,
+            &format!("the receiver's md5 {got:?} is not the sender's {sent:?}"),
+        );
+    }
+    for key in [
+        "(d2) linux-net: round-trip",
+        "(d2) linux-net: sent in",
+        "dom0: d1 vif0 disconnected",
+        "dom0: d2 vif0 disconnected",
+    ] {
+        if let Some(line) = line_starting(&outcome.console, key) {
+            eprintln!("  {line}");
+        }
+    }
+}
+
+/// Serves `body` to every HTTP request on a loopback port until `stop`.
+fn http_server(body: Vec<u8>, stop: Arc<AtomicBool>) -> u16 {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("cannot listen on loopback");
+    listener
+        .set_nonblocking(true)
+        .expect("nonblocking listener");
+    let port = listener.local_addr().expect("listener address").port();
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::SeqCst) {
+            match listener.accept() {
+                Ok((mut stream, _)) => {
+                    let _ = stream.set_nonblocking(false);
+                    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                    let mut request = [0u8; 2048];
+                    let _ = stream.read(&mut request);
+                    let head = format!(
+                        "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = stream.write_all(head.as_bytes());
+                    let _ = stream.write_all(&body);
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    });
+    port
+}
+
+/// Connects to `port` on loopback again and again until a peer answers
+/// with something, or `stop`; returns what came.
+fn fetch_through_hostfwd(port: u16, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::SeqCst) {
+            if let Ok(mut stream) = TcpStream::connect((Ipv4Addr::LOCALHOST, port)) {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut got = Vec::new();
+                let _ = stream.read_to_end(&mut got);
+                if !got.is_empty() {
+                    return got;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Vec::new()
+    })
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free loopback port")
+}
+
+fn md5_of(bytes: &[u8]) -> String {
+    let path = std::env::temp_dir().join(format!("pavise-uplink-{}.bin", std::process::id()));
+    std::fs::write(&path, bytes).expect("cannot write the served file");
+    let out = Command::new("md5sum")
+        .arg(&path)
+        .output()
+        .expect("md5sum is needed (coreutils)");
+    let _ = std::fs::remove_file(&path);
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn linux_fetches_from_the_host_and_the_host_reaches_linux() {
+    let body: Vec<u8> = (0..(1u32 << 20)).map(|i| (i * 7 % 251) as u8).collect();
+    let expected_md5 = md5_of(&body);
+    let stop = Arc::new(AtomicBool::new(false));
+    let http_port = http_server(body, stop.clone());
+    let forward_port = free_port();
+    let ip = Ipv4Addr::new(10, 0, 2, 15);
+    let uplink = Uplink {
+        hostfwd: vec![HostFwd::new(forward_port, ip, 8080)],
+    };
+    let reached = fetch_through_hostfwd(forward_port, stop.clone());
+    let started = Instant::now();
+    let outcome = boot(&machine(
+        &[linux_net_domu(
+            "linux",
+            &format!(
+                "net.role=uplink net.ip={ip}/24 net.gw=10.0.2.2 net.url=http://10.0.2.2:{http_port}/file"
+            ),
+        )],
+        Some(uplink),
+    ));
+    stop.store(true, Ordering::SeqCst);
+    let page = reached.join().unwrap_or_default();
+    eprintln!("  boot took {:.1} s", started.elapsed().as_secs_f64());
+    expect_exit(&outcome, Exit::Hypervisor(HvStatus::Success));
+    expect_lines(
+        &outcome,
+        &[
+            "dom0: uplink at slot 0x8",
+            "(d1) linux-net: eth0 00:16:3e:00:01:00 10.0.2.15/24 up",
+            &format!("(d1) linux-net: fetched 1048576 bytes md5 {expected_md5}"),
+            "(d1) linux-net: serving on 8080",
+            "(d1) linux-net: served",
+            ALL_ENDED,
+        ],
+    );
+    let page = String::from_utf8_lossy(&page);
+    if page.trim() != format!("served by linux {ip}/24") {
+        fail(
+            &outcome,
+            &format!("the host got {page:?} through hostfwd, not the DomU's page"),
+        );
+    }
+}
