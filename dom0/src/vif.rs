@@ -548,24 +548,9 @@ impl Netback {
         let _ = store.local_write(&format!("{}/state", v.back), "5");
     }
 
-    fn queued_bytes(&self) -> usize {
-        self.switch
-            .ports()
-            .filter_map(|p| self.switch.queued(p).ok())
-            .map(|(_, bytes)| bytes)
-            .sum()
-    }
-
-    /// Hands one frame to the switch unless Dom0's memory for queues is
-    /// used up.
+    /// Hands the frame in `scratch` to the switch.
     fn ingress(&mut self, port: PortId, checksum_ok: bool) -> bool {
-        if self.queued_bytes() + self.scratch.len() > QUEUED_BYTES_MAX {
-            return false;
-        }
-        matches!(
-            self.switch.ingress(port, &self.scratch, checksum_ok),
-            Ok(Verdict::Forwarded { .. })
-        )
+        ingress(&mut self.switch, port, &self.scratch, checksum_ok)
     }
 
     fn take_tx(&mut self, i: usize, store: &mut Store) -> bool {
@@ -672,14 +657,12 @@ impl Netback {
         let Some((mut uplink, port)) = self.uplink.take() else {
             return false;
         };
-        let mut frames = Vec::new();
-        uplink.receive(UPLINK_BUDGET, |f| frames.push(Vec::from(f)));
-        let moved = !frames.is_empty();
-        for f in frames {
-            self.scratch = f;
-            self.ingress(port, false);
-        }
-        self.scratch = Vec::with_capacity(XEN_NETIF_MAX_TX_SIZE as usize);
+        let mut moved = false;
+        let switch = &mut self.switch;
+        uplink.receive(UPLINK_BUDGET, |frame| {
+            moved = true;
+            ingress(switch, port, frame, false);
+        });
         self.uplink = Some((uplink, port));
         moved
     }
@@ -789,6 +772,23 @@ impl Netback {
         }
         c.rx.push();
     }
+}
+
+/// Hands one frame to the switch unless Dom0's memory for queues is used
+/// up (then it is dropped, as if its queue were full).
+fn ingress(switch: &mut Switch, port: PortId, frame: &[u8], checksum_ok: bool) -> bool {
+    let queued: usize = switch
+        .ports()
+        .filter_map(|p| switch.queued(p).ok())
+        .map(|(_, bytes)| bytes)
+        .sum();
+    if queued + frame.len() > QUEUED_BYTES_MAX {
+        return false;
+    }
+    matches!(
+        switch.ingress(port, frame, checksum_ok),
+        Ok(Verdict::Forwarded { .. })
+    )
 }
 
 /// Copies the `N` bytes of a slot at `at` in the mapped ring page at

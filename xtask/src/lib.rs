@@ -14,6 +14,7 @@ pub mod grub;
 pub mod linux;
 pub mod linux_bench;
 pub mod linux_disk_bench;
+pub mod linux_net;
 pub mod linux_root;
 pub mod machine;
 pub mod net;
