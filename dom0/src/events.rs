@@ -47,3 +47,15 @@ pub fn bind_dom_exc() -> Option<u32> {
         }
     }
 }
+
+/// VIRQ_TIMER, so that a singleshot timer wakes Dom0 from SCHEDOP_block
+/// when it polls a device or ring that gives no events.
+pub fn bind_timer() -> Option<u32> {
+    match guest_shim::events::bind_virq(guest_shim::pv_abi::event_channel::Virq::Timer, 0) {
+        Ok(port) => Some(port),
+        Err(e) => {
+            println!("dom0: cannot bind VIRQ_TIMER: {e}; polling by yielding");
+            None
+        }
+    }
+}

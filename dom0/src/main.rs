@@ -34,6 +34,9 @@ mod kernel {
 
     use crate::{console, diskbench, disks, events, uplink, vbd, vif, virtio, xenstored};
 
+    /// How often a device or ring without events is polled.
+    const POLL_NS: u64 = 1_000_000;
+
     fn plural(n: usize) -> &'static str {
         if n == 1 { "" } else { "s" }
     }
@@ -106,6 +109,7 @@ mod kernel {
         let mut netback = vif::Netback::start(&vif_specs, nic, store.store());
         // Domains that end: their backends are torn down.
         let dom_exc = events::bind_dom_exc();
+        let timer = events::bind_timer();
         if blkback.vbds() > 0 {
             println!(
                 "dom0: blkback serving {} virtual disk{}, DMA pool {} KiB free",
@@ -183,11 +187,16 @@ mod kernel {
                     break;
                 }
             }
-            // A disk without an interrupt is polled: yield, do not sleep.
-            if blkback.needs_polling()
-                || netback.needs_polling()
-                || hypercall::sched_block().is_err()
-            {
+            // A disk without an interrupt, or a front end that does not
+            // notify after posting receive buffers, is polled: a
+            // singleshot timer wakes us (Linux netback polls such a front
+            // end every 30 ms), or without one we yield.
+            let poll = blkback.needs_polling() || netback.needs_polling();
+            let armed = poll
+                && timer.is_some()
+                && guest_shim::time::set_timer(guest_shim::time::system_time_ns() + POLL_NS)
+                    .is_ok();
+            if (poll && !armed) || hypercall::sched_block().is_err() {
                 let _ = hypercall::sched_yield();
             }
         }

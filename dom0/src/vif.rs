@@ -43,6 +43,8 @@ const PAGE: usize = 4096;
 pub const MAX_VIFS: usize = 32;
 /// Packets taken from one vif's tx ring per round.
 const TX_BUDGET: usize = 64;
+/// Bytes of packets copied out of one vif in one batch of grant copies.
+const TX_BATCH_BYTES: usize = 256 << 10;
 /// Frames taken from the uplink per round.
 const UPLINK_BUDGET: usize = 64;
 /// What the vif directory's `bridge` node says (there is one switch).
@@ -140,7 +142,8 @@ struct Connection {
     config: FrontendConfig,
 }
 
-/// Counters per vif, printed when it disconnects.
+/// Counters per vif, printed when it disconnects (with the switch's
+/// drops on its port).
 #[derive(Default, Clone, Copy)]
 struct Counters {
     tx_packets: u64,
@@ -524,14 +527,25 @@ impl Netback {
         }
         let _ = self.switch.flush(v.port);
         let k = v.counters;
+        // The switch's drops on this port: ingress ones (what it sent),
+        // then its egress queue's (what was sent to it).
+        let d = self.switch.stats(v.port).unwrap_or_default().drops;
         println!(
-            "dom0: {} disconnected: tx {} packets ({} dropped, {} errors), rx {} ({} dropped)",
+            "dom0: {} disconnected: tx {} packets ({} dropped, {} errors), rx {} ({} dropped); \
+             switch drops: spoofed {}, group source {}, runt {}, oversize {}, \
+             queue full {}, flushed {}",
             v.name(),
             k.tx_packets,
             k.tx_dropped,
             k.tx_errors,
             k.rx_packets,
-            k.rx_dropped
+            k.rx_dropped,
+            d.spoofed,
+            d.multicast_source,
+            d.runt,
+            d.oversize,
+            d.queue_frames_full + d.queue_bytes_full,
+            d.flushed
         );
     }
 
@@ -548,21 +562,30 @@ impl Netback {
         let _ = store.local_write(&format!("{}/state", v.back), "5");
     }
 
-    /// Hands the frame in `scratch` to the switch.
-    fn ingress(&mut self, port: PortId, checksum_ok: bool) -> bool {
-        ingress(&mut self.switch, port, &self.scratch, checksum_ok)
-    }
-
+    /// Takes up to [`TX_BUDGET`] packets from vif `i`: decodes them,
+    /// copies all their bytes out with one batch of grant copies, then
+    /// answers them in ring order and hands the good ones to the switch.
     fn take_tx(&mut self, i: usize, store: &mut Store) -> bool {
-        let mut moved = false;
-        for _ in 0..TX_BUDGET {
-            let v = &mut self.vifs[i];
-            let Some(c) = v.conn.as_mut() else {
-                return moved;
-            };
-            let req_prod = c.tx.req_prod();
-            let tx = &mut c.tx;
-            let (va, geometry) = (tx.va, tx.ring.clone());
+        enum Taken {
+            Packet(netback::TxPacket, usize, core::ops::Range<usize>),
+            Dropped(netback::TxDrop),
+        }
+        let v = &mut self.vifs[i];
+        let Some(c) = v.conn.as_mut() else {
+            return false;
+        };
+        let domid = v.spec.domid;
+        let tx = &mut c.tx;
+        let (va, geometry) = (tx.va, tx.ring.clone());
+        // Reserved once: the copies' addresses must not move.
+        self.scratch.clear();
+        self.scratch.reserve(TX_BATCH_BYTES + XEN_NETIF_MAX_TX_SIZE as usize);
+        let base = self.scratch.as_ptr() as u64;
+        let mut taken = Vec::new();
+        let mut ops = Vec::new();
+        let mut fatal = None;
+        while taken.len() < TX_BUDGET && self.scratch.len() < TX_BATCH_BYTES {
+            let req_prod = tx.req_prod();
             let outcome = netback::decode_tx(&mut tx.ring, req_prod, |idx| {
                 read_at::<TX_ENTRY_SIZE>(va, geometry.slot_offset(idx))
             });
@@ -572,53 +595,49 @@ impl Netback {
                         Ok(0) => tx.ring.final_check_req_event(),
                         _ => tx.ring.more_req_event(req_prod),
                     };
-                    if tx.rearm(event, req_prod) {
-                        continue;
+                    if !tx.rearm(event, req_prod) {
+                        break;
                     }
+                }
+                TxOutcome::Dropped(drop) => taken.push(Taken::Dropped(drop)),
+                TxOutcome::Fatal(why) => {
+                    fatal = Some(format!("{why}"));
                     break;
                 }
-                TxOutcome::Dropped(drop) => {
+                TxOutcome::Packet(packet) => {
+                    let at = self.scratch.len();
+                    self.scratch.resize(at + packet.len, 0);
+                    let first = ops.len();
+                    let mut offset = at;
+                    for seg in &packet.segments {
+                        let (gref, from, len) = (seg.gref, seg.offset as usize, seg.len as usize);
+                        copy_ops(domid, gref, from, base + offset as u64, len, true, &mut ops);
+                        offset += len;
+                    }
+                    taken.push(Taken::Packet(packet, at, first..ops.len()));
+                }
+            }
+        }
+        let mut results = alloc::vec![Ok(()); ops.len()];
+        grants::copy_many(&ops, &mut results);
+        let moved = !taken.is_empty() || fatal.is_some();
+        for t in taken {
+            let v = &mut self.vifs[i];
+            let c = v.conn.as_mut().expect("connected");
+            match t {
+                Taken::Dropped(drop) => {
                     for r in drop.responses() {
-                        tx.respond(&r);
+                        c.tx.respond(&r);
                     }
                     v.counters.tx_dropped += 1;
-                    moved = true;
                 }
-                TxOutcome::Fatal(why) => {
-                    let why = format!("{why}");
-                    self.halt(i, &why, store);
-                    return true;
-                }
-                TxOutcome::Packet(packet) => {
-                    moved = true;
-                    let domid = v.spec.domid;
-                    self.scratch.clear();
-                    self.scratch.resize(packet.len, 0);
-                    let base = self.scratch.as_ptr() as u64;
-                    let mut ops = Vec::new();
-                    let mut at = 0u64;
-                    for s in &packet.segments {
-                        copy_ops(
-                            domid,
-                            s.gref,
-                            s.offset as usize,
-                            base + at,
-                            s.len as usize,
-                            true,
-                            &mut ops,
-                        );
-                        at += s.len as u64;
-                    }
-                    let mut results = alloc::vec![Ok(()); ops.len()];
-                    grants::copy_many(&ops, &mut results);
-                    let ok = results.iter().all(|r| r.is_ok());
+                Taken::Packet(packet, at, span) => {
+                    let ok = results[span].iter().all(|r| r.is_ok());
                     let status = if ok {
                         XEN_NETIF_RSP_OKAY
                     } else {
                         XEN_NETIF_RSP_ERROR
                     };
-                    let v = &mut self.vifs[i];
-                    let c = v.conn.as_mut().expect("connected");
                     for r in packet.responses(status) {
                         c.tx.respond(&r);
                     }
@@ -626,29 +645,30 @@ impl Netback {
                         v.counters.tx_errors += 1;
                         continue;
                     }
+                    let frame = &mut self.scratch[at..at + packet.len];
                     let mut checksum_ok = packet.data_validated;
                     if packet.csum_blank {
-                        match netback::complete_checksum(&mut self.scratch) {
-                            Ok(_) => checksum_ok = true,
-                            Err(_) => {
-                                // Linux netback drops a frame whose
-                                // checksum it cannot set up.
-                                v.counters.tx_dropped += 1;
-                                continue;
-                            }
+                        if netback::complete_checksum(frame).is_err() {
+                            // Linux netback drops a frame whose checksum
+                            // it cannot set up.
+                            v.counters.tx_dropped += 1;
+                            continue;
                         }
+                        checksum_ok = true;
                     }
-                    let port = v.port;
-                    if self.ingress(port, checksum_ok) {
-                        self.vifs[i].counters.tx_packets += 1;
+                    if ingress(&mut self.switch, v.port, frame, checksum_ok) {
+                        v.counters.tx_packets += 1;
                     } else {
-                        self.vifs[i].counters.tx_dropped += 1;
+                        v.counters.tx_dropped += 1;
                     }
                 }
             }
         }
         if let Some(c) = self.vifs[i].conn.as_mut() {
             c.tx.push();
+        }
+        if let Some(why) = fatal {
+            self.halt(i, &why, store);
         }
         moved
     }

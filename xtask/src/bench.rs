@@ -66,7 +66,8 @@ fn need(console: &RunConsole, key: &'static str) -> Result<u64> {
     })
 }
 
-fn icount_args(icount: bool) -> Vec<String> {
+/// QEMU's arguments for a mode: none for plain TCG, `-icount shift=0`.
+pub fn icount_args(icount: bool) -> Vec<String> {
     if icount {
         vec!["-icount".to_owned(), "shift=0".to_owned()]
     } else {
@@ -284,13 +285,21 @@ pub fn table(tcg: &Figures, icount: &Figures) -> String {
 /// The figures as one JSON object; `linux` (an object of Linux figures,
 /// see `linux_bench::json`) is added under "linux" when given.
 pub fn json(tcg: &Figures, icount: &Figures, linux: Option<&str>) -> String {
-    let one = |f: &Figures| {
+    json_with(tcg, icount, ["", ""], linux)
+}
+
+/// [`json`] with more fields in each mode's object: `extra[0]` in
+/// "tcg", `extra[1]` in "tcg_icount_shift0", each empty or starting with
+/// a comma (the network figures, `net_bench::fields`, beside the grant
+/// copy they are measured against).
+pub fn json_with(tcg: &Figures, icount: &Figures, extra: [&str; 2], linux: Option<&str>) -> String {
+    let one = |f: &Figures, extra: &str| {
         format!(
             concat!(
                 "{{\"bare_vmexit_cycles\": {}, \"hypercall_cycles\": {}, \"domu_loop_cycles\": {}, ",
                 "\"bare_loop_cycles\": {}, \"evtchn_roundtrip_cycles\": {}, \"xenstore_read_cycles\": {}, ",
                 "\"grant_copy_mibps\": {}, \"memcpy_mibps\": {}, \"hypercall_over_bare_exit\": {:.3}, ",
-                "\"domu_loop_over_bare_loop\": {:.4}, \"evtchn_over_bare_exit\": {:.3}, \"grant_copy_over_memcpy\": {:.4}}}"
+                "\"domu_loop_over_bare_loop\": {:.4}, \"evtchn_over_bare_exit\": {:.3}, \"grant_copy_over_memcpy\": {:.4}{}}}"
             ),
             f.bare_vmexit,
             f.hypercall,
@@ -303,14 +312,15 @@ pub fn json(tcg: &Figures, icount: &Figures, linux: Option<&str>) -> String {
             f.hypercall_ratio(),
             f.loop_ratio(),
             f.evtchn_ratio(),
-            f.grant_copy_ratio()
+            f.grant_copy_ratio(),
+            extra
         )
     };
     let linux = linux.map_or(String::new(), |l| format!(", \"linux\": {l}"));
     format!(
         "{{\"tcg\": {}, \"tcg_icount_shift0\": {}{linux}}}\n",
-        one(tcg),
-        one(icount)
+        one(tcg, extra[0]),
+        one(icount, extra[1])
     )
 }
 
@@ -434,5 +444,10 @@ mod tests {
         assert!(table(&f, &f).contains("1.500"));
         assert!(json(&f, &f, None).contains("\"evtchn_roundtrip_cycles\": 600"));
         assert!(json(&f, &f, Some("{}")).ends_with(", \"linux\": {}}\n"));
+        let with = json_with(&f, &f, [", \"a\": 1", ", \"b\": 2"], None);
+        assert!(
+            with.contains("\"grant_copy_over_memcpy\": 0.0500, \"a\": 1}, \"tcg_icount_shift0\"")
+        );
+        assert!(with.ends_with("\"grant_copy_over_memcpy\": 0.0500, \"b\": 2}}\n"));
     }
 }

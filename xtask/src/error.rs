@@ -114,6 +114,14 @@ pub enum Error {
         key: &'static str,
         log: PathBuf,
     },
+    /// A benchmark run ended cleanly but what it did is wrong (a guest
+    /// failed, the host received the wrong bytes).
+    BenchCheck {
+        run: &'static str,
+        /// What went wrong, e.g. "d1 did not pass (…)".
+        reason: String,
+        log: PathBuf,
+    },
 }
 
 /// xtask's result type.
@@ -267,6 +275,11 @@ impl fmt::Display for Error {
             Self::BenchOutput { run, key, log } => write!(
                 f,
                 "the run of {run} printed no {key}= figure; its console is in {}",
+                log.display()
+            ),
+            Self::BenchCheck { run, reason, log } => write!(
+                f,
+                "in the run of {run}, {reason}; its console is in {}",
                 log.display()
             ),
         }

@@ -18,6 +18,7 @@ pub mod linux_net;
 pub mod linux_root;
 pub mod machine;
 pub mod net;
+pub mod net_bench;
 pub mod prereqs;
 pub mod progress;
 pub mod suite;

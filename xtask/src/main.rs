@@ -464,7 +464,13 @@ fn run_bench(json: Option<PathBuf>) -> xtask::Result<()> {
     // Linux: the kit (fetched or cached), then 1 and 4 vCPUs, each as a
     // DomU and bare, then its dd on xvd* against Dom0 direct.
     const LINUX_VCPUS: [u32; 2] = [1, 4];
-    let total = 1 + 2 * bench::RUNS.len() + 2 + 1 + LINUX_VCPUS.len() + 1;
+    let total = 1
+        + 2 * bench::RUNS.len()
+        + 2
+        + 2 * xtask::net_bench::NET_RUNS.len()
+        + 1
+        + LINUX_VCPUS.len()
+        + 1;
     build(&mut Steps::new(total))?;
     let mut n = 1;
     let mut measure = |icount: bool| -> xtask::Result<bench::Figures> {
@@ -500,6 +506,23 @@ fn run_bench(json: Option<PathBuf>) -> xtask::Result<()> {
         disk.push(xtask::disk_bench::measure(icount)?);
         step.done("measured");
     }
+    // The network: net kernels through netback, each mode's TCP against
+    // the grant copy its bench run measured.
+    let mut net = Vec::new();
+    for (icount, figures) in [(false, &tcg), (true, &icount)] {
+        let mut f = xtask::net_bench::NetFigures::new(figures.grant_copy_mibps);
+        for run in xtask::net_bench::NET_RUNS {
+            n += 1;
+            let step = Step::start(
+                n,
+                total,
+                &format!("{}: {}", bench::mode_name(icount), run.describe()),
+            );
+            f.add(xtask::net_bench::measure(run, icount)?);
+            step.done("measured");
+        }
+        net.push(f);
+    }
     n += 1;
     let step = Step::start(
         n,
@@ -530,6 +553,7 @@ fn run_bench(json: Option<PathBuf>) -> xtask::Result<()> {
     step.done("measured");
     print!("{}", bench::table(&tcg, &icount));
     print!("{}", xtask::disk_bench::table(&disk[0], &disk[1]));
+    print!("{}", xtask::net_bench::table(&net[0], &net[1]));
     print!("{}", xtask::linux_bench::table(&linux));
     print!("{}", xtask::linux_disk_bench::table(&linux_disk));
     let path = json.unwrap_or_else(bench::default_json_path);
@@ -542,8 +566,19 @@ fn run_bench(json: Option<PathBuf>) -> xtask::Result<()> {
         xtask::disk_bench::json(&disk[0], &disk[1]),
         xtask::linux_disk_bench::json(&linux_disk)
     );
-    std::fs::write(&path, bench::json(&tcg, &icount, Some(&linux_json)))
-        .map_err(Error::io(format!("writing {}", path.display())))?;
+    // Linux's network figures (net_linux_*, TCG only) are to join
+    // the "tcg" object's network fields here.
+    let net_json = [
+        xtask::net_bench::fields(&net[0]),
+        xtask::net_bench::fields(&net[1]),
+    ];
+    let json_text = bench::json_with(
+        &tcg,
+        &icount,
+        [&net_json[0], &net_json[1]],
+        Some(&linux_json),
+    );
+    std::fs::write(&path, json_text).map_err(Error::io(format!("writing {}", path.display())))?;
     say(&format!("figures written to {}", path.display()));
     Ok(())
 }
