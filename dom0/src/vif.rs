@@ -579,7 +579,8 @@ impl Netback {
         let (va, geometry) = (tx.va, tx.ring.clone());
         // Reserved once: the copies' addresses must not move.
         self.scratch.clear();
-        self.scratch.reserve(TX_BATCH_BYTES + XEN_NETIF_MAX_TX_SIZE as usize);
+        self.scratch
+            .reserve(TX_BATCH_BYTES + XEN_NETIF_MAX_TX_SIZE as usize);
         let base = self.scratch.as_ptr() as u64;
         let mut taken = Vec::new();
         let mut ops = Vec::new();
