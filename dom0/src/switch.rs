@@ -12,7 +12,11 @@
 //!   out of the port it came in by.
 //! - Each port has a bounded egress queue (frames and bytes); a full one
 //!   drops what would not fit and counts it on that port, so a guest
-//!   that posts no receive buffers fills only its own queue. The glue
+//!   that posts no receive buffers fills only its own queue. Which frame
+//!   a full queue drops is fair between the ports that feed it: the
+//!   oldest frame of the port holding most of the queue, unless the
+//!   frame's own port holds about as much (then the frame itself), so
+//!   one flooding port cannot crowd the others out of a queue. The glue
 //!   moves frames from a queue to its port ([`Switch::front`],
 //!   [`Switch::pop`]) when the port can take them, and shares the
 //!   transmit work fairly between ports (a bounded number of packets per
@@ -96,6 +100,8 @@ pub struct Frame {
     /// it, or the sender said `NETTXF_data_validated`): deliver with
     /// `NETRXF_data_validated`.
     pub checksum_ok: bool,
+    /// The port it came in by.
+    pub from: PortId,
 }
 
 impl Frame {
@@ -140,8 +146,10 @@ impl fmt::Display for IngressDrop {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
     /// Taken in: queued on `queued` ports; `full` more ports had no room
-    /// (counted on them). `flooded`: sent to every other port (unknown
-    /// unicast, broadcast, multicast) rather than to a learned one.
+    /// (counted on them). Older frames a full queue dropped to make room
+    /// for this one are counted on that port only. `flooded`: sent to
+    /// every other port (unknown unicast, broadcast, multicast) rather
+    /// than to a learned one.
     Forwarded {
         queued: usize,
         full: usize,
@@ -223,7 +231,68 @@ struct Port {
     mac: Option<Mac>,
     queue: VecDeque<Frame>,
     queued_bytes: usize,
+    /// Frames of `queue` by the port they came from (no zero entries).
+    sources: BTreeMap<PortId, usize>,
     stats: PortStats,
+}
+
+impl Port {
+    fn push(&mut self, frame: Frame) {
+        self.queued_bytes += frame.len();
+        *self.sources.entry(frame.from).or_default() += 1;
+        self.queue.push_back(frame);
+    }
+
+    /// Takes the frame at `index` of the queue.
+    fn take(&mut self, index: usize) -> Option<Frame> {
+        let frame = self.queue.remove(index)?;
+        self.queued_bytes -= frame.len();
+        if let Some(n) = self.sources.get_mut(&frame.from) {
+            *n -= 1;
+            if *n == 0 {
+                self.sources.remove(&frame.from);
+            }
+        }
+        Some(frame)
+    }
+
+    /// Makes room for a frame of `len` bytes from port `from` within the
+    /// bounds: while the queue is full, the oldest frame of the port
+    /// holding most of it is dropped, as long as that port holds more
+    /// than `from` does (by more than one frame, so that two ports at
+    /// par do not displace each other). False (the frame does not go
+    /// in) otherwise, or if it is larger than the queue. Each frame
+    /// dropped, the refused one included, counts as a queue-full drop.
+    fn make_room(&mut self, from: PortId, len: usize, config: &SwitchConfig) -> bool {
+        loop {
+            let frames_full = self.queue.len() >= config.queue_frames;
+            if !frames_full && self.queued_bytes + len <= config.queue_bytes {
+                return true;
+            }
+            let d = &mut self.stats.drops;
+            let counter = if frames_full {
+                &mut d.queue_frames_full
+            } else {
+                &mut d.queue_bytes_full
+            };
+            *counter += 1;
+            let mine = self.sources.get(&from).copied().unwrap_or(0);
+            let hog = self
+                .sources
+                .iter()
+                .filter(|(p, _)| **p != from)
+                .max_by_key(|(_, n)| **n)
+                .filter(|(_, n)| **n > mine + 1)
+                .map(|(p, _)| *p);
+            let oldest = hog.and_then(|h| self.queue.iter().position(|f| f.from == h));
+            match oldest {
+                Some(i) if len <= config.queue_bytes => {
+                    self.take(i);
+                }
+                _ => return false,
+            }
+        }
+    }
 }
 
 struct Learned {
@@ -287,6 +356,7 @@ impl Switch {
                 mac,
                 queue: VecDeque::new(),
                 queued_bytes: 0,
+                sources: BTreeMap::new(),
                 stats: PortStats::default(),
             },
         );
@@ -370,9 +440,8 @@ impl Switch {
     /// send out of that port.
     pub fn pop(&mut self, port: PortId) -> Result<Option<Frame>, SwitchError> {
         let p = self.port_mut(port)?;
-        let frame = p.queue.pop_front();
+        let frame = p.take(0);
         if let Some(f) = &frame {
-            p.queued_bytes -= f.len();
             p.stats.tx_frames += 1;
             p.stats.tx_bytes += f.len() as u64;
         }
@@ -387,6 +456,7 @@ impl Switch {
         let n = p.queue.len();
         p.queue.clear();
         p.queued_bytes = 0;
+        p.sources.clear();
         p.stats.drops.flushed += n as u64;
         Ok(n)
     }
@@ -476,25 +546,20 @@ impl Switch {
         let frame = Frame {
             data: Arc::from(data),
             checksum_ok,
+            from: ingress,
         };
-        let (queue_frames, queue_bytes) = (self.config.queue_frames, self.config.queue_bytes);
+        let config = self.config;
         let (mut queued, mut full) = (0, 0);
         let targets = self
             .ports
             .iter_mut()
             .filter(|(id, _)| **id != ingress && out.is_none_or(|o| o == **id));
         for (_, port) in targets {
-            let d = &mut port.stats.drops;
-            if port.queue.len() >= queue_frames {
-                d.queue_frames_full += 1;
-                full += 1;
-            } else if port.queued_bytes + frame.len() > queue_bytes {
-                d.queue_bytes_full += 1;
-                full += 1;
-            } else {
-                port.queued_bytes += frame.len();
-                port.queue.push_back(frame.clone());
+            if port.make_room(ingress, frame.len(), &config) {
+                port.push(frame.clone());
                 queued += 1;
+            } else {
+                full += 1;
             }
         }
         Verdict::Forwarded {

@@ -321,6 +321,71 @@ fn queues_are_bounded_per_port() {
     assert_eq!(n.sw.remove_port(n.c).unwrap().drops.flushed, 3);
 }
 
+#[test]
+fn a_flooding_port_cannot_crowd_others_out_of_a_queue() {
+    let config = SwitchConfig {
+        queue_frames: 4,
+        queue_bytes: 1000,
+        ..SwitchConfig::default()
+    };
+    let mut n = net(config);
+    // A floods broadcasts; nobody takes them: the other queues fill
+    // with A's frames, then A's further frames are refused.
+    for i in 0..6 {
+        let full = if i < 4 { 0 } else { 3 };
+        assert_eq!(
+            n.sw.ingress(n.a, &eth(Mac::BROADCAST, A, &[i; 10]), false),
+            Ok(fwd(3 - full, full, true))
+        );
+    }
+    // C's frame to B still gets in, in place of A's oldest.
+    assert_eq!(
+        n.sw.ingress(n.c, &eth(B, C, &[0xc0; 10]), false),
+        Ok(fwd(1, 0, false))
+    );
+    assert_eq!(n.sw.stats(n.b).unwrap().drops.queue_frames_full, 3);
+    let b: Vec<(PortId, u8)> = snapshot(&n.sw, n.b)
+        .iter()
+        .map(|f| (f.from, f.data[14]))
+        .collect();
+    assert_eq!(b, [(n.a, 1), (n.a, 2), (n.a, 3), (n.c, 0xc0)]);
+    // And a second (A holds 3, C 1): A's next oldest goes.
+    assert_eq!(
+        n.sw.ingress(n.c, &eth(B, C, &[0xc1; 10]), false),
+        Ok(fwd(1, 0, false))
+    );
+    // At 2 and 2, C's third is refused: ports at par do not displace
+    // each other.
+    assert_eq!(
+        n.sw.ingress(n.c, &eth(B, C, &[0xc2; 10]), false),
+        Ok(fwd(0, 1, false))
+    );
+    assert_eq!(n.sw.stats(n.b).unwrap().drops.queue_frames_full, 5);
+    let b: Vec<u8> = snapshot(&n.sw, n.b).iter().map(|f| f.data[14]).collect();
+    assert_eq!(b, [2, 3, 0xc0, 0xc1]);
+    assert_eq!(n.sw.queued(n.b), Ok((4, 4 * 24)));
+    // By bytes too: B holds 4 frames, 96 of 1000 bytes. A 950-byte
+    // frame from the uplink (which holds none) displaces one of C's
+    // (for room in frames; A and C are at par), then one of A's (for
+    // bytes), and goes in.
+    let big = eth(B, X, &[0x55; 936]);
+    assert_eq!(n.sw.ingress(n.up, &big, false), Ok(fwd(1, 0, false)));
+    let drops = n.sw.stats(n.b).unwrap().drops;
+    assert_eq!((drops.queue_frames_full, drops.queue_bytes_full), (6, 1));
+    assert_eq!(n.sw.queued(n.b), Ok((3, 998)));
+    // Larger than the whole queue: refused, nothing displaced.
+    let huge = eth(B, X, &[0; 1000]);
+    assert_eq!(n.sw.ingress(n.up, &huge, false), Ok(fwd(0, 1, false)));
+    assert_eq!(n.sw.queued(n.b), Ok((3, 998)));
+    // Popping keeps the per-port counts right: the queue drains in order.
+    let order: Vec<u8> = core::iter::from_fn(|| n.sw.pop(n.b).unwrap())
+        .map(|f| f.data[14])
+        .collect();
+    assert_eq!(order, [3, 0xc1, 0x55]);
+    assert_eq!(n.sw.queued(n.b), Ok((0, 0)));
+    assert!(n.sw.ports[&n.b].sources.is_empty());
+}
+
 /// One step of random traffic.
 #[derive(Clone, Debug)]
 enum Step {
@@ -414,10 +479,13 @@ proptest! {
                 prop_assert!(frames <= config.queue_frames);
                 prop_assert!(bytes <= config.queue_bytes);
                 let (mut n, mut total) = (0, 0);
+                let mut sources = BTreeMap::new();
                 for frame in snapshot(&sw, p) {
                     n += 1;
                     total += frame.len();
                     let from = PortId(u32::from_be_bytes(frame.data[14..18].try_into().unwrap()));
+                    prop_assert_eq!(from, frame.from);
+                    *sources.entry(from).or_insert(0usize) += 1;
                     prop_assert_ne!(from, p, "frame back to its ingress port");
                     let src = Mac::from_slice(&frame.data[6..]).unwrap();
                     // A vif address as source only from that vif.
@@ -429,6 +497,7 @@ proptest! {
                     }
                 }
                 prop_assert_eq!((n, total), (frames, bytes));
+                prop_assert_eq!(&sources, &sw.ports[&p].sources);
             }
         }
     }

@@ -7,7 +7,9 @@
 //!   60), or until a peer sends a message containing `done`;
 //! - `ping peer=IP count=N`: N ICMP echo requests of 56 data bytes, one
 //!   after another (each waits up to `timeout=` ms, default 2000, for
-//!   its reply), then the reply count and round-trip times;
+//!   its reply; with `interval=` ms the next goes that long after the
+//!   last was sent, not at once), then the reply count and round-trip
+//!   times;
 //! - `tcp-send peer=IP port=P bytes=N`: connects and sends N bytes of
 //!   the pattern (byte i is `i % 251`), closes, and reports the
 //!   throughput from the connection's establishment to the last byte
@@ -17,11 +19,18 @@
 //!   `bytes=` is given), and reports the throughput from establishment
 //!   to the peer's FIN.
 //!
-//! `ping` and `tcp-send` with `done=P` then tell a `serve` peer on port
-//! P that they are done. Times are guest system time.
+//! `mode=` may name several, comma-separated, run in order (as
+//! `mode=ping,tcp-send`); the first that fails ends the run. Then
+//! `ping` and `tcp-send` with `done=P` tell a `serve` peer on port P
+//! that they are done. Times are guest system time.
+//!
+//! Frames of EtherType 0x88b5 (IEEE local experimental, which
+//! `nethostile` sends) are counted as they arrive, and those whose
+//! payload starts with `pavise-hostile:spoof` (frames with a forged
+//! source, which the switch must never deliver) apart.
 //!
 //! Command line: `ip=A.B.C.D/N [gw=A.B.C.D] mode=serve|ping|tcp-send|tcp-recv
-//! peer=A.B.C.D port=P count=N bytes=N secs=S timeout=MS done=P vif=H
+//! peer=A.B.C.D port=P count=N bytes=N secs=S timeout=MS interval=MS done=P vif=H
 //! split=0|1 sg=0|1 rxbufs=N wait=S` (`split`: split event channels if
 //! offered, default 1; `sg`: our feature-sg, default 0; `rxbufs`: receive
 //! buffers posted, default 256; `wait`: seconds to wait for
@@ -29,14 +38,16 @@
 //! test itself, default 60 for serve and 120 otherwise). Lines:
 //!
 //! - `net: vif H mac M backend PATH dom D split=0|1 sg=0|1 rx-buffers=N`
-//! - `net: ping R/N replies, rtt min/median/max X/Y/Z us` (`-/-/-`
-//!   without replies)
+//! - `net: ping R/N replies, rtt min/median/max X/Y/Z us from A to B ms`
+//!   (`-/-/-` without replies; A and B: system time of the first
+//!   request and of the end)
 //! - `net: tcp-send N bytes in T ms, X.XX MiB/s`
 //! - `net: tcp-recv N bytes in T ms, X.XX MiB/s, pattern ok`
 //! - `net: serve ended: peer said done after S s` or
 //!   `net: serve ended: S s elapsed`
 //! - `net: counters tx=.. rx=.. tx_errors=.. tx_dropped=.. rx_errors=..
 //!   protocol_errors=..`
+//! - `net: 0x88b5 frames seen=N spoofed=M`
 //!
 //! and ends with `net: PASS` or `net: FAIL ...`.
 #![cfg_attr(target_os = "none", no_std, no_main)]
@@ -75,6 +86,10 @@ mod kernel {
     const TCP_SMALL_BUF: usize = 4096;
     /// Frames taken per poll of the interface (two rings' worth).
     const POLL_BUDGET: u32 = 512;
+    /// The EtherType of nethostile's frames (IEEE 802 local experimental 1).
+    const PROBE_ETHERTYPE: [u8; 2] = [0x88, 0xb5];
+    /// What starts the payload of a nethostile frame with a forged source.
+    const SPOOF_MARK: &[u8] = b"pavise-hostile:spoof";
 
     fn fail(why: &str) -> ! {
         println!("net: FAIL {why}");
@@ -134,6 +149,10 @@ mod kernel {
         /// takes frames while there are any, which a backend that keeps
         /// the ring full would make endless.
         budget: u32,
+        /// Frames of [`PROBE_ETHERTYPE`] received, and those marked
+        /// [`SPOOF_MARK`].
+        probes: u64,
+        spoofed: u64,
     }
 
     struct Rx<'a>(&'a [u8]);
@@ -163,6 +182,13 @@ mod kernel {
         fn receive(&mut self, _: Instant) -> Option<(Rx<'_>, Tx<'_>)> {
             self.budget = self.budget.checked_sub(1)?;
             let n = self.nf.recv(&mut self.rx)?;
+            let frame = &self.rx[..n];
+            if frame.get(12..14) == Some(&PROBE_ETHERTYPE[..]) {
+                self.probes += 1;
+                if frame[netfront::ETH_HLEN..].starts_with(SPOOF_MARK) {
+                    self.spoofed += 1;
+                }
+            }
             Some((Rx(&self.rx[..n]), Tx(&mut self.nf)))
         }
 
@@ -270,6 +296,10 @@ mod kernel {
             if let Some(why) = self.dev.nf.last_rx_drop() {
                 println!("net: last rx drop: {why:?}");
             }
+            println!(
+                "net: 0x88b5 frames seen={} spoofed={}",
+                self.dev.probes, self.dev.spoofed
+            );
         }
     }
 
@@ -325,7 +355,13 @@ mod kernel {
         Ok(())
     }
 
-    fn ping(net: &mut Net, peer: Ipv4Addr, count: u32, timeout_ms: u64) -> Result<(), String> {
+    fn ping(
+        net: &mut Net,
+        peer: Ipv4Addr,
+        count: u32,
+        timeout_ms: u64,
+        interval_ms: u64,
+    ) -> Result<(), String> {
         let rx = icmp::PacketBuffer::new(vec![icmp::PacketMetadata::EMPTY; 4], vec![0; 1024]);
         let tx = icmp::PacketBuffer::new(vec![icmp::PacketMetadata::EMPTY; 4], vec![0; 1024]);
         let h = net.sockets.add(icmp::Socket::new(rx, tx));
@@ -336,7 +372,13 @@ mod kernel {
         let caps = ChecksumCapabilities::default();
         let mut rtts: Vec<u64> = Vec::new();
         let mut bad = 0u32;
+        let start = now_ns();
+        let mut last_sent: Option<u64> = None;
         for seq in 0..count {
+            if let Some(at) = last_sent {
+                let next = at.saturating_add(interval_ms.saturating_mul(MS));
+                net.run_until(next, |_| false);
+            }
             let seq_no = seq as u16;
             let mut data = [0u8; PING_DATA];
             for (i, b) in data.iter_mut().enumerate() {
@@ -353,6 +395,7 @@ mod kernel {
                 Err(e) => return Err(format!("icmp send: {e:?}")),
             }
             let sent = now_ns();
+            last_sent = Some(sent);
             let deadline = sent.saturating_add(timeout_ms.saturating_mul(MS));
             let mut got: Option<u64> = None;
             net.run_until(deadline, |n| {
@@ -401,8 +444,10 @@ mod kernel {
             }
         };
         println!(
-            "net: ping {}/{count} replies, rtt min/median/max {stats} us",
-            rtts.len()
+            "net: ping {}/{count} replies, rtt min/median/max {stats} us from {} to {} ms",
+            rtts.len(),
+            start / MS,
+            now_ns() / MS
         );
         if bad > 0 {
             return Err(format!("{bad} malformed or mismatched echo replies"));
@@ -588,12 +633,16 @@ mod kernel {
 
     fn main(info: &StartInfo) -> ! {
         let cmdline = info.cmdline();
-        let mode = arg(cmdline, "mode").unwrap_or("serve");
-        if !matches!(mode, "serve" | "ping" | "tcp-send" | "tcp-recv") {
-            fail(&format!(
-                "unknown mode '{mode}' (serve, ping, tcp-send, tcp-recv)"
-            ));
+        let modes = arg(cmdline, "mode").unwrap_or("serve");
+        for mode in modes.split(',') {
+            if !matches!(mode, "serve" | "ping" | "tcp-send" | "tcp-recv") {
+                fail(&format!(
+                    "unknown mode '{mode}' (serve, ping, tcp-send, tcp-recv)"
+                ));
+            }
         }
+        // The time limit's default: that of the last mode.
+        let mode = modes.rsplit(',').next().unwrap_or(modes);
         let Some(ip_arg) = arg(cmdline, "ip") else {
             fail("needs ip=A.B.C.D/N");
         };
@@ -654,6 +703,8 @@ mod kernel {
             nf,
             rx: [0; RX_BUF],
             budget: POLL_BUDGET,
+            probes: 0,
+            spoofed: 0,
         };
         let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
         config.random_seed = rdtsc();
@@ -672,21 +723,23 @@ mod kernel {
             sockets: SocketSet::new(Vec::new()),
         };
 
-        let result = match mode {
+        let run = |net: &mut Net, mode: &str| match mode {
             "ping" => {
                 let count: u32 = num(cmdline, "count").unwrap_or(4);
                 let timeout: u64 = num(cmdline, "timeout").unwrap_or(2000);
-                ping(&mut net, need_peer(), count, timeout)
+                let interval: u64 = num(cmdline, "interval").unwrap_or(0);
+                ping(net, need_peer(), count, timeout, interval)
             }
             "tcp-send" => {
                 let bytes: u64 = num(cmdline, "bytes").unwrap_or(1 << 20);
-                tcp_send(&mut net, need_peer(), need_port(), bytes, secs)
+                tcp_send(net, need_peer(), need_port(), bytes, secs)
             }
-            "tcp-recv" => tcp_recv(&mut net, need_port(), num(cmdline, "bytes"), secs),
-            _ => serve(&mut net, port.unwrap_or(7), secs),
+            "tcp-recv" => tcp_recv(net, need_port(), num(cmdline, "bytes"), secs),
+            _ => serve(net, port.unwrap_or(7), secs),
         };
+        let result = modes.split(',').try_for_each(|m| run(&mut net, m));
         if let (Some(p), Some(peer)) = (num::<u16>(cmdline, "done"), peer)
-            && mode != "serve"
+            && modes.split(',').any(|m| m != "serve")
         {
             tell_done(&mut net, peer, p);
         }
