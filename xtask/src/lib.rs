@@ -15,6 +15,7 @@ pub mod linux;
 pub mod linux_bench;
 pub mod linux_disk_bench;
 pub mod linux_net;
+pub mod linux_net_bench;
 pub mod linux_root;
 pub mod machine;
 pub mod net;

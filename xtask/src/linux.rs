@@ -395,16 +395,13 @@ fn initramfs_bytes(
     gz.finish()
 }
 
-/// `/init` for `cargo xtask linux`: mounts the kernel's file systems, says
-/// how long Linux took to come up, runs an interactive shell on the Xen
-/// console (`console=hvc0`) and powers off when it exits.
-pub const INTERACTIVE_INIT: &str = r#"#!/bin/busybox sh
-/bin/busybox --install -s
-export PATH=/bin:/sbin:/usr/bin:/usr/sbin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-mkdir -p /dev/pts
+/// The interactive shell's part of an `/init` (after /proc, /sys and
+/// /dev are mounted): devpts, the greeting, the shell on the console, the
+/// power-off when it ends. Shared by [`INTERACTIVE_INIT`] and
+/// `linux_net`'s.
+macro_rules! interactive_shell {
+    () => {
+        r#"mkdir -p /dev/pts
 mount -t devpts devpts /dev/pts
 echo "Pavise: Linux $(uname -r) up in $(cut -d' ' -f1 /proc/uptime) s, $(nproc) CPUs"
 echo "Pavise: exit the shell to power the domain off"
@@ -413,7 +410,24 @@ echo "Pavise: exit the shell to power the domain off"
 setsid cttyhack sh -l
 echo "Pavise: shell ended; powering off"
 poweroff -f
-"#;
+"#
+    };
+}
+pub(crate) use interactive_shell;
+
+/// `/init` for `cargo xtask linux`: mounts the kernel's file systems, says
+/// how long Linux took to come up, runs an interactive shell on the Xen
+/// console (`console=hvc0`) and powers off when it exits.
+pub const INTERACTIVE_INIT: &str = concat!(
+    r#"#!/bin/busybox sh
+/bin/busybox --install -s
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+"#,
+    interactive_shell!()
+);
 
 /// `/init` for a non-interactive check of Linux on Pavise. It prints, one
 /// `linux-check: key=value` line each: `uptime_at_init` (seconds since boot

@@ -86,6 +86,58 @@ echo "linux-net: done"
 poweroff -f
 "#;
 
+/// `/init` of `cargo xtask linux --net`: loads the network modules,
+/// asks QEMU's DHCP server for eth0's address (udhcpc; the uplink's
+/// network is 10.0.2.0/24, the host 10.0.2.2), then the interactive
+/// shell of [`linux::INTERACTIVE_INIT`]. `@LOAD_MODULES@` stands for
+/// [`linux_root::LOAD_MODULES`]. Without an answer it says so and
+/// still gives the shell.
+pub const INTERACTIVE_NET_INIT: &str = concat!(
+    r#"#!/bin/busybox sh
+/bin/busybox --install -s
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+fail() {
+    echo "Pavise: $*"
+}
+@LOAD_MODULES@
+cat > /bin/udhcpc-script <<'SCRIPT'
+#!/bin/sh
+case "$1" in
+bound|renew)
+    ip addr flush dev "$interface"
+    ip addr add "$ip/$mask" dev "$interface"
+    [ -n "$router" ] && ip route add default via "${router%% *}"
+    : > /etc/resolv.conf
+    for d in $dns; do echo "nameserver $d" >> /etc/resolv.conf; done
+    echo "Pavise: $interface has $ip/$mask, gateway ${router%% *}" > /dev/console
+    ;;
+esac
+SCRIPT
+chmod +x /bin/udhcpc-script
+i=0
+while ! ip link show eth0 >/dev/null 2>&1 && [ $i -lt 100 ]; do
+    i=$((i + 1))
+    sleep 0.1
+done
+ip link set lo up
+if ip link set eth0 up 2>/dev/null; then
+    udhcpc -i eth0 -s /bin/udhcpc-script -q -n -t 5 >/dev/null 2>&1 ||
+        echo "Pavise: no DHCP answer on eth0; configure it with ip addr add ADDR/24 dev eth0"
+else
+    echo "Pavise: no eth0 (xen-netfront did not find its vif)"
+fi
+"#,
+    crate::linux::interactive_shell!()
+);
+
+/// The `/init` of `cargo xtask linux --net`, ready.
+pub fn interactive_init() -> String {
+    INTERACTIVE_NET_INIT.replace("@LOAD_MODULES@", linux_root::LOAD_MODULES)
+}
+
 /// Makes the network initramfs (xen-netfront taken out of the kit's
 /// kernel package, or found in the cache) at `out`.
 pub fn initramfs(kit: &LinuxKit, out: &Path) -> Result<()> {

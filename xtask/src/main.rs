@@ -79,6 +79,18 @@ struct LinuxArgs {
     /// ext4 (taken out of Debian's kernel package) and switches to it.
     #[arg(long)]
     disk: bool,
+    /// Give Linux a network interface (eth0: its xen-netfront on Dom0's
+    /// switch) and the machine the uplink (QEMU user networking); the
+    /// initramfs loads xen-netfront out of Debian's kernel package and
+    /// takes an address from QEMU's DHCP server (10.0.2.15; the host is
+    /// 10.0.2.2).
+    #[arg(long, conflicts_with = "disk")]
+    net: bool,
+    /// Forward TCP port HOSTPORT on the host's loopback to GUESTIP:GUESTPORT
+    /// (e.g. 8080:10.0.2.15:80). Repeatable; needs --net.
+    #[arg(long = "hostfwd", value_name = "HOSTPORT:GUESTIP:GUESTPORT",
+          value_parser = parse_hostfwd, requires = "net")]
+    hostfwd: Vec<HostFwd>,
     /// Get the kernel and busybox and make the initramfs, then stop
     /// without booting.
     #[arg(long, hide = true)]
@@ -121,6 +133,9 @@ impl LinuxArgs {
         domu.vcpus = Some(self.vcpus);
         domu.ramdisk = Some(initramfs.to_owned());
         domu.disks = root_image.map(Disk::new).into_iter().collect();
+        if self.net {
+            domu.vifs = vec![xtask::net::Vif::new()];
+        }
         domu.cmdline = Some(self.kernel_cmdline());
         RunArgs {
             smp: self.host_cpus(),
@@ -133,8 +148,8 @@ impl LinuxArgs {
             // The session ends with Linux (its shell's exit powers it off).
             exit_when_done: true,
             iommu: false,
-            net: false,
-            hostfwd: Vec::new(),
+            net: self.net,
+            hostfwd: self.hostfwd.clone(),
             qemu_args: Vec::new(),
         }
     }
@@ -364,6 +379,8 @@ fn run_linux(args: LinuxArgs) -> xtask::Result<ExitCode> {
     let cache = linux::cache_dir();
     let initramfs = cache.join(if args.disk {
         "initramfs-root.cpio.gz"
+    } else if args.net {
+        "initramfs-interactive-net.cpio.gz"
     } else {
         "initramfs-interactive.cpio.gz"
     });
@@ -378,8 +395,15 @@ fn run_linux(args: LinuxArgs) -> xtask::Result<ExitCode> {
     } else {
         run_steps(&placeholder)
     };
-    // --disk: the modules, the initramfs and the image; else the initramfs.
-    let make_steps = if args.disk { 3 } else { 1 };
+    // --disk: the modules, the initramfs and the image; --net: the
+    // modules and the initramfs; else the initramfs.
+    let make_steps = if args.disk {
+        3
+    } else if args.net {
+        2
+    } else {
+        1
+    };
     let mut steps = Steps::new(fetch_steps + make_steps + boot_steps);
     let fetched = match wanted {
         Some(wanted) => linux::fetch(&cache, wanted, &mut steps)?,
@@ -433,6 +457,38 @@ fn run_linux(args: LinuxArgs) -> xtask::Result<ExitCode> {
         } else {
             "up to date, kept with what the guest wrote (delete it for a fresh one)"
         });
+    } else if args.net {
+        let modules = match &fetched.version {
+            Some(version) => {
+                let step = steps.start(&format!(
+                    "taking {} out of the kernel package",
+                    linux_root::NET_MODULES.join(", ")
+                ));
+                let (modules, _) = linux_root::modules_named(
+                    &cache,
+                    version,
+                    linux_root::NET_MODULES,
+                    linux_root::NET_MODULES_DIR,
+                )?;
+                let names = modules.names();
+                step.done_with(|took| format!("{names} ({took})"));
+                modules
+            }
+            None => {
+                let step = steps.start("network modules");
+                step.done("none: --kernel must have xen-netfront built in");
+                linux_root::RootModules::none()
+            }
+        };
+        let step = steps.start(&format!("making {}", initramfs.display()));
+        let files = linux_root::module_files(&modules)?;
+        linux::initramfs_with(
+            &busybox,
+            &xtask::linux_net::interactive_init(),
+            &files,
+            &initramfs,
+        )?;
+        step.done("made");
     } else {
         let step = steps.start(&format!("making {}", initramfs.display()));
         linux::initramfs(&busybox, linux::INTERACTIVE_INIT, &initramfs)?;
@@ -442,7 +498,8 @@ fn run_linux(args: LinuxArgs) -> xtask::Result<ExitCode> {
         let disk = root_image
             .as_ref()
             .map(|image| format!(",disk={}", image.display()))
-            .unwrap_or_default();
+            .unwrap_or_default()
+            + if args.net { ",vif" } else { "" };
         say(&format!(
             "ready: --domu {},ramdisk={}{disk},cmdline={}",
             vmlinux.display(),
@@ -462,7 +519,8 @@ fn run_linux(args: LinuxArgs) -> xtask::Result<ExitCode> {
 fn run_bench(json: Option<PathBuf>) -> xtask::Result<()> {
     prereqs::ensure(Machine::default().needs())?;
     // Linux: the kit (fetched or cached), then 1 and 4 vCPUs, each as a
-    // DomU and bare, then its dd on xvd* against Dom0 direct.
+    // DomU and bare, then its dd on xvd* against Dom0 direct, then two
+    // Linux DomUs on the network.
     const LINUX_VCPUS: [u32; 2] = [1, 4];
     let total = 1
         + 2 * bench::RUNS.len()
@@ -470,6 +528,7 @@ fn run_bench(json: Option<PathBuf>) -> xtask::Result<()> {
         + 2 * xtask::net_bench::NET_RUNS.len()
         + 1
         + LINUX_VCPUS.len()
+        + 1
         + 1;
     build(&mut Steps::new(total))?;
     let mut n = 1;
@@ -551,11 +610,24 @@ fn run_bench(json: Option<PathBuf>) -> xtask::Result<()> {
     );
     let linux_disk = xtask::linux_disk_bench::measure(&kit)?;
     step.done("measured");
+    n += 1;
+    let step = Step::start(
+        n,
+        total,
+        "TCG: two Linux DomUs, ping and 16 MiB over TCP through netback",
+    );
+    let net_ramdisk = xtask::linux_net_bench::initramfs(&kit)?;
+    let linux_net = xtask::linux_net_bench::measure(&kit, &net_ramdisk)?;
+    step.done("measured");
     print!("{}", bench::table(&tcg, &icount));
     print!("{}", xtask::disk_bench::table(&disk[0], &disk[1]));
     print!("{}", xtask::net_bench::table(&net[0], &net[1]));
     print!("{}", xtask::linux_bench::table(&linux));
     print!("{}", xtask::linux_disk_bench::table(&linux_disk));
+    print!(
+        "{}",
+        xtask::linux_net_bench::table(&linux_net, tcg.grant_copy_mibps as f64)
+    );
     let path = json.unwrap_or_else(bench::default_json_path);
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
@@ -566,10 +638,11 @@ fn run_bench(json: Option<PathBuf>) -> xtask::Result<()> {
         xtask::disk_bench::json(&disk[0], &disk[1]),
         xtask::linux_disk_bench::json(&linux_disk)
     );
-    // Linux's network figures (net_linux_*, TCG only) are to join
-    // the "tcg" object's network fields here.
+    // Linux's network figures (net_linux_*, TCG only) join the "tcg"
+    // object's network fields.
     let net_json = [
-        xtask::net_bench::fields(&net[0]),
+        xtask::net_bench::fields(&net[0])
+            + &xtask::linux_net_bench::fields(&linux_net, tcg.grant_copy_mibps as f64),
         xtask::net_bench::fields(&net[1]),
     ];
     let json_text = bench::json_with(
