@@ -119,6 +119,16 @@ pub struct Machine {
     pub marks: Vec<String>,
 }
 
+/// QEMU's TCG with one thread for all vCPUs instead of one each (MTTCG).
+/// Under a sustained flood of event-channel and grant-copy traffic between
+/// domains on two CPUs, QEMU 7.2's multi-threaded TCG with SVM now and then
+/// takes a fault at the first instruction after a world switch: the host at
+/// the instruction after VMRUN (an INTR exit, its IDT read faulting through
+/// intact page tables), or a guest at the instruction after a hypercall
+/// (its own page tables unreadable). About one run in 15 of the hostile
+/// network scenario did, 0 in 60 with this (README, "Networks").
+pub const SINGLE_THREAD_TCG: [&str; 2] = ["-accel", "tcg,thread=single"];
+
 impl Default for Machine {
     /// 1 CPU, 512 MiB, GRUB, no options, modules, disks or uplink,
     /// [`DEFAULT_TIMEOUT`], the release hypervisor build.

@@ -11,7 +11,7 @@ use super::registry::{Domain, EndReason, VcpuSlot, vcpu_state};
 use crate::hypercall;
 use crate::mm::IdentityMap;
 use crate::mm::frame::FRAME_SIZE;
-use crate::mm::guest::{Gfn, Gpa};
+use crate::mm::guest::{Gfn, Gpa, GuestPaging, PTE_ADDR, PTE_HUGE, PTE_PRESENT};
 use crate::virt::{Exit, VirtCpu};
 
 pub enum Next {
@@ -35,6 +35,33 @@ const MSR_EFER: u32 = 0xc000_0080;
 use crate::platform::cpuid::MSR_HYPERCALL_PAGE;
 pub use crate::platform::cpuid::{XEN_VERSION_MAJOR, XEN_VERSION_MINOR};
 use crate::platform::msr::Effect;
+
+/// The guest's page-table entries on the way to `gva`, read through its
+/// p2m, for a crash report: a triple fault where every access faults
+/// says whether the guest's tables themselves were broken.
+fn walk_report(domain: &Domain, paging: GuestPaging, gva: u64) -> alloc::string::String {
+    let memory = domain.memory.lock();
+    let mut out = format!("walk of {gva:#x}:");
+    let mut table = paging.cr3 & PTE_ADDR;
+    for level in (0..4).rev() {
+        let index = (gva >> (12 + 9 * level)) & 511;
+        match memory.p2m.read_u64(&IdentityMap, Gpa(table + index * 8)) {
+            Ok(entry) => {
+                out.push_str(&format!(" L{}[{index}]={entry:#x}", level + 1));
+                let leaf = level == 0 || entry & PTE_HUGE != 0;
+                if entry & PTE_PRESENT == 0 || leaf {
+                    break;
+                }
+                table = entry & PTE_ADDR;
+            }
+            Err(e) => {
+                out.push_str(&format!(" L{} unreadable ({e:?})", level + 1));
+                break;
+            }
+        }
+    }
+    out
+}
 
 fn crash(domain: &Domain, cause: alloc::string::String) -> Next {
     domain.end(EndReason::Crash(cause));
@@ -174,7 +201,12 @@ pub fn handle(domain: &Arc<Domain>, vcpu: usize, slot: &mut VcpuSlot, exit: Exit
         }
         Exit::Shutdown => crash(
             domain,
-            format!("triple fault on vcpu{vcpu} at rip {:#x}", cpu.rip()),
+            format!(
+                "triple fault on vcpu{vcpu} at rip {:#x} ({}; {})",
+                cpu.rip(),
+                cpu.fault_report(),
+                walk_report(domain, cpu.paging(), cpu.rip())
+            ),
         ),
         Exit::InvalidState => crash(domain, format!("vcpu{vcpu} state refused by VMRUN")),
         Exit::Unexpected(code) => {

@@ -137,6 +137,19 @@ pub fn map(
     gfn: u64,
     readonly: bool,
 ) -> Result<Handle, GrantStatus> {
+    // Only over the mapper's own page: a second mapping over a grant or
+    // a foreign page would put that page, not the mapper's, back when it
+    // goes (and the first mapping's unmap would then restore the wrong
+    // frame), leaving another domain's frame in the mapper's physmap.
+    let occupied = mapper.held_grants.lock().values().any(|h| h.gfn == gfn)
+        || mapper.foreign_maps.lock().contains_key(&gfn);
+    if occupied {
+        log::warn!(
+            "d{}: grant map over gfn {gfn:#x}, which already maps another page",
+            mapper.id
+        );
+        return Err(GrantStatus::BadVirtAddr);
+    }
     if mapper.memory.lock().p2m.get(Gfn(gfn)).is_none() || mapper.is_special_gfn(gfn) {
         return Err(GrantStatus::BadVirtAddr);
     }

@@ -182,10 +182,10 @@ pub struct GuestPaging {
 const CR0_PG: u64 = 1 << 31;
 const CR4_PAE: u64 = 1 << 5;
 const EFER_LMA: u64 = 1 << 10;
-const PTE_PRESENT: u64 = 1 << 0;
+pub const PTE_PRESENT: u64 = 1 << 0;
 const PTE_WRITABLE: u64 = 1 << 1;
-const PTE_HUGE: u64 = 1 << 7;
-const PTE_ADDR: u64 = 0x000f_ffff_ffff_f000;
+pub const PTE_HUGE: u64 = 1 << 7;
+pub const PTE_ADDR: u64 = 0x000f_ffff_ffff_f000;
 
 /// Translates a guest-virtual address through the guest's page tables.
 /// Paging off: virtual = physical. Long mode: the 4-level walk (with 1 GiB

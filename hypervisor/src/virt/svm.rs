@@ -267,7 +267,15 @@ pavise_svm_world_switch:
     mov 32(%rdi), %rdi
     vmload %rax
     vmrun %rax
+    // Until the host's vmload below, TR, FS, GS and the syscall MSRs are
+    // the guest's: nothing may interrupt the host here. GIF is 0, and IF
+    // goes off at once too, so no emulation of GIF can let an interrupt
+    // in; the host state comes back before anything else.
+    cli
     vmsave %rax
+    xchg %rax, 0(%rsp)
+    vmload %rax
+    xchg %rax, 0(%rsp)
     push %rdi
     mov 24(%rsp), %rdi
     mov %rbx, 0(%rdi)
@@ -285,9 +293,7 @@ pavise_svm_world_switch:
     mov %r15, 104(%rdi)
     pop %rax
     mov %rax, 32(%rdi)
-    pop %rax
-    vmload %rax
-    add $16, %rsp
+    add $24, %rsp
     pop %r15
     pop %r14
     pop %r13
@@ -380,6 +386,9 @@ pub struct SvmVcpu {
     flush: bool,
     /// A vector waiting for the guest's interrupt window.
     pending_interrupt: Option<u8>,
+    /// The injection of the last entry (`event_inject`, V_IRQ vector), for
+    /// crash reports.
+    entered_with: (u64, Option<u8>),
     /// The guest's TSC_AUX; VMRUN does not switch it, so the run loop puts
     /// it in the hardware MSR (the host never uses TSC_AUX).
     tsc_aux: u64,
@@ -424,6 +433,7 @@ impl SvmVcpu {
             regs: GuestRegs::default(),
             flush: true,
             pending_interrupt: None,
+            entered_with: (0, None),
             tsc_aux: 0,
         };
         let asid = 1 + NEXT_ASID.fetch_add(1, Ordering::Relaxed) % (shared.asids - 1);
@@ -473,6 +483,23 @@ impl SvmVcpu {
     fn vmcb_mut(&mut self) -> &mut Vmcb {
         // SAFETY: as in `vmcb_ref`; `&mut self` makes the access unique.
         unsafe { &mut *(self.vmcb as *mut Vmcb) }
+    }
+
+    /// What a crash report adds for this backend: the stack pointer, CR2,
+    /// the event being delivered when the exit came (`exit_int_info`) and
+    /// what the last entry injected (`event_inject`, the V_IRQ vector).
+    pub fn fault_report(&self) -> alloc::string::String {
+        let (s, c) = (&self.vmcb_ref().save, &self.vmcb_ref().control);
+        alloc::format!(
+            "rsp {:#x} cr2 {:#x} cr3 {:#x} rflags {:#x}, delivering {:#x}, entered with event {:#x} virq {:?}",
+            s.rsp,
+            s.cr2,
+            s.cr3,
+            s.rflags,
+            c.exit_int_info,
+            self.entered_with.0,
+            self.entered_with.1
+        )
     }
 
     pub fn exit_info(&self) -> (u64, u64, u64) {
@@ -676,6 +703,12 @@ impl VirtCpu for SvmVcpu {
                     | (0xf << vmcb::V_INTR_PRIO_SHIFT)
                     | ((vector as u64) << vmcb::V_INTR_VECTOR_SHIFT);
             }
+        }
+        {
+            let c = &self.vmcb_ref().control;
+            let virq = (c.vintr & vmcb::V_IRQ != 0)
+                .then_some((c.vintr >> vmcb::V_INTR_VECTOR_SHIFT) as u8);
+            self.entered_with = (c.event_inject, virq);
         }
         // The guest reads the TSC on the boot CPU's time line, whichever
         // CPU it runs on (its pvclock is written on that line too).

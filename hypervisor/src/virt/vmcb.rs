@@ -94,11 +94,20 @@ pub fn reinjection(exit_int_info: u64) -> u64 {
     }
     let kind = exit_int_info & EVENT_TYPE_MASK;
     let vector = exit_int_info & EVENT_VECTOR_MASK;
+    if kind == EVENT_TYPE_EXCEPTION && vector >= FIRST_INTERRUPT_VECTOR {
+        // An external or virtual interrupt recorded as an exception (QEMU
+        // does): injecting an exception above 31 is refused by VMRUN, so
+        // it goes in again as the interrupt it was (never an error code).
+        return EVENT_VALID | EVENT_TYPE_INTR | vector;
+    }
     let again = kind == EVENT_TYPE_INTR
         || kind == EVENT_TYPE_NMI
         || (kind == EVENT_TYPE_EXCEPTION && !SOFT_EXCEPTIONS.contains(&vector));
     if again { exit_int_info } else { 0 }
 }
+
+/// Vectors from here on are interrupts, never exceptions.
+const FIRST_INTERRUPT_VECTOR: u64 = 32;
 
 /// Exit codes the hypervisor handles.
 pub mod exit_code {
@@ -234,6 +243,11 @@ mod tests {
             "INTO re-executes"
         );
         assert_eq!(reinjection(event(4 << 8, 0x80)), 0, "INT n re-executes");
+        assert_eq!(
+            reinjection(event(EVENT_TYPE_EXCEPTION, 0xf3) | EVENT_ERROR_VALID),
+            upcall,
+            "an interrupt recorded as an exception goes in as an interrupt"
+        );
     }
 
     #[test]
