@@ -26,6 +26,8 @@ mod vif;
 #[cfg(target_os = "none")]
 mod virtio;
 #[cfg(target_os = "none")]
+mod xenbus_backend;
+#[cfg(target_os = "none")]
 mod xenstored;
 
 #[cfg(target_os = "none")]

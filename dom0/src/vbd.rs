@@ -24,7 +24,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, Ordering, fence};
 
 use dom0::backring::BackRing;
-use dom0::blkback::{self, BackendAction, Decoded, Direction, DiskLimits, Segment};
+use dom0::blkback::{self, Decoded, Direction, DiskLimits, Segment};
 use dom0::cmdline::VbdSpec;
 use dom0::store::{Access, Perms, Store};
 use guest_shim::grants::{self, CopyOp, CopyPtr, GrantError};
@@ -34,7 +34,7 @@ use pv_abi::xenbus::XenbusState;
 use virtio_drivers::device::blk::{BlkReq, BlkResp, SECTOR_SIZE};
 
 use crate::disks::Disk;
-use crate::virtio;
+use crate::{virtio, xenbus_backend};
 
 /// Segments an indirect request may carry: Xen's blkback offers 256
 /// (LINUX-PVH.md §10), a 1 MiB request. Every request costs world
@@ -296,7 +296,7 @@ impl Blkback {
             {
                 continue;
             }
-            self.disconnect(i);
+            self.disconnect_vbd(i);
             let v = &mut self.vbds[i];
             v.gone = true;
             let _ = store.local_rm(&v.back);
@@ -313,7 +313,7 @@ impl Blkback {
     pub fn serve(&mut self, store: &mut Store) -> bool {
         let mut moved = false;
         for i in 0..self.vbds.len() {
-            moved |= self.follow_frontend(i, store);
+            moved |= xenbus_backend::follow_frontend(self, i, store);
         }
         for d in 0..self.disks.len() {
             moved |= self.complete(d);
@@ -333,45 +333,7 @@ impl Blkback {
         moved
     }
 
-    fn follow_frontend(&mut self, i: usize, store: &mut Store) -> bool {
-        let v = &self.vbds[i];
-        if v.gone {
-            return false;
-        }
-        let frontend = store
-            .local_read(&format!("{}/state", v.front))
-            .and_then(|s| XenbusState::parse(&s));
-        let actions = blkback::on_frontend_state(v.state, frontend, v.conn.is_some());
-        let mut moved = false;
-        for action in actions {
-            match action {
-                BackendAction::None => {}
-                BackendAction::Connect => {
-                    if let Err(why) = self.connect(i, store) {
-                        let v = &mut self.vbds[i];
-                        println!(
-                            "dom0: d{} {}: cannot connect: {why}",
-                            v.spec.domid, v.spec.dev
-                        );
-                        let _ = store.local_write(&format!("{}/state", v.back), "5");
-                        v.state = XenbusState::Closing;
-                        return true;
-                    }
-                }
-                BackendAction::Disconnect => self.disconnect(i),
-                BackendAction::SetState(s) => {
-                    let v = &mut self.vbds[i];
-                    v.state = s;
-                    let _ =
-                        store.local_write(&format!("{}/state", v.back), &format!("{}", s.raw()));
-                }
-            }
-            moved = true;
-        }
-        moved
-    }
-
-    fn connect(&mut self, i: usize, store: &mut Store) -> Result<(), &'static str> {
+    fn connect_vbd(&mut self, i: usize, store: &mut Store) -> Result<(), &'static str> {
         let v = &mut self.vbds[i];
         let front = v.front.clone();
         let read = |node: &str| store.local_read(&format!("{front}/{node}"));
@@ -437,7 +399,7 @@ impl Blkback {
         Ok(())
     }
 
-    fn disconnect(&mut self, i: usize) {
+    fn disconnect_vbd(&mut self, i: usize) {
         let v = &mut self.vbds[i];
         let Some(c) = v.conn.take() else {
             return;
@@ -456,7 +418,7 @@ impl Blkback {
     fn halt(&mut self, i: usize, why: &str, store: &mut Store) {
         let v = &self.vbds[i];
         println!("dom0: d{} {}: {why}; ring halted", v.spec.domid, v.spec.dev);
-        self.disconnect(i);
+        self.disconnect_vbd(i);
         let v = &mut self.vbds[i];
         v.state = XenbusState::Closing;
         let _ = store.local_write(&format!("{}/state", v.back), "5");
@@ -863,5 +825,25 @@ fn copy_ops(domid: u16, segments: &[Segment], buf: u64, dir: Direction, ops: &mu
             done += len;
         }
         at += s.byte_len() as u64;
+    }
+}
+
+impl xenbus_backend::Devices for Blkback {
+    fn xenbus(&self, i: usize) -> Option<(String, String, XenbusState, bool)> {
+        let v = &self.vbds[i];
+        (!v.gone).then(|| (v.front.clone(), v.back.clone(), v.state, v.conn.is_some()))
+    }
+    fn set_state(&mut self, i: usize, state: XenbusState) {
+        self.vbds[i].state = state;
+    }
+    fn connect(&mut self, i: usize, store: &mut Store) -> Result<(), String> {
+        self.connect_vbd(i, store).map_err(String::from)
+    }
+    fn disconnect(&mut self, i: usize) {
+        self.disconnect_vbd(i);
+    }
+    fn name(&self, i: usize) -> String {
+        let v = &self.vbds[i];
+        format!("d{} {}", v.spec.domid, v.spec.dev)
     }
 }

@@ -23,9 +23,7 @@ use core::sync::atomic::{AtomicU32, Ordering, fence};
 
 use dom0::backring::BackRing;
 use dom0::cmdline::VifSpec;
-use dom0::netback::{
-    self, BackendAction, EventChannels, FrontendConfig, Mac, RxOutcome, RxSlot, TxOutcome,
-};
+use dom0::netback::{self, EventChannels, FrontendConfig, Mac, RxOutcome, RxSlot, TxOutcome};
 use dom0::store::{Access, Perms, Store};
 use dom0::switch::{PortId, Switch, SwitchConfig, Verdict};
 use guest_shim::grants::{self, CopyOp, CopyPtr};
@@ -37,6 +35,7 @@ use pv_abi::ring::SringHeader;
 use pv_abi::xenbus::XenbusState;
 
 use crate::uplink::Uplink;
+use crate::xenbus_backend;
 
 const PAGE: usize = 4096;
 /// Interfaces served at most (each has two ring pages mapped).
@@ -360,7 +359,7 @@ impl Netback {
             {
                 continue;
             }
-            self.disconnect(i);
+            self.disconnect_vif(i);
             let v = &mut self.vifs[i];
             v.gone = true;
             let _ = self.switch.flush(v.port);
@@ -376,7 +375,7 @@ impl Netback {
     pub fn serve(&mut self, store: &mut Store) -> bool {
         let mut moved = false;
         for i in 0..self.vifs.len() {
-            moved |= self.follow_frontend(i, store);
+            moved |= xenbus_backend::follow_frontend(self, i, store);
         }
         for i in 0..self.vifs.len() {
             moved |= self.take_tx(i, store);
@@ -389,42 +388,7 @@ impl Netback {
         moved
     }
 
-    fn follow_frontend(&mut self, i: usize, store: &mut Store) -> bool {
-        let v = &self.vifs[i];
-        if v.gone {
-            return false;
-        }
-        let frontend = store
-            .local_read(&format!("{}/state", v.front))
-            .and_then(|s| XenbusState::parse(&s));
-        let actions = netback::on_frontend_state(v.state, frontend, v.conn.is_some());
-        let mut moved = false;
-        for action in actions {
-            match action {
-                BackendAction::None => {}
-                BackendAction::Connect => {
-                    if let Err(why) = self.connect(i, store) {
-                        let v = &mut self.vifs[i];
-                        println!("dom0: {}: cannot connect: {why}", v.name());
-                        let _ = store.local_write(&format!("{}/state", v.back), "5");
-                        v.state = XenbusState::Closing;
-                        return true;
-                    }
-                }
-                BackendAction::Disconnect => self.disconnect(i),
-                BackendAction::SetState(s) => {
-                    let v = &mut self.vifs[i];
-                    v.state = s;
-                    let _ =
-                        store.local_write(&format!("{}/state", v.back), &format!("{}", s.raw()));
-                }
-            }
-            moved = true;
-        }
-        moved
-    }
-
-    fn connect(&mut self, i: usize, store: &mut Store) -> Result<(), String> {
+    fn connect_vif(&mut self, i: usize, store: &mut Store) -> Result<(), String> {
         let v = &mut self.vifs[i];
         let front = v.front.clone();
         let read = |node: &str| store.local_read(&format!("{front}/{node}"));
@@ -511,7 +475,7 @@ impl Netback {
         Ok(())
     }
 
-    fn disconnect(&mut self, i: usize) {
+    fn disconnect_vif(&mut self, i: usize) {
         let v = &mut self.vifs[i];
         let Some(c) = v.conn.take() else {
             return;
@@ -556,7 +520,7 @@ impl Netback {
             "dom0: {}: fatal error ({why}); disabling the interface",
             self.vifs[i].name()
         );
-        self.disconnect(i);
+        self.disconnect_vif(i);
         let v = &mut self.vifs[i];
         v.state = XenbusState::Closing;
         let _ = store.local_write(&format!("{}/state", v.back), "5");
@@ -822,4 +786,23 @@ fn read_at<const N: usize>(va: *mut u8, at: usize) -> [u8; N] {
         *b = unsafe { core::ptr::read_volatile(va.add(at + i)) };
     }
     slot
+}
+
+impl xenbus_backend::Devices for Netback {
+    fn xenbus(&self, i: usize) -> Option<(String, String, XenbusState, bool)> {
+        let v = &self.vifs[i];
+        (!v.gone).then(|| (v.front.clone(), v.back.clone(), v.state, v.conn.is_some()))
+    }
+    fn set_state(&mut self, i: usize, state: XenbusState) {
+        self.vifs[i].state = state;
+    }
+    fn connect(&mut self, i: usize, store: &mut Store) -> Result<(), String> {
+        self.connect_vif(i, store)
+    }
+    fn disconnect(&mut self, i: usize) {
+        self.disconnect_vif(i);
+    }
+    fn name(&self, i: usize) -> String {
+        self.vifs[i].name()
+    }
 }
