@@ -384,6 +384,7 @@ pub extern "C" fn entry(protocol: u32, info_addr: u32, magic: u32) -> ! {
         fatal(BootError::TooLittleMemory { free_mib });
     }
     heap::init().unwrap_or_else(|what| fatal(BootError::OutOfMemory(what)));
+    cmdline::save(cmdline);
     let options = match options {
         Ok(o) => o,
         Err(e) => fatal(BootError::Cmdline(alloc::format!("{e}"))),

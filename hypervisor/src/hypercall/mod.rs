@@ -29,6 +29,7 @@ pub enum Errno {
     Exist = 17,
     Inval = 22,
     NoSpc = 28,
+    NoData = 61,
     Time = 62,
     NoSys = 38,
     OpNotSupp = 95,
@@ -69,6 +70,8 @@ mod nr {
     pub const SCHED_OP: u64 = 29;
     pub const HVM_OP: u64 = 34;
     pub const VM_ASSIST: u64 = 21;
+    pub const SYSCTL: u64 = 35;
+    pub const DOMCTL: u64 = 36;
 }
 
 /// vm_assist(cmd, type): a PVH guest may only ask for the runstate
@@ -162,6 +165,7 @@ pub fn dispatch(domain: &Arc<Domain>, vcpu: usize, slot: &mut VcpuSlot) -> Next 
         nr::GRANT_TABLE_OP => grant_table::grant_table_op(&caller, args[0], args[1], args[2]),
         pv_abi::physdev::HYPERVISOR_PHYSDEV_OP => physdev::physdev_op(&caller, args[0], args[1]),
         nr::VM_ASSIST => vm_assist(args[0], args[1], domain),
+        nr::SYSCTL | nr::DOMCTL => privileged_op(&caller, args[0]),
         nr::SET_TIMER_OP => {
             events::set_timer(domain, vcpu, args[0]);
             Ok(0)
@@ -176,26 +180,78 @@ pub fn dispatch(domain: &Arc<Domain>, vcpu: usize, slot: &mut VcpuSlot) -> Next 
     next
 }
 
+/// `xen_version`, every subop of Xen's public/version.h, with Xen's
+/// default XSM rules: the command line and the build id are the
+/// privileged domain's (-EPERM for others); an unknown subop is -ENOSYS.
 fn xen_version(c: &Caller, cmd: u64, arg: u64) -> HcResult {
     const VERSION: u64 = 0;
     const EXTRAVERSION: u64 = 1;
+    const COMPILE_INFO: u64 = 2;
+    const CAPABILITIES: u64 = 3;
+    const CHANGESET: u64 = 4;
+    const PLATFORM_PARAMETERS: u64 = 5;
     const GET_FEATURES: u64 = 6;
     const PAGESIZE: u64 = 7;
+    const GUEST_HANDLE: u64 = 8;
+    const COMMANDLINE: u64 = 9;
+    const BUILD_ID: u64 = 10;
     const XENFEAT_AUTO_TRANSLATED_PHYSMAP: u32 = 1 << 2;
     const XENFEAT_HVM_CALLBACK_VECTOR: u32 = 1 << 8;
     const XENFEAT_HVM_SAFE_PVCLOCK: u32 = 1 << 9;
+    /// `xen_capabilities_info_t`, `xen_commandline_t`.
+    const LONG_TEXT: usize = 1024;
+    /// What a 64-bit PVH guest can be here (Xen lists every guest type it
+    /// can run; Pavise runs 64-bit PVH only).
+    const CAPABILITIES_TEXT: &[u8] = b"hvm-3.0-x86_64";
     #[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
     #[repr(C)]
     struct FeatureInfo {
         submap_idx: u32,
         submap: u32,
     }
+    /// `xen_compile_info_t`.
+    #[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
+    #[repr(C)]
+    struct CompileInfo {
+        compiler: [u8; 64],
+        compile_by: [u8; 16],
+        compile_domain: [u8; 32],
+        compile_date: [u8; 32],
+    }
+    fn text<const N: usize>(s: &[u8]) -> [u8; N] {
+        let mut out = [0u8; N];
+        let n = s.len().min(N - 1);
+        out[..n].copy_from_slice(&s[..n]);
+        out
+    }
     match cmd {
         VERSION => Ok(((XEN_VERSION_MAJOR << 16) | XEN_VERSION_MINOR) as i64),
         EXTRAVERSION => {
-            let mut text = [0u8; 16];
-            text[..7].copy_from_slice(b"-pavise");
-            c.write(arg, &text)?;
+            c.write(arg, &text::<16>(b"-pavise"))?;
+            Ok(0)
+        }
+        COMPILE_INFO => {
+            let info = CompileInfo {
+                compiler: text(b"rustc"),
+                compile_by: text(b"pavise"),
+                compile_domain: [0; 32],
+                compile_date: [0; 32],
+            };
+            c.write(arg, &info)?;
+            Ok(0)
+        }
+        CAPABILITIES => {
+            c.write(arg, &text::<LONG_TEXT>(CAPABILITIES_TEXT))?;
+            Ok(0)
+        }
+        CHANGESET => {
+            c.write(arg, &text::<64>(b"unavailable"))?;
+            Ok(0)
+        }
+        PLATFORM_PARAMETERS => {
+            // `virt_start`: where a PV guest's hypervisor hole begins; 0
+            // for HVM and PVH guests (Xen 4.17).
+            c.write(arg, &0u64)?;
             Ok(0)
         }
         GET_FEATURES => {
@@ -211,8 +267,33 @@ fn xen_version(c: &Caller, cmd: u64, arg: u64) -> HcResult {
             Ok(0)
         }
         PAGESIZE => Ok(4096),
+        GUEST_HANDLE => {
+            // The domain's handle (UUID) as the toolstack set it: no
+            // toolstack here sets one, so it is all zeros, as Xen's is then.
+            c.write(arg, &[0u8; 16])?;
+            Ok(0)
+        }
+        COMMANDLINE | BUILD_ID if !c.domain.privileged => Err(Errno::Perm),
+        COMMANDLINE => {
+            c.write(arg, &text::<LONG_TEXT>(crate::cmdline::saved().as_bytes()))?;
+            Ok(0)
+        }
+        // The image carries no build-id note (Xen's answer then).
+        BUILD_ID => Err(Errno::NoData),
         _ => Err(Errno::NoSys),
     }
+}
+
+/// `domctl` and `sysctl`: the privileged interface. A DomU gets Xen's
+/// -EPERM (its XSM check, after the argument has been read: a bad pointer
+/// is -EFAULT first). Dom0's toolstack does not use them yet (-ENOSYS).
+fn privileged_op(c: &Caller, arg: u64) -> HcResult {
+    // `cmd` and `interface_version`, the head of both structures.
+    let _head: [u32; 2] = c.read(arg)?;
+    if !c.domain.privileged {
+        return Err(Errno::Perm);
+    }
+    Err(Errno::NoSys)
 }
 
 fn console_io(c: &Caller, cmd: u64, count: u64, buf: u64) -> HcResult {

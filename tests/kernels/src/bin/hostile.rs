@@ -27,6 +27,8 @@ mod kernel {
 
     const CONSOLE_IO: u64 = Hypercall::ConsoleIo as u64;
     const XEN_VERSION: u64 = Hypercall::XenVersion as u64;
+    const DOMCTL: u64 = Hypercall::Domctl as u64;
+    const SYSCTL: u64 = Hypercall::Sysctl as u64;
     const SCHED_OP: u64 = Hypercall::SchedOp as u64;
     const MEMORY_OP: u64 = Hypercall::MemoryOp as u64;
     const HVM_OP: u64 = Hypercall::HvmOp as u64;
@@ -214,6 +216,49 @@ mod kernel {
                 XEN_VERSION,
                 [999, 0, 0],
                 Errno::ENOSYS,
+            ),
+            check(
+                "compile_info to null",
+                XEN_VERSION,
+                [2, 0, 0],
+                Errno::EFAULT,
+            ),
+            check(
+                "capabilities to unmapped",
+                XEN_VERSION,
+                [3, UNMAPPED, 0],
+                Errno::EFAULT,
+            ),
+            check(
+                "commandline from a domU",
+                XEN_VERSION,
+                [9, p(&ok_buf), 0],
+                Errno::EPERM,
+            ),
+            check(
+                "build_id from a domU",
+                XEN_VERSION,
+                [10, p(&ok_buf), 0],
+                Errno::EPERM,
+            ),
+            // domctl and sysctl: the privileged interface
+            check(
+                "domctl from a domU",
+                DOMCTL,
+                [p(&ok_buf), 0, 0],
+                Errno::EPERM,
+            ),
+            check(
+                "sysctl from a domU",
+                SYSCTL,
+                [p(&ok_buf), 0, 0],
+                Errno::EPERM,
+            ),
+            check(
+                "domctl bad pointer",
+                DOMCTL,
+                [UNMAPPED, 0, 0],
+                Errno::EFAULT,
             ),
             // sched_op
             check(
