@@ -248,6 +248,18 @@ pub fn parse(cmdline: &str) -> Result<Options, CmdlineError<'_>> {
     Ok(options)
 }
 
+/// The command line as booted, for XENVER_commandline (Dom0 only). Set
+/// once at boot, after the heap exists.
+static SAVED: spin::Once<alloc::string::String> = spin::Once::new();
+
+pub fn save(cmdline: &str) {
+    SAVED.call_once(|| alloc::string::String::from(cmdline));
+}
+
+pub fn saved() -> &'static str {
+    SAVED.get().map_or("", |s| s.as_str())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -347,16 +359,4 @@ mod tests {
         assert!(requests_qemu_exit("frobnicate qemu_exit loglvl=loud"));
         assert!(!requests_qemu_exit("qemu_exit=1 qemu_exits"));
     }
-}
-
-/// The command line as booted, for XENVER_commandline (Dom0 only). Set
-/// once at boot, after the heap exists.
-static SAVED: spin::Once<alloc::string::String> = spin::Once::new();
-
-pub fn save(cmdline: &str) {
-    SAVED.call_once(|| alloc::string::String::from(cmdline));
-}
-
-pub fn saved() -> &'static str {
-    SAVED.get().map_or("", |s| s.as_str())
 }
