@@ -10,10 +10,21 @@
 use std::path::PathBuf;
 
 use pavise_tests::{
-    Exit, HvStatus, boot, domu, expect_exit, expect_lines, expect_no_line, fail, with_domains,
+    DomU, Exit, HvStatus, boot, domu, expect_exit, expect_lines, expect_no_line, fail,
 };
 
 const ALL_ENDED: &str = "pavise: all watched domains ended";
+
+/// [`pavise_tests::with_domains`] with QEMU's vCPUs on one thread: disk
+/// traffic between domains is heavy enough to meet QEMU's rare
+/// multi-threaded TCG fault at world switches (`SINGLE_THREAD_TCG`).
+fn with_domains(smp: u32, domus: &[DomU]) -> xtask::Machine {
+    let mut machine = pavise_tests::with_domains(smp, domus);
+    machine
+        .extra_qemu_args
+        .extend(xtask::machine::SINGLE_THREAD_TCG.map(String::from));
+    machine
+}
 const DISK_BYTES: u64 = 8 << 20;
 
 /// A fresh zeroed image under target/test-disks.

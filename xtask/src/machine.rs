@@ -126,7 +126,8 @@ pub struct Machine {
 /// the instruction after VMRUN (an INTR exit, its IDT read faulting through
 /// intact page tables), or a guest at the instruction after a hypercall
 /// (its own page tables unreadable). About one run in 15 of the hostile
-/// network scenario did, 0 in 60 with this (README, "Networks").
+/// network scenario did, 0 in 64 with this; the disk scenarios met it too
+/// (README, "Networks"). Those scenarios use it.
 pub const SINGLE_THREAD_TCG: [&str; 2] = ["-accel", "tcg,thread=single"];
 
 impl Default for Machine {
