@@ -428,8 +428,7 @@ impl Netback {
             ));
         };
         let new_ring = |va: *mut u8, entry: usize, port: u32| -> Option<Ring> {
-            let mut ring = BackRing::new(entry, 0)?;
-            let header = Ring {
+            let mut r = Ring {
                 va,
                 ring: BackRing::new(entry, 0)?,
                 published: 0,
@@ -438,14 +437,11 @@ impl Netback {
             // A front end may have published before we attach (Linux
             // posts its rx buffers before Connected): start from where
             // the shared indices are.
-            let req_prod = header.word(REQ_PROD).load(Ordering::Acquire);
-            let rsp_prod = header.word(RSP_PROD).load(Ordering::Acquire);
-            ring.attach(req_prod, rsp_prod).ok()?;
-            Some(Ring {
-                ring,
-                published: rsp_prod,
-                ..header
-            })
+            let req_prod = r.word(REQ_PROD).load(Ordering::Acquire);
+            let rsp_prod = r.word(RSP_PROD).load(Ordering::Acquire);
+            r.ring.attach(req_prod, rsp_prod).ok()?;
+            r.published = rsp_prod;
+            Some(r)
         };
         let (Some(tx), Some(rx)) = (
             new_ring(tx_va, TX_ENTRY_SIZE, tx_port),
