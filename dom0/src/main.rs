@@ -18,6 +18,8 @@ mod disks;
 #[cfg(target_os = "none")]
 mod events;
 #[cfg(target_os = "none")]
+mod mapped_ring;
+#[cfg(target_os = "none")]
 mod uplink;
 #[cfg(target_os = "none")]
 mod vbd;

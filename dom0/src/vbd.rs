@@ -21,7 +21,6 @@ use alloc::collections::{BTreeMap, VecDeque};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU32, Ordering, fence};
 
 use dom0::backring::BackRing;
 use dom0::blkback::{self, Decoded, Direction, DiskLimits, Segment};
@@ -34,6 +33,7 @@ use pv_abi::xenbus::XenbusState;
 use virtio_drivers::device::blk::{BlkReq, BlkResp, SECTOR_SIZE};
 
 use crate::disks::Disk;
+use crate::mapped_ring::MappedRing;
 use crate::{virtio, xenbus_backend};
 
 /// Segments an indirect request may carry: Xen's blkback offers 256
@@ -46,12 +46,6 @@ const MAX_VBDS: usize = 16;
 const RING_PAGES_MAX: usize = 1 << MAX_RING_PAGE_ORDER;
 /// Bytes of zeros a discard writes per device request.
 const ZERO_CHUNK: usize = 64 * 1024;
-
-/// Offsets in the shared ring header (io/ring.h).
-const REQ_PROD: usize = 0;
-const REQ_EVENT: usize = 4;
-const RSP_PROD: usize = 8;
-const RSP_EVENT: usize = 12;
 
 #[repr(C, align(4096))]
 struct Page([u8; PAGE]);
@@ -69,60 +63,19 @@ fn ring_slot(index: usize) -> *mut u8 {
 struct Connection {
     /// Bumped at every connect, so completions of an old ring are dropped.
     generation: u64,
-    ring_va: *mut u8,
     handles: Vec<(u32, u64)>,
-    ring: BackRing,
-    port: u32,
-    published: u32,
+    shared: MappedRing,
     /// Requests taken from the ring, not yet given to the disk.
     waiting: VecDeque<Decoded>,
 }
 
 impl Connection {
-    fn word(&self, offset: usize) -> &AtomicU32 {
-        // SAFETY: the mapped ring's header, aligned u32s shared with the
-        // frontend (accessed atomically).
-        unsafe { AtomicU32::from_ptr(self.ring_va.add(offset).cast()) }
-    }
-
-    /// Copies one request slot out of the ring (the only read of it).
-    fn read_slot(&self, idx: u32) -> [u8; ENTRY_SIZE] {
-        let mut slot = [0u8; ENTRY_SIZE];
-        let at = self.ring.slot_offset(idx);
-        for (i, b) in slot.iter_mut().enumerate() {
-            // SAFETY: inside the mapped ring (slot_offset is within the
-            // 2^order pages for any index).
-            *b = unsafe { core::ptr::read_volatile(self.ring_va.add(at + i)) };
-        }
-        slot
-    }
-
     fn respond(&mut self, id: u64, operation: u8, status: i16) {
-        if self.ring.in_flight() == 0 {
+        if self.shared.ring.in_flight() == 0 {
             return;
         }
-        let bytes = blkback::response_bytes(id, operation, status);
-        let at = self.ring.next_response();
-        for (i, b) in bytes.iter().enumerate() {
-            // SAFETY: a response slot inside the mapped ring.
-            unsafe { core::ptr::write_volatile(self.ring_va.add(at + i), *b) };
-        }
-    }
-
-    /// RING_PUSH_RESPONSES_AND_CHECK_NOTIFY.
-    fn push_responses(&mut self) {
-        let new = self.ring.rsp_prod_pvt();
-        if new == self.published {
-            return;
-        }
-        let old = self.published;
-        self.word(RSP_PROD).store(new, Ordering::Release);
-        fence(Ordering::SeqCst);
-        self.published = new;
-        let event = self.word(RSP_EVENT).load(Ordering::Acquire);
-        if pv_abi::ring::need_notify(new, old, event) {
-            let _ = events::send(self.port);
-        }
+        self.shared
+            .respond(&blkback::response_bytes(id, operation, status));
     }
 }
 
@@ -327,7 +280,7 @@ impl Blkback {
         }
         for v in self.vbds.iter_mut() {
             if let Some(c) = v.conn.as_mut() {
-                c.push_responses();
+                c.shared.push();
             }
         }
         moved
@@ -369,11 +322,8 @@ impl Blkback {
         v.generation += 1;
         v.conn = Some(Connection {
             generation: v.generation,
-            ring_va: base,
             handles,
-            ring,
-            port,
-            published: 0,
+            shared: MappedRing::new(base, ring, port),
             waiting: VecDeque::new(),
         });
         let disk = &self.disks[v.disk];
@@ -409,7 +359,7 @@ impl Blkback {
                 println!("dom0: d{} {}: ring unmap failed", v.spec.domid, v.spec.dev);
             }
         }
-        let _ = events::close(c.port);
+        let _ = events::close(c.shared.port);
         println!("dom0: d{} {} disconnected", v.spec.domid, v.spec.dev);
     }
 
@@ -431,8 +381,8 @@ impl Blkback {
             let Some(c) = v.conn.as_mut() else {
                 return moved;
             };
-            let req_prod = c.word(REQ_PROD).load(Ordering::Acquire);
-            let range = match c.ring.take(req_prod) {
+            let req_prod = c.shared.req_prod();
+            let range = match c.shared.ring.take(req_prod) {
                 Ok(r) => r,
                 Err(e) => {
                     let why = format!("{e}");
@@ -441,18 +391,15 @@ impl Blkback {
                 }
             };
             if range.is_empty() {
-                // RING_FINAL_CHECK_FOR_REQUESTS.
-                c.word(REQ_EVENT)
-                    .store(c.ring.final_check_req_event(), Ordering::Release);
-                fence(Ordering::SeqCst);
-                if c.word(REQ_PROD).load(Ordering::Acquire) == req_prod {
+                let event = c.shared.ring.final_check_req_event();
+                if !c.shared.rearm(event, req_prod) {
                     return moved;
                 }
                 continue;
             }
             moved = true;
             for idx in range {
-                let slot = c.read_slot(idx);
+                let slot = c.shared.read::<ENTRY_SIZE>(idx);
                 match blkback::decode(&slot, &v.limits) {
                     Ok(d) => c.waiting.push_back(d),
                     Err(r) => c.respond(r.id, r.operation, r.status),

@@ -18,8 +18,6 @@
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::mem::offset_of;
-use core::sync::atomic::{AtomicU32, Ordering, fence};
 
 use dom0::backring::BackRing;
 use dom0::cmdline::VifSpec;
@@ -31,9 +29,9 @@ use guest_shim::{events, println};
 use pv_abi::netif::{
     RX_ENTRY_SIZE, TX_ENTRY_SIZE, XEN_NETIF_MAX_TX_SIZE, XEN_NETIF_RSP_ERROR, XEN_NETIF_RSP_OKAY,
 };
-use pv_abi::ring::SringHeader;
 use pv_abi::xenbus::XenbusState;
 
+use crate::mapped_ring::MappedRing;
 use crate::uplink::Uplink;
 use crate::xenbus_backend;
 
@@ -55,11 +53,6 @@ const QUEUED_BYTES_MAX: usize = 6 << 20;
 const QUEUE_FRAMES: usize = 256;
 const QUEUE_BYTES: usize = 512 << 10;
 
-const REQ_PROD: usize = offset_of!(SringHeader, req_prod);
-const REQ_EVENT: usize = offset_of!(SringHeader, req_event);
-const RSP_PROD: usize = offset_of!(SringHeader, rsp_prod);
-const RSP_EVENT: usize = offset_of!(SringHeader, rsp_event);
-
 #[repr(C, align(4096))]
 struct Page([u8; PAGE]);
 
@@ -77,67 +70,10 @@ fn ring_slot(index: usize, which: usize) -> *mut u8 {
 struct NetHeap([u8; 8 << 20]);
 static mut NET_HEAP: NetHeap = NetHeap([0; 8 << 20]);
 
-/// One mapped shared ring.
-struct Ring {
-    va: *mut u8,
-    ring: BackRing,
-    /// `rsp_prod` as last published.
-    published: u32,
-    /// Our port for its notifications.
-    port: u32,
-}
-
-impl Ring {
-    fn word(&self, offset: usize) -> &AtomicU32 {
-        // SAFETY: the mapped ring's header: aligned u32s shared with the
-        // front end, accessed atomically.
-        unsafe { AtomicU32::from_ptr(self.va.add(offset).cast()) }
-    }
-
-    fn req_prod(&self) -> u32 {
-        let prod = self.word(REQ_PROD).load(Ordering::Acquire);
-        fence(Ordering::Acquire);
-        prod
-    }
-
-    fn respond(&mut self, bytes: &[u8]) {
-        let at = self.ring.next_response();
-        for (i, b) in bytes.iter().enumerate() {
-            // SAFETY: a response slot inside the mapped page.
-            unsafe { core::ptr::write_volatile(self.va.add(at + i), *b) };
-        }
-    }
-
-    /// RING_PUSH_RESPONSES_AND_CHECK_NOTIFY.
-    fn push(&mut self) {
-        let new = self.ring.rsp_prod_pvt();
-        if new == self.published {
-            return;
-        }
-        let old = self.published;
-        fence(Ordering::Release);
-        self.word(RSP_PROD).store(new, Ordering::Release);
-        fence(Ordering::SeqCst);
-        self.published = new;
-        let event = self.word(RSP_EVENT).load(Ordering::Acquire);
-        if pv_abi::ring::need_notify(new, old, event) {
-            let _ = events::send(self.port);
-        }
-    }
-
-    /// Asks for a notification at `event` and tells whether requests
-    /// came meanwhile (RING_FINAL_CHECK_FOR_REQUESTS).
-    fn rearm(&self, event: u32, seen: u32) -> bool {
-        self.word(REQ_EVENT).store(event, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        self.req_prod() != seen
-    }
-}
-
 struct Connection {
     handles: Vec<(u32, u64)>,
-    tx: Ring,
-    rx: Ring,
+    tx: MappedRing,
+    rx: MappedRing,
     config: FrontendConfig,
 }
 
@@ -427,21 +363,10 @@ impl Netback {
                 "event-channel is not an unbound port offered to us",
             ));
         };
-        let new_ring = |va: *mut u8, entry: usize, port: u32| -> Option<Ring> {
-            let mut r = Ring {
-                va,
-                ring: BackRing::new(entry, 0)?,
-                published: 0,
-                port,
-            };
-            // A front end may have published before we attach (Linux
-            // posts its rx buffers before Connected): start from where
-            // the shared indices are.
-            let req_prod = r.word(REQ_PROD).load(Ordering::Acquire);
-            let rsp_prod = r.word(RSP_PROD).load(Ordering::Acquire);
-            r.ring.attach(req_prod, rsp_prod).ok()?;
-            r.published = rsp_prod;
-            Some(r)
+        // A front end may have published before we attach (Linux posts
+        // its rx buffers before Connected).
+        let new_ring = |va: *mut u8, entry: usize, port: u32| {
+            MappedRing::attach(va, BackRing::new(entry, 0)?, port)
         };
         let (Some(tx), Some(rx)) = (
             new_ring(tx_va, TX_ENTRY_SIZE, tx_port),
@@ -536,7 +461,7 @@ impl Netback {
         };
         let domid = v.spec.domid;
         let tx = &mut c.tx;
-        let (va, geometry) = (tx.va, tx.ring.clone());
+        let slots = tx.slots();
         // Reserved once: the copies' addresses must not move.
         self.scratch.clear();
         self.scratch
@@ -548,7 +473,7 @@ impl Netback {
         while taken.len() < TX_BUDGET && self.scratch.len() < TX_BATCH_BYTES {
             let req_prod = tx.req_prod();
             let outcome = netback::decode_tx(&mut tx.ring, req_prod, |idx| {
-                read_at::<TX_ENTRY_SIZE>(va, geometry.slot_offset(idx))
+                slots.read::<TX_ENTRY_SIZE>(idx)
             });
             match outcome {
                 TxOutcome::NeedMore => {
@@ -673,14 +598,14 @@ impl Netback {
         while let Ok(Some(frame)) = self.switch.front(v.port) {
             let (len, checksum_ok) = (frame.len(), frame.checksum_ok);
             let req_prod = c.rx.req_prod();
-            let (va, geometry) = (c.rx.va, c.rx.ring.clone());
+            let slots = c.rx.slots();
             let outcome = netback::rx_take(
                 &mut c.rx.ring,
                 req_prod,
                 len,
                 c.config.sg,
                 checksum_ok,
-                |idx| read_at::<RX_ENTRY_SIZE>(va, geometry.slot_offset(idx)),
+                |idx| slots.read::<RX_ENTRY_SIZE>(idx),
             );
             match outcome {
                 Err(overflow) => {
@@ -770,18 +695,6 @@ fn ingress(switch: &mut Switch, port: PortId, frame: &[u8], checksum_ok: bool) -
         switch.ingress(port, frame, checksum_ok),
         Ok(Verdict::Forwarded { .. })
     )
-}
-
-/// Copies the `N` bytes of a slot at `at` in the mapped ring page at
-/// `va`: the only read of it.
-fn read_at<const N: usize>(va: *mut u8, at: usize) -> [u8; N] {
-    let mut slot = [0u8; N];
-    for (i, b) in slot.iter_mut().enumerate() {
-        // SAFETY: `at + N` stays inside the ring page (`slot_offset` of a
-        // one-page ring with N-byte entries is within it).
-        *b = unsafe { core::ptr::read_volatile(va.add(at + i)) };
-    }
-    slot
 }
 
 impl xenbus_backend::Devices for Netback {
