@@ -26,6 +26,9 @@ pub const VBD_WORD: &str = "pavise.vbd=";
 pub const VIF_WORD: &str = "pavise.vif=";
 /// The prefix of the uplink NIC's word.
 pub const UPLINK_WORD: &str = "pavise.uplink=";
+/// The prefix of the control channel's word: the PCI slot (hex) of the
+/// virtio console `cargo xtask xl` talks to.
+pub const CONTROL_WORD: &str = "pavise.control=";
 /// Highest interface handle accepted (xtask gives a DomU at most 16; its
 /// default MACs hold the handle in one byte).
 pub const VIF_HANDLE_MAX: u32 = 255;
@@ -241,10 +244,22 @@ pub fn vifs(cmdline: &str) -> (Vec<VifSpec>, Vec<BadDomuWord>) {
 /// `pavise.uplink=` word), and the words that were skipped (malformed, or
 /// after the first).
 pub fn uplink_checked(cmdline: &str) -> (Option<u8>, Vec<BadDomuWord>) {
+    slot_checked(cmdline, UPLINK_WORD)
+}
+
+/// The PCI slot of the control channel (`pavise.control=SLOT`), as
+/// [`uplink_checked`] reads the uplink's.
+pub fn control_checked(cmdline: &str) -> (Option<u8>, Vec<BadDomuWord>) {
+    slot_checked(cmdline, CONTROL_WORD)
+}
+
+/// The one PCI slot (hex) a `prefix` word names: the last good word wins
+/// and every other is reported.
+fn slot_checked(cmdline: &str, prefix: &str) -> (Option<u8>, Vec<BadDomuWord>) {
     let mut slot = None;
     let mut bad = Vec::new();
     for word in cmdline.split_ascii_whitespace() {
-        let Some(value) = word.strip_prefix(UPLINK_WORD) else {
+        let Some(value) = word.strip_prefix(prefix) else {
             continue;
         };
         let skipped = |reason| BadDomuWord {
@@ -252,7 +267,7 @@ pub fn uplink_checked(cmdline: &str) -> (Option<u8>, Vec<BadDomuWord>) {
             reason,
         };
         match parse_slot(value) {
-            Ok(_) if slot.is_some() => bad.push(skipped("the uplink was already given")),
+            Ok(_) if slot.is_some() => bad.push(skipped("its slot was already given")),
             Ok(s) => slot = Some(s),
             Err(reason) => bad.push(skipped(reason)),
         }
@@ -614,13 +629,13 @@ mod tests {
                 bad_slot,
                 bad_slot,
                 bad_slot,
-                "the uplink was already given",
+                "its slot was already given",
                 bad_slot
             ]
         );
         assert_eq!(
             bad[3].to_string(),
-            "dom0: ignoring 'pavise.uplink=8' on the command line: the uplink was already given"
+            "dom0: ignoring 'pavise.uplink=8' on the command line: its slot was already given"
         );
         // Only a bad word: no uplink.
         assert_eq!(uplink("pavise.uplink=zz"), None);

@@ -9,10 +9,14 @@
 //! switching does (`dom0::input`): to the DomU console's `in` ring, or to
 //! Dom0's command line.
 
+use alloc::format;
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, Ordering, fence};
 
-use dom0::input::{self, Action, Command, Router};
+use dom0::input::{self, Action, Router};
+use dom0::store::Shutdown;
+use dom0::xl::{self, XlCommand};
 use guest_shim::events::{self, Virq};
 use guest_shim::{hypercall, print, println};
 use pv_abi::console::{
@@ -244,16 +248,79 @@ impl Input {
 /// Runs one line typed to Dom0 (echoed first, as before commands existed).
 fn command(line: &str, store: &mut Xenstored) {
     println!("dom0: console input: {line}");
-    match input::parse_command(line) {
-        Command::Help => println!("{}", input::HELP),
-        Command::Bad(sentence) => println!("{sentence}"),
-        Command::Shutdown(domid, kind) => match store.request_shutdown(domid, kind) {
-            Ok(()) => println!("{}", input::asked(domid, kind)),
-            Err(e) => println!(
-                "dom0: cannot ask d{domid} to {}: its control/shutdown is not in XenStore ({})",
+    print!("{}", run(line, store).text);
+}
+
+/// What an xl command answered: its output, and whether it did what was
+/// asked (the control channel reports that as its status).
+pub struct Reply {
+    pub text: String,
+    pub ok: bool,
+}
+
+/// Runs one xl command, answered in xl's formats; refusals are one
+/// sentence each.
+pub fn run(line: &str, store: &mut Xenstored) -> Reply {
+    use crate::toolstack::{self, why};
+    let fail = |text: String| Reply {
+        text: format!("dom0: {text}\n"),
+        ok: false,
+    };
+    let cmd = match xl::parse(line) {
+        Ok(cmd) => cmd,
+        Err(sentence) => return fail(sentence),
+    };
+    let domid = match cmd.resolve(|name| toolstack::find_by_name(store, name)) {
+        Ok(d) => d,
+        Err(sentence) => return fail(sentence),
+    };
+    let verb = cmd.verb();
+    let done = |what: &str, r: Result<(), guest_shim::Errno>, d: u16| match r {
+        Ok(()) => Reply {
+            text: format!("dom0: {what} d{d}\n"),
+            ok: true,
+        },
+        Err(e) => fail(format!("cannot {verb} d{d}: {}", why(e))),
+    };
+    let ok = |text: String| Reply { text, ok: true };
+    match (cmd, domid) {
+        (XlCommand::Help, _) => ok(format!("{}\n", xl::HELP)),
+        (XlCommand::List { json }, _) => match toolstack::rows(store) {
+            Ok(rows) if json => ok(format!("{}\n", xl::list_json(&rows))),
+            Ok(rows) => ok(xl::list_table(&rows)),
+            Err(e) => fail(format!("cannot list the domains: {}", why(e))),
+        },
+        (XlCommand::Info { json }, _) => match toolstack::host_info() {
+            Ok(info) if json => ok(format!("{}\n", xl::info_json(&info))),
+            Ok(info) => ok(xl::info_text(&info)),
+            Err(e) => fail(format!("cannot read the host's facts: {}", why(e))),
+        },
+        (XlCommand::Pause(_), Some(d)) => done("paused", toolstack::pause(d), d),
+        (XlCommand::Unpause(_), Some(d)) => done("unpaused", toolstack::unpause(d), d),
+        (XlCommand::Destroy(_), Some(d)) => done("destroyed", toolstack::destroy(d), d),
+        (XlCommand::Shutdown(_), Some(d)) => shutdown(store, d, Shutdown::Poweroff),
+        (XlCommand::Reboot(_), Some(d)) => shutdown(store, d, Shutdown::Reboot),
+        (XlCommand::Console(_), _) | (XlCommand::Create { .. }, _) => fail(format!(
+            "{verb} is not available yet: on the serial console, Ctrl-A three times switches the input to each DomU"
+        )),
+        (_, None) => fail(format!("{verb} needs a domain")),
+    }
+}
+
+/// Asks a DomU to power off or reboot through its control/shutdown node.
+fn shutdown(store: &mut Xenstored, domid: u16, kind: Shutdown) -> Reply {
+    match store.request_shutdown(domid, kind) {
+        Ok(()) => Reply {
+            text: format!("{}\n", input::asked(domid, kind)),
+            ok: true,
+        },
+        Err(e) => Reply {
+            text: format!(
+                "dom0: cannot ask d{domid} to {}: its control/shutdown is not in XenStore ({})\n",
                 kind.value(),
                 e.name()
             ),
+            ok: false,
         },
     }
 }

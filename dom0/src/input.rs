@@ -177,48 +177,6 @@ impl Router {
     }
 }
 
-/// A Dom0 console command.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Command {
-    /// `shutdown <domid>` / `reboot <domid>`.
-    Shutdown(DomId, Shutdown),
-    Help,
-    /// Not a command: the sentence to print.
-    Bad(String),
-}
-
-/// The line `help` prints.
-pub const HELP: &str = "dom0: commands: shutdown <domid>, reboot <domid>, help; \
-                        Ctrl-A three times switches serial input between Dom0 and the DomUs";
-
-/// Parses one line typed to Dom0.
-pub fn parse_command(line: &str) -> Command {
-    let mut words = line.split_ascii_whitespace();
-    let (Some(verb), arg, extra) = (words.next(), words.next(), words.next()) else {
-        return Command::Bad("dom0: empty command; type help for the commands".into());
-    };
-    let kind = match verb {
-        "help" if arg.is_none() => return Command::Help,
-        "shutdown" => Shutdown::Poweroff,
-        "reboot" => Shutdown::Reboot,
-        _ => {
-            return Command::Bad(format!(
-                "dom0: unknown command '{}'; type help for the commands",
-                line.trim()
-            ));
-        }
-    };
-    let domid = arg.and_then(|a| a.parse::<DomId>().ok());
-    match (domid, extra) {
-        (Some(d), None) if d != 0 && d < pv_abi::hypercall::DOMID_FIRST_RESERVED => {
-            Command::Shutdown(d, kind)
-        }
-        _ => Command::Bad(format!(
-            "dom0: {verb} takes one DomU id (a number from 1), as in '{verb} 1'"
-        )),
-    }
-}
-
 /// The sentence printed once a shutdown request was written.
 pub fn asked(dom: DomId, kind: Shutdown) -> String {
     let what = match kind {
@@ -336,37 +294,7 @@ mod tests {
     }
 
     #[test]
-    fn commands() {
-        assert_eq!(
-            parse_command("shutdown 1"),
-            Command::Shutdown(1, Shutdown::Poweroff)
-        );
-        assert_eq!(
-            parse_command("  reboot   7 "),
-            Command::Shutdown(7, Shutdown::Reboot)
-        );
-        assert_eq!(parse_command("help"), Command::Help);
-        assert_eq!(
-            parse_command("hello pavise"),
-            Command::Bad("dom0: unknown command 'hello pavise'; type help for the commands".into())
-        );
-        for bad in [
-            "shutdown",
-            "shutdown 0",
-            "shutdown x",
-            "reboot 1 2",
-            "shutdown 32752",
-        ] {
-            let Command::Bad(s) = parse_command(bad) else {
-                panic!("{bad} parsed");
-            };
-            assert!(
-                s.starts_with("dom0: ") && s.contains("takes one DomU id"),
-                "{s}"
-            );
-        }
-        assert!(matches!(parse_command(""), Command::Bad(_)));
-        assert!(matches!(parse_command("help me"), Command::Bad(_)));
+    fn shutdown_requests_are_announced() {
         assert_eq!(asked(1, Shutdown::Poweroff), "dom0: asked d1 to power off");
         assert_eq!(asked(2, Shutdown::Reboot), "dom0: asked d2 to reboot");
     }

@@ -15,3 +15,5 @@ pub mod input;
 pub mod netback;
 pub mod store;
 pub mod switch;
+pub mod xl;
+pub mod xlcfg;

@@ -12,6 +12,8 @@ extern crate alloc;
 #[cfg(target_os = "none")]
 mod console;
 #[cfg(target_os = "none")]
+mod control;
+#[cfg(target_os = "none")]
 mod diskbench;
 #[cfg(target_os = "none")]
 mod disks;
@@ -19,6 +21,8 @@ mod disks;
 mod events;
 #[cfg(target_os = "none")]
 mod mapped_ring;
+#[cfg(target_os = "none")]
+mod toolstack;
 #[cfg(target_os = "none")]
 mod uplink;
 #[cfg(target_os = "none")]
@@ -36,7 +40,7 @@ mod xenstored;
 mod kernel {
     use guest_shim::{StartInfo, hypercall, println};
 
-    use crate::{console, diskbench, disks, events, uplink, vbd, vif, virtio, xenstored};
+    use crate::{console, control, diskbench, disks, events, uplink, vbd, vif, virtio, xenstored};
 
     /// How often a device or ring without events is polled.
     const POLL_NS: u64 = 1_000_000;
@@ -64,6 +68,10 @@ mod kernel {
             println!("{b}");
         }
         let (uplink_slot, bad) = dom0::cmdline::uplink_checked(info.cmdline());
+        for b in &bad {
+            println!("{b}");
+        }
+        let (control_slot, bad) = dom0::cmdline::control_checked(info.cmdline());
         for b in &bad {
             println!("{b}");
         }
@@ -106,6 +114,14 @@ mod kernel {
                         .map(|&(_, port)| port)
                 })
             });
+        // The control channel takes its own line's event; if a disk
+        // shares the line, both are acknowledged on it.
+        let mut control = control::probe(control_slot, |pirq| {
+            disk_pirqs
+                .iter()
+                .find(|(p, _)| *p == pirq)
+                .map(|&(_, port)| port)
+        });
         if uplink_slot.is_some() && nic.is_none() {
             println!("dom0: uplink asked for but not started: DomUs reach only each other");
         }
@@ -170,6 +186,16 @@ mod kernel {
                 blkback.reap_dead(store.store());
                 netback.reap_dead(store.store());
             }
+            if let Some(c) = control.as_mut()
+                && c.port.is_some_and(|p| pending.has(p))
+            {
+                c.ack();
+                if let Some(pirq) = c.pirq
+                    && !disk_events.contains(&c.port.unwrap_or(0))
+                {
+                    let _ = hypercall::physdev_eoi(pirq);
+                }
+            }
             let typed = first || input.port().is_some_and(|p| pending.has(p));
             first = false;
             let focused = input.focused_domu();
@@ -187,6 +213,9 @@ mod kernel {
                 let mut moved = store.serve();
                 moved |= blkback.serve(store.store());
                 moved |= netback.serve(store.store());
+                if let Some(c) = control.as_mut() {
+                    moved |= c.serve(&mut store);
+                }
                 if !moved {
                     break;
                 }
@@ -195,7 +224,7 @@ mod kernel {
             // notify after posting receive buffers, is polled: a
             // singleshot timer wakes us (Linux netback polls such a front
             // end every 30 ms), or without one we yield.
-            let poll = blkback.needs_polling() || netback.needs_polling();
+            let poll = blkback.needs_polling() || netback.needs_polling() || control.is_some();
             let armed = poll
                 && timer.is_some()
                 && guest_shim::time::set_timer(guest_shim::time::system_time_ns() + POLL_NS)

@@ -457,3 +457,17 @@ pub fn physdev_eoi(pirq: u32) -> Result<()> {
     let op = PhysdevEoi { irq: pirq };
     call(Hypercall::PhysdevOp, PHYSDEVOP_EOI, arg(&op), 0).map(|_| ())
 }
+
+// ---------------------------------------------------------------------------
+// domctl and sysctl (the privileged interface)
+// ---------------------------------------------------------------------------
+
+/// A domctl; the hypervisor writes its answer back into `op`.
+pub fn domctl(op: &mut pv_abi::domctl::Domctl) -> Result<u64> {
+    call(Hypercall::Domctl, arg_mut(op), 0, 0)
+}
+
+/// A sysctl; the hypervisor writes its answer back into `op`.
+pub fn sysctl(op: &mut pv_abi::sysctl::Sysctl) -> Result<u64> {
+    call(Hypercall::Sysctl, arg_mut(op), 0, 0)
+}

@@ -108,6 +108,7 @@ macro_rules! zeroed_default {
 pub mod blkif;
 pub mod console;
 pub mod cpuid;
+pub mod domctl;
 pub mod errno;
 pub mod event_channel;
 pub mod grant_table;
@@ -118,6 +119,7 @@ pub mod physdev;
 pub mod ring;
 pub mod shared_info;
 pub mod start_info;
+pub mod sysctl;
 pub mod xenbus;
 pub mod xenstore;
 

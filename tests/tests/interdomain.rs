@@ -81,10 +81,10 @@ fn console_input_reaches_dom0_through_virq_console() {
     // (or fails at the time-out).
     let mut m = pavise_tests::direct(1, 128);
     m.modules = vec![(xtask::artifact("dom0"), String::new())];
-    m.console_input = Some((
+    m.console_input = vec![(
         TypeWhen::After(Duration::from_secs(2)),
         b"hello pavise\r".to_vec(),
-    ));
+    )];
     m.stop_at = Some("dom0: console input: hello pavise".to_owned());
     m.timeout = Some(Duration::from_secs(30));
     let outcome = boot(&m);

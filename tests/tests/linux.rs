@@ -209,10 +209,10 @@ fn dom0_asks_linux_to_power_off_through_xenstore() {
     let mut machine = linux_machine(1, &[linux_domu(1, &ramdisk, "")]);
     // With one DomU the serial input goes to it; Ctrl-A three times gives
     // it to Dom0, which takes the command.
-    machine.console_input = Some((
+    machine.console_input = vec![(
         TypeWhen::Seen("linux-shutdown: waiting".to_owned()),
         b"\x01\x01\x01shutdown 1\r".to_vec(),
-    ));
+    )];
     let outcome = boot(&machine);
     expect_exit(&outcome, Exit::Hypervisor(HvStatus::Success));
     expect_lines(

@@ -122,6 +122,8 @@ pub enum Error {
         reason: String,
         log: PathBuf,
     },
+    /// `cargo xtask xl`: no machine to talk to, or it did not answer.
+    Control { reason: String },
 }
 
 /// xtask's result type.
@@ -282,6 +284,7 @@ impl fmt::Display for Error {
                 "in the run of {run}, {reason}; its console is in {}",
                 log.display()
             ),
+            Self::Control { reason } => f.write_str(reason),
         }
     }
 }

@@ -24,6 +24,7 @@ pub mod prereqs;
 pub mod progress;
 pub mod suite;
 pub mod workspace;
+pub mod xl;
 
 pub use bare_metal::{artifact, build_all, check_built};
 pub use error::{Error, Result};

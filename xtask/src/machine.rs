@@ -6,6 +6,7 @@
 
 use std::ffi::OsString;
 use std::io::Read;
+use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -98,6 +99,12 @@ pub struct Machine {
     /// [`crate::domains::dom0_module_with`] tells Dom0 where it is). Off
     /// (`None`) by default.
     pub net: Option<Uplink>,
+    /// QEMU's gdbstub on the host's loopback (`-gdb tcp:127.0.0.1:PORT`,
+    /// with [`Gdb::wait`] also `-S`). Off (`None`) by default.
+    pub gdb: Option<Gdb>,
+    /// The control channel's Unix socket (`cargo xtask xl` connects to
+    /// it): a virtio console in PCI slot [`crate::xl::CONTROL_SLOT`].
+    pub control: Option<PathBuf>,
     /// Extra QEMU arguments, appended last.
     pub extra_qemu_args: Vec<String>,
     /// When to stop QEMU; `None` lets it run (not allowed for captured runs).
@@ -105,10 +112,10 @@ pub struct Machine {
     /// The ELF QEMU boots: the hypervisor, or with [`Boot::Bare`] the guest
     /// kernel itself.
     pub hypervisor: PathBuf,
-    /// Bytes typed on the serial console once the machine has run a while
-    /// or once the console shows a text (captured runs only; stdin is
-    /// closed otherwise).
-    pub console_input: Option<(TypeWhen, Vec<u8>)>,
+    /// Bytes typed on the serial console, step by step: each once the
+    /// machine has run a while or once the console shows a text, after the
+    /// step before it (captured runs only; stdin is closed otherwise).
+    pub console_input: Vec<(TypeWhen, Vec<u8>)>,
     /// Stop QEMU as soon as the console shows this text (captured runs
     /// only): for machines that never end by themselves, such as one
     /// running a guest that spins for ever. The run then ends with
@@ -117,6 +124,47 @@ pub struct Machine {
     /// Texts whose first appearance on the console is timed (captured runs
     /// only): `RunOutcome::marks` says when, from QEMU's start.
     pub marks: Vec<String>,
+}
+
+/// The port QEMU's gdbstub listens on unless told otherwise (gdb's usual).
+pub const DEFAULT_GDB_PORT: u16 = 1234;
+
+/// QEMU's gdbstub: gdb attaches to it over TCP on the host's loopback and
+/// debugs the machine's CPUs (under TCG, whatever each is running: the
+/// hypervisor, or a guest while the CPU is in guest mode).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gdb {
+    /// The TCP port on 127.0.0.1.
+    pub port: u16,
+    /// Start with the CPUs stopped (`-S`) until gdb continues them.
+    pub wait: bool,
+}
+
+impl Gdb {
+    /// The address gdb's `target remote` takes, e.g. `127.0.0.1:1234`.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// QEMU's arguments: `-gdb tcp:127.0.0.1:PORT`, then `-S` to wait.
+    pub fn qemu_args(&self) -> Vec<OsString> {
+        let mut args: Vec<OsString> = vec!["-gdb".into(), format!("tcp:{}", self.address()).into()];
+        if self.wait {
+            args.push("-S".into());
+        }
+        args
+    }
+
+    /// Checks that the port is free by binding it (and letting it go), so
+    /// that a port in use is one sentence here instead of QEMU's failure.
+    pub fn check_port(&self) -> Result<()> {
+        TcpListener::bind((Ipv4Addr::LOCALHOST, self.port))
+            .map(drop)
+            .map_err(Error::io(format!(
+                "reserving {} for QEMU's gdbstub (pick a free port with --gdb-port PORT)",
+                self.address()
+            )))
+    }
 }
 
 /// QEMU's TCG with one thread for all vCPUs instead of one each (MTTCG).
@@ -143,10 +191,12 @@ impl Default for Machine {
             disks: Vec::new(),
             iommu: false,
             net: None,
+            gdb: None,
+            control: None,
             extra_qemu_args: Vec::new(),
             timeout: Some(DEFAULT_TIMEOUT),
             hypervisor: bare_metal::artifact(HYPERVISOR),
-            console_input: None,
+            console_input: Vec::new(),
             stop_at: None,
             marks: Vec::new(),
         }
@@ -352,6 +402,12 @@ impl Machine {
         if let Some(net) = &self.net {
             args.extend(net.qemu_args(iommu));
         }
+        if let Some(gdb) = &self.gdb {
+            args.extend(gdb.qemu_args());
+        }
+        if let Some(socket) = &self.control {
+            args.extend(crate::xl::qemu_args(socket, iommu));
+        }
         args.extend(self.extra_qemu_args.iter().map(OsString::from));
         Ok(args)
     }
@@ -389,7 +445,7 @@ fn check_direct_modules(modules: &[(PathBuf, String)]) -> Result<()> {
 pub struct Prepared {
     args: Vec<OsString>,
     timeout: Option<Duration>,
-    console_input: Option<(TypeWhen, Vec<u8>)>,
+    console_input: Vec<(TypeWhen, Vec<u8>)>,
     stop_at: Option<String>,
     marks: Vec<String>,
     /// Removed (with the image) when the run is over.
@@ -408,10 +464,10 @@ impl Prepared {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut command = self.command();
-        let stdin = if self.console_input.is_some() {
-            Stdio::piped()
-        } else {
+        let stdin = if self.console_input.is_empty() {
             Stdio::null()
+        } else {
+            Stdio::piped()
         };
         command
             .stdin(stdin)
@@ -419,30 +475,38 @@ impl Prepared {
             .stderr(Stdio::piped());
         let start = Instant::now();
         let mut child = spawn(&mut command)?;
-        let prompt_seen = Arc::new(AtomicBool::new(false));
         let mut watches = Vec::new();
-        if let (Some((when, bytes)), Some(mut pipe)) =
-            (self.console_input.clone(), child.stdin.take())
-        {
-            if let TypeWhen::Seen(text) = &when {
-                watches.push((text.clone(), Arc::clone(&prompt_seen)));
-            }
-            let prompt_seen = Arc::clone(&prompt_seen);
+        if let Some(mut pipe) = child.stdin.take() {
+            let steps: Vec<(TypeWhen, Vec<u8>, Arc<AtomicBool>)> = self
+                .console_input
+                .iter()
+                .map(|(when, bytes)| {
+                    let seen = Arc::new(AtomicBool::new(false));
+                    if let TypeWhen::Seen(text) = when {
+                        watches.push((text.clone(), Arc::clone(&seen)));
+                    }
+                    (when.clone(), bytes.clone(), seen)
+                })
+                .collect();
             // Typed after a while or a prompt (so it reaches the running
             // system, not the firmware); the pipe stays open until QEMU ends.
             std::thread::spawn(move || {
                 use std::io::Write;
-                match when {
-                    TypeWhen::After(delay) => std::thread::sleep(delay),
-                    TypeWhen::Seen(_) => {
-                        while !prompt_seen.load(Ordering::Acquire) {
-                            std::thread::sleep(POLL);
+                for (when, bytes, seen) in steps {
+                    match when {
+                        TypeWhen::After(delay) => {
+                            std::thread::sleep(delay.saturating_sub(start.elapsed()))
                         }
-                        std::thread::sleep(Duration::from_millis(500));
+                        TypeWhen::Seen(_) => {
+                            while !seen.load(Ordering::Acquire) {
+                                std::thread::sleep(POLL);
+                            }
+                            std::thread::sleep(Duration::from_millis(500));
+                        }
                     }
+                    let _ = pipe.write_all(&bytes);
+                    let _ = pipe.flush();
                 }
-                let _ = pipe.write_all(&bytes);
-                let _ = pipe.flush();
                 std::thread::sleep(Duration::from_secs(3600));
             });
         }
@@ -870,6 +934,64 @@ mod tests {
             message.contains("is not on the uplink network"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn gdb_arguments() {
+        let machine = Machine {
+            gdb: Some(Gdb {
+                port: DEFAULT_GDB_PORT,
+                wait: false,
+            }),
+            extra_qemu_args: vec!["-d".into(), "int".into()],
+            ..Machine::default()
+        };
+        let args = machine
+            .qemu_args(Some(Path::new("/tmp/x.iso")))
+            .expect("arguments");
+        assert_eq!(
+            strings(&args).join(" "),
+            "-machine q35 -cpu max -m 512M -smp 1 -display none -serial stdio \
+             -monitor none -no-reboot -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
+             -boot d -cdrom /tmp/x.iso -gdb tcp:127.0.0.1:1234 -d int"
+        );
+        // Waiting for gdb adds -S; direct boot takes the stub too.
+        let waiting = Machine {
+            boot: Boot::Direct,
+            hypervisor: PathBuf::from("/tmp/hv"),
+            gdb: Some(Gdb {
+                port: 4321,
+                wait: true,
+            }),
+            ..Machine::default()
+        };
+        let args = strings(&waiting.qemu_args(None).expect("arguments"));
+        assert_eq!(
+            &args[args.len() - 3..],
+            ["-gdb", "tcp:127.0.0.1:4321", "-S"]
+        );
+        // Off by default.
+        let args = strings(
+            &Machine::default()
+                .qemu_args(Some(Path::new("/x.iso")))
+                .unwrap(),
+        );
+        assert!(!args.iter().any(|a| a == "-gdb" || a == "-S"));
+    }
+
+    #[test]
+    fn gdb_port_in_use_is_one_sentence() {
+        let taken = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("a free port");
+        let port = taken.local_addr().expect("its address").port();
+        let gdb = Gdb { port, wait: false };
+        let message = gdb.check_port().unwrap_err().to_string();
+        assert!(
+            message.contains(&format!("reserving 127.0.0.1:{port} for QEMU's gdbstub")),
+            "{message}"
+        );
+        assert!(!message.contains('\n'), "{message}");
+        drop(taken);
+        assert!(gdb.check_port().is_ok());
     }
 
     #[test]

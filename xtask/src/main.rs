@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use xtask::disk::Disk;
 use xtask::domains::{self, DomU};
+use xtask::machine::{DEFAULT_GDB_PORT, Gdb};
 use xtask::net::{HostFwd, Uplink};
 use xtask::progress::{Step, Steps, say};
 use xtask::{
@@ -45,6 +46,18 @@ enum Command {
     /// apt into target/linux/ unless --kernel and --busybox are given);
     /// with --disk, its root file system is on its own disk, xvda.
     Linux(LinuxArgs),
+    /// Manage the running Pavise over its control channel: any command
+    /// Dom0's console takes (list [--json], info [--json], pause ID,
+    /// unpause ID, destroy ID, shutdown ID, reboot ID, help).
+    Xl {
+        /// The control socket (default: the one running Pavise's, under
+        /// target/pavise-control/).
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+        /// The command and its arguments.
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
 }
 
 #[derive(Args)]
@@ -150,6 +163,9 @@ impl LinuxArgs {
             iommu: false,
             net: self.net,
             hostfwd: self.hostfwd.clone(),
+            gdb: false,
+            gdb_port: DEFAULT_GDB_PORT,
+            gdb_wait: false,
             qemu_args: Vec::new(),
         }
     }
@@ -210,6 +226,19 @@ struct RunArgs {
     #[arg(long = "hostfwd", value_name = "HOSTPORT:GUESTIP:GUESTPORT",
           value_parser = parse_hostfwd, requires = "net")]
     hostfwd: Vec<HostFwd>,
+    /// Start QEMU's gdbstub on 127.0.0.1 (port: --gdb-port) and print the
+    /// gdb command that attaches with the hypervisor's symbols (README,
+    /// "Debugging with gdb").
+    #[arg(long)]
+    gdb: bool,
+    /// The gdbstub's TCP port on 127.0.0.1; needs --gdb.
+    #[arg(long, value_name = "PORT", default_value_t = DEFAULT_GDB_PORT,
+          value_parser = clap::value_parser!(u16).range(1..), requires = "gdb")]
+    gdb_port: u16,
+    /// Hold the CPUs at their first instruction (QEMU -S) until gdb
+    /// continues them; needs --gdb.
+    #[arg(long, requires = "gdb")]
+    gdb_wait: bool,
     /// Extra QEMU arguments.
     #[arg(last = true, value_name = "QEMU ARGS")]
     qemu_args: Vec<String>,
@@ -231,6 +260,39 @@ impl RunArgs {
             hostfwd: self.hostfwd.clone(),
         })
     }
+
+    /// The machine's gdbstub: with --gdb, on --gdb-port, waiting with
+    /// --gdb-wait.
+    fn gdb(&self) -> Option<Gdb> {
+        self.gdb.then_some(Gdb {
+            port: self.gdb_port,
+            wait: self.gdb_wait,
+        })
+    }
+}
+
+/// What `cargo xtask run --gdb` prints before QEMU starts: the gdb command
+/// that attaches with the symbols of `elf` (the hypervisor, linked and
+/// loaded at one address, so they apply as they are), shown relative to the
+/// current directory when it is inside it.
+fn gdb_hints(gdb: &Gdb, elf: &Path) -> Vec<String> {
+    let shown = std::env::current_dir()
+        .ok()
+        .and_then(|dir| elf.strip_prefix(dir).ok())
+        .unwrap_or(elf);
+    let wait = if gdb.wait {
+        "; the CPUs wait at their first instruction until gdb continues them"
+    } else {
+        ""
+    };
+    vec![
+        format!("gdbstub on {}{wait}; attach with:", gdb.address()),
+        format!(
+            "  gdb {} -ex 'target remote {}'",
+            shown.display(),
+            gdb.address()
+        ),
+    ]
 }
 
 /// Splits `FILE [STRING]` at the first whitespace.
@@ -259,9 +321,25 @@ fn main() -> ExitCode {
         Command::Linux(args) => run_linux(args),
         Command::Test => suite::run().map(|()| ExitCode::SUCCESS),
         Command::Bench { json } => run_bench(json).map(|()| ExitCode::SUCCESS),
+        Command::Xl { socket, command } => run_xl(socket, &command.join(" ")),
     };
     result.unwrap_or_else(|e| {
         say(&format!("error: {e}"));
+        ExitCode::FAILURE
+    })
+}
+
+/// `cargo xtask xl COMMAND`: prints Dom0's answer; fails if it refused.
+fn run_xl(socket: Option<PathBuf>, command: &str) -> xtask::Result<ExitCode> {
+    let socket = match socket {
+        Some(s) => s,
+        None => xtask::xl::find_socket()?,
+    };
+    let answer = xtask::xl::request(&socket, command)?;
+    print!("{}", answer.text);
+    Ok(if answer.ok {
+        ExitCode::SUCCESS
+    } else {
         ExitCode::FAILURE
     })
 }
@@ -304,6 +382,10 @@ fn run(args: RunArgs, steps: &mut Steps) -> xtask::Result<ExitCode> {
         uplink.check()?;
     }
     domains::check_vifs(&args.domus, uplink.as_ref())?;
+    let gdb = args.gdb();
+    if let Some(gdb) = &gdb {
+        gdb.check_port()?;
+    }
     let mut cmdline = args.cmdline.clone();
     if args.exit_when_done {
         cmdline = format!("{cmdline} exit_when_done").trim().to_owned();
@@ -322,6 +404,7 @@ fn run(args: RunArgs, steps: &mut Steps) -> xtask::Result<ExitCode> {
         timeout: args.timeout.map(Duration::from_secs),
         iommu: args.iommu,
         net: uplink,
+        gdb,
         ..Machine::default()
     };
     prereqs::ensure(machine.needs())?;
@@ -338,6 +421,9 @@ fn run(args: RunArgs, steps: &mut Steps) -> xtask::Result<ExitCode> {
         machine.modules = modules;
         machine.disks = domains::disks(&domus);
     }
+    // The control channel `cargo xtask xl` talks to.
+    let socket = xtask::xl::new_socket()?;
+    machine.control = Some(socket.clone());
     machine.check_inputs()?;
     let prepared = if args.direct {
         machine.prepare()?
@@ -352,8 +438,21 @@ fn run(args: RunArgs, steps: &mut Steps) -> xtask::Result<ExitCode> {
             say(&line);
         }
     }
+    if let Some(gdb) = &machine.gdb {
+        // Checked again: the build took a while.
+        gdb.check_port()?;
+        for line in gdb_hints(gdb, &machine.hypervisor) {
+            say(&line);
+        }
+    }
+    say(&format!(
+        "control channel on {}: `cargo xtask xl list` manages this machine",
+        socket.display()
+    ));
     let step = steps.start(&format!("booting QEMU: {}", machine.describe()));
-    let ended = prepared.run_interactive()?;
+    let ended = prepared.run_interactive();
+    let _ = std::fs::remove_file(&socket);
+    let ended = ended?;
     step.done_with(|took| match (ended.exit, args.timeout) {
         (Exit::TimedOut, Some(seconds)) => format!("timed out after {seconds} s; QEMU stopped"),
         (exit, _) => format!("QEMU ran {took}: {exit}"),
@@ -911,12 +1010,50 @@ mod tests {
     }
 
     #[test]
+    fn gdb_options_parse() {
+        let plain = run_args(&[]);
+        assert_eq!(plain.gdb(), None);
+        assert_eq!(
+            run_args(&["--gdb"]).gdb(),
+            Some(Gdb {
+                port: 1234,
+                wait: false
+            })
+        );
+        let waiting = run_args(&["--gdb", "--gdb-port", "4321", "--gdb-wait"]);
+        let gdb = waiting.gdb().expect("a gdbstub");
+        assert_eq!(
+            gdb,
+            Gdb {
+                port: 4321,
+                wait: true
+            }
+        );
+        let hints = gdb_hints(
+            &gdb,
+            Path::new("/w/target/x86_64-unknown-none/release/hypervisor"),
+        );
+        assert_eq!(
+            hints[1],
+            "  gdb /w/target/x86_64-unknown-none/release/hypervisor -ex 'target remote 127.0.0.1:4321'"
+        );
+        assert!(hints[0].contains("wait at their first instruction"));
+        let relative = std::env::current_dir().unwrap().join("t/hv");
+        assert!(gdb_hints(&gdb, &relative)[1].starts_with("  gdb t/hv -ex"));
+    }
+
+    #[test]
     fn bad_run_options_are_refused() {
         for bad in [
             &["xtask", "run", "--smp", "0"][..],
             &["xtask", "run", "--mem", "lots"],
             &["xtask", "run", "--timeout", "0"],
             &["xtask", "run", "--frobnicate"],
+            // --gdb-port and --gdb-wait need --gdb; port 0 is no port.
+            &["xtask", "run", "--gdb-port", "4321"],
+            &["xtask", "run", "--gdb-wait"],
+            &["xtask", "run", "--gdb", "--gdb-port", "0"],
+            &["xtask", "run", "--gdb", "--gdb-port", "65536"],
         ] {
             assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
         }

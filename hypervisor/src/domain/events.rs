@@ -57,14 +57,17 @@ pub fn remove_domain(id: DomId) {
     CHANNELS.lock().remove_domain(id);
 }
 
-fn write_wallclock(domain: &Domain) {
+/// Writes a domain's wallclock (at start, and when its offset changes).
+pub fn write_wallclock(domain: &Domain) {
     let si = domain.shared_info;
     let version = shared::load_u32(si, SHARED_WC_VERSION);
     shared::store_u32(si, SHARED_WC_VERSION, version.wrapping_add(1) | 1);
     shared::store_u32(
         si,
         SHARED_WC_SEC,
-        BOOT_WALLCLOCK.load(Ordering::SeqCst) as u32,
+        // As Xen: the host's wallclock plus the domain's offset.
+        (BOOT_WALLCLOCK.load(Ordering::SeqCst) as i64)
+            .wrapping_add(domain.time_offset_seconds.load(Ordering::SeqCst)) as u32,
     );
     shared::store_u32(si, SHARED_WC_NSEC, 0);
     shared::store_u32(

@@ -5,7 +5,9 @@ use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{
+    AtomicBool, AtomicI64, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
 
 use spin::Mutex;
 
@@ -35,6 +37,8 @@ pub enum EndReason {
     Suspend,
     Crash(String),
     Watchdog,
+    /// The toolstack destroyed it (`XEN_DOMCTL_destroydomain`).
+    Destroyed,
 }
 
 impl core::fmt::Display for EndReason {
@@ -44,6 +48,7 @@ impl core::fmt::Display for EndReason {
             Self::Reboot => f.write_str("reboot"),
             Self::Suspend => f.write_str("suspend"),
             Self::Watchdog => f.write_str("watchdog"),
+            Self::Destroyed => f.write_str("destroyed"),
             Self::Crash(cause) => write!(f, "crash: {cause}"),
         }
     }
@@ -55,7 +60,12 @@ pub mod vcpu_state {
     pub const RUNNABLE: u8 = 1;
     pub const RUNNING: u8 = 2;
     pub const BLOCKED: u8 = 3;
+    /// Set aside while its domain is paused (`XEN_DOMCTL_pausedomain`).
+    pub const PARKED: u8 = 4;
 }
+
+/// Most pauses the toolstack may stack on one domain (Xen's limit).
+pub const PAUSE_COUNT_MAX: u32 = 255;
 
 pub struct VcpuSlot {
     pub cpu: SvmVcpu,
@@ -120,6 +130,11 @@ pub struct Domain {
     /// Per vCPU: halted with interrupts off — down for good, as Xen
     /// counts it; when every vCPU is, the domain has powered off.
     pub halted_for_good: Vec<AtomicBool>,
+    /// Pauses by the toolstack not yet undone (Xen's
+    /// `controller_pause_count`): while non-zero no vCPU runs.
+    pub pause_count: AtomicU32,
+    /// Seconds added to the wallclock it reads (`XEN_DOMCTL_settimeoffset`).
+    pub time_offset_seconds: AtomicI64,
     console_line: Mutex<Vec<u8>>,
     console_escape: Mutex<crate::console_filter::Escape>,
     dead: AtomicBool,
@@ -192,6 +207,8 @@ impl Domain {
             poll_ports: (0..n).map(|_| Mutex::new(Vec::new())).collect(),
             wait_for_sipi: (0..n).map(|_| AtomicBool::new(false)).collect(),
             halted_for_good: (0..n).map(|_| AtomicBool::new(false)).collect(),
+            pause_count: AtomicU32::new(0),
+            time_offset_seconds: AtomicI64::new(0),
             console_line: Mutex::new(Vec::new()),
             console_escape: Mutex::new(Default::default()),
             foreign_maps: Mutex::new(BTreeMap::new()),
@@ -204,6 +221,32 @@ impl Domain {
 
     pub fn is_dead(&self) -> bool {
         self.dead.load(Ordering::SeqCst)
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.pause_count.load(Ordering::SeqCst) != 0
+    }
+
+    /// CPU time its vCPUs have spent running, in ns.
+    pub fn cpu_time_ns(&self) -> u64 {
+        let now = crate::arch::time::system_time_ns();
+        self.runstates
+            .iter()
+            .map(|r| {
+                let r = r.lock();
+                let running = r.info.time[pv_abi::hypercall::RUNSTATE_RUNNING as usize];
+                if r.info.state == pv_abi::hypercall::RUNSTATE_RUNNING {
+                    running + now.saturating_sub(r.info.state_entry_time)
+                } else {
+                    running
+                }
+            })
+            .sum()
+    }
+
+    /// Pages of memory it holds (Xen's `tot_pages`).
+    pub fn total_pages(&self) -> u64 {
+        self.memory.lock().p2m.frames().count() as u64
     }
 
     /// True if `gfn` holds a page the guest may not give up or reuse as
@@ -460,7 +503,8 @@ pub fn set_exit_when_done(enabled: bool) {
 
 /// Stops the machine when the watched domains (or all) have ended.
 fn note_end(watched: bool, reason: &EndReason) {
-    let clean = *reason == EndReason::Poweroff;
+    // A destroy is the toolstack's decision, not a failure of the guest.
+    let clean = matches!(reason, EndReason::Poweroff | EndReason::Destroyed);
     if watched {
         if !clean {
             WATCHED_FAILED.store(true, Ordering::SeqCst);

@@ -48,6 +48,23 @@ pub fn start(domain: &Arc<Domain>, vcpu: usize) {
     make_runnable(domain, vcpu, vcpu_state::DOWN);
 }
 
+/// Lets a paused domain's vCPUs run again once its last pause is undone:
+/// each parked vCPU goes back on the run queue.
+pub fn unparked(domain: &Arc<Domain>) {
+    for vcpu in 0..domain.vcpus.len() {
+        make_runnable(domain, vcpu, vcpu_state::PARKED);
+    }
+}
+
+/// Sets a vCPU of a paused domain aside; if the pause ended meanwhile it
+/// goes straight back (`unparked` may have looked before it was parked).
+fn park(domain: &Arc<Domain>, vcpu: usize) {
+    domain.vcpu_states[vcpu].store(vcpu_state::PARKED, Ordering::SeqCst);
+    if !domain.is_paused() {
+        make_runnable(domain, vcpu, vcpu_state::PARKED);
+    }
+}
+
 /// The time slice (system-time ns).
 const SLICE_NS: u64 = time::TICK_MS as u64 * 1_000_000;
 /// Timers closer than this fire now rather than being armed: less than
@@ -87,6 +104,10 @@ pub fn run_cpu() -> ! {
             continue;
         };
         if domain.is_dead() {
+            continue;
+        }
+        if domain.is_paused() {
+            park(&domain, vcpu);
             continue;
         }
         domain.vcpu_states[vcpu].store(vcpu_state::RUNNING, Ordering::SeqCst);
@@ -136,6 +157,10 @@ fn run_slice(domain: &Arc<Domain>, vcpu: usize) -> SliceEnd {
             Next::Yield => break SliceEnd::Requeue,
             Next::Block => break SliceEnd::Block,
             Next::Stop => break SliceEnd::Stop,
+        }
+        // Paused: off the CPU now; the run queue parks it.
+        if domain.is_paused() {
+            break SliceEnd::Requeue;
         }
         if exit == crate::virt::Exit::ExternalInterrupt {
             // Take the pending host interrupt (timer tick, IPI) now.

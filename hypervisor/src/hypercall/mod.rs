@@ -22,6 +22,7 @@ use crate::virt::{GuestRegs, StartState, VirtCpu};
 #[repr(i64)]
 pub enum Errno {
     Perm = 1,
+    Acces = 13,
     NoEnt = 2,
     Srch = 3,
     TooBig = 7,
@@ -33,6 +34,7 @@ pub enum Errno {
     Time = 62,
     NoSys = 38,
     OpNotSupp = 95,
+    Overflow = 75,
 }
 
 impl From<EvtchnError> for Errno {
@@ -56,8 +58,10 @@ impl From<GuestFault> for Errno {
 
 type HcResult = Result<i64, Errno>;
 
+mod domctl;
 mod grant_table;
 mod physdev;
+mod sysctl;
 
 mod nr {
     pub const MEMORY_OP: u64 = 12;
@@ -165,7 +169,8 @@ pub fn dispatch(domain: &Arc<Domain>, vcpu: usize, slot: &mut VcpuSlot) -> Next 
         nr::GRANT_TABLE_OP => grant_table::grant_table_op(&caller, args[0], args[1], args[2]),
         pv_abi::physdev::HYPERVISOR_PHYSDEV_OP => physdev::physdev_op(&caller, args[0], args[1]),
         nr::VM_ASSIST => vm_assist(args[0], args[1], domain),
-        nr::SYSCTL | nr::DOMCTL => privileged_op(&caller, args[0]),
+        nr::SYSCTL => sysctl::sysctl_op(&caller, args[0]),
+        nr::DOMCTL => domctl::domctl_op(&caller, args[0]),
         nr::SET_TIMER_OP => {
             events::set_timer(domain, vcpu, args[0]);
             Ok(0)
@@ -282,18 +287,6 @@ fn xen_version(c: &Caller, cmd: u64, arg: u64) -> HcResult {
         BUILD_ID => Err(Errno::NoData),
         _ => Err(Errno::NoSys),
     }
-}
-
-/// `domctl` and `sysctl`: the privileged interface. A DomU gets Xen's
-/// -EPERM (its XSM check, after the argument has been read: a bad pointer
-/// is -EFAULT first). Dom0's toolstack does not use them yet (-ENOSYS).
-fn privileged_op(c: &Caller, arg: u64) -> HcResult {
-    // `cmd` and `interface_version`, the head of both structures.
-    let _head: [u32; 2] = c.read(arg)?;
-    if !c.domain.privileged {
-        return Err(Errno::Perm);
-    }
-    Err(Errno::NoSys)
 }
 
 fn console_io(c: &Caller, cmd: u64, count: u64, buf: u64) -> HcResult {

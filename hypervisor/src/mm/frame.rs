@@ -85,6 +85,7 @@ pub struct FrameAllocator<'a> {
     /// Bit set = frame free.
     free_bits: &'a mut [u64],
     free_count: usize,
+    managed_count: usize,
     /// Word index where the next search starts.
     hint: usize,
     /// Usable bytes the bitmap is too small to track.
@@ -107,6 +108,7 @@ impl<'a> FrameAllocator<'a> {
         let mut this = Self {
             free_bits: storage,
             free_count: 0,
+            managed_count: 0,
             hint: 0,
             untracked_bytes: 0,
         };
@@ -134,6 +136,7 @@ impl<'a> FrameAllocator<'a> {
             }
         }
         this.free_count = this.free_bits.iter().map(|w| w.count_ones() as usize).sum();
+        this.managed_count = this.free_count;
         this
     }
 
@@ -154,6 +157,11 @@ impl<'a> FrameAllocator<'a> {
 
     pub fn free_frames(&self) -> usize {
         self.free_count
+    }
+
+    /// Frames it had to give when it was built (all it will ever hand out).
+    pub fn managed_frames(&self) -> usize {
+        self.managed_count
     }
 
     pub fn free_bytes(&self) -> u64 {

@@ -9,9 +9,11 @@
 
 #[cfg(target_os = "none")]
 mod kernel {
+    use guest_shim::pv_abi::domctl::{self, Domctl};
     use guest_shim::pv_abi::event_channel::{EvtchnAllocUnbound, EvtchnBindInterdomain};
     use guest_shim::pv_abi::hypercall::{DOMID_INVALID, DOMID_SELF, HvmParam, Hypercall};
     use guest_shim::pv_abi::memory::AddToPhysmap;
+    use guest_shim::pv_abi::sysctl::{self, Sysctl};
     use guest_shim::{Errno, ShutdownReason, StartInfo, hypercall, println, shutdown};
 
     /// Guest-physical far beyond a 16 MiB domain: in our page tables, not
@@ -96,6 +98,27 @@ mod kernel {
             .max()
             .unwrap_or(16 << 20);
         let ok_buf = *b"hostile";
+        // Well-formed privileged calls, about Dom0: a DomU is refused.
+        let domctl = Domctl {
+            cmd: domctl::GETDOMAININFO,
+            interface_version: domctl::INTERFACE_VERSION,
+            domain: 0,
+            pad: [0; 3],
+            u: [0; 128],
+        };
+        let mut domctl_old = domctl;
+        domctl_old.interface_version = 0x15;
+        let mut domctl_pause = domctl;
+        domctl_pause.cmd = domctl::PAUSEDOMAIN;
+        let mut domctl_nodom = domctl;
+        domctl_nodom.domain = 500;
+        let sysctl = Sysctl {
+            cmd: sysctl::PHYSINFO,
+            interface_version: sysctl::INTERFACE_VERSION,
+            u: [0; 128],
+        };
+        let mut sysctl_old = sysctl;
+        sysctl_old.interface_version = 0;
         let zero = 0u32;
         let reason_bad = 77u32;
         let map_empty = [0u32, 0, 0, 0]; // nr_entries 0
@@ -243,16 +266,40 @@ mod kernel {
             ),
             // domctl and sysctl: the privileged interface
             check(
-                "domctl from a domU",
+                "domctl getdomaininfo from a domU",
                 DOMCTL,
-                [p(&ok_buf), 0, 0],
+                [p(&domctl), 0, 0],
                 Errno::EPERM,
             ),
             check(
-                "sysctl from a domU",
-                SYSCTL,
-                [p(&ok_buf), 0, 0],
+                "domctl pausedomain from a domU",
+                DOMCTL,
+                [p(&domctl_pause), 0, 0],
                 Errno::EPERM,
+            ),
+            check(
+                "domctl of another interface version",
+                DOMCTL,
+                [p(&domctl_old), 0, 0],
+                Errno::EACCES,
+            ),
+            check(
+                "domctl about no domain",
+                DOMCTL,
+                [p(&domctl_nodom), 0, 0],
+                Errno::ESRCH,
+            ),
+            check(
+                "sysctl physinfo from a domU",
+                SYSCTL,
+                [p(&sysctl), 0, 0],
+                Errno::EPERM,
+            ),
+            check(
+                "sysctl of another interface version",
+                SYSCTL,
+                [p(&sysctl_old), 0, 0],
+                Errno::EACCES,
             ),
             check(
                 "domctl bad pointer",
