@@ -53,16 +53,8 @@ pub fn probe(slot: Option<u8>, shared: impl Fn(u32) -> Option<u32>) -> Option<Co
             return None;
         }
     };
-    let (line, interrupt) = virtio::interrupt(df, shared);
-    let (pirq, port) = match interrupt {
-        Ok(Some((pirq, port))) => (Some(pirq), Some(port)),
-        Ok(None) => (None, None),
-        Err(e) => {
-            println!("dom0: control channel: no interrupt (GSI {line}: {e}); polling");
-            (None, None)
-        }
-    };
-    println!("dom0: control channel at slot {slot:#x}, port {port:?}");
+    let (line, pirq, port) = virtio::interrupt(df, "control channel", shared);
+    println!("dom0: control channel at slot {slot:#x}: GSI {line} pirq {pirq:?} port {port:?}");
     Some(Control {
         device,
         port,

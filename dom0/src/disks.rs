@@ -53,15 +53,8 @@ pub fn probe() -> Vec<Disk> {
                 .find(|d: &&Disk| d.pirq == Some(pirq))
                 .and_then(|d| d.port)
         };
-        let (line, interrupt) = virtio::interrupt(df, shared);
-        let (pirq, port) = match interrupt {
-            Ok(Some((pirq, port))) => (Some(pirq), Some(port)),
-            Ok(None) => (None, None),
-            Err(e) => {
-                println!("dom0: disk at slot {slot:#x}: no interrupt (GSI {line}: {e}); polling");
-                (None, None)
-            }
-        };
+        let (line, pirq, port) =
+            virtio::interrupt(df, &alloc::format!("disk at slot {slot:#x}"), shared);
         let sectors = blk.capacity();
         let readonly = blk.readonly();
         println!(

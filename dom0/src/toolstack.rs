@@ -7,9 +7,9 @@ use alloc::vec::Vec;
 
 use guest_shim::Errno;
 use guest_shim::hypercall;
-use pv_abi::domctl::{self, Domctl, GetDomainInfo};
+use pv_abi::domctl::{self, Domctl, GetDomainInfo, member, set_member};
 use pv_abi::sysctl::{self, GetDomainInfoList, PhysInfo, Sysctl};
-use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes};
+use zerocopy::FromZeros;
 
 use dom0::store::DomId;
 use dom0::xl::{DomainRow, DomainState, HostInfo};
@@ -31,15 +31,6 @@ fn sysctl_op(cmd: u32) -> Sysctl {
     op
 }
 
-fn put<T: IntoBytes + Immutable>(union: &mut [u8], value: &T) {
-    let bytes = value.as_bytes();
-    union[..bytes.len()].copy_from_slice(bytes);
-}
-
-fn get<T: FromBytes + FromZeros>(union: &[u8]) -> T {
-    T::read_from_prefix(union).map_or_else(|_| T::new_zeroed(), |(v, _)| v)
-}
-
 /// Every domain, as `XEN_SYSCTL_getdomaininfolist` gives them, in
 /// batches as libxc asks.
 pub fn domains() -> Result<Vec<GetDomainInfo>, Errno> {
@@ -54,9 +45,9 @@ pub fn domains() -> Result<Vec<GetDomainInfo>, Errno> {
         list.first_domain = first;
         list.max_domains = BATCH as u32;
         list.buffer = buffer.as_mut_ptr() as u64;
-        put(&mut op.u, &list);
+        set_member(&mut op.u, &list);
         hypercall::sysctl(&mut op)?;
-        let answer: GetDomainInfoList = get(&op.u);
+        let answer: GetDomainInfoList = member(&op.u);
         let n = (answer.num_domains as usize).min(BATCH);
         buffer.truncate(n);
         let last = buffer.last().map(|d| d.domain);
@@ -83,7 +74,7 @@ pub fn destroy(domid: DomId) -> Result<(), Errno> {
 pub fn physinfo() -> Result<PhysInfo, Errno> {
     let mut op = sysctl_op(sysctl::PHYSINFO);
     hypercall::sysctl(&mut op)?;
-    Ok(get(&op.u))
+    Ok(member(&op.u))
 }
 
 /// A domain's name: Dom0's is xl's `Domain-0`; a DomU's is its XenStore

@@ -46,15 +46,7 @@ pub fn probe(slot: u8, shared: impl Fn(u32) -> Option<u32>) -> Option<Uplink> {
             return None;
         }
     };
-    let (line, interrupt) = virtio::interrupt(df, shared);
-    let (pirq, port) = match interrupt {
-        Ok(Some((pirq, port))) => (Some(pirq), Some(port)),
-        Ok(None) => (None, None),
-        Err(e) => {
-            println!("dom0: uplink: no interrupt (GSI {line}: {e}); polling");
-            (None, None)
-        }
-    };
+    let (line, pirq, port) = virtio::interrupt(df, "uplink", shared);
     net.enable_interrupts();
     let mac = net.mac_address();
     println!(

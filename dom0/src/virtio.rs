@@ -311,21 +311,29 @@ pub fn open(slot: u8, ids: &[u16]) -> Option<(DeviceFunction, Confined<PciTransp
 /// The function's interrupt line (its GSI: Dom0 has no ACPI interpreter,
 /// and SeaBIOS routes PCI lines to ISA IRQs the I/O APIC also receives on
 /// the same pins) mapped to a pirq and bound to an event channel:
-/// `(line, Ok(Some((pirq, port))))`, `Ok(None)` without a line. `shared`
-/// names the port of a pirq some other device already bound (PCI lines
-/// are shared; the pirq is bound once).
+/// `(line, pirq, port)`, both `None` without a line or when binding
+/// failed (then `what` — "disk at slot 0x10" — says so once, and the
+/// device is polled). `shared` names the port of a pirq some other device
+/// already bound (PCI lines are shared; the pirq is bound once).
 pub fn interrupt(
     df: DeviceFunction,
+    what: &str,
     shared: impl Fn(u32) -> Option<u32>,
-) -> (u32, hypercall::Result<Option<(u32, u32)>>) {
+) -> (u32, Option<u32>, Option<u32>) {
     let interrupt = config_read(df, REG_INTERRUPT);
     let (line, pin) = (interrupt & 0xff, (interrupt >> 8) & 0xff);
     if pin == 0 || line == NO_LINE {
-        return (line, Ok(None));
+        return (line, None, None);
     }
     let bound = hypercall::physdev_map_gsi(line).and_then(|p| match shared(p) {
         Some(port) => Ok((p, port)),
         None => Ok((p, events::bind_pirq(p)?)),
     });
-    (line, bound.map(Some))
+    match bound {
+        Ok((pirq, port)) => (line, Some(pirq), Some(port)),
+        Err(e) => {
+            println!("dom0: {what}: no interrupt (GSI {line}: {e}); polling");
+            (line, None, None)
+        }
+    }
 }

@@ -67,6 +67,19 @@ pub struct Domctl {
 
 zeroed_default!(Domctl);
 
+/// A command's member read from the bytes of a domctl's or sysctl's
+/// union `u` (zero where `u` is shorter than `T`, which no member is).
+pub fn member<T: FromBytes>(u: &[u8]) -> T {
+    T::read_from_prefix(u).map_or_else(|_| T::new_zeroed(), |(v, _)| v)
+}
+
+/// Writes a command's member into the bytes of a union `u`.
+pub fn set_member<T: IntoBytes + Immutable>(u: &mut [u8], value: &T) {
+    let bytes = value.as_bytes();
+    let n = bytes.len().min(u.len());
+    u[..n].copy_from_slice(&bytes[..n]);
+}
+
 /// `struct xen_arch_domainconfig` (x86).
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,

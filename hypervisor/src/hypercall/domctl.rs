@@ -17,7 +17,8 @@ use pv_abi::domctl::{
     PAUSEDOMAIN, SETTIMEOFFSET, SetTimeOffset, UNPAUSEDOMAIN, XEN_DOMINF_BLOCKED, XEN_DOMINF_DYING,
     XEN_DOMINF_HAP, XEN_DOMINF_HVM_GUEST, XEN_DOMINF_PAUSED, XEN_DOMINF_RUNNING,
 };
-use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes};
+use pv_abi::domctl::{member, set_member};
+use zerocopy::FromZeros;
 
 use super::{Caller, Errno, HcResult};
 use crate::domain::registry::{self, DomId, Domain, EndReason, PAUSE_COUNT_MAX, vcpu_state};
@@ -40,7 +41,7 @@ pub(super) fn domctl_op(c: &Caller, arg: u64) -> HcResult {
     }
     match op.cmd {
         GETDOMAININFO => {
-            put(&mut op, &domain_info(&d));
+            set_member(&mut op.u, &domain_info(&d));
             c.write(arg, &op)?;
             Ok(0)
         }
@@ -54,7 +55,7 @@ pub(super) fn domctl_op(c: &Caller, arg: u64) -> HcResult {
             Ok(0)
         }
         MAX_MEM => {
-            let max: MaxMem = get(&op);
+            let max: MaxMem = member(&op.u);
             // Memory is fixed when a domain is built: only its own size is
             // accepted (Xen would let it balloon up to the new limit).
             if max.max_memkb.saturating_mul(1024) != d.mem_bytes {
@@ -63,7 +64,7 @@ pub(super) fn domctl_op(c: &Caller, arg: u64) -> HcResult {
             Ok(0)
         }
         SETTIMEOFFSET => {
-            let offset: SetTimeOffset = get(&op);
+            let offset: SetTimeOffset = member(&op.u);
             d.time_offset_seconds
                 .store(offset.time_offset_seconds, Ordering::SeqCst);
             crate::domain::events::write_wallclock(&d);
@@ -71,17 +72,6 @@ pub(super) fn domctl_op(c: &Caller, arg: u64) -> HcResult {
         }
         _ => Err(Errno::NoSys),
     }
-}
-
-/// The union member of a domctl, read from its bytes.
-fn get<T: FromBytes>(op: &Domctl) -> T {
-    T::read_from_prefix(&op.u).map_or_else(|_| T::new_zeroed(), |(v, _)| v)
-}
-
-/// Writes an answer into the union.
-fn put<T: IntoBytes + Immutable>(op: &mut Domctl, value: &T) {
-    let bytes = value.as_bytes();
-    op.u[..bytes.len()].copy_from_slice(bytes);
 }
 
 /// Pausing is counted, at most `PAUSE_COUNT_MAX` deep (-EOVERFLOW beyond,

@@ -6,11 +6,12 @@
 //!
 //! Implemented: physinfo and getdomaininfolist; other commands -ENOSYS.
 
+use pv_abi::domctl::{member, set_member};
 use pv_abi::sysctl::{
     GETDOMAININFOLIST, GetDomainInfoList, INTERFACE_VERSION, PHYSINFO, PhysInfo, Sysctl,
     XEN_SYSCTL_PHYSCAP_GNTTAB_V1, XEN_SYSCTL_PHYSCAP_HAP, XEN_SYSCTL_PHYSCAP_HVM,
 };
-use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes};
+use zerocopy::FromZeros;
 
 use super::{Caller, Errno, HcResult};
 use crate::domain::registry;
@@ -29,12 +30,12 @@ pub(super) fn sysctl_op(c: &Caller, arg: u64) -> HcResult {
     }
     match op.cmd {
         PHYSINFO => {
-            put(&mut op, &physinfo());
+            set_member(&mut op.u, &physinfo());
             c.write(arg, &op)?;
             Ok(0)
         }
         GETDOMAININFOLIST => {
-            let mut list: GetDomainInfoList = get(&op);
+            let mut list: GetDomainInfoList = member(&op.u);
             let max = list.max_domains.min(DOMAININFO_BATCH_MAX) as usize;
             let entry_size = core::mem::size_of::<pv_abi::domctl::GetDomainInfo>() as u64;
             let mut written = 0u32;
@@ -48,21 +49,12 @@ pub(super) fn sysctl_op(c: &Caller, arg: u64) -> HcResult {
                 written += 1;
             }
             list.num_domains = written;
-            put(&mut op, &list);
+            set_member(&mut op.u, &list);
             c.write(arg, &op)?;
             Ok(0)
         }
         _ => Err(Errno::NoSys),
     }
-}
-
-fn get<T: FromBytes>(op: &Sysctl) -> T {
-    T::read_from_prefix(&op.u).map_or_else(|_| T::new_zeroed(), |(v, _)| v)
-}
-
-fn put<T: IntoBytes + Immutable>(op: &mut Sysctl, value: &T) {
-    let bytes = value.as_bytes();
-    op.u[..bytes.len()].copy_from_slice(bytes);
 }
 
 /// The host as Xen's `xl info` shows it: one socket, one thread per core,
