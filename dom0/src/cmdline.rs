@@ -247,6 +247,15 @@ pub fn uplink_checked(cmdline: &str) -> (Option<u8>, Vec<BadDomuWord>) {
     slot_checked(cmdline, UPLINK_WORD)
 }
 
+/// The held config files to `xl create` once Dom0 is up, in order
+/// (`pavise.create=NAME`, written by `cargo xtask run --config`).
+pub fn creates(cmdline: &str) -> impl Iterator<Item = &str> {
+    cmdline
+        .split_ascii_whitespace()
+        .filter_map(|w| w.strip_prefix("pavise.create="))
+        .filter(|name| !name.is_empty())
+}
+
 /// The PCI slot of the control channel (`pavise.control=SLOT`), as
 /// [`uplink_checked`] reads the uplink's.
 pub fn control_checked(cmdline: &str) -> (Option<u8>, Vec<BadDomuWord>) {
@@ -340,6 +349,14 @@ pub fn domus(cmdline: &str) -> (Vec<DomuSpec>, Vec<BadDomuWord>) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn creates_come_in_order_and_empty_names_are_skipped() {
+        let names: Vec<&str> =
+            super::creates("console=x pavise.create=a.cfg pavise.create= pavise.create=b.cfg")
+                .collect();
+        assert_eq!(names, ["a.cfg", "b.cfg"]);
+    }
+
     use super::*;
 
     fn spec(domid: DomId, name: &str, mem_mib: u32, vcpus: u32) -> DomuSpec {

@@ -18,6 +18,7 @@ use dom0::input::{self, Action, Router};
 use dom0::store::Shutdown;
 use dom0::xl::{self, XlCommand};
 use guest_shim::events::{self, Virq};
+use guest_shim::pages::PageBuf;
 use guest_shim::{hypercall, print, println};
 use pv_abi::console::{
     IN as IN_OFFSET, IN_CONS, IN_PROD, IN_SIZE, OUT as OUT_OFFSET, OUT_CONS, OUT_PROD, OUT_SIZE,
@@ -27,18 +28,14 @@ use pv_abi::ring;
 
 use crate::xenstored::Xenstored;
 
-/// Domain ids probed for consoles.
+/// Domain ids probed for boot-time DomUs' consoles.
 const MAX_DOMID: u16 = 32;
 const LINE_MAX: usize = 256;
 
-#[repr(C, align(4096))]
-struct Page([u8; 4096]);
-
-/// Where the DomUs' ring pages get mapped in our physmap.
-static mut RING_SLOTS: [Page; MAX_DOMID as usize] = [const { Page([0; 4096]) }; MAX_DOMID as usize];
-
 pub struct Console {
     domid: u16,
+    /// Our page where the DomU's ring is mapped.
+    page: PageBuf,
     ring: *mut u8,
     port: u32,
     line: Vec<u8>,
@@ -55,7 +52,7 @@ fn ring_u32(ring: *mut u8, offset: usize) -> &'static AtomicU32 {
     unsafe { AtomicU32::from_ptr(ring.add(offset) as *mut u32) }
 }
 
-/// Connects to the console of every DomU that has one.
+/// Connects to the console of every boot-time DomU that has one.
 pub fn connect_all() -> Vec<Console> {
     let mut consoles = Vec::new();
     for domid in 1..MAX_DOMID {
@@ -68,29 +65,50 @@ pub fn connect_all() -> Vec<Console> {
         if pfn == 0 {
             continue;
         }
-        let slot = &raw mut RING_SLOTS;
-        // SAFETY: one slot per domid, used only for this mapping.
-        let ring = unsafe { (*slot)[domid as usize].0.as_mut_ptr() };
-        if let Err(e) = hypercall::map_foreign_page(domid, pfn, ring as u64 >> 12) {
-            println!("dom0: cannot map d{domid}'s console ring: {e:?}");
-            continue;
+        match Console::connect(domid, pfn, port as u32) {
+            Ok(c) => consoles.push(c),
+            Err(e) => println!("dom0: {e}"),
         }
-        match events::bind_interdomain(domid, port as u32) {
-            Ok(local) => consoles.push(Console {
+    }
+    consoles
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        let _ = events::close(self.port);
+        // Gone with its domain already, or undone here: our page must not
+        // go back to the heap while it shows the DomU's.
+        let _ = hypercall::unmap_foreign_page(self.page.addr() >> 12);
+    }
+}
+
+impl Console {
+    /// Maps the DomU's console ring page `gfn` and binds its channel.
+    pub fn connect(domid: u16, gfn: u64, port: u32) -> Result<Self, String> {
+        let page = PageBuf::zeroed(4096)
+            .ok_or_else(|| format!("no page to map d{domid}'s console ring"))?;
+        let ring = page.addr() as *mut u8;
+        hypercall::map_foreign_page(domid, gfn, page.addr() >> 12)
+            .map_err(|e| format!("cannot map d{domid}'s console ring: {e:?}"))?;
+        match events::bind_interdomain(domid, port) {
+            Ok(local) => Ok(Console {
                 domid,
+                page,
                 ring,
                 port: local,
                 line: Vec::new(),
                 shown: 0,
                 dropped: 0,
             }),
-            Err(e) => println!("dom0: cannot bind d{domid}'s console event channel: {e:?}"),
+            Err(e) => {
+                let _ = hypercall::unmap_foreign_page(page.addr() >> 12);
+                Err(format!(
+                    "cannot bind d{domid}'s console event channel: {e:?}"
+                ))
+            }
         }
     }
-    consoles
-}
 
-impl Console {
     /// Moves what the guest wrote to our console; true if anything moved.
     pub fn drain(&mut self) -> bool {
         let cons = ring_u32(self.ring, OUT_CONS).load(Ordering::Acquire);
@@ -177,6 +195,17 @@ impl Console {
     }
 }
 
+/// What commands act on: XenStore, the DomU consoles, the toolstack.
+pub struct Host {
+    pub store: Xenstored,
+    pub consoles: Vec<Console>,
+    pub toolstack: crate::toolstack::Toolstack,
+    /// Consoles came or went since the input router last looked.
+    pub consoles_changed: bool,
+    /// `xl console N` asked for the serial input to go to N.
+    pub attach: Option<u16>,
+}
+
 /// The hypervisor console's input (VIRQ_CONSOLE, CONSOLEIO_read), routed
 /// to a DomU's console or to Dom0's commands.
 pub struct Input {
@@ -220,8 +249,23 @@ impl Input {
         self.port
     }
 
+    /// Follows consoles that came or went, and `xl console`'s attach.
+    pub fn update(&mut self, host: &mut Host) {
+        if core::mem::take(&mut host.consoles_changed) {
+            let domids: Vec<u16> = host.consoles.iter().map(Console::domid).collect();
+            if self.router.set_consoles(&domids) && self.bound {
+                println!("{}", self.router.focus().announcement());
+            }
+        }
+        if let Some(dom) = host.attach.take()
+            && self.router.attach(dom)
+        {
+            println!("dom0: *** serial input -> d{dom} (Ctrl-] comes back to dom0)");
+        }
+    }
+
     /// Reads what is waiting and routes it.
-    pub fn take(&mut self, consoles: &mut [Console], store: &mut Xenstored) {
+    pub fn take(&mut self, host: &mut Host) {
         if !self.bound {
             return;
         }
@@ -233,12 +277,15 @@ impl Input {
             for action in self.router.feed(&buf[..n]) {
                 match action {
                     Action::ToDomu(domid, bytes) => {
-                        if let Some(c) = consoles.iter_mut().find(|c| c.domid == domid) {
+                        if let Some(c) = host.consoles.iter_mut().find(|c| c.domid == domid) {
                             c.send_input(&bytes);
                         }
                     }
                     Action::Switched(focus) => println!("{}", focus.announcement()),
-                    Action::Line(line) => command(&line, store),
+                    Action::Line(line) => {
+                        command(&line, host, true);
+                        self.update(host);
+                    }
                 }
             }
         }
@@ -246,9 +293,9 @@ impl Input {
 }
 
 /// Runs one line typed to Dom0 (echoed first, as before commands existed).
-fn command(line: &str, store: &mut Xenstored) {
+fn command(line: &str, host: &mut Host, serial: bool) {
     println!("dom0: console input: {line}");
-    print!("{}", run(line, store).text);
+    print!("{}", run(line, host, serial).text);
 }
 
 /// What an xl command answered: its output, and whether it did what was
@@ -259,8 +306,18 @@ pub struct Reply {
 }
 
 /// Runs one xl command, answered in xl's formats; refusals are one
-/// sentence each.
-pub fn run(line: &str, store: &mut Xenstored) -> Reply {
+/// sentence each. `serial`: typed on the serial console (only there can
+/// `console` attach).
+pub fn run(line: &str, host: &mut Host, serial: bool) -> Reply {
+    let reply = run_one(line, host, serial);
+    for said in crate::toolstack::reap(host) {
+        println!("{said}");
+    }
+    reply
+}
+
+fn run_one(line: &str, host: &mut Host, serial: bool) -> Reply {
+    let store = &mut host.store;
     use crate::toolstack::{self, why};
     let fail = |text: String| Reply {
         text: format!("dom0: {text}\n"),
@@ -300,9 +357,26 @@ pub fn run(line: &str, store: &mut Xenstored) -> Reply {
         (XlCommand::Destroy(_), Some(d)) => done("destroyed", toolstack::destroy(d), d),
         (XlCommand::Shutdown(_), Some(d)) => shutdown(store, d, Shutdown::Poweroff),
         (XlCommand::Reboot(_), Some(d)) => shutdown(store, d, Shutdown::Reboot),
-        (XlCommand::Console(_), _) | (XlCommand::Create { .. }, _) => fail(format!(
-            "{verb} is not available yet: on the serial console, Ctrl-A three times switches the input to each DomU"
+        (XlCommand::Console(_), Some(d)) if !serial => fail(format!(
+            "console attaches Dom0's serial console to d{d}; over the control channel there is no terminal to attach"
         )),
+        (XlCommand::Console(_), Some(d)) => {
+            if host.consoles.iter().any(|c| c.domid() == d) {
+                host.attach = Some(d);
+                ok(format!("dom0: attaching the serial console to d{d}\n"))
+            } else {
+                fail(format!("d{d} has no console connected to Dom0"))
+            }
+        }
+        (
+            XlCommand::Create {
+                config_name: config,
+            },
+            _,
+        ) => match crate::toolstack::create(host, &config) {
+            Ok(d) => ok(format!("dom0: created d{d} from {config}\n")),
+            Err(sentence) => fail(sentence),
+        },
         (_, None) => fail(format!("{verb} needs a domain")),
     }
 }

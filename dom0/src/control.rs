@@ -13,7 +13,6 @@ use virtio_drivers::device::console::VirtIOConsole;
 use virtio_drivers::transport::pci::PciTransport;
 
 use crate::virtio::{self, Confined, PavisHal};
-use crate::xenstored::Xenstored;
 
 /// Transitional and modern virtio-console device ids.
 const VIRTIO_CONSOLE_IDS: [u16; 2] = [0x1003, 0x1043];
@@ -72,7 +71,7 @@ impl Control {
 
     /// Runs every complete request line that has arrived. True if any
     /// byte came in.
-    pub fn serve(&mut self, store: &mut Xenstored) -> bool {
+    pub fn serve(&mut self, host: &mut crate::console::Host) -> bool {
         let mut moved = false;
         while let Ok(Some(byte)) = self.device.recv(true) {
             moved = true;
@@ -88,7 +87,7 @@ impl Control {
                         }
                     } else {
                         let text = String::from_utf8_lossy(&line);
-                        crate::console::run(text.trim(), store)
+                        crate::console::run(text.trim(), host, false)
                     };
                     self.answer(&reply);
                 }

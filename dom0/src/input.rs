@@ -16,6 +16,8 @@ use crate::store::{DomId, Shutdown};
 pub const CONSWITCH: u8 = 0x01;
 /// Presses in a row that switch the input.
 pub const CONSWITCH_PRESSES: u8 = 3;
+/// Ctrl-], xl's key to leave `xl console`: back to Dom0's command line.
+pub const DETACH: u8 = 0x1d;
 /// Longest Dom0 command line kept; later bytes of a longer line are
 /// dropped.
 pub const LINE_MAX: usize = 256;
@@ -107,6 +109,9 @@ pub struct Router {
     focus: Focus,
     conswitch: Conswitch,
     line: Vec<u8>,
+    /// Focused by `xl console`: Ctrl-] comes back to Dom0. (Reached with
+    /// Ctrl-A, a DomU gets every other byte, Ctrl-] too.)
+    attached: bool,
 }
 
 impl Router {
@@ -117,11 +122,40 @@ impl Router {
             focus: Focus::initial(consoles),
             conswitch: Conswitch::default(),
             line: Vec::new(),
+            attached: false,
         }
     }
 
     pub fn focus(&self) -> Focus {
         self.focus
+    }
+
+    /// The connected DomU consoles changed (a domain was created or went):
+    /// input for a DomU that is gone comes back to Dom0. True if the
+    /// focus moved.
+    pub fn set_consoles(&mut self, consoles: &[DomId]) -> bool {
+        self.consoles = consoles.to_vec();
+        match self.focus {
+            Focus::Domu(d) if !self.consoles.contains(&d) => {
+                self.focus = Focus::Dom0;
+                self.attached = false;
+                self.line.clear();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// `xl console N`: the input goes to DomU `dom` until Ctrl-] (or
+    /// Ctrl-A three times). False if it has no console here.
+    pub fn attach(&mut self, dom: DomId) -> bool {
+        if !self.consoles.contains(&dom) {
+            return false;
+        }
+        self.focus = Focus::Domu(dom);
+        self.line.clear();
+        self.attached = true;
+        true
     }
 
     /// Routes what was typed. Bytes for a DomU go through unchanged; for
@@ -140,12 +174,21 @@ impl Router {
                     actions.push(Action::ToDomu(d, core::mem::take(&mut to_domu)));
                 }
                 self.line.clear();
+                self.attached = false;
                 self.focus = self.focus.next(&self.consoles);
                 actions.push(Action::Switched(self.focus));
                 continue;
             }
             for &b in &pass {
                 match self.focus {
+                    Focus::Domu(d) if b == DETACH && self.attached => {
+                        self.attached = false;
+                        if !to_domu.is_empty() {
+                            actions.push(Action::ToDomu(d, core::mem::take(&mut to_domu)));
+                        }
+                        self.focus = Focus::Dom0;
+                        actions.push(Action::Switched(self.focus));
+                    }
                     Focus::Domu(_) => to_domu.push(b),
                     Focus::Dom0 => self.dom0_byte(b, &mut actions),
                 }
@@ -307,5 +350,38 @@ mod tests {
         assert_eq!(fit_input(1000, 10, 100), (34, 66));
         assert_eq!(fit_input(5, u32::MAX - 4, 100), (100, 0)); // wrapped indices
         assert_eq!(fit_input(2000, 0, 5), (0, 5)); // the guest broke in_cons
+    }
+}
+
+#[cfg(test)]
+mod attach_tests {
+    use super::*;
+
+    #[test]
+    fn console_attaches_and_ctrl_bracket_detaches() {
+        let mut r = Router::new(&[1, 2]);
+        assert_eq!(r.focus(), Focus::Dom0);
+        assert!(!r.attach(7), "no console for d7");
+        assert!(r.attach(2));
+        let actions = r.feed(b"ls\x1dlist\r");
+        assert_eq!(
+            actions,
+            [
+                Action::ToDomu(2, b"ls".to_vec()),
+                Action::Switched(Focus::Dom0),
+                Action::Line("list".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_console_that_goes_sends_the_input_back_to_dom0() {
+        let mut r = Router::new(&[3]);
+        assert_eq!(r.focus(), Focus::Domu(3));
+        assert!(!r.set_consoles(&[3, 4]));
+        assert_eq!(r.focus(), Focus::Domu(3));
+        assert!(r.set_consoles(&[4]));
+        assert_eq!(r.focus(), Focus::Dom0);
+        assert_eq!(r.focus().next(&[4]), Focus::Domu(4));
     }
 }

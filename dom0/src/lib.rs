@@ -16,4 +16,12 @@ pub mod netback;
 pub mod store;
 pub mod switch;
 pub mod xl;
-pub mod xlcfg;
+/// The xl.cfg parser, a crate of its own so that xtask checks configs on
+/// the host the same way.
+pub use xlcfg;
+
+// xlcfg's limits are Dom0's.
+const _: () = assert!(xlcfg::NAME_MAX == cmdline::NAME_MAX);
+const _: () = assert!(xlcfg::VCPUS_MAX == cmdline::VCPUS_MAX);
+const _: () = assert!(xlcfg::VBD_DEVS_MAX == cmdline::VBD_DEVS_MAX);
+const _: () = assert!(xlcfg::VIF_HANDLE_MAX == cmdline::VIF_HANDLE_MAX);

@@ -10,6 +10,8 @@
 extern crate alloc;
 
 #[cfg(target_os = "none")]
+mod builder;
+#[cfg(target_os = "none")]
 mod console;
 #[cfg(target_os = "none")]
 mod control;
@@ -40,7 +42,9 @@ mod xenstored;
 mod kernel {
     use guest_shim::{StartInfo, hypercall, println};
 
-    use crate::{console, control, diskbench, disks, events, uplink, vbd, vif, virtio, xenstored};
+    use crate::{
+        console, control, diskbench, disks, events, toolstack, uplink, vbd, vif, virtio, xenstored,
+    };
 
     /// How often a device or ring without events is polled.
     const POLL_NS: u64 = 1_000_000;
@@ -49,7 +53,7 @@ mod kernel {
         if n == 1 { "" } else { "s" }
     }
 
-    fn main(info: &StartInfo) -> ! {
+    fn main(info: &StartInfo<'static>) -> ! {
         println!(
             "dom0: up, {} boot modules, privileged={}",
             info.modules().len(),
@@ -76,8 +80,20 @@ mod kernel {
             println!("{b}");
         }
         events::init();
-        let mut consoles = console::connect_all();
-        let mut store = xenstored::Xenstored::start(&domus);
+        // Files the hypervisor handed us (`file NAME` boot modules).
+        let files: alloc::vec::Vec<(&'static str, &'static [u8])> = info
+            .modules()
+            .iter()
+            .filter(|m| !m.cmdline.is_empty())
+            .map(|m| (m.cmdline, m.bytes))
+            .collect();
+        let mut host = console::Host {
+            store: xenstored::Xenstored::start(&domus),
+            consoles: console::connect_all(),
+            toolstack: toolstack::Toolstack::new(files),
+            consoles_changed: false,
+            attach: None,
+        };
         let disks = if virtio::init(info.cmdline()) {
             let mut disks = disks::probe();
             if info
@@ -125,8 +141,8 @@ mod kernel {
         if uplink_slot.is_some() && nic.is_none() {
             println!("dom0: uplink asked for but not started: DomUs reach only each other");
         }
-        let mut blkback = vbd::Blkback::start(&vbd_specs, disks, store.store());
-        let mut netback = vif::Netback::start(&vif_specs, nic, store.store());
+        let mut blkback = vbd::Blkback::start(&vbd_specs, disks, host.store.store());
+        let mut netback = vif::Netback::start(&vif_specs, nic, host.store.store());
         // Domains that end: their backends are torn down.
         let dom_exc = events::bind_dom_exc();
         let timer = events::bind_timer();
@@ -150,16 +166,28 @@ mod kernel {
                 }
             );
         }
-        let mut input = console::Input::bind(&consoles);
+        // Configs to start come first: the serial input then starts at
+        // the one DomU console only if there is one in all.
+        let held = host.toolstack.files().count();
+        if held > 0 {
+            println!("dom0: holding {held} file{}", plural(held));
+        }
+        for name in dom0::cmdline::creates(info.cmdline()) {
+            match toolstack::create(&mut host, name) {
+                Ok(d) => println!("dom0: created d{d} from {name}"),
+                Err(sentence) => println!("dom0: {sentence}"),
+            }
+        }
+        let mut input = console::Input::bind(&host.consoles);
         println!(
             "dom0: serving {} console{}",
-            consoles.len(),
-            plural(consoles.len())
+            host.consoles.len(),
+            plural(host.consoles.len())
         );
         println!(
             "dom0: XenStore serving {} domain{}",
-            store.connections(),
-            plural(store.connections())
+            host.store.connections(),
+            plural(host.store.connections())
         );
         let mut first = true;
         loop {
@@ -183,8 +211,12 @@ mod kernel {
                 }
             }
             if dom_exc.is_some_and(|p| pending.has(p)) {
-                blkback.reap_dead(store.store());
-                netback.reap_dead(store.store());
+                for said in toolstack::reap(&mut host) {
+                    println!("{said}");
+                }
+                input.update(&mut host);
+                blkback.reap_dead(host.store.store());
+                netback.reap_dead(host.store.store());
             }
             if let Some(c) = control.as_mut()
                 && c.port.is_some_and(|p| pending.has(p))
@@ -199,7 +231,7 @@ mod kernel {
             let typed = first || input.port().is_some_and(|p| pending.has(p));
             first = false;
             let focused = input.focused_domu();
-            for c in consoles.iter_mut() {
+            for c in host.consoles.iter_mut() {
                 c.drain();
                 if focused == Some(c.domid()) {
                     c.show_partial_line();
@@ -207,15 +239,16 @@ mod kernel {
             }
             // Input first: a shutdown command's watch event goes out below.
             if typed {
-                input.take(&mut consoles, &mut store);
+                input.take(&mut host);
             }
             loop {
-                let mut moved = store.serve();
-                moved |= blkback.serve(store.store());
-                moved |= netback.serve(store.store());
+                let mut moved = host.store.serve();
+                moved |= blkback.serve(host.store.store());
+                moved |= netback.serve(host.store.store());
                 if let Some(c) = control.as_mut() {
-                    moved |= c.serve(&mut store);
+                    moved |= c.serve(&mut host);
                 }
+                input.update(&mut host);
                 if !moved {
                     break;
                 }

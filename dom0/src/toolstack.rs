@@ -144,3 +144,209 @@ pub fn why(e: Errno) -> &'static str {
         _ => "the hypervisor refused it",
     }
 }
+
+/// Gives up restarting a domain that keeps ending this way after this
+/// many restarts (xl restarts for ever; a crash loop would then never
+/// stop printing).
+pub const MAX_RESTARTS: u32 = 3;
+
+/// A domain this toolstack built, with the config it came from.
+struct Managed {
+    cfg: xlcfg::DomainConfig,
+    restarts: u32,
+    /// Kept shut down for examination (`preserve`); already reported.
+    preserved: bool,
+}
+
+/// What the toolstack holds: the files the hypervisor handed Dom0
+/// (`file NAME` boot modules: kernels, ramdisks, configs) and the
+/// domains it built from them.
+pub struct Toolstack {
+    files: Vec<(&'static str, &'static [u8])>,
+    managed: alloc::collections::BTreeMap<DomId, Managed>,
+}
+
+impl Toolstack {
+    /// `modules`: (name, bytes) of Dom0's start-info modules.
+    pub fn new(files: Vec<(&'static str, &'static [u8])>) -> Self {
+        Self {
+            files,
+            managed: alloc::collections::BTreeMap::new(),
+        }
+    }
+
+    pub fn file(&self, name: &str) -> Option<&'static [u8]> {
+        self.files.iter().find(|(n, _)| *n == name).map(|(_, b)| *b)
+    }
+
+    pub fn files(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.files.iter().map(|(n, _)| *n)
+    }
+}
+
+/// `xl create NAME`: builds the domain the held config file `name`
+/// describes, connects its console and XenStore, and starts it. The
+/// answer is the new domain's id, or one sentence.
+pub fn create(host: &mut crate::console::Host, name: &str) -> Result<DomId, String> {
+    let Some(bytes) = host.toolstack.file(name) else {
+        let held: Vec<&str> = host.toolstack.files().collect();
+        return Err(alloc::format!(
+            "there is no config file {name} among Dom0's files ({}); give it with cargo xtask run --config or --file",
+            if held.is_empty() {
+                String::from("none")
+            } else {
+                held.join(", ")
+            }
+        ));
+    };
+    let text = core::str::from_utf8(bytes)
+        .map_err(|_| alloc::format!("{name} is not a text file, so not an xl.cfg config"))?;
+    let cfg = xlcfg::parse(text).map_err(|e| alloc::format!("{name}: {e}"))?;
+    if find_by_name(&mut host.store, &cfg.name).is_some() {
+        return Err(alloc::format!(
+            "a domain called {} already exists; destroy it first or rename this one",
+            cfg.name
+        ));
+    }
+    start(host, cfg, 0)
+}
+
+/// Builds and starts `cfg` (its `restarts`-th restart).
+fn start(
+    host: &mut crate::console::Host,
+    cfg: xlcfg::DomainConfig,
+    restarts: u32,
+) -> Result<DomId, String> {
+    let files = &host.toolstack;
+    let built = crate::builder::build(&cfg, |n| files.file(n))?;
+    let domid = built.domid;
+    let info = dom0::store::DomainInfo {
+        domid,
+        name: cfg.name.clone(),
+        vcpus: cfg.vcpus,
+        mem_kib: Some(u64::from(cfg.memory_mib) * 1024),
+        store: built.store,
+        console: Some(built.console),
+    };
+    let connected = crate::console::Console::connect(domid, built.console.gfn, built.console.port)
+        .and_then(|console| {
+            host.store.connect(&info)?;
+            Ok(console)
+        });
+    let console = match connected {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = destroy(domid);
+            return Err(alloc::format!("{}: {e}", cfg.name));
+        }
+    };
+    host.consoles.push(console);
+    host.consoles_changed = true;
+    if let Err(e) = unpause(domid) {
+        let _ = destroy(domid);
+        return Err(alloc::format!(
+            "{}: cannot unpause it: {}",
+            cfg.name,
+            why(e)
+        ));
+    }
+    host.toolstack.managed.insert(
+        domid,
+        Managed {
+            cfg,
+            restarts,
+            preserved: false,
+        },
+    );
+    Ok(domid)
+}
+
+/// After a domain ended (VIRQ_DOM_EXC) or a command: applies
+/// `on_poweroff`/`on_reboot`/`on_crash` to the domains this toolstack
+/// built that have shut down, and disconnects the backends of every
+/// domain that is gone (firing `@releaseDomain`). Returns what it did,
+/// a line each.
+pub fn reap(host: &mut crate::console::Host) -> Vec<String> {
+    use pv_abi::hypercall::ShutdownReason;
+    use xlcfg::Action;
+    let mut said = Vec::new();
+    let Ok(list) = domains() else {
+        return said;
+    };
+    for info in &list {
+        let Some(managed) = host.toolstack.managed.get_mut(&info.domain) else {
+            continue;
+        };
+        if info.flags & domctl::XEN_DOMINF_SHUTDOWN == 0 || managed.preserved {
+            continue;
+        }
+        let code =
+            (info.flags >> domctl::XEN_DOMINF_SHUTDOWNSHIFT) & domctl::XEN_DOMINF_SHUTDOWNMASK;
+        let (what, action) = match ShutdownReason::try_from(code).ok() {
+            Some(ShutdownReason::Poweroff) => ("powered off", managed.cfg.on_poweroff),
+            Some(ShutdownReason::Reboot) => ("rebooted", managed.cfg.on_reboot),
+            _ => ("crashed", managed.cfg.on_crash),
+        };
+        let domid = info.domain;
+        let name = managed.cfg.name.clone();
+        match action {
+            Action::Preserve => {
+                managed.preserved = true;
+                said.push(alloc::format!(
+                    "dom0: d{domid} ({name}) {what}; preserved as on_* says: xl destroy {domid} removes it"
+                ));
+            }
+            Action::Destroy | Action::CoredumpDestroy | Action::SoftReset => {
+                let _ = destroy(domid);
+                said.push(alloc::format!("dom0: d{domid} ({name}) {what}; destroyed"));
+            }
+            Action::Restart | Action::RenameRestart | Action::CoredumpRestart => {
+                let restarts = managed.restarts + 1;
+                let cfg = managed.cfg.clone();
+                let _ = destroy(domid);
+                forget(host, domid);
+                if restarts > MAX_RESTARTS {
+                    said.push(alloc::format!(
+                        "dom0: d{domid} ({name}) {what} again; restarted {MAX_RESTARTS} times already, so destroyed"
+                    ));
+                    continue;
+                }
+                match start(host, cfg, restarts) {
+                    Ok(new) => said.push(alloc::format!(
+                        "dom0: d{domid} ({name}) {what}; restarted as d{new} (restart {restarts} of {MAX_RESTARTS})"
+                    )),
+                    Err(e) => said.push(alloc::format!(
+                        "dom0: d{domid} ({name}) {what}; cannot restart it: {e}"
+                    )),
+                }
+            }
+        }
+    }
+    let live: Vec<DomId> = match domains() {
+        Ok(list) => list.iter().map(|d| d.domain).collect(),
+        Err(_) => return said,
+    };
+    let gone: Vec<DomId> = host
+        .consoles
+        .iter()
+        .map(|c| c.domid())
+        .chain(host.toolstack.managed.keys().copied())
+        .filter(|d| !live.contains(d))
+        .collect();
+    for domid in gone {
+        forget(host, domid);
+    }
+    said
+}
+
+/// Drops what Dom0 held for a domain that is gone: console, XenStore
+/// connection and home (`@releaseDomain` fires), its config.
+fn forget(host: &mut crate::console::Host, domid: DomId) {
+    let before = host.consoles.len();
+    host.consoles.retain(|c| c.domid() != domid);
+    host.consoles_changed |= host.consoles.len() != before;
+    if host.store.serves(domid) {
+        host.store.disconnect(domid);
+    }
+    host.toolstack.managed.remove(&domid);
+}

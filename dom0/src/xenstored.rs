@@ -11,6 +11,7 @@ use core::sync::atomic::{AtomicU32, Ordering};
 
 use dom0::cmdline::DomuSpec;
 use dom0::store::{self, DomId, DomainInfo, FrameReader, RingInfo, Shutdown, Store, XsError};
+use guest_shim::pages::PageBuf;
 use guest_shim::{events, hypercall, println};
 use pv_abi::hypercall::{
     HVM_PARAM_CONSOLE_EVTCHN, HVM_PARAM_CONSOLE_PFN, HVM_PARAM_STORE_EVTCHN, HVM_PARAM_STORE_PFN,
@@ -18,17 +19,15 @@ use pv_abi::hypercall::{
 use pv_abi::ring;
 use pv_abi::xenstore::ring::{REQ, REQ_CONS, REQ_PROD, RSP, RSP_CONS, RSP_PROD, SIZE as RING};
 
+/// Domain ids probed for boot-time DomUs.
 const MAX_DOMID: u16 = 32;
 /// Replies and events waiting for ring space, per connection.
 const OUTBOX_MAX: usize = 64 * 1024;
 
-#[repr(C, align(4096))]
-struct Page([u8; 4096]);
-
-static mut RING_SLOTS: [Page; MAX_DOMID as usize] = [const { Page([0; 4096]) }; MAX_DOMID as usize];
-
 struct Connection {
     domid: DomId,
+    /// Our page where the DomU's ring is mapped.
+    page: PageBuf,
     ring: *mut u8,
     port: u32,
     reader: FrameReader,
@@ -66,33 +65,60 @@ impl Xenstored {
             if pfn == 0 {
                 continue;
             }
-            let slots = &raw mut RING_SLOTS;
-            // SAFETY: one slot per domid, used only for this mapping.
-            let ring = unsafe { (*slots)[domid as usize].0.as_mut_ptr() };
-            if let Err(e) = hypercall::map_foreign_page(domid, pfn, ring as u64 >> 12) {
-                println!("dom0: cannot map d{domid}'s store ring: {e:?}");
-                continue;
-            }
-            match events::bind_interdomain(domid, port as u32) {
-                Ok(local) => {
-                    let store = RingInfo {
-                        port: port as u32,
-                        gfn: pfn,
-                    };
-                    me.store.introduce_domain(&domain_info(domid, store, domus));
-                    me.connections.push(Connection {
-                        domid,
-                        ring,
-                        port: local,
-                        reader: FrameReader::default(),
-                        outbox: VecDeque::new(),
-                        broken: false,
-                    });
-                }
-                Err(e) => println!("dom0: cannot bind d{domid}'s store event channel: {e:?}"),
+            let store = RingInfo {
+                port: port as u32,
+                gfn: pfn,
+            };
+            if let Err(e) = me.connect(&domain_info(domid, store, domus)) {
+                println!("dom0: {e}");
             }
         }
         me
+    }
+
+    /// Maps the DomU's store ring, binds its channel and introduces it
+    /// (its nodes, then `@introduceDomain`).
+    pub fn connect(&mut self, info: &DomainInfo) -> Result<(), alloc::string::String> {
+        let domid = info.domid;
+        let page =
+            PageBuf::zeroed(4096).ok_or_else(|| format!("no page to map d{domid}'s store ring"))?;
+        let ring = page.addr() as *mut u8;
+        hypercall::map_foreign_page(domid, info.store.gfn, page.addr() >> 12)
+            .map_err(|e| format!("cannot map d{domid}'s store ring: {e:?}"))?;
+        let local = events::bind_interdomain(domid, info.store.port).map_err(|e| {
+            let _ = hypercall::unmap_foreign_page(page.addr() >> 12);
+            format!("cannot bind d{domid}'s store event channel: {e:?}")
+        })?;
+        self.store.introduce_domain(info);
+        self.connections.push(Connection {
+            domid,
+            page,
+            ring,
+            port: local,
+            reader: FrameReader::default(),
+            outbox: VecDeque::new(),
+            broken: false,
+        });
+        Ok(())
+    }
+
+    /// The DomU is gone: drops its connection, removes its home and fires
+    /// `@releaseDomain`.
+    pub fn disconnect(&mut self, domid: DomId) {
+        if let Some(i) = self.connections.iter().position(|c| c.domid == domid) {
+            let c = self.connections.swap_remove(i);
+            let _ = events::close(c.port);
+            // The hypervisor took its page back when the domain went;
+            // if it has not gone yet, undo the mapping ourselves.
+            let _ = hypercall::unmap_foreign_page(c.page.addr() >> 12);
+        }
+        let _ = self.store.local_rm(&format!("/local/domain/{domid}"));
+        self.store.release(domid);
+    }
+
+    /// Whether `domid` has a store connection.
+    pub fn serves(&self, domid: DomId) -> bool {
+        self.connections.iter().any(|c| c.domid == domid)
     }
 
     /// Writes a shutdown request to the DomU's `control/shutdown`; the

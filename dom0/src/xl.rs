@@ -49,7 +49,7 @@ pub enum XlCommand {
     Reboot(Target),
     /// `console DOMAIN`: any domain, Dom0 included (as `xl console 0`).
     Console(Target),
-    /// `create NAME`: the config text travels separately.
+    /// `create NAME`: the held config file NAME.
     Create {
         config_name: String,
     },
@@ -61,8 +61,8 @@ pub enum XlCommand {
 pub const HELP: &str = "\
 list [--json]     the domains, as xl list shows them
 info [--json]     the host and Xen, as xl info shows them
-create NAME       start a domain from the config called NAME
-console DOMAIN    send serial input to DOMAIN's console (Ctrl-A three times switches on)
+create NAME       build and start a domain from Dom0's config file NAME
+console DOMAIN    send serial input to DOMAIN's console (Ctrl-] comes back)
 pause DOMAIN      pause DOMAIN (an id or a name; not Dom0)
 unpause DOMAIN    let a paused DOMAIN run again (not Dom0)
 destroy DOMAIN    kill DOMAIN at once, without asking it (not Dom0)

@@ -156,8 +156,15 @@ pub fn bind_pirq(pirq: u32) -> Result<EvtchnPort> {
 
 /// EVTCHNOP_alloc_unbound: a port of ours that `remote` may bind to.
 pub fn alloc_unbound(remote: u16) -> Result<EvtchnPort> {
+    alloc_unbound_in(DOMID_SELF, remote)
+}
+
+/// EVTCHNOP_alloc_unbound in domain `dom` (privileged callers): a port
+/// of `dom`'s that `remote` may bind to — the toolstack making a new
+/// domain's console and XenStore channels.
+pub fn alloc_unbound_in(dom: u16, remote: u16) -> Result<EvtchnPort> {
     let mut a = EvtchnAllocUnbound {
-        dom: DOMID_SELF,
+        dom,
         remote_dom: remote,
         port: 0,
     };

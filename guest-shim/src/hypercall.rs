@@ -324,6 +324,45 @@ pub fn map_foreign_page(foreign_domid: u16, gfn: u64, gpfn: u64) -> Result<()> {
     }
 }
 
+/// XENMEM_remove_from_physmap for ourselves: undoes a foreign mapping at
+/// our frame `gpfn` (our own page returns there).
+pub fn unmap_foreign_page(gpfn: u64) -> Result<()> {
+    let req = pv_abi::memory::RemoveFromPhysmap {
+        domid: DOMID_SELF,
+        pad: [0; 3],
+        gpfn,
+    };
+    call(
+        Hypercall::MemoryOp,
+        pv_abi::memory::XENMEM_REMOVE_FROM_PHYSMAP,
+        arg(&req),
+        0,
+    )
+    .map(|_| ())
+}
+
+/// XENMEM_populate_physmap for `domid` (another domain: privileged only):
+/// backs the extents of `2^order` pages starting at each of `gfns`.
+/// Returns how many extents were populated (fewer than asked: the next
+/// one could not be).
+pub fn populate_physmap(domid: u16, order: u32, gfns: &[u64]) -> Result<usize> {
+    let req = pv_abi::memory::MemoryReservation {
+        extent_start: gfns.as_ptr() as u64,
+        nr_extents: gfns.len() as u64,
+        extent_order: order,
+        mem_flags: 0,
+        domid,
+        pad: [0; 3],
+    };
+    call(
+        Hypercall::MemoryOp,
+        pv_abi::memory::XENMEM_POPULATE_PHYSMAP,
+        arg(&req),
+        0,
+    )
+    .map(|n| n as usize)
+}
+
 // ---------------------------------------------------------------------------
 // hvm_op
 // ---------------------------------------------------------------------------

@@ -79,7 +79,7 @@ macro_rules! entry {
     ($main:path) => {
         #[unsafe(no_mangle)]
         pub extern "Rust" fn __guest_main(info: &$crate::StartInfo<'static>) -> ! {
-            let main: fn(&$crate::StartInfo<'_>) -> ! = $main;
+            let main: fn(&$crate::StartInfo<'static>) -> ! = $main;
             main(info)
         }
     };

@@ -532,7 +532,20 @@ fn start_domains(context: &BspContext) -> ! {
         unsafe { core::slice::from_raw_parts(m.start as *const u8, len) }
     };
     let mut domains: Vec<(&Module, Option<&Module>)> = Vec::new();
+    // Files for Dom0's toolstack, as its start-info modules (name, bytes).
+    let mut files: Vec<(&str, &[u8])> = Vec::new();
     for module in &context.modules {
+        match manifest::file_name(module.string()) {
+            Some(Ok(name)) => {
+                files.push((name, module_bytes(&module)));
+                continue;
+            }
+            Some(Err(e)) => {
+                println!("pavise: {e}; ignored");
+                continue;
+            }
+            None => {}
+        }
         match domains.last_mut() {
             Some((_, ramdisk @ None)) if manifest::is_ramdisk(module.string()) => {
                 *ramdisk = Some(module)
@@ -572,6 +585,14 @@ fn start_domains(context: &BspContext) -> ! {
             }
         }
         let mut dma_pool = None;
+        if privileged && !files.is_empty() {
+            // Dom0 holds the files in its memory, on top of what it asked.
+            let bytes: u64 = files
+                .iter()
+                .map(|(_, b)| (b.len() as u64).next_multiple_of(4096))
+                .sum();
+            spec.mem_mib += bytes.div_ceil(1 << 20) + 1;
+        }
         if privileged {
             dma_pool = crate::domain::devices::reserve_dma_pool(spec.mem_mib << 20);
             match dma_pool {
@@ -586,7 +607,20 @@ fn start_domains(context: &BspContext) -> ! {
         let image = module_bytes(module);
         let ramdisk = ramdisk.as_ref().map(module_bytes);
         let watched = !privileged;
-        match builder::build(index as u16, &spec, image, ramdisk, privileged, watched) {
+        // Its ramdisk first (with no name), then, for Dom0, the files.
+        let mut modules: Vec<builder::Module> = ramdisk
+            .map(|bytes| builder::Module { bytes, cmdline: "" })
+            .into_iter()
+            .collect();
+        if privileged {
+            modules.extend(
+                files
+                    .iter()
+                    .map(|&(cmdline, bytes)| builder::Module { bytes, cmdline }),
+            );
+        }
+        let modules = modules.as_slice();
+        match builder::build(index as u16, &spec, image, modules, privileged, watched) {
             Ok(d) => {
                 if privileged {
                     crate::domain::devices::give_to_dom0(&d, dma_pool);

@@ -124,6 +124,36 @@ pub enum Error {
     },
     /// `cargo xtask xl`: no machine to talk to, or it did not answer.
     Control { reason: String },
+    /// A `--config` file (an xl.cfg) is refused: its text, or what it names.
+    BadConfig {
+        path: PathBuf,
+        /// The line the reason is about (from 1), or 0 for the whole file.
+        line: usize,
+        reason: String,
+    },
+    /// A file for Dom0 has a name Dom0 cannot be handed (it is named by
+    /// its host file name).
+    BadFileName { path: PathBuf, reason: String },
+    /// Two different host files for Dom0 have one name.
+    FileNameClash {
+        name: String,
+        first: PathBuf,
+        second: PathBuf,
+    },
+    /// A file for Dom0 does not exist or is not a file.
+    FileMissing { path: PathBuf },
+    /// Dom0 is to create a domain from a config it does not hold.
+    CreateNotHeld { name: String },
+    /// Two configs Dom0 creates at boot name one domain.
+    ConfigNameTwice {
+        domain: String,
+        first: PathBuf,
+        second: PathBuf,
+    },
+    /// Files for Dom0 on a machine with no module (no Dom0) to give them to.
+    FilesWithoutDom0,
+    /// Direct boot was asked to hand Dom0 files.
+    DirectBootFiles,
 }
 
 /// xtask's result type.
@@ -285,6 +315,55 @@ impl fmt::Display for Error {
                 log.display()
             ),
             Self::Control { reason } => f.write_str(reason),
+            Self::BadConfig { path, line, reason } => {
+                write!(f, "bad config {}", path.display())?;
+                if *line != 0 {
+                    write!(f, ", line {line}")?;
+                }
+                write!(f, ": {reason}")
+            }
+            Self::BadFileName { path, reason } => write!(
+                f,
+                "{} cannot be handed to Dom0, which knows a file by its name: {reason}; rename the file using only letters, digits, '.', '_', '-' and '+'",
+                path.display()
+            ),
+            Self::FileNameClash {
+                name,
+                first,
+                second,
+            } => write!(
+                f,
+                "{} and {} would both be Dom0's file {name} (Dom0 knows a file by its name alone); rename one of them",
+                first.display(),
+                second.display()
+            ),
+            Self::FileMissing { path } => write!(
+                f,
+                "file {} for Dom0 does not exist or is not a file",
+                path.display()
+            ),
+            Self::CreateNotHeld { name } => write!(
+                f,
+                "Dom0 is to create a domain from {name} at boot but is not given a file of that name; hold the config with Machine::create_config or --config"
+            ),
+            Self::ConfigNameTwice {
+                domain,
+                first,
+                second,
+            } => write!(
+                f,
+                "configs {} and {} both name the domain {domain:?}; a name is one domain's, so give each config a name = of its own",
+                first.display(),
+                second.display()
+            ),
+            Self::FilesWithoutDom0 => write!(
+                f,
+                "files for Dom0 (--config, --file) need Dom0's module, the first, but the machine has no modules"
+            ),
+            Self::DirectBootFiles => write!(
+                f,
+                "direct boot cannot hand files to Dom0 (--config, --file): QEMU's -initrd passes one module, without a module string; boot through GRUB instead"
+            ),
         }
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod bare_metal;
 pub mod bench;
+pub mod configs;
 pub mod disk;
 pub mod disk_bench;
 pub mod domains;

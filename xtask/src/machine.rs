@@ -15,6 +15,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::bare_metal::{self, HYPERVISOR};
+use crate::configs;
 use crate::disk::{self, Disk};
 use crate::error::{Error, Result};
 use crate::exit::Exit;
@@ -81,8 +82,19 @@ pub struct Machine {
     pub boot: Boot,
     /// Hypervisor options; xtask adds [`QEMU_EXIT_OPTION`] in front.
     pub cmdline: String,
-    /// Modules to load: a host file and the module string GRUB passes with it.
+    /// Modules to load: a host file and the module string GRUB passes with
+    /// it. The first is Dom0's; [`Machine::boot_modules`] adds
+    /// [`Machine::dom0_files`] and [`Machine::create_at_boot`].
     pub modules: Vec<(PathBuf, String)>,
+    /// Files handed to Dom0 (its name for each, and the host file): GRUB
+    /// modules `file NAME` after all of [`Machine::modules`] (see
+    /// [`crate::configs`]; GRUB boot only). Added with
+    /// [`Machine::hold_file`] and [`Machine::create_config`].
+    pub dom0_files: Vec<(String, PathBuf)>,
+    /// Configs among [`Machine::dom0_files`] that Dom0 creates a domain
+    /// from once it is up, in this order: a word `pavise.create=NAME` each
+    /// on Dom0's command line.
+    pub create_at_boot: Vec<String>,
     /// Disk images attached as virtio-blk PCI devices, the k-th in slot
     /// [`disk::pci_slot`]`(k)` of bus 0, for Dom0 to serve to the DomUs
     /// (see [`crate::domains::disks`], whose order Dom0's `pavise.vbd=`
@@ -179,7 +191,8 @@ impl Gdb {
 pub const SINGLE_THREAD_TCG: [&str; 2] = ["-accel", "tcg,thread=single"];
 
 impl Default for Machine {
-    /// 1 CPU, 512 MiB, GRUB, no options, modules, disks or uplink,
+    /// 1 CPU, 512 MiB, GRUB, no options, modules, files for Dom0, disks or
+    /// uplink,
     /// [`DEFAULT_TIMEOUT`], the release hypervisor build.
     fn default() -> Self {
         Self {
@@ -188,6 +201,8 @@ impl Default for Machine {
             boot: Boot::Grub,
             cmdline: String::new(),
             modules: Vec::new(),
+            dom0_files: Vec::new(),
+            create_at_boot: Vec::new(),
             disks: Vec::new(),
             iommu: false,
             net: None,
@@ -259,6 +274,47 @@ impl Machine {
             .join(" ")
     }
 
+    /// Hands the host file `path` to Dom0, named by its file name (for an
+    /// `xl create NAME` typed later, or a kernel a config names); the same
+    /// file twice is held once, two files of one name are refused. Whether
+    /// it exists is checked when the machine is prepared.
+    pub fn hold_file(&mut self, path: impl AsRef<Path>) -> Result<()> {
+        configs::hold_file(&mut self.dom0_files, path.as_ref())
+    }
+
+    /// Reads the xl.cfg `path` as Dom0 will (a bad one is refused now, with
+    /// its file and line), holds it and the kernel and ramdisk it names
+    /// (by their file names; see [`Machine::hold_file`]) and has Dom0
+    /// create the domain once it is up, after those named before. Its
+    /// kernel and ramdisk are checked when the machine is prepared, so they
+    /// may be built after this. Unchanged on an error.
+    pub fn create_config(&mut self, path: impl AsRef<Path>) -> Result<()> {
+        configs::create_config(
+            &mut self.dom0_files,
+            &mut self.create_at_boot,
+            path.as_ref(),
+        )
+    }
+
+    /// The modules the machine boots: [`Machine::modules`], Dom0's (the
+    /// first) with a `pavise.create=NAME` word on its command line for
+    /// each of [`Machine::create_at_boot`], then a `file NAME` module for
+    /// each of [`Machine::dom0_files`] (see [`configs::boot_modules`]).
+    pub fn boot_modules(&self) -> Result<Vec<(PathBuf, String)>> {
+        configs::boot_modules(&self.modules, &self.dom0_files, &self.create_at_boot)
+    }
+
+    /// Direct boot cannot hand Dom0 files (they are modules of their own,
+    /// with strings) or tell it what to create (Dom0's module has no
+    /// string there).
+    fn check_direct_files(&self) -> Result<()> {
+        if self.dom0_files.is_empty() && self.create_at_boot.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::DirectBootFiles)
+        }
+    }
+
     /// A short description, e.g. `4 CPUs, 128 MiB, GRUB`, with the
     /// uplink when there is one (`…, GRUB, uplink 10.0.2.0/24, 127.0.0.1:8080
     /// → 10.0.2.16:80`).
@@ -297,7 +353,7 @@ impl Machine {
                     &iso,
                     &self.hypervisor,
                     &cmdline,
-                    &self.modules,
+                    &self.boot_modules()?,
                 )?;
                 (Some(staging), Some(iso))
             }
@@ -322,15 +378,20 @@ impl Machine {
     }
 
     /// Checks what the user chose, before anything is built: the modules
-    /// exist and the boot path can carry them and the command line, the
-    /// disks are usable images ([`disk::check_all`]) and the uplink's port
-    /// forwards can reach DomUs ([`Uplink::check`]).
+    /// exist and the boot path can carry them and the command line, Dom0's
+    /// files exist and the configs it creates domains from are sound
+    /// ([`configs::check_held`]), the disks are usable images
+    /// ([`disk::check_all`]) and the uplink's port forwards can reach DomUs
+    /// ([`Uplink::check`]).
     pub fn check_inputs(&self) -> Result<()> {
         match self.boot {
-            Boot::Direct | Boot::Bare => check_direct_modules(&self.modules)?,
+            Boot::Direct | Boot::Bare => {
+                self.check_direct_files()?;
+                check_direct_modules(&self.modules)?;
+            }
             Boot::Grub => {
                 grub::quote(&self.hypervisor_cmdline())?;
-                for (_, string) in &self.modules {
+                for (_, string) in &self.boot_modules()? {
                     grub::quote(string)?;
                 }
             }
@@ -340,6 +401,7 @@ impl Machine {
                 return Err(Error::ModuleMissing { path: path.clone() });
             }
         }
+        configs::check_held(&self.dom0_files, &self.create_at_boot, None)?;
         disk::check_all(&self.disks)?;
         if let Some(net) = &self.net {
             net.check()?;
@@ -383,6 +445,7 @@ impl Machine {
             }
             (Boot::Grub, None) => return Err(Error::NoImage),
             (Boot::Direct | Boot::Bare, _) => {
+                self.check_direct_files()?;
                 check_direct_modules(&self.modules)?;
                 args.push("-kernel".into());
                 args.push(self.hypervisor.clone().into());
@@ -1124,6 +1187,87 @@ mod tests {
             quoted_string.check_inputs(),
             Err(Error::BadBootString { .. })
         ));
+    }
+
+    #[test]
+    fn dom0_files_follow_the_domain_modules() {
+        let dir = std::env::temp_dir().join(format!("xtask-machine-files-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let kernel = dir.join("counter");
+        std::fs::write(&kernel, b"\x7fELF\x02\x01").unwrap();
+        let config = dir.join("count.cfg");
+        std::fs::write(
+            &config,
+            format!("name = \"count\"\nkernel = \"{}\"\n", kernel.display()),
+        )
+        .unwrap();
+        let notes = dir.join("notes.txt");
+        std::fs::write(&notes, "x").unwrap();
+        let mut machine = Machine {
+            modules: vec![
+                (kernel.clone(), "name=dom0 cmdline=pavise.uplink=8".into()),
+                (kernel.clone(), "name=hello".into()),
+            ],
+            ..Machine::default()
+        };
+        machine.create_config(&config).unwrap();
+        machine.hold_file(&notes).unwrap();
+        assert_eq!(
+            machine.dom0_files,
+            [
+                ("count.cfg".to_owned(), config.clone()),
+                ("counter".to_owned(), kernel.clone()),
+                ("notes.txt".to_owned(), notes.clone()),
+            ]
+        );
+        assert_eq!(machine.create_at_boot, ["count.cfg"]);
+        let strings: Vec<String> = machine
+            .boot_modules()
+            .unwrap()
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect();
+        assert_eq!(
+            strings,
+            [
+                "name=dom0 cmdline=pavise.uplink=8 pavise.create=count.cfg",
+                "name=hello",
+                "file count.cfg",
+                "file counter",
+                "file notes.txt",
+            ]
+        );
+        machine.check_inputs().unwrap();
+        // A bad config leaves the machine as it was.
+        let bad = dir.join("bad.cfg");
+        std::fs::write(&bad, "kernel = \"/k\"\n").unwrap();
+        let before = (machine.dom0_files.clone(), machine.create_at_boot.clone());
+        assert!(matches!(
+            machine.create_config(&bad),
+            Err(Error::BadConfig { .. })
+        ));
+        assert_eq!(
+            (machine.dom0_files.clone(), machine.create_at_boot.clone()),
+            before
+        );
+        // Direct boot cannot carry them.
+        let direct = Machine {
+            boot: Boot::Direct,
+            modules: vec![(kernel.clone(), String::new())],
+            ..machine.clone()
+        };
+        assert!(matches!(direct.check_inputs(), Err(Error::DirectBootFiles)));
+        assert!(matches!(
+            direct.qemu_args(None),
+            Err(Error::DirectBootFiles)
+        ));
+        // A file gone before the boot is found by the check.
+        std::fs::remove_file(&notes).unwrap();
+        assert!(matches!(
+            machine.check_inputs(),
+            Err(Error::FileMissing { .. })
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

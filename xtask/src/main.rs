@@ -11,7 +11,8 @@ use xtask::machine::{DEFAULT_GDB_PORT, Gdb};
 use xtask::net::{HostFwd, Uplink};
 use xtask::progress::{Step, Steps, say};
 use xtask::{
-    Boot, Error, Exit, Machine, bare_metal, bench, grub, linux, linux_root, prereqs, suite,
+    Boot, Error, Exit, Machine, bare_metal, bench, configs, grub, linux, linux_root, prereqs,
+    suite, workspace,
 };
 
 /// Where Linux's console is: the Xen console.
@@ -158,6 +159,8 @@ impl LinuxArgs {
             cmdline: String::new(),
             modules: Vec::new(),
             domus: vec![domu],
+            configs: Vec::new(),
+            files: Vec::new(),
             // The session ends with Linux (its shell's exit powers it off).
             exit_when_done: true,
             iommu: false,
@@ -202,10 +205,20 @@ struct RunArgs {
     /// (cmdline takes the rest, commas included; ramdisk= loads a file
     /// beside the kernel, e.g. an initramfs; disk= and vif are repeatable:
     /// a virtual disk, a network interface with the MAC given or
-    /// 00:16:3e:00:DOMID:HANDLE). Repeatable. Without --domu or --module,
-    /// Dom0 and a demo DomU boot.
+    /// 00:16:3e:00:DOMID:HANDLE). Repeatable. Without --domu, --module,
+    /// --config or --file, Dom0 and a demo DomU boot.
     #[arg(long = "domu", value_name = "PATH[,OPTIONS]", value_parser = parse_domu)]
     domus: Vec<DomU>,
+    /// An xl.cfg domain config (checked here as Dom0 reads it; no disk= or
+    /// vif= yet): Dom0 is handed it with the kernel and ramdisk it names
+    /// and runs `xl create NAME` once it is up, NAME the config's file
+    /// name. Repeatable, created in the order given; GRUB boot only.
+    #[arg(long = "config", value_name = "PATH")]
+    configs: Vec<PathBuf>,
+    /// A file handed to Dom0 under its file name, e.g. a config and kernel
+    /// for an `xl create NAME` typed later. Repeatable; GRUB boot only.
+    #[arg(long = "file", value_name = "PATH")]
+    files: Vec<PathBuf>,
     /// Power QEMU off as soon as every DomU has ended; the exit status is 0
     /// only if all of them powered off cleanly.
     #[arg(long)]
@@ -371,6 +384,9 @@ fn run(args: RunArgs, steps: &mut Steps) -> xtask::Result<ExitCode> {
             count: args.domus.len() + 1,
         });
     }
+    if args.direct && !(args.configs.is_empty() && args.files.is_empty()) {
+        return Err(Error::DirectBootFiles);
+    }
     // What the user named is checked before anything is built: the kernels
     // are ELF files, the ramdisks files, and GRUB can carry their module
     // strings unchanged.
@@ -407,11 +423,25 @@ fn run(args: RunArgs, steps: &mut Steps) -> xtask::Result<ExitCode> {
         gdb,
         ..Machine::default()
     };
+    // The configs are read and held now; their kernels and ramdisks are
+    // checked now too, but for those the build has still to make.
+    for path in &args.configs {
+        machine.create_config(path)?;
+    }
+    for path in &args.files {
+        machine.hold_file(path)?;
+    }
+    configs::check_held(
+        &machine.dom0_files,
+        &machine.create_at_boot,
+        Some(&workspace::target_dir()),
+    )?;
     prereqs::ensure(machine.needs())?;
     build(steps)?;
     // Dom0 plus the named DomUs, or plus the demo when nothing was named.
+    let held = !machine.dom0_files.is_empty();
     if !args.direct && (!args.domus.is_empty() || args.modules.is_empty()) {
-        let domus = if args.domus.is_empty() {
+        let domus = if args.domus.is_empty() && !held {
             vec![domains::test_kernel(domains::DEMO_DOMU)]
         } else {
             args.domus.clone()
@@ -445,6 +475,9 @@ fn run(args: RunArgs, steps: &mut Steps) -> xtask::Result<ExitCode> {
             say(&line);
         }
     }
+    if held {
+        say(&held_summary(&machine));
+    }
     say(&format!(
         "control channel on {}: `cargo xtask xl list` manages this machine",
         socket.display()
@@ -458,6 +491,32 @@ fn run(args: RunArgs, steps: &mut Steps) -> xtask::Result<ExitCode> {
         (exit, _) => format!("QEMU ran {took}: {exit}"),
     });
     Ok(ExitCode::from(ended.exit.process_code()))
+}
+
+/// What `cargo xtask run` says of the files Dom0 is handed, e.g. `Dom0
+/// holds count.cfg, counter and notes.txt; it creates count.cfg once it is
+/// up`.
+fn held_summary(machine: &Machine) -> String {
+    let names: Vec<&str> = machine
+        .dom0_files
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .collect();
+    let mut s = format!("Dom0 holds {}", list(&names));
+    if !machine.create_at_boot.is_empty() {
+        let create: Vec<&str> = machine.create_at_boot.iter().map(String::as_str).collect();
+        s.push_str(&format!("; it creates {} once it is up", list(&create)));
+    }
+    s
+}
+
+/// `a`, `a and b`, `a, b and c`.
+fn list(items: &[&str]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => (*one).to_owned(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
 }
 
 /// `cargo xtask linux`: Debian's kernel and busybox (or the user's), the
@@ -1040,6 +1099,93 @@ mod tests {
         assert!(hints[0].contains("wait at their first instruction"));
         let relative = std::env::current_dir().unwrap().join("t/hv");
         assert!(gdb_hints(&gdb, &relative)[1].starts_with("  gdb t/hv -ex"));
+    }
+
+    #[test]
+    fn configs_and_files_are_checked_before_building() {
+        let dir = std::env::temp_dir().join(format!("xtask-main-configs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bad = dir.join("bad.cfg");
+        std::fs::write(&bad, "name = \"b\"\nkernel = \"/k\"\nmemory = lots\n").unwrap();
+        let notes = dir.join("notes.txt");
+        std::fs::write(&notes, "x").unwrap();
+        let args = run_args(&[
+            "--config",
+            &bad.display().to_string(),
+            "--file",
+            &notes.display().to_string(),
+            "--config",
+            "/c/other.cfg",
+        ]);
+        assert_eq!(args.configs, [bad.clone(), PathBuf::from("/c/other.cfg")]);
+        assert_eq!(args.files, std::slice::from_ref(&notes));
+        let e = run(args, &mut Steps::new(3)).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("bad config {}, line 3: ", bad.display())),
+            "{e}"
+        );
+        assert!(!e.contains('\n'), "{e}");
+        // A kernel that is not an ELF file, outside the build's directory.
+        let config = dir.join("text.cfg");
+        std::fs::write(
+            &config,
+            format!("name = \"t\"\nkernel = \"{}\"\n", notes.display()),
+        )
+        .unwrap();
+        let e = run(
+            run_args(&["--config", &config.display().to_string()]),
+            &mut Steps::new(3),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with(&format!(
+                "bad config {}: its kernel {} is not an ELF file",
+                config.display(),
+                notes.display()
+            )),
+            "{e}"
+        );
+        // Two files of one name.
+        let sub = dir.join("sub");
+        std::fs::create_dir_all(&sub).unwrap();
+        std::fs::write(sub.join("notes.txt"), "y").unwrap();
+        let e = run(
+            run_args(&[
+                "--file",
+                &notes.display().to_string(),
+                "--file",
+                &sub.join("notes.txt").display().to_string(),
+            ]),
+            &mut Steps::new(3),
+        )
+        .unwrap_err();
+        assert!(matches!(e, Error::FileNameClash { .. }), "{e}");
+        // Direct boot cannot carry them.
+        let args = run_args(&["--direct", "--file", &notes.display().to_string()]);
+        let e = run(args, &mut Steps::new(2)).unwrap_err();
+        assert!(matches!(e, Error::DirectBootFiles), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn held_files_are_summed_up() {
+        let mut machine = Machine {
+            dom0_files: ["count.cfg", "counter", "notes.txt"]
+                .iter()
+                .map(|n| ((*n).to_owned(), PathBuf::from(n)))
+                .collect(),
+            ..Machine::default()
+        };
+        assert_eq!(
+            held_summary(&machine),
+            "Dom0 holds count.cfg, counter and notes.txt"
+        );
+        machine.create_at_boot = vec!["count.cfg".to_owned()];
+        assert_eq!(
+            held_summary(&machine),
+            "Dom0 holds count.cfg, counter and notes.txt; it creates count.cfg once it is up"
+        );
     }
 
     #[test]

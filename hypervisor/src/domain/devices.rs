@@ -142,7 +142,7 @@ pub fn give_to_dom0(dom0: &Domain, pool: Option<Frame>) {
     for (start, end) in devices {
         let mut gpa = start;
         while gpa < end {
-            if gpa < dom0.mem_bytes || memory.p2m.get(Gfn(gpa / FRAME_SIZE)).is_some() {
+            if gpa < dom0.mem_bytes() || memory.p2m.get(Gfn(gpa / FRAME_SIZE)).is_some() {
                 log::warn!("BAR page {gpa:#x} overlaps Dom0's memory: not mapped");
             } else if memory.npt.map_mmio(gpa, gpa).is_ok() {
                 pages += 1;

@@ -189,10 +189,10 @@ pub fn handle(domain: &Arc<Domain>, vcpu: usize, slot: &mut VcpuSlot, exit: Exit
             {
                 return Next::Continue;
             }
-            let cause = if gpa >= domain.mem_bytes {
+            let cause = if gpa >= domain.mem_bytes() {
                 format!(
                     "access to guest-physical {gpa:#x} outside its {} MiB (error code {error:#x})",
-                    domain.mem_bytes >> 20
+                    domain.mem_bytes() >> 20
                 )
             } else {
                 format!("access to unbacked guest-physical {gpa:#x} (error code {error:#x})")

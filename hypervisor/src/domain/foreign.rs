@@ -82,6 +82,20 @@ pub fn map(mapper: &Domain, owner: DomId, owner_gfn: u64, gfn: u64) -> Result<()
     Ok(())
 }
 
+/// Undoes the foreign mapping at `mapper`'s `gfn` (XENMEM_remove_from_physmap):
+/// the mapper's own page returns there. Not a foreign slot: -EINVAL.
+pub fn unmap(mapper: &Domain, gfn: u64) -> Result<(), MapError> {
+    let mut maps = mapper.foreign_maps.lock();
+    let map = maps.remove(&gfn).ok_or(MapError::Invalid)?;
+    let mut memory = mapper.memory.lock();
+    let _ = memory.p2m.set(Gfn(gfn), Some(map.displaced));
+    memory.npt.remap(gfn * FRAME_SIZE, map.displaced);
+    drop(memory);
+    drop(maps);
+    mapper.npt_generation.fetch_add(1, Ordering::SeqCst);
+    Ok(())
+}
+
 /// Takes `owner`'s pages back from every domain that maps them.
 pub fn revoke_all_of(owner: DomId) {
     for mapper in registry::all() {

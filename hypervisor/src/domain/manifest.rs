@@ -70,6 +70,25 @@ pub fn is_ramdisk(module_string: &str) -> bool {
     without_path(module_string).trim_end() == "ramdisk"
 }
 
+/// The name of a module that is a file handed to Dom0 (its string is
+/// `file NAME`: a kernel, ramdisk or xl.cfg config for Dom0's toolstack),
+/// or `None` for any other module. A NAME with '/' or nothing is refused
+/// (`Some(Err)`), as Dom0 looks files up by their plain names.
+pub fn file_name(module_string: &str) -> Option<Result<&str, String>> {
+    let rest = without_path(module_string).trim_end();
+    let name = rest.strip_prefix("file")?;
+    if !name.is_empty() && !name.starts_with(char::is_whitespace) {
+        return None;
+    }
+    let name = name.trim();
+    if name.is_empty() || name.contains('/') || name.contains(char::is_whitespace) {
+        return Some(Err(alloc::format!(
+            "module string '{module_string}' should be 'file NAME' with one plain file name"
+        )));
+    }
+    Some(Ok(name))
+}
+
 /// The word Dom0's command line carries for each boot-time DomU:
 /// ` pavise.domu=ID:NAME:MEM_MIB:VCPUS` (names have no ':' or spaces).
 pub fn domu_word(id: u16, spec: &DomainSpec) -> String {
@@ -156,6 +175,17 @@ pub fn parse(module_string: &str, index: usize) -> Result<DomainSpec, ManifestEr
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn file_modules_are_named_plainly() {
+        assert_eq!(file_name("file counter.cfg"), Some(Ok("counter.cfg")));
+        assert_eq!(file_name("/boot/x file vmlinuz "), Some(Ok("vmlinuz")));
+        assert_eq!(file_name("name=filer mem=4"), None);
+        assert_eq!(file_name("filex"), None);
+        assert!(matches!(file_name("file a/b"), Some(Err(_))));
+        assert!(matches!(file_name("file"), Some(Err(_))));
+        assert!(matches!(file_name("file a b"), Some(Err(_))));
+    }
+
     use super::*;
 
     #[test]

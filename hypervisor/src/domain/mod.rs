@@ -7,7 +7,6 @@ pub mod apic;
 pub mod builder;
 #[cfg(target_os = "none")]
 pub mod devices;
-pub mod elf;
 #[cfg(target_os = "none")]
 pub mod events;
 #[cfg(target_os = "none")]
@@ -23,3 +22,5 @@ pub mod registry;
 pub mod runstate;
 #[cfg(target_os = "none")]
 pub mod sched;
+
+pub use pvh_builder::elf;

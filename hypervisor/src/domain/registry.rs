@@ -64,6 +64,33 @@ pub mod vcpu_state {
     pub const PARKED: u8 = 4;
 }
 
+impl EndReason {
+    /// A power-off, or a destroy (the toolstack's decision, not a failure
+    /// of the guest).
+    pub fn is_clean(&self) -> bool {
+        matches!(self, Self::Poweroff | Self::Destroyed)
+    }
+}
+
+/// [`Domain::shutdown_code`] of a domain that has not ended.
+pub const NOT_SHUT_DOWN: u32 = u32::MAX;
+
+impl EndReason {
+    /// Xen's `SHUTDOWN_*` code (a destroyed domain is gone, not shut down:
+    /// it reports `SHUTDOWN_poweroff` should anyone still look).
+    pub fn shutdown_code(&self) -> u32 {
+        use pv_abi::hypercall::ShutdownReason;
+        match self {
+            Self::Poweroff | Self::Destroyed => ShutdownReason::Poweroff,
+            Self::Reboot => ShutdownReason::Reboot,
+            Self::Suspend => ShutdownReason::Suspend,
+            Self::Crash(_) => ShutdownReason::Crash,
+            Self::Watchdog => ShutdownReason::Watchdog,
+        }
+        .raw()
+    }
+}
+
 /// Most pauses the toolstack may stack on one domain (Xen's limit).
 pub const PAUSE_COUNT_MAX: u32 = 255;
 
@@ -93,7 +120,20 @@ pub struct Domain {
     pub privileged: bool,
     /// An exit-when-done run waits for this domain.
     pub watched: bool,
-    pub mem_bytes: u64,
+    /// RAM size (Xen's `max_pages`, in bytes): fixed by the boot-time
+    /// builder, set by `XEN_DOMCTL_max_mem` for a run-time one.
+    mem_bytes: AtomicU64,
+    /// Built by the toolstack at run time: when it ends it stays, shut
+    /// down, until the toolstack destroys it (Xen's behaviour, so the
+    /// toolstack can read why and apply `on_poweroff`/`on_crash`).
+    /// Boot-time domains are torn down at once.
+    pub awaits_destroy: bool,
+    /// Xen's `SHUTDOWN_*` code once it has ended ([`NOT_SHUT_DOWN`] before).
+    shutdown_code: AtomicU32,
+    /// Torn down: out of the registry, its channels and grants gone.
+    removed: AtomicBool,
+    /// vCPU 0 was handed to the scheduler.
+    pub started: AtomicBool,
     pub memory: Mutex<Memory>,
     pub shared_info: Frame,
     pub vcpus: Vec<Mutex<VcpuSlot>>,
@@ -167,7 +207,11 @@ impl Domain {
             name,
             privileged,
             watched,
-            mem_bytes,
+            mem_bytes: AtomicU64::new(mem_bytes),
+            awaits_destroy: false,
+            shutdown_code: AtomicU32::new(NOT_SHUT_DOWN),
+            removed: AtomicBool::new(false),
+            started: AtomicBool::new(false),
             memory: Mutex::new(memory),
             shared_info,
             vcpus: vcpus
@@ -221,6 +265,48 @@ impl Domain {
 
     pub fn is_dead(&self) -> bool {
         self.dead.load(Ordering::SeqCst)
+    }
+
+    /// How the log names it: `d3 (web)`, or `d3` for a domain the
+    /// toolstack built (its name lives in XenStore, not here).
+    pub fn label(&self) -> String {
+        if self.name.is_empty() {
+            alloc::format!("d{}", self.id)
+        } else {
+            alloc::format!("d{} ({})", self.id, self.name)
+        }
+    }
+
+    /// Torn down (gone from the registry).
+    pub fn is_removed(&self) -> bool {
+        self.removed.load(Ordering::SeqCst)
+    }
+
+    /// Its RAM size in bytes (Xen's `max_pages` × 4 KiB).
+    pub fn mem_bytes(&self) -> u64 {
+        self.mem_bytes.load(Ordering::SeqCst)
+    }
+
+    /// Sets the RAM size of a domain being built (`XEN_DOMCTL_max_mem`):
+    /// the physmap gets room for that many pages, none populated yet.
+    /// Shrinking below what is populated is refused.
+    pub fn set_mem_bytes(&self, bytes: u64) -> Result<(), PlacementError> {
+        use crate::mm::frame::FRAME_SIZE;
+        let mut memory = self.memory.lock();
+        let pages = (bytes / FRAME_SIZE) as usize;
+        if !memory.p2m.resize_ram(pages) {
+            return Err(PlacementError::SlotInUse);
+        }
+        self.mem_bytes.store(bytes, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Xen's `SHUTDOWN_*` code if it has ended and waits to be destroyed.
+    pub fn shutdown_code(&self) -> Option<u32> {
+        match self.shutdown_code.load(Ordering::SeqCst) {
+            NOT_SHUT_DOWN => None,
+            code => Some(code),
+        }
     }
 
     pub fn is_paused(&self) -> bool {
@@ -387,9 +473,6 @@ impl Domain {
         line.clear();
     }
 
-    /// Ends the domain (first reason wins): prints the lifecycle line,
-    /// removes it from the registry; memory goes when the last vCPU
-    /// stops using it.
     /// Prints what the domain left in its PV console ring that Dom0 has
     /// not read yet: a guest that panics and shuts down at once (Linux)
     /// would otherwise lose its last lines when its pages go away, before
@@ -419,8 +502,16 @@ impl Domain {
         self.console_write(&bytes);
     }
 
+    /// Ends the domain (first reason wins): prints the lifecycle line and
+    /// tears it down — or, for one that awaits destroy, keeps it shut down
+    /// until `end(Destroyed)`. Dom0 hears of it through VIRQ_DOM_EXC.
     pub fn end(&self, reason: EndReason) {
         if self.dead.swap(true, Ordering::SeqCst) {
+            // Already shut down: a destroy now tears it down.
+            if reason == EndReason::Destroyed && self.awaits_destroy && !self.is_removed() {
+                println!("pavise: {} destroyed", self.label());
+                self.tear_down();
+            }
             return;
         }
         self.flush_pv_console();
@@ -430,18 +521,34 @@ impl Domain {
                 self.flush_line(&mut line);
             }
         }
-        println!("pavise: d{} ({}) {}", self.id, self.name, reason);
-        DOMAINS.lock().remove(&self.id);
-        super::events::remove_domain(self.id);
-        super::foreign::revoke_all_of(self.id);
-        super::grants::remove_domain(self);
+        println!("pavise: {} {}", self.label(), reason);
+        self.shutdown_code
+            .store(reason.shutdown_code(), Ordering::SeqCst);
+        if reason == EndReason::Destroyed || !self.awaits_destroy {
+            self.tear_down();
+        }
         // As Xen's domain_shutdown/destroy: Dom0 hears of it.
         if self.id != 0
             && let Some(dom0) = lookup(0)
         {
             super::events::send_virq(&dom0, crate::evtchn::VIRQ_DOM_EXC, 0);
         }
-        note_end(self.watched, &reason);
+        // How a toolstack-built domain ended is the toolstack's to judge
+        // (its on_crash), not a failure of the run.
+        note_end(self.watched, self.awaits_destroy || reason.is_clean());
+    }
+
+    /// Takes the ended domain out of the registry with its channels,
+    /// grants and the pages others mapped of it; memory goes when the
+    /// last vCPU stops using it.
+    fn tear_down(&self) {
+        if self.removed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        DOMAINS.lock().remove(&self.id);
+        super::events::remove_domain(self.id);
+        super::foreign::revoke_all_of(self.id);
+        super::grants::remove_domain(self);
     }
 }
 
@@ -483,6 +590,42 @@ pub fn register(domain: Arc<Domain>) {
     DOMAINS.lock().insert(domain.id, domain);
 }
 
+/// A domain for the toolstack to build (`XEN_DOMCTL_createdomain`): its
+/// vCPUs, shared info and an empty physmap, paused once by the
+/// controller, registered, nothing running. It stays after it ends until
+/// destroyed.
+pub fn create_blank(id: DomId, vcpus: u32) -> Result<Arc<Domain>, crate::virt::svm::SvmError> {
+    let npt = NestedPaging::new()?;
+    let mut cpus = Vec::new();
+    for _ in 0..vcpus {
+        cpus.push(SvmVcpu::new(&npt)?);
+    }
+    let shared_info = crate::mm::frames()
+        .alloc()
+        .ok_or(crate::virt::svm::SvmError::OutOfMemory)?;
+    crate::mm::zero_frame(shared_info);
+    let memory = Memory {
+        p2m: P2m::new(0),
+        npt,
+        special: BTreeMap::new(),
+    };
+    let mut domain = Domain::new(
+        id,
+        String::new(),
+        false,
+        false,
+        0,
+        memory,
+        shared_info,
+        cpus,
+    );
+    domain.awaits_destroy = true;
+    *domain.pause_count.get_mut() = 1;
+    let domain = Arc::new(domain);
+    register(domain.clone());
+    Ok(domain)
+}
+
 pub fn lookup(id: DomId) -> Option<Arc<Domain>> {
     DOMAINS.lock().get(&id).cloned()
 }
@@ -502,9 +645,7 @@ pub fn set_exit_when_done(enabled: bool) {
 }
 
 /// Stops the machine when the watched domains (or all) have ended.
-fn note_end(watched: bool, reason: &EndReason) {
-    // A destroy is the toolstack's decision, not a failure of the guest.
-    let clean = matches!(reason, EndReason::Poweroff | EndReason::Destroyed);
+fn note_end(watched: bool, clean: bool) {
     if watched {
         if !clean {
             WATCHED_FAILED.store(true, Ordering::SeqCst);

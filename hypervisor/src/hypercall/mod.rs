@@ -24,6 +24,8 @@ pub enum Errno {
     Perm = 1,
     Acces = 13,
     NoEnt = 2,
+    NoMem = 12,
+    Busy = 16,
     Srch = 3,
     TooBig = 7,
     Fault = 14,
@@ -60,6 +62,7 @@ type HcResult = Result<i64, Errno>;
 
 mod domctl;
 mod grant_table;
+mod memory;
 mod physdev;
 mod sysctl;
 
@@ -162,7 +165,7 @@ pub fn dispatch(domain: &Arc<Domain>, vcpu: usize, slot: &mut VcpuSlot) -> Next 
         nr::XEN_VERSION => xen_version(&caller, args[0], args[1]),
         nr::CONSOLE_IO => console_io(&caller, args[0], args[1], args[2]),
         nr::SCHED_OP => sched_op(&caller, args[0], args[1], &mut next),
-        nr::MEMORY_OP => memory_op(&caller, args[0], args[1]),
+        nr::MEMORY_OP => memory::memory_op(&caller, args[0], args[1]),
         nr::HVM_OP => hvm_op(&caller, args[0], args[1]),
         nr::VCPU_OP => vcpu_op(&mut caller, args[0], args[1], args[2]),
         nr::EVENT_CHANNEL_OP => event_channel_op(&caller, args[0], args[1]),
@@ -387,102 +390,6 @@ fn sched_op(c: &Caller, cmd: u64, arg: u64, next: &mut Next) -> HcResult {
             };
             c.domain.end(reason);
             *next = Next::Stop;
-            Ok(0)
-        }
-        _ => Err(Errno::NoSys),
-    }
-}
-
-fn memory_op(c: &Caller, cmd: u64, arg: u64) -> HcResult {
-    use pv_abi::memory::{
-        AddToPhysmap, AddToPhysmapBatch, XENMAPSPACE_GMFN_FOREIGN, XENMAPSPACE_GRANT_TABLE,
-        XENMAPSPACE_SHARED_INFO, XENMEM_ADD_TO_PHYSMAP as ADD_TO_PHYSMAP,
-        XENMEM_ADD_TO_PHYSMAP_BATCH as ADD_TO_PHYSMAP_BATCH, XENMEM_MEMORY_MAP as MEMORY_MAP,
-    };
-    /// Pages one batch may map (Xen preempts longer ones; we refuse).
-    const MAX_BATCH: u16 = 256;
-    const MEMOP_CMD_MASK: u64 = 0x3f;
-    #[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
-    #[repr(C)]
-    struct MemoryMap {
-        nr_entries: u32,
-        pad: u32,
-        buffer: u64,
-    }
-    #[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
-    #[repr(C)]
-    struct E820Entry {
-        addr: u64,
-        size: u64,
-        kind: u32,
-        pad: u32,
-    }
-    match cmd & MEMOP_CMD_MASK {
-        ADD_TO_PHYSMAP_BATCH => {
-            let req: AddToPhysmapBatch = c.read(arg)?;
-            let target = c.target(req.domid)?;
-            if !Arc::ptr_eq(&target, c.domain) {
-                return Err(Errno::Perm);
-            }
-            if req.space != XENMAPSPACE_GMFN_FOREIGN {
-                return Err(Errno::Inval);
-            }
-            if !c.domain.privileged {
-                return Err(Errno::Perm);
-            }
-            if req.size > MAX_BATCH {
-                return Err(Errno::TooBig);
-            }
-            for i in 0..req.size as u64 {
-                let idx: u64 = c.read(req.idxs.wrapping_add(i * 8))?;
-                let gpfn: u64 = c.read(req.gpfns.wrapping_add(i * 8))?;
-                let err: i32 =
-                    match crate::domain::foreign::map(c.domain, req.foreign_domid, idx, gpfn) {
-                        Ok(()) => 0,
-                        Err(crate::domain::foreign::MapError::NoSuchDomain) => {
-                            -(Errno::Srch as i32)
-                        }
-                        Err(crate::domain::foreign::MapError::Invalid) => -(Errno::Inval as i32),
-                    };
-                c.write(req.errs.wrapping_add(i * 4), &err)?;
-            }
-            Ok(0)
-        }
-        MEMORY_MAP => {
-            let mut map: MemoryMap = c.read(arg)?;
-            if map.nr_entries < 1 {
-                return Err(Errno::Inval);
-            }
-            let entries =
-                crate::domain::builder::memory_map(c.domain.mem_bytes, c.domain.privileged);
-            let n = entries.len().min(map.nr_entries as usize);
-            for (i, &(addr, size, kind)) in entries.iter().take(n).enumerate() {
-                let entry = E820Entry {
-                    addr,
-                    size,
-                    kind,
-                    pad: 0,
-                };
-                c.write(map.buffer.wrapping_add(i as u64 * 24), &entry)?;
-            }
-            map.nr_entries = n as u32;
-            c.write(arg, &map)?;
-            Ok(0)
-        }
-        ADD_TO_PHYSMAP => {
-            let req: AddToPhysmap = c.read(arg)?;
-            let target = c.target(req.domid)?;
-            let frame = match req.space {
-                XENMAPSPACE_SHARED_INFO if req.idx == 0 => target.shared_info,
-                XENMAPSPACE_GRANT_TABLE => {
-                    let idx = u32::try_from(req.idx).map_err(|_| Errno::Inval)?;
-                    crate::domain::grants::table_frame(&target, idx).ok_or(Errno::Inval)?
-                }
-                _ => return Err(Errno::Inval),
-            };
-            target
-                .place_special(req.gpfn, frame)
-                .map_err(|_| Errno::Inval)?;
             Ok(0)
         }
         _ => Err(Errno::NoSys),

@@ -95,6 +95,20 @@ impl P2m {
         })
     }
 
+    /// Gives RAM room for `pages` frames (a domain built at run time:
+    /// its size comes after it exists). Fails, changing nothing, if a
+    /// frame would be dropped or a page placed above RAM would fall
+    /// inside it.
+    pub fn resize_ram(&mut self, pages: usize) -> bool {
+        let dropped = self.frames.iter().skip(pages).any(Option::is_some);
+        let covered = self.outside_ram.range(..pages as u64).next().is_some();
+        if dropped || covered || pages as u64 > GFN_LIMIT {
+            return false;
+        }
+        self.frames.resize(pages, None);
+        true
+    }
+
     pub fn pages(&self) -> usize {
         self.frames.len()
     }
@@ -325,6 +339,25 @@ pub(crate) mod tests {
             p.set(Gfn(i as u64), Some(Frame(1000 + i as u64))).unwrap();
         }
         p
+    }
+
+    #[test]
+    fn ram_grows_empty_and_never_drops_a_frame() {
+        let mut p2m = P2m::new(0);
+        assert!(p2m.resize_ram(4));
+        assert_eq!(p2m.pages(), 4);
+        assert_eq!(p2m.get(Gfn(3)), None);
+        p2m.set(Gfn(3), Some(Frame::containing(0x5000))).unwrap();
+        assert!(!p2m.resize_ram(3), "gfn 3 is populated");
+        assert!(p2m.resize_ram(8));
+        p2m.set_outside_ram(Gfn(20), Some(Frame::containing(0x9000)))
+            .unwrap();
+        assert!(
+            !p2m.resize_ram(21),
+            "a page placed above RAM would fall inside"
+        );
+        assert!(p2m.resize_ram(20));
+        assert!(!p2m.resize_ram(GFN_LIMIT as usize + 1));
     }
 
     #[test]

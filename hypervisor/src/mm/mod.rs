@@ -8,7 +8,7 @@ pub mod heap;
 pub mod paging;
 
 #[cfg(target_os = "none")]
-pub use global::{IdentityMap, copy_between, frames, init_frames, scrub_and_free};
+pub use global::{IdentityMap, copy_between, frames, init_frames, scrub_and_free, zero_frame};
 #[cfg(target_os = "none")]
 pub mod shared;
 
@@ -72,6 +72,13 @@ mod global {
                 core::ptr::write_volatile((to + i) as *mut u64, word);
             }
         }
+    }
+
+    /// Zeroes a frame before a domain gets it.
+    pub fn zero_frame(frame: Frame) {
+        // SAFETY: the caller owns the frame (just allocated, not yet
+        // given to anyone); it is identity-mapped RAM.
+        unsafe { core::ptr::write_bytes(frame.start() as *mut u8, 0, FRAME_SIZE as usize) };
     }
 
     /// Zeroes a frame a domain used and returns it to the allocator.

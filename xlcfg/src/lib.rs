@@ -16,13 +16,29 @@
 //! doing something the file's author did not expect: a key xl knows but
 //! Pavise does not read, a key given twice (xl silently takes the last), a
 //! number in a form xl reads as octal or hex, Windows line endings.
+//!
+//! `no_std` with `alloc`, so that Dom0 (`xl create`) and the host
+//! (`cargo xtask run --config`) check a file the same way.
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
 
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
 
-use crate::cmdline::{NAME_MAX, VBD_DEVS_MAX, VCPUS_MAX, VIF_HANDLE_MAX};
+/// Longest domain name accepted: Dom0's limit for boot-time DomU names
+/// (`dom0::cmdline::NAME_MAX`, which Dom0 checks equal to this).
+pub const NAME_MAX: usize = 64;
+/// Most vCPUs a domain may have (Xen's `HVM_MAX_VCPUS`; Dom0's
+/// `cmdline::VCPUS_MAX`).
+pub const VCPUS_MAX: u32 = 128;
+/// Disks one domain can have: `xvda` to `xvdp` (Dom0's
+/// `cmdline::VBD_DEVS_MAX`).
+pub const VBD_DEVS_MAX: usize = 16;
+/// Highest network interface handle (Dom0's `cmdline::VIF_HANDLE_MAX`).
+pub const VIF_HANDLE_MAX: u32 = 255;
 
 /// Most memory a domain may be given, in MiB.
 pub const MEMORY_MAX_MIB: u32 = 65536;
@@ -777,8 +793,8 @@ fn path(setting: &Setting) -> Result<String, ConfigError> {
 }
 
 /// A name of 1 to [`NAME_MAX`] printable ASCII characters without spaces:
-/// the same rule as the boot-time DomU names in [`crate::cmdline`], so a
-/// name reads the same wherever Dom0 prints it.
+/// the same rule as Dom0's for boot-time DomU names (`dom0::cmdline`), so
+/// a name reads the same wherever Dom0 prints it.
 fn domain_name(setting: &Setting) -> Result<String, ConfigError> {
     let atom = string(setting)?;
     let name = &atom.text;

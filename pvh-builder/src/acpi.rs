@@ -370,7 +370,7 @@ pub fn build(vcpus: u32, base: u64) -> Result<AcpiBlob, AcpiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::acpi::{self, RootTable};
+    use crate::firmware_acpi::{self as acpi, RootTable};
     use proptest::prelude::*;
 
     fn u16_at(b: &[u8], off: usize) -> u16 {

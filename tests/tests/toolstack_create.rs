@@ -1,0 +1,310 @@
+//! Toolstack scenarios that build domains at run time: Dom0 makes each
+//! with createdomain, max_mem, populate_physmap, foreign mappings and
+//! setvcpucontext from a kernel it holds and an xl.cfg config.
+//!
+//! - twenty DomUs created and destroyed one after another over the
+//!   control channel: each runs, `list` shows it while it lives and not
+//!   after, and free memory is back at its starting value every time;
+//! - `on_crash = "restart"` restarts a crasher a bounded number of times,
+//!   `"destroy"` does not restart, `"preserve"` keeps it shut down until
+//!   `destroy`;
+//! - bad configs (unknown key, bad value, missing kernel, more memory
+//!   than is free) are refused with one sentence and leave nothing built.
+//!
+//! Each machine also boots a counting DomU (`anchor`) at boot time:
+//! destroying it last ends the run (runs stop once the boot-time DomUs
+//! have ended).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use pavise_tests::{Exit, HvStatus, boot, console_lines, domu, expect_exit, fail, with_domains};
+use xtask::TypeWhen;
+
+/// A config file for this test, written under target/.
+fn config(name: &str, text: &str) -> PathBuf {
+    let dir = xtask::artifact("counter")
+        .parent()
+        .expect("the kernels' directory")
+        .join("test-configs");
+    std::fs::create_dir_all(&dir).expect("the configs' directory");
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("writing a config");
+    path
+}
+
+fn kernel(name: &str) -> String {
+    xtask::artifact(name).display().to_string()
+}
+
+fn control_socket(machine: &mut xtask::Machine, tag: &str) -> PathBuf {
+    let dir = xtask::xl::socket_dir();
+    std::fs::create_dir_all(&dir).expect("the socket directory");
+    let socket = dir.join(format!("{tag}-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&socket);
+    machine.control = Some(socket.clone());
+    socket
+}
+
+/// Sends `command` over the control channel once Dom0 answers there.
+fn ask(socket: &Path, command: &str) -> xtask::xl::Answer {
+    let give_up = Instant::now() + Duration::from_secs(60);
+    loop {
+        match xtask::xl::request(socket, command) {
+            Ok(answer) => return answer,
+            Err(e) if Instant::now() > give_up => {
+                panic!("no answer to {command:?} over the control channel: {e}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
+/// The value of `"key":N` in a JSON text (enough for xl's flat objects).
+fn number(json: &str, key: &str) -> Option<u64> {
+    let at = json.find(&format!("\"{key}\":"))? + key.len() + 3;
+    let digits: String = json[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    digits.parse().ok()
+}
+
+/// Polls until `done` holds for an answer to `command` (10 s at most).
+fn until(socket: &Path, command: &str, done: impl Fn(&str) -> bool) -> Result<String, String> {
+    let give_up = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = ask(socket, command);
+        if answer.ok && done(&answer.text) {
+            return Ok(answer.text);
+        }
+        if Instant::now() > give_up {
+            return Err(answer.text);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+const CYCLES: usize = 20;
+
+#[test]
+fn twenty_domains_created_and_destroyed_one_after_another() {
+    let mut machine = with_domains(2, &[domu("counter", "name=anchor")]);
+    let cfg = config(
+        "count.cfg",
+        &format!(
+            "name = \"count\"\ntype = \"pvh\"\nkernel = \"{}\"\nmemory = 8\nvcpus = 1\n",
+            kernel("counter")
+        ),
+    );
+    machine.hold_file(&cfg).expect("holding count.cfg");
+    machine
+        .hold_file(xtask::artifact("counter"))
+        .expect("holding the counter kernel");
+    let socket = control_socket(&mut machine, "create");
+    machine.timeout = Some(Duration::from_secs(240));
+    let client = std::thread::spawn(move || -> Result<Vec<u16>, String> {
+        until(&socket, "list --json", |t| {
+            t.contains("\"name\":\"anchor\"")
+        })?;
+        let free = |text: &str| number(text, "free_memory");
+        let start = free(&until(&socket, "info --json", |t| free(t).is_some())?);
+        let mut ids = Vec::new();
+        for round in 0..CYCLES {
+            let created = ask(&socket, "create count.cfg");
+            if !created.ok {
+                return Err(format!("create {round} refused: {}", created.text));
+            }
+            let id: u16 = created
+                .text
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix('d').and_then(|n| n.parse().ok()))
+                .ok_or_else(|| format!("no domain id in {:?}", created.text))?;
+            ids.push(id);
+            // It shows in the list and gets CPU time.
+            let row = format!("\"domid\":{id},\"name\":\"count\"");
+            until(&socket, "list --json", |t| {
+                t.split("},{")
+                    .any(|r| r.contains(&row) && number(r, "cpu_time").is_some())
+            })
+            .map_err(|t| format!("round {round}: d{id} not listed: {t}"))?;
+            // Time for its first lines.
+            std::thread::sleep(Duration::from_millis(300));
+            let destroyed = ask(&socket, "destroy count");
+            if !destroyed.ok {
+                return Err(format!("destroy {round} refused: {}", destroyed.text));
+            }
+            until(&socket, "list --json", |t| {
+                !t.contains("\"name\":\"count\"")
+            })
+            .map_err(|t| format!("round {round}: d{id} still listed: {t}"))?;
+            until(&socket, "info --json", |t| free(t) == start).map_err(|t| {
+                format!(
+                    "round {round}: free memory {:?} MiB did not come back to {start:?}",
+                    free(&t)
+                )
+            })?;
+        }
+        // The run ends with it: the answer may not make it back.
+        let _ = xtask::xl::request(&socket, "destroy anchor");
+        Ok(ids)
+    });
+    let outcome = boot(&machine);
+    let ids = match client.join().expect("the client thread") {
+        Ok(ids) => ids,
+        Err(e) => fail(&outcome, &e),
+    };
+    expect_exit(&outcome, Exit::Hypervisor(HvStatus::Success));
+    let lines: Vec<&str> = console_lines(&outcome.console).collect();
+    let mut seen_ids = ids.clone();
+    seen_ids.dedup();
+    if seen_ids.len() != CYCLES {
+        fail(&outcome, &format!("ids were reused at once: {ids:?}"));
+    }
+    for id in ids {
+        let counted = format!("(d{id}) counter: counting");
+        if !lines.iter().any(|l| l.starts_with(&counted)) {
+            fail(&outcome, &format!("d{id} never ran: no {counted:?}"));
+        }
+    }
+}
+
+fn seen(text: &str, typed: &str) -> (TypeWhen, Vec<u8>) {
+    (
+        TypeWhen::Seen(text.to_owned()),
+        format!("{typed}\r").into_bytes(),
+    )
+}
+
+#[test]
+fn on_crash_restarts_destroys_or_preserves() {
+    let mut machine = with_domains(2, &[domu("counter", "name=anchor")]);
+    let crasher = |name: &str, action: &str| {
+        config(
+            &format!("{name}.cfg"),
+            &format!(
+                "name = \"{name}\"\nkernel = \"{}\"\nmemory = 4\ncmdline = \"ud\"\non_crash = \"{action}\"\n",
+                kernel("crasher")
+            ),
+        )
+    };
+    for (name, action) in [
+        ("again", "restart"),
+        ("once", "destroy"),
+        ("kept", "preserve"),
+    ] {
+        machine
+            .create_config(crasher(name, action))
+            .unwrap_or_else(|e| panic!("config {name}: {e}"));
+    }
+    machine.console_input = vec![
+        seen("restarted 3 times already, so destroyed", "list"),
+        seen("dom0: console input: list", "destroy kept"),
+        seen("dom0: destroyed d", "destroy anchor"),
+    ];
+    machine.timeout = Some(Duration::from_secs(120));
+    let outcome = boot(&machine);
+    expect_exit(&outcome, Exit::Hypervisor(HvStatus::Success));
+    let lines: Vec<&str> = console_lines(&outcome.console).collect();
+    let count = |needle: &str| lines.iter().filter(|l| l.contains(needle)).count();
+    // `again`: the first run and three restarts crash, then it is given up.
+    if count("(again) crashed; restarted as d") != 3 {
+        fail(&outcome, "again was not restarted exactly three times");
+    }
+    if count("(again) crashed again; restarted 3 times already, so destroyed") != 1 {
+        fail(&outcome, "again was not given up after three restarts");
+    }
+    if count("(once) crashed; destroyed") != 1 || count("(once) crashed; restarted") != 0 {
+        fail(&outcome, "once was not simply destroyed");
+    }
+    if count("(kept) crashed; preserved") != 1 {
+        fail(&outcome, "kept was not preserved");
+    }
+    // The preserved one is listed shut down (crashed) until destroyed.
+    let row = lines
+        .iter()
+        .find(|l| l.starts_with("kept "))
+        .unwrap_or_else(|| fail(&outcome, "list shows no row for kept"));
+    let state = row.split_whitespace().nth(4).unwrap_or("");
+    if !state.contains('s') || !state.contains('c') {
+        fail(&outcome, &format!("kept is not shown crashed: {row:?}"));
+    }
+}
+
+#[test]
+fn bad_configs_are_refused_and_leave_nothing_built() {
+    let mut machine = with_domains(2, &[domu("counter", "name=anchor")]);
+    let counter = kernel("counter");
+    let bad = [
+        (
+            "unknown.cfg",
+            format!("name = \"u\"\nkernel = \"{counter}\"\ncolour = \"blue\"\n"),
+            "unknown",
+        ),
+        (
+            "value.cfg",
+            format!("name = \"v\"\nkernel = \"{counter}\"\nmemory = \"lots\"\n"),
+            "memory",
+        ),
+        (
+            "nokernel.cfg",
+            "name = \"n\"\nkernel = \"/nowhere/vmlinuz\"\n".to_owned(),
+            "vmlinuz is not among Dom0's files",
+        ),
+        (
+            "huge.cfg",
+            format!("name = \"h\"\nkernel = \"{counter}\"\nmemory = 2048\n"),
+            "MiB are free",
+        ),
+    ];
+    for (name, text, _) in &bad {
+        machine
+            .hold_file(config(name, text))
+            .expect("holding a bad config");
+    }
+    machine
+        .hold_file(xtask::artifact("counter"))
+        .expect("holding the counter kernel");
+    let socket = control_socket(&mut machine, "badcfg");
+    machine.timeout = Some(Duration::from_secs(120));
+    let expected: Vec<(String, String)> = bad
+        .iter()
+        .map(|(n, _, why)| (n.to_string(), why.to_string()))
+        .collect();
+    let client = std::thread::spawn(move || -> Result<(), String> {
+        until(&socket, "list --json", |t| {
+            t.contains("\"name\":\"anchor\"")
+        })?;
+        let free = |text: &str| number(text, "free_memory");
+        let start = free(&until(&socket, "info --json", |t| free(t).is_some())?);
+        for (name, why) in &expected {
+            let answer = ask(&socket, &format!("create {name}"));
+            if answer.ok || !answer.text.contains(why.as_str()) {
+                return Err(format!(
+                    "create {name}: wanted a refusal saying {why:?}, got {:?}",
+                    answer.text
+                ));
+            }
+            if answer.text.trim().lines().count() != 1 {
+                return Err(format!(
+                    "create {name}: not one sentence: {:?}",
+                    answer.text
+                ));
+            }
+            let list = ask(&socket, "list --json");
+            if list.text.matches("\"domid\"").count() != 2 {
+                return Err(format!("create {name} left a domain: {}", list.text));
+            }
+            until(&socket, "info --json", |t| free(t) == start)
+                .map_err(|t| format!("create {name} kept memory: {t}"))?;
+        }
+        // The run ends with it: the answer may not make it back.
+        let _ = xtask::xl::request(&socket, "destroy anchor");
+        Ok(())
+    });
+    let outcome = boot(&machine);
+    if let Err(e) = client.join().expect("the client thread") {
+        fail(&outcome, &e);
+    }
+    expect_exit(&outcome, Exit::Hypervisor(HvStatus::Success));
+}
