@@ -44,6 +44,8 @@ pub struct Console {
     shown: usize,
     /// Input bytes that did not fit in the `in` ring.
     dropped: u64,
+    /// Complete lines it has written.
+    lines: u64,
 }
 
 fn ring_u32(ring: *mut u8, offset: usize) -> &'static AtomicU32 {
@@ -99,6 +101,7 @@ impl Console {
                 line: Vec::new(),
                 shown: 0,
                 dropped: 0,
+                lines: 0,
             }),
             Err(e) => {
                 let _ = hypercall::unmap_foreign_page(page.addr() >> 12);
@@ -134,6 +137,11 @@ impl Console {
         self.domid
     }
 
+    /// Complete lines the guest has written so far.
+    pub fn lines(&self) -> u64 {
+        self.lines
+    }
+
     /// Puts typed bytes in the guest's `in` ring and notifies it; what
     /// does not fit is dropped (and counted), never overrunning the ring.
     pub fn send_input(&mut self, bytes: &[u8]) {
@@ -163,6 +171,7 @@ impl Console {
         if byte == b'\n' || self.line.len() >= LINE_MAX {
             self.show_rest();
             println!();
+            self.lines += 1;
             self.line.clear();
             self.shown = 0;
             if byte == b'\n' {
@@ -371,12 +380,19 @@ fn run_one(line: &str, host: &mut Host, serial: bool) -> Reply {
         (
             XlCommand::Create {
                 config_name: config,
+                overrides,
             },
             _,
-        ) => match crate::toolstack::create(host, &config) {
+        ) => match crate::toolstack::create(host, &config, &overrides) {
             Ok(d) => ok(format!("dom0: created d{d} from {config}\n")),
             Err(sentence) => fail(sentence),
         },
+        (XlCommand::BenchCreate { config_name }, _) => {
+            match crate::create_bench::run(host, &config_name) {
+                Ok(text) => ok(text),
+                Err(sentence) => fail(sentence),
+            }
+        }
         (_, None) => fail(format!("{verb} needs a domain")),
     }
 }

@@ -16,6 +16,8 @@ mod console;
 #[cfg(target_os = "none")]
 mod control;
 #[cfg(target_os = "none")]
+mod create_bench;
+#[cfg(target_os = "none")]
 mod diskbench;
 #[cfg(target_os = "none")]
 mod disks;
@@ -173,7 +175,7 @@ mod kernel {
             println!("dom0: holding {held} file{}", plural(held));
         }
         for name in dom0::cmdline::creates(info.cmdline()) {
-            match toolstack::create(&mut host, name) {
+            match toolstack::create(&mut host, name, &[]) {
                 Ok(d) => println!("dom0: created d{d} from {name}"),
                 Err(sentence) => println!("dom0: {sentence}"),
             }

@@ -187,7 +187,11 @@ impl Toolstack {
 /// `xl create NAME`: builds the domain the held config file `name`
 /// describes, connects its console and XenStore, and starts it. The
 /// answer is the new domain's id, or one sentence.
-pub fn create(host: &mut crate::console::Host, name: &str) -> Result<DomId, String> {
+pub fn create(
+    host: &mut crate::console::Host,
+    name: &str,
+    overrides: &[String],
+) -> Result<DomId, String> {
     let Some(bytes) = host.toolstack.file(name) else {
         let held: Vec<&str> = host.toolstack.files().collect();
         return Err(alloc::format!(
@@ -201,7 +205,8 @@ pub fn create(host: &mut crate::console::Host, name: &str) -> Result<DomId, Stri
     };
     let text = core::str::from_utf8(bytes)
         .map_err(|_| alloc::format!("{name} is not a text file, so not an xl.cfg config"))?;
-    let cfg = xlcfg::parse(text).map_err(|e| alloc::format!("{name}: {e}"))?;
+    let overrides: Vec<&str> = overrides.iter().map(String::as_str).collect();
+    let cfg = xlcfg::parse_with(text, &overrides).map_err(|e| alloc::format!("{name}: {e}"))?;
     if find_by_name(&mut host.store, &cfg.name).is_some() {
         return Err(alloc::format!(
             "a domain called {} already exists; destroy it first or rename this one",

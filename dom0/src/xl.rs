@@ -9,6 +9,7 @@
 
 use alloc::format;
 use alloc::string::String;
+use alloc::vec::Vec;
 
 use pv_abi::hypercall::{DOMID_FIRST_RESERVED, ShutdownReason};
 
@@ -49,8 +50,15 @@ pub enum XlCommand {
     Reboot(Target),
     /// `console DOMAIN`: any domain, Dom0 included (as `xl console 0`).
     Console(Target),
-    /// `create NAME`: the held config file NAME.
+    /// `create NAME [KEY=VALUE ...]`: the held config file NAME, with
+    /// settings replacing its own, as xl's.
     Create {
+        config_name: String,
+        overrides: Vec<String>,
+    },
+    /// `bench-create NAME`: Dom0's toolstack benchmark with config NAME
+    /// (create to first console line; create and destroy 1, 10, 100).
+    BenchCreate {
         config_name: String,
     },
     Help,
@@ -61,7 +69,8 @@ pub enum XlCommand {
 pub const HELP: &str = "\
 list [--json]     the domains, as xl list shows them
 info [--json]     the host and Xen, as xl info shows them
-create NAME       build and start a domain from Dom0's config file NAME
+create NAME [K=V] build and start a domain from Dom0's config file NAME
+bench-create NAME time creating domains from config NAME (cargo xtask bench)
 console DOMAIN    send serial input to DOMAIN's console (Ctrl-] comes back)
 pause DOMAIN      pause DOMAIN (an id or a name; not Dom0)
 unpause DOMAIN    let a paused DOMAIN run again (not Dom0)
@@ -99,11 +108,32 @@ pub fn parse(line: &str) -> Result<XlCommand, String> {
             });
         }
         "create" => {
+            let overrides: Vec<String> = line
+                .split_ascii_whitespace()
+                .skip(2)
+                .map(String::from)
+                .collect();
+            return match arg {
+                Some(name)
+                    if !name.starts_with('-') && overrides.iter().all(|o| o.contains('=')) =>
+                {
+                    Ok(XlCommand::Create {
+                        config_name: name.into(),
+                        overrides,
+                    })
+                }
+                _ => Err(
+                    "create takes a config name and KEY=VALUE settings, as in 'create guest' or 'create guest vcpus=2'"
+                        .into(),
+                ),
+            };
+        }
+        "bench-create" => {
             return match (arg, extra) {
-                (Some(name), false) if !name.starts_with('-') => Ok(XlCommand::Create {
+                (Some(name), false) => Ok(XlCommand::BenchCreate {
                     config_name: name.into(),
                 }),
-                _ => Err("create takes one config name, as in 'create guest'".into()),
+                _ => Err("bench-create takes one config name".into()),
             };
         }
         "pause" => XlCommand::Pause,
@@ -180,6 +210,7 @@ impl XlCommand {
             Self::Reboot(_) => "reboot",
             Self::Console(_) => "console",
             Self::Create { .. } => "create",
+            Self::BenchCreate { .. } => "bench-create",
             Self::Help => "help",
         }
     }
@@ -489,6 +520,20 @@ mod tests {
                 "create guest.cfg",
                 Create {
                     config_name: "guest.cfg".into(),
+                    overrides: vec![],
+                },
+            ),
+            (
+                "create guest.cfg vcpus=2 name=\"b\"",
+                Create {
+                    config_name: "guest.cfg".into(),
+                    overrides: vec!["vcpus=2".into(), "name=\"b\"".into()],
+                },
+            ),
+            (
+                "bench-create b.cfg",
+                BenchCreate {
+                    config_name: "b.cfg".into(),
                 },
             ),
             ("help", Help),
@@ -517,15 +562,15 @@ mod tests {
             ("info --xml", "info takes only --json, as in 'info --json'"),
             (
                 "create",
-                "create takes one config name, as in 'create guest'",
+                "create takes a config name and KEY=VALUE settings, as in 'create guest' or 'create guest vcpus=2'",
             ),
             (
                 "create a b",
-                "create takes one config name, as in 'create guest'",
+                "create takes a config name and KEY=VALUE settings, as in 'create guest' or 'create guest vcpus=2'",
             ),
             (
                 "create -p",
-                "create takes one config name, as in 'create guest'",
+                "create takes a config name and KEY=VALUE settings, as in 'create guest' or 'create guest vcpus=2'",
             ),
             (
                 "destroy",
@@ -605,8 +650,17 @@ mod tests {
         assert_eq!(
             verbs,
             [
-                "list", "info", "create", "console", "pause", "unpause", "destroy", "shutdown",
-                "reboot", "help"
+                "list",
+                "info",
+                "create",
+                "bench-create",
+                "console",
+                "pause",
+                "unpause",
+                "destroy",
+                "shutdown",
+                "reboot",
+                "help"
             ]
         );
         for verb in verbs {

@@ -308,3 +308,17 @@ fn bad_configs_are_refused_and_leave_nothing_built() {
     }
     expect_exit(&outcome, Exit::Hypervisor(HvStatus::Success));
 }
+
+/// `cargo xtask bench`'s toolstack run (Dom0's `bench-create`): a
+/// hundred and more create→destroy cycles in a row, free memory back
+/// after each batch, and figures that make sense.
+#[test]
+fn bench_create_cycles_and_memory_comes_back() {
+    pavise_tests::ensure_built().unwrap_or_else(|e| panic!("cannot build: {e}"));
+    let figures = xtask::create_bench::measure(false)
+        .unwrap_or_else(|e| panic!("the toolstack bench failed: {e}"));
+    eprintln!("{}", xtask::create_bench::table(&figures, &figures));
+    assert!(figures.memory_back);
+    assert!(figures.build_us > 0 && figures.first_line_us >= figures.build_us);
+    assert!(figures.per_cycle_us.iter().all(|&us| us > 0));
+}

@@ -204,6 +204,36 @@ pub fn parse(text: &str) -> Result<DomainConfig, ConfigError> {
     build(&settings)
 }
 
+/// Reads a config as [`parse`] does, with `overrides` (`KEY=VALUE` each,
+/// as given after the file name to `xl create`) replacing the file's
+/// settings of the same key or adding to them, as xl does (strings
+/// quoted, as in the file: `name="web-2"`). An error in
+/// an override names it and has no line.
+pub fn parse_with(text: &str, overrides: &[&str]) -> Result<DomainConfig, ConfigError> {
+    let mut settings = read_settings(text)?;
+    for setting in overrides {
+        let given = read_settings(setting).map_err(|e| {
+            ConfigError::at(
+                0,
+                format!("the setting '{setting}' after the config: {}", e.message),
+            )
+        })?;
+        if given.is_empty() {
+            return Err(ConfigError::at(
+                0,
+                format!("the setting '{setting}' after the config is empty: give KEY=VALUE"),
+            ));
+        }
+        for new in given {
+            match settings.iter_mut().find(|s| s.key == new.key) {
+                Some(old) => *old = new,
+                None => settings.push(new),
+            }
+        }
+    }
+    build(&settings)
+}
+
 // ---------------------------------------------------------------------
 // The lexer: xl's tokens, each with the line it starts on.
 
@@ -1190,6 +1220,21 @@ fn parse_mac(text: &str) -> Result<[u8; 6], String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn settings_after_the_file_replace_or_add_as_xl_does() {
+        let text = "name = \"web\"\nkernel = \"/k\"\nmemory = 64\n";
+        let cfg = parse_with(text, &["name=\"web-2\"", "vcpus=2"]).unwrap();
+        assert_eq!(
+            (cfg.name.as_str(), cfg.memory_mib, cfg.vcpus),
+            ("web-2", 64, 2)
+        );
+        let e = parse_with(text, &["colour=blue"]).unwrap_err();
+        assert!(e.message.contains("colour"), "{e}");
+        let e = parse_with(text, &["memory"]).unwrap_err();
+        assert!(e.message.contains("'memory' after the config"), "{e}");
+        assert_eq!(parse_with(text, &[]).unwrap(), parse(text).unwrap());
+    }
+
     use super::*;
     use proptest::prelude::*;
 

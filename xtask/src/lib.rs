@@ -6,6 +6,7 @@
 pub mod bare_metal;
 pub mod bench;
 pub mod configs;
+pub mod create_bench;
 pub mod disk;
 pub mod disk_bench;
 pub mod domains;

@@ -687,7 +687,8 @@ fn run_bench(json: Option<PathBuf>) -> xtask::Result<()> {
         + 1
         + LINUX_VCPUS.len()
         + 1
-        + 1;
+        + 1
+        + 2;
     build(&mut Steps::new(total))?;
     let mut n = 1;
     let mut measure = |icount: bool| -> xtask::Result<bench::Figures> {
@@ -721,6 +722,21 @@ fn run_bench(json: Option<PathBuf>) -> xtask::Result<()> {
             ),
         );
         disk.push(xtask::disk_bench::measure(icount)?);
+        step.done("measured");
+    }
+    // The toolstack: Dom0 creating and destroying ringlog DomUs.
+    let mut create = Vec::new();
+    for icount in [false, true] {
+        n += 1;
+        let step = Step::start(
+            n,
+            total,
+            &format!(
+                "{}: Dom0 creating and destroying DomUs (1, 10, 100 in a row)",
+                bench::mode_name(icount)
+            ),
+        );
+        create.push(xtask::create_bench::measure(icount)?);
         step.done("measured");
     }
     // The network: net kernels through netback, each mode's TCP against
@@ -779,6 +795,7 @@ fn run_bench(json: Option<PathBuf>) -> xtask::Result<()> {
     step.done("measured");
     print!("{}", bench::table(&tcg, &icount));
     print!("{}", xtask::disk_bench::table(&disk[0], &disk[1]));
+    print!("{}", xtask::create_bench::table(&create[0], &create[1]));
     print!("{}", xtask::net_bench::table(&net[0], &net[1]));
     print!("{}", xtask::linux_bench::table(&linux));
     print!("{}", xtask::linux_disk_bench::table(&linux_disk));
@@ -791,9 +808,10 @@ fn run_bench(json: Option<PathBuf>) -> xtask::Result<()> {
         std::fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
     }
     let linux_json = format!(
-        "{}, \"disk\": {}, \"linux_disk\": {}",
+        "{}, \"disk\": {}, \"toolstack\": {}, \"linux_disk\": {}",
         xtask::linux_bench::json(&linux),
         xtask::disk_bench::json(&disk[0], &disk[1]),
+        xtask::create_bench::json(&create[0], &create[1]),
         xtask::linux_disk_bench::json(&linux_disk)
     );
     // Linux's network figures (net_linux_*, TCG only) join the "tcg"

@@ -112,6 +112,25 @@ mod kernel {
         domctl_pause.cmd = domctl::PAUSEDOMAIN;
         let mut domctl_nodom = domctl;
         domctl_nodom.domain = 500;
+        // createdomain names no existing domain: refused for being a DomU.
+        let mut domctl_create = domctl;
+        domctl_create.cmd = domctl::CREATEDOMAIN;
+        // populate_physmap of Dom0's frame 0 (another domain's memory).
+        let gfn_zero = 0u64;
+        let populate_dom0 = guest_shim::pv_abi::memory::MemoryReservation {
+            extent_start: p(&gfn_zero),
+            nr_extents: 1,
+            extent_order: 0,
+            mem_flags: 0,
+            domid: 0,
+            pad: [0; 3],
+        };
+        // remove_from_physmap of a frame that holds no foreign mapping.
+        let remove_own = guest_shim::pv_abi::memory::RemoveFromPhysmap {
+            domid: DOMID_SELF,
+            pad: [0; 3],
+            gpfn: 0x10,
+        };
         let sysctl = Sysctl {
             cmd: sysctl::PHYSINFO,
             interface_version: sysctl::INTERFACE_VERSION,
@@ -276,6 +295,24 @@ mod kernel {
                 DOMCTL,
                 [p(&domctl_pause), 0, 0],
                 Errno::EPERM,
+            ),
+            check(
+                "domctl createdomain from a domU",
+                DOMCTL,
+                [p(&domctl_create), 0, 0],
+                Errno::EPERM,
+            ),
+            check(
+                "populate_physmap in Dom0 from a domU",
+                MEMORY_OP,
+                [6, p(&populate_dom0), 0],
+                Errno::EPERM,
+            ),
+            check(
+                "remove_from_physmap of no foreign mapping",
+                MEMORY_OP,
+                [15, p(&remove_own), 0],
+                Errno::EINVAL,
             ),
             check(
                 "domctl of another interface version",
