@@ -150,6 +150,11 @@ pub fn why(e: Errno) -> &'static str {
 /// stop printing).
 pub const MAX_RESTARTS: u32 = 3;
 
+/// Domains built at run time that may be alive at once: each costs Dom0
+/// two ring pages and its XenStore nodes from a 1 MiB heap, which must
+/// not run out (an allocation failure would stop Dom0).
+pub const MAX_MANAGED: usize = 32;
+
 /// A domain this toolstack built, with the config it came from.
 struct Managed {
     cfg: xlcfg::DomainConfig,
@@ -192,6 +197,8 @@ pub fn create(
     name: &str,
     overrides: &[String],
 ) -> Result<DomId, String> {
+    // A host path names the file Dom0 holds under its last part.
+    let name = crate::builder::basename(name);
     let Some(bytes) = host.toolstack.file(name) else {
         let held: Vec<&str> = host.toolstack.files().collect();
         return Err(alloc::format!(
@@ -207,6 +214,11 @@ pub fn create(
         .map_err(|_| alloc::format!("{name} is not a text file, so not an xl.cfg config"))?;
     let overrides: Vec<&str> = overrides.iter().map(String::as_str).collect();
     let cfg = xlcfg::parse_with(text, &overrides).map_err(|e| alloc::format!("{name}: {e}"))?;
+    if host.toolstack.managed.len() >= MAX_MANAGED {
+        return Err(alloc::format!(
+            "Dom0 already runs {MAX_MANAGED} domains it built, as many as it serves at once; destroy one first"
+        ));
+    }
     if find_by_name(&mut host.store, &cfg.name).is_some() {
         return Err(alloc::format!(
             "a domain called {} already exists; destroy it first or rename this one",

@@ -48,6 +48,26 @@ impl Figures {
     }
 }
 
+/// Boots `machine` (the benchmark `run`), saves its console as
+/// `target/pavise/<file>` and returns it with that path; a run that does
+/// not end with exit status 0 is an error naming the log.
+pub fn boot_logged(machine: &Machine, run: &'static str, file: &str) -> Result<(String, PathBuf)> {
+    let outcome = machine.run_captured()?;
+    let dir = workspace::pavise_dir();
+    std::fs::create_dir_all(&dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+    let log = dir.join(file);
+    std::fs::write(&log, &outcome.console)
+        .map_err(Error::io(format!("writing {}", log.display())))?;
+    if outcome.exit != Exit::Hypervisor(HvStatus::Success) {
+        return Err(Error::BenchRun {
+            run,
+            exit: outcome.exit.to_string(),
+            log,
+        });
+    }
+    Ok((outcome.console, log))
+}
+
 /// Finds `key=<number>` in the console.
 pub fn figure(console: &str, key: &str) -> Option<u64> {
     console.lines().find_map(|line| {

@@ -9,10 +9,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::bench::{figure, icount_args};
+use crate::bench::{boot_logged, figure, icount_args};
 use crate::domains::{self, DomU};
 use crate::error::{Error, Result};
-use crate::exit::{Exit, HvStatus};
 use crate::machine::{Machine, TypeWhen};
 use crate::{bare_metal, workspace};
 
@@ -105,20 +104,9 @@ pub fn read(console: &str) -> Option<CreateFigures> {
 
 /// Boots the machine of a mode and reads its figures.
 pub fn measure(icount: bool) -> Result<CreateFigures> {
-    let run = machine(icount)?.run_captured()?;
-    let log = workspace::pavise_dir().join(format!(
-        "bench-create-{}.log",
-        if icount { "icount" } else { "tcg" }
-    ));
-    std::fs::write(&log, &run.console).map_err(Error::io(format!("writing {}", log.display())))?;
-    if run.exit != Exit::Hypervisor(HvStatus::Success) {
-        return Err(Error::BenchRun {
-            run: RUN,
-            exit: run.exit.to_string(),
-            log,
-        });
-    }
-    let figures = read(&run.console).ok_or_else(|| Error::BenchOutput {
+    let file = format!("bench-create-{}.log", if icount { "icount" } else { "tcg" });
+    let (console, log) = boot_logged(&machine(icount)?, RUN, &file)?;
+    let figures = read(&console).ok_or_else(|| Error::BenchOutput {
         run: RUN,
         key: "create_first_line_us",
         log: log.clone(),

@@ -12,7 +12,6 @@ use std::time::Duration;
 use crate::disk::Disk;
 use crate::domains::{self, DomU};
 use crate::error::{Error, Result};
-use crate::exit::{Exit, HvStatus};
 use crate::machine::Machine;
 use crate::workspace;
 
@@ -130,20 +129,9 @@ pub fn machine(icount: bool) -> Result<Machine> {
 /// `target/pavise/bench-disk-<mode>.log`.
 pub fn measure(icount: bool) -> Result<DiskFigures> {
     const RUN: &str = "Dom0 on its virtio disk, then a DomU through blkback";
-    let run = machine(icount)?.run_captured()?;
-    let log = workspace::pavise_dir().join(format!(
-        "bench-disk-{}.log",
-        if icount { "icount" } else { "tcg" }
-    ));
-    std::fs::write(&log, &run.console).map_err(Error::io(format!("writing {}", log.display())))?;
-    if run.exit != Exit::Hypervisor(HvStatus::Success) {
-        return Err(Error::BenchRun {
-            run: RUN,
-            exit: run.exit.to_string(),
-            log,
-        });
-    }
-    read(&run.console).ok_or(Error::BenchOutput {
+    let file = format!("bench-disk-{}.log", if icount { "icount" } else { "tcg" });
+    let (console, log) = crate::bench::boot_logged(&machine(icount)?, RUN, &file)?;
+    read(&console).ok_or(Error::BenchOutput {
         run: RUN,
         key: "seq_write_mib_s",
         log,

@@ -290,13 +290,10 @@ impl Domain {
     /// Sets the RAM size of a domain being built (`XEN_DOMCTL_max_mem`):
     /// the physmap gets room for that many pages, none populated yet.
     /// Shrinking below what is populated is refused.
-    pub fn set_mem_bytes(&self, bytes: u64) -> Result<(), PlacementError> {
+    pub fn set_mem_bytes(&self, bytes: u64) -> Result<(), crate::mm::guest::ResizeError> {
         use crate::mm::frame::FRAME_SIZE;
         let mut memory = self.memory.lock();
-        let pages = (bytes / FRAME_SIZE) as usize;
-        if !memory.p2m.resize_ram(pages) {
-            return Err(PlacementError::SlotInUse);
-        }
+        memory.p2m.resize_ram((bytes / FRAME_SIZE) as usize)?;
         self.mem_bytes.store(bytes, Ordering::SeqCst);
         Ok(())
     }

@@ -82,7 +82,10 @@ pub(super) fn domctl_op(c: &Caller, arg: u64) -> HcResult {
             {
                 return Err(Errno::Inval);
             }
-            d.set_mem_bytes(bytes).map_err(|_| Errno::Inval)?;
+            d.set_mem_bytes(bytes).map_err(|e| match e {
+                crate::mm::guest::ResizeError::InUse => Errno::Inval,
+                crate::mm::guest::ResizeError::NoMemory => Errno::NoMem,
+            })?;
             Ok(0)
         }
         MAX_VCPUS => {

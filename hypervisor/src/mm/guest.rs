@@ -58,6 +58,16 @@ pub enum GuestFault {
 /// address space that CPUID 0x80000008 reports to guests.
 pub const GFN_LIMIT: u64 = 1 << (40 - 12);
 
+/// Why [`P2m::resize_ram`] refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResizeError {
+    /// Frames or placed pages are where RAM would end, or beyond the
+    /// guest-physical limit.
+    InUse,
+    /// The hypervisor's heap cannot hold the map.
+    NoMemory,
+}
+
 /// The guest-physical → host map of one domain: its RAM, plus the
 /// hypervisor pages (shared info, grant frames) a guest placed in the
 /// unpopulated space above it, as Linux does with its grant table.
@@ -97,16 +107,20 @@ impl P2m {
 
     /// Gives RAM room for `pages` frames (a domain built at run time:
     /// its size comes after it exists). Fails, changing nothing, if a
-    /// frame would be dropped or a page placed above RAM would fall
-    /// inside it.
-    pub fn resize_ram(&mut self, pages: usize) -> bool {
+    /// frame would be dropped, a page placed above RAM would fall inside
+    /// it, or the hypervisor's heap has no room for the map.
+    pub fn resize_ram(&mut self, pages: usize) -> Result<(), ResizeError> {
         let dropped = self.frames.iter().skip(pages).any(Option::is_some);
         let covered = self.outside_ram.range(..pages as u64).next().is_some();
         if dropped || covered || pages as u64 > GFN_LIMIT {
-            return false;
+            return Err(ResizeError::InUse);
         }
+        let more = pages.saturating_sub(self.frames.len());
+        self.frames
+            .try_reserve_exact(more)
+            .map_err(|_| ResizeError::NoMemory)?;
         self.frames.resize(pages, None);
-        true
+        Ok(())
     }
 
     pub fn pages(&self) -> usize {
@@ -344,20 +358,28 @@ pub(crate) mod tests {
     #[test]
     fn ram_grows_empty_and_never_drops_a_frame() {
         let mut p2m = P2m::new(0);
-        assert!(p2m.resize_ram(4));
+        assert_eq!(p2m.resize_ram(4), Ok(()));
         assert_eq!(p2m.pages(), 4);
         assert_eq!(p2m.get(Gfn(3)), None);
         p2m.set(Gfn(3), Some(Frame::containing(0x5000))).unwrap();
-        assert!(!p2m.resize_ram(3), "gfn 3 is populated");
-        assert!(p2m.resize_ram(8));
+        assert_eq!(
+            p2m.resize_ram(3),
+            Err(ResizeError::InUse),
+            "gfn 3 is populated"
+        );
+        assert_eq!(p2m.resize_ram(8), Ok(()));
         p2m.set_outside_ram(Gfn(20), Some(Frame::containing(0x9000)))
             .unwrap();
-        assert!(
-            !p2m.resize_ram(21),
+        assert_eq!(
+            p2m.resize_ram(21),
+            Err(ResizeError::InUse),
             "a page placed above RAM would fall inside"
         );
-        assert!(p2m.resize_ram(20));
-        assert!(!p2m.resize_ram(GFN_LIMIT as usize + 1));
+        assert_eq!(p2m.resize_ram(20), Ok(()));
+        assert_eq!(
+            p2m.resize_ram(GFN_LIMIT as usize + 1),
+            Err(ResizeError::InUse)
+        );
     }
 
     #[test]
