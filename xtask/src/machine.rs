@@ -1053,8 +1053,9 @@ mod tests {
             "{message}"
         );
         assert!(!message.contains('\n'), "{message}");
-        drop(taken);
-        assert!(gdb.check_port().is_ok());
+        // (That the port is free again once dropped is not checked: tests
+        // running beside this one bind ephemeral ports too, and one took
+        // it in CI.)
     }
 
     #[test]
