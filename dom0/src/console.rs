@@ -18,7 +18,6 @@ use dom0::input::{self, Action, Router};
 use dom0::store::Shutdown;
 use dom0::xl::{self, XlCommand};
 use guest_shim::events::{self, Virq};
-use guest_shim::pages::PageBuf;
 use guest_shim::{hypercall, print, println};
 use pv_abi::console::{
     IN as IN_OFFSET, IN_CONS, IN_PROD, IN_SIZE, OUT as OUT_OFFSET, OUT_CONS, OUT_PROD, OUT_SIZE,
@@ -26,6 +25,7 @@ use pv_abi::console::{
 use pv_abi::hypercall::{HVM_PARAM_CONSOLE_EVTCHN, HVM_PARAM_CONSOLE_PFN};
 use pv_abi::ring;
 
+use crate::foreign_page::ForeignPage;
 use crate::xenstored::Xenstored;
 
 /// Domain ids probed for boot-time DomUs' consoles.
@@ -34,8 +34,8 @@ const LINE_MAX: usize = 256;
 
 pub struct Console {
     domid: u16,
-    /// Our page where the DomU's ring is mapped.
-    page: PageBuf,
+    /// Our page where the DomU's ring is mapped (held for its mapping).
+    _page: ForeignPage,
     ring: *mut u8,
     port: u32,
     line: Vec<u8>,
@@ -78,38 +78,26 @@ pub fn connect_all() -> Vec<Console> {
 impl Drop for Console {
     fn drop(&mut self) {
         let _ = events::close(self.port);
-        // Gone with its domain already, or undone here: our page must not
-        // go back to the heap while it shows the DomU's.
-        let _ = hypercall::unmap_foreign_page(self.page.addr() >> 12);
     }
 }
 
 impl Console {
     /// Maps the DomU's console ring page `gfn` and binds its channel.
     pub fn connect(domid: u16, gfn: u64, port: u32) -> Result<Self, String> {
-        let page = PageBuf::zeroed(4096)
-            .ok_or_else(|| format!("no page to map d{domid}'s console ring"))?;
-        let ring = page.addr() as *mut u8;
-        hypercall::map_foreign_page(domid, gfn, page.addr() >> 12)
-            .map_err(|e| format!("cannot map d{domid}'s console ring: {e:?}"))?;
-        match events::bind_interdomain(domid, port) {
-            Ok(local) => Ok(Console {
-                domid,
-                page,
-                ring,
-                port: local,
-                line: Vec::new(),
-                shown: 0,
-                dropped: 0,
-                lines: 0,
-            }),
-            Err(e) => {
-                let _ = hypercall::unmap_foreign_page(page.addr() >> 12);
-                Err(format!(
-                    "cannot bind d{domid}'s console event channel: {e:?}"
-                ))
-            }
-        }
+        let page = ForeignPage::map(domid, gfn, "console ring")?;
+        let ring = page.ptr();
+        let local = events::bind_interdomain(domid, port)
+            .map_err(|e| format!("cannot bind d{domid}'s console event channel: {e:?}"))?;
+        Ok(Console {
+            domid,
+            _page: page,
+            ring,
+            port: local,
+            line: Vec::new(),
+            shown: 0,
+            dropped: 0,
+            lines: 0,
+        })
     }
 
     /// Moves what the guest wrote to our console; true if anything moved.

@@ -24,6 +24,8 @@ mod disks;
 #[cfg(target_os = "none")]
 mod events;
 #[cfg(target_os = "none")]
+mod foreign_page;
+#[cfg(target_os = "none")]
 mod mapped_ring;
 #[cfg(target_os = "none")]
 mod toolstack;

@@ -11,8 +11,9 @@ use core::sync::atomic::{AtomicU32, Ordering};
 
 use dom0::cmdline::DomuSpec;
 use dom0::store::{self, DomId, DomainInfo, FrameReader, RingInfo, Shutdown, Store, XsError};
-use guest_shim::pages::PageBuf;
 use guest_shim::{events, hypercall, println};
+
+use crate::foreign_page::ForeignPage;
 use pv_abi::hypercall::{
     HVM_PARAM_CONSOLE_EVTCHN, HVM_PARAM_CONSOLE_PFN, HVM_PARAM_STORE_EVTCHN, HVM_PARAM_STORE_PFN,
 };
@@ -26,8 +27,8 @@ const OUTBOX_MAX: usize = 64 * 1024;
 
 struct Connection {
     domid: DomId,
-    /// Our page where the DomU's ring is mapped.
-    page: PageBuf,
+    /// Our page where the DomU's ring is mapped (held for its mapping).
+    _page: ForeignPage,
     ring: *mut u8,
     port: u32,
     reader: FrameReader,
@@ -80,19 +81,14 @@ impl Xenstored {
     /// (its nodes, then `@introduceDomain`).
     pub fn connect(&mut self, info: &DomainInfo) -> Result<(), alloc::string::String> {
         let domid = info.domid;
-        let page =
-            PageBuf::zeroed(4096).ok_or_else(|| format!("no page to map d{domid}'s store ring"))?;
-        let ring = page.addr() as *mut u8;
-        hypercall::map_foreign_page(domid, info.store.gfn, page.addr() >> 12)
-            .map_err(|e| format!("cannot map d{domid}'s store ring: {e:?}"))?;
-        let local = events::bind_interdomain(domid, info.store.port).map_err(|e| {
-            let _ = hypercall::unmap_foreign_page(page.addr() >> 12);
-            format!("cannot bind d{domid}'s store event channel: {e:?}")
-        })?;
+        let page = ForeignPage::map(domid, info.store.gfn, "store ring")?;
+        let ring = page.ptr();
+        let local = events::bind_interdomain(domid, info.store.port)
+            .map_err(|e| format!("cannot bind d{domid}'s store event channel: {e:?}"))?;
         self.store.introduce_domain(info);
         self.connections.push(Connection {
             domid,
-            page,
+            _page: page,
             ring,
             port: local,
             reader: FrameReader::default(),
@@ -108,9 +104,7 @@ impl Xenstored {
         if let Some(i) = self.connections.iter().position(|c| c.domid == domid) {
             let c = self.connections.swap_remove(i);
             let _ = events::close(c.port);
-            // The hypervisor took its page back when the domain went;
-            // if it has not gone yet, undo the mapping ourselves.
-            let _ = hypercall::unmap_foreign_page(c.page.addr() >> 12);
+            // Its ring page is unmapped as `c` goes.
         }
         let _ = self.store.local_rm(&format!("/local/domain/{domid}"));
         self.store.release(domid);

@@ -9,7 +9,7 @@ use core::fmt;
 use super::manifest::DomainSpec;
 use super::registry::{self, DomId, Domain, Memory};
 use crate::mm::frame::FRAME_SIZE;
-use crate::mm::guest::{Gfn, Gpa, P2m};
+use crate::mm::guest::{Gpa, P2m};
 use crate::mm::{self, IdentityMap, scrub_and_free};
 use crate::virt::svm::{NestedPaging, SvmError, SvmVcpu};
 use crate::virt::{StartState, VirtCpu};
@@ -48,16 +48,16 @@ impl From<SvmError> for BuildError {
     }
 }
 
-/// Guest memory being built; frees everything if the build fails.
-struct Building {
-    p2m: P2m,
-    npt: Option<NestedPaging>,
-}
+/// Guest memory being built; its frames are freed if the build fails
+/// before the domain takes it.
+struct Building(Option<Memory>);
 
 impl Drop for Building {
     fn drop(&mut self) {
-        for (_, frame) in self.p2m.frames() {
-            scrub_and_free(frame);
+        if let Some(memory) = &self.0 {
+            for (_, frame) in memory.p2m.frames() {
+                scrub_and_free(frame);
+            }
         }
     }
 }
@@ -86,32 +86,28 @@ pub fn build(
     // Every check comes before the first write: a dry run refuses a bad
     // image before any memory is taken for it.
     layout::load(&req, &mut |_, _| Ok(()))?;
-    if mm::frames().free_bytes() < mem_bytes + (4 << 20) {
+    if mm::frames().free_bytes() < mem_bytes + mm::HYPERVISOR_RESERVE_BYTES {
         return Err(BuildError::OutOfMemory);
     }
 
-    let pages = (mem_bytes / FRAME_SIZE) as usize;
-    let mut building = Building {
-        p2m: P2m::new(pages),
-        npt: Some(NestedPaging::new()?),
-    };
-    for gfn in 0..pages as u64 {
-        let frame = mm::frames().alloc().ok_or(BuildError::OutOfMemory)?;
-        crate::mm::zero_frame(frame);
-        let _ = building.p2m.set(Gfn(gfn), Some(frame));
-        if let Some(npt) = building.npt.as_mut() {
-            npt.map(gfn * FRAME_SIZE, frame)?;
-        }
+    let pages = mem_bytes / FRAME_SIZE;
+    let mut building = Building(Some(Memory {
+        p2m: P2m::new(pages as usize),
+        npt: NestedPaging::new()?,
+        special: alloc::collections::BTreeMap::new(),
+    }));
+    let memory = building.0.as_mut().ok_or(BuildError::OutOfMemory)?;
+    if !memory.back(0, pages) {
+        return Err(BuildError::OutOfMemory);
     }
-    let p2m = &building.p2m;
+    let p2m = &memory.p2m;
     let loaded = layout::load(&req, &mut |gpa, bytes| {
         p2m.write(&IdentityMap, Gpa(gpa), bytes).map_err(|_| ())
     })?;
 
-    let npt = building.npt.take().ok_or(BuildError::OutOfMemory)?;
     let mut vcpus = Vec::new();
     for _ in 0..spec.vcpus {
-        vcpus.push(SvmVcpu::new(&npt)?);
+        vcpus.push(SvmVcpu::new(&memory.npt)?);
     }
     vcpus[0].reset(StartState::Pvh32 {
         entry: loaded.entry,
@@ -120,12 +116,7 @@ pub fn build(
     let shared_info = mm::frames().alloc().ok_or(BuildError::OutOfMemory)?;
     crate::mm::zero_frame(shared_info);
 
-    let p2m = core::mem::replace(&mut building.p2m, P2m::new(0));
-    let memory = Memory {
-        p2m,
-        npt,
-        special: alloc::collections::BTreeMap::new(),
-    };
+    let memory = building.0.take().ok_or(BuildError::OutOfMemory)?;
     let domain = Arc::new(Domain::new(
         id,
         String::from(spec.name.as_str()),

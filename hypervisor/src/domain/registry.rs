@@ -111,6 +111,45 @@ pub struct Memory {
     pub special: BTreeMap<u64, Frame>,
 }
 
+impl Memory {
+    /// Backs RAM frames `first..end` with zeroed frames, in the physmap
+    /// and the nested page tables: all or none (false if one is outside
+    /// RAM, already backed, or no frame or table page is left).
+    pub fn back(&mut self, first: u64, end: u64) -> bool {
+        use crate::mm::frame::FRAME_SIZE;
+        use crate::mm::guest::Gfn;
+        if (first..end).any(|g| !self.p2m.is_ram(Gfn(g)) || self.p2m.get(Gfn(g)).is_some()) {
+            return false;
+        }
+        for gfn in first..end {
+            let Some(frame) = crate::mm::frames().alloc() else {
+                self.unback(first, gfn);
+                return false;
+            };
+            crate::mm::zero_frame(frame);
+            if self.npt.map(gfn * FRAME_SIZE, frame).is_err() {
+                scrub_and_free(frame);
+                self.unback(first, gfn);
+                return false;
+            }
+            let _ = self.p2m.set(Gfn(gfn), Some(frame));
+        }
+        true
+    }
+
+    /// Takes back frames `first..upto` that [`Memory::back`] had just given.
+    fn unback(&mut self, first: u64, upto: u64) {
+        use crate::mm::frame::FRAME_SIZE;
+        use crate::mm::guest::Gfn;
+        for gfn in first..upto {
+            if let Ok(Some(frame)) = self.p2m.set(Gfn(gfn), None) {
+                self.npt.unmap(gfn * FRAME_SIZE);
+                scrub_and_free(frame);
+            }
+        }
+    }
+}
+
 pub const HVM_NR_PARAMS: usize = 64;
 pub const VCPU_INFO_DEFAULT: u64 = u64::MAX;
 

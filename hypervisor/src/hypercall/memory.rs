@@ -11,7 +11,6 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 use super::{Caller, Errno, HcResult};
 use crate::domain::registry::Domain;
 use crate::mm::frame::FRAME_SIZE;
-use crate::mm::guest::Gfn;
 
 pub(super) fn memory_op(c: &Caller, cmd: u64, arg: u64) -> HcResult {
     use pv_abi::memory::{
@@ -130,8 +129,6 @@ pub(super) fn memory_op(c: &Caller, cmd: u64, arg: u64) -> HcResult {
 /// Largest extent populate_physmap takes: 2 MiB (Xen allows up to 1 GiB
 /// for a privileged caller; the toolstack uses 4 KiB and 2 MiB).
 const MAX_EXTENT_ORDER: u32 = 9;
-/// Memory kept free for the hypervisor itself (page tables, vCPUs).
-const RESERVE_BYTES: u64 = 4 << 20;
 
 /// `XENMEM_populate_physmap`: backs each listed extent of `target`'s RAM
 /// with zeroed frames (read once from the list; the domain must not yet
@@ -154,8 +151,9 @@ fn populate(c: &Caller, target: &Arc<Domain>, req: &MemoryReservation, start: u6
             break;
         };
         if !first.is_multiple_of(pages_per_extent)
-            || crate::mm::frames().free_bytes() < pages_per_extent * FRAME_SIZE + RESERVE_BYTES
-            || !back(target, first, end)
+            || crate::mm::frames().free_bytes()
+                < pages_per_extent * FRAME_SIZE + crate::mm::HYPERVISOR_RESERVE_BYTES
+            || !target.memory.lock().back(first, end)
         {
             break;
         }
@@ -163,36 +161,4 @@ fn populate(c: &Caller, target: &Arc<Domain>, req: &MemoryReservation, start: u6
     }
     target.npt_generation.fetch_add(1, Ordering::SeqCst);
     Ok(done as i64)
-}
-
-/// Backs RAM frames `first..end` of `target`, all or none.
-fn back(target: &Domain, first: u64, end: u64) -> bool {
-    let mut memory = target.memory.lock();
-    if (first..end).any(|g| !memory.p2m.is_ram(Gfn(g)) || memory.p2m.get(Gfn(g)).is_some()) {
-        return false;
-    }
-    for gfn in first..end {
-        let Some(frame) = crate::mm::frames().alloc() else {
-            undo(&mut memory, first, gfn);
-            return false;
-        };
-        crate::mm::zero_frame(frame);
-        if memory.npt.map(gfn * FRAME_SIZE, frame).is_err() {
-            crate::mm::scrub_and_free(frame);
-            undo(&mut memory, first, gfn);
-            return false;
-        }
-        let _ = memory.p2m.set(Gfn(gfn), Some(frame));
-    }
-    true
-}
-
-/// Takes back frames `first..upto` that `back` had just given.
-fn undo(memory: &mut crate::domain::registry::Memory, first: u64, upto: u64) {
-    for gfn in first..upto {
-        if let Ok(Some(frame)) = memory.p2m.set(Gfn(gfn), None) {
-            memory.npt.unmap(gfn * FRAME_SIZE);
-            crate::mm::scrub_and_free(frame);
-        }
-    }
 }

@@ -7,6 +7,10 @@ pub mod heap;
 #[cfg(target_os = "none")]
 pub mod paging;
 
+/// Free memory a domain's build must leave to the hypervisor itself (its
+/// page tables, vCPUs, heap growth).
+pub const HYPERVISOR_RESERVE_BYTES: u64 = 4 << 20;
+
 #[cfg(target_os = "none")]
 pub use global::{IdentityMap, copy_between, frames, init_frames, scrub_and_free, zero_frame};
 #[cfg(target_os = "none")]
