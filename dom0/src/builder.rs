@@ -60,12 +60,6 @@ pub fn build(
     cfg: &DomainConfig,
     file: impl Fn(&str) -> Option<&'static [u8]>,
 ) -> Result<Built, String> {
-    if !cfg.disks.is_empty() || !cfg.vifs.is_empty() {
-        return Err(format!(
-            "{}: disk= and vif= are not supported in configs created at run time yet; give the disks and vifs of boot-time DomUs with cargo xtask run --domu",
-            cfg.name
-        ));
-    }
     let kernel = file(basename(&cfg.kernel)).ok_or_else(|| {
         format!(
             "{}: its kernel {} is not among Dom0's files; give it with cargo xtask run --config or --file",

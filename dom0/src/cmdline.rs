@@ -7,7 +7,9 @@
 //! (Xen's `vifDOMID.HANDLE`; the MAC is written with `-` between its
 //! bytes, `00-16-3e-00-01-00`, because `:` separates the fields); and at
 //! most one `pavise.uplink=SLOT`, the PCI slot (hex) of the virtio-net NIC
-//! xtask gave the machine for its uplink. Other words are not ours and are
+//! xtask gave the machine for its uplink; one `pavise.disk=NAME:SLOT` word
+//! per disk attached for the toolstack (configs created at run time name
+//! it by its file name in `disk = [...]`). Other words are not ours and are
 //! passed over; a malformed word of ours is skipped with a reason.
 
 use alloc::string::{String, ToString};
@@ -24,6 +26,8 @@ pub const DOMU_WORD: &str = "pavise.domu=";
 pub const VBD_WORD: &str = "pavise.vbd=";
 /// The prefix of a network interface's word.
 pub const VIF_WORD: &str = "pavise.vif=";
+/// The prefix of a disk held for the toolstack.
+pub const DISK_WORD: &str = "pavise.disk=";
 /// The prefix of the uplink NIC's word.
 pub const UPLINK_WORD: &str = "pavise.uplink=";
 /// The prefix of the control channel's word: the PCI slot (hex) of the
@@ -68,6 +72,14 @@ pub struct VifSpec {
     pub domid: DomId,
     pub handle: u32,
     pub mac: [u8; 6],
+}
+
+/// A disk the toolstack may give a domain it creates: the image's file
+/// name on the host, and the virtio-blk device's PCI slot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NamedDisk {
+    pub name: String,
+    pub pci_slot: u8,
 }
 
 /// A `pavise.domu=`, `pavise.vbd=`, `pavise.vif=` or `pavise.uplink=`
@@ -323,6 +335,47 @@ pub fn vbds(cmdline: &str) -> (Vec<VbdSpec>, Vec<BadDomuWord>) {
     (good, bad)
 }
 
+fn parse_named_disk(value: &str) -> Result<NamedDisk, &'static str> {
+    let Some([name, slot]) = fields(value) else {
+        return Err("it must be NAME:SLOT");
+    };
+    if name.is_empty() || name.len() > NAME_MAX || !name.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("the name must be 1 to 64 printable characters without spaces");
+    }
+    Ok(NamedDisk {
+        name: name.to_string(),
+        pci_slot: parse_slot(slot)?,
+    })
+}
+
+/// The disks held for the toolstack (`pavise.disk=NAME:SLOT`), in order,
+/// and the words that were skipped (malformed, or a name or slot already
+/// given).
+pub fn named_disks(cmdline: &str) -> (Vec<NamedDisk>, Vec<BadDomuWord>) {
+    let mut good: Vec<NamedDisk> = Vec::new();
+    let mut bad = Vec::new();
+    for word in cmdline.split_ascii_whitespace() {
+        let Some(value) = word.strip_prefix(DISK_WORD) else {
+            continue;
+        };
+        let skipped = |reason| BadDomuWord {
+            word: word.to_string(),
+            reason,
+        };
+        match parse_named_disk(value) {
+            Ok(d) if good.iter().any(|g| g.name == d.name) => {
+                bad.push(skipped("a disk of that name was already given"))
+            }
+            Ok(d) if good.iter().any(|g| g.pci_slot == d.pci_slot) => {
+                bad.push(skipped("that PCI slot was already given"))
+            }
+            Ok(d) => good.push(d),
+            Err(reason) => bad.push(skipped(reason)),
+        }
+    }
+    (good, bad)
+}
+
 /// The boot-time DomUs named on `cmdline`, in order, and the words that
 /// were skipped (malformed, or a domain id already given).
 pub fn domus(cmdline: &str) -> (Vec<DomuSpec>, Vec<BadDomuWord>) {
@@ -358,6 +411,30 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn named_disks_are_read_and_clashes_skipped() {
+        let (good, bad) = named_disks(
+            "x pavise.disk=root.img:10 pavise.disk=root.img:11 pavise.disk=data:10 \
+             pavise.disk=b:1f pavise.disk=c:20 pavise.disk=d pavise.disk=:12",
+        );
+        let disk = |name: &str, pci_slot| NamedDisk {
+            name: name.to_string(),
+            pci_slot,
+        };
+        assert_eq!(good, [disk("root.img", 0x10), disk("b", 0x1f)]);
+        let reasons: Vec<&str> = bad.iter().map(|b| b.reason).collect();
+        assert_eq!(
+            reasons,
+            [
+                "a disk of that name was already given",
+                "that PCI slot was already given",
+                "the PCI slot must be a hex device number from 0 to 1f",
+                "it must be NAME:SLOT",
+                "the name must be 1 to 64 printable characters without spaces",
+            ]
+        );
+    }
 
     fn spec(domid: DomId, name: &str, mem_mib: u32, vcpus: u32) -> DomuSpec {
         DomuSpec {

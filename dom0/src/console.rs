@@ -197,6 +197,8 @@ pub struct Host {
     pub store: Xenstored,
     pub consoles: Vec<Console>,
     pub toolstack: crate::toolstack::Toolstack,
+    pub blkback: crate::vbd::Blkback,
+    pub netback: crate::vif::Netback,
     /// Consoles came or went since the input router last looked.
     pub consoles_changed: bool,
     /// `xl console N` asked for the serial input to go to N.

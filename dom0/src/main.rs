@@ -91,13 +91,11 @@ mod kernel {
             .filter(|m| !m.cmdline.is_empty())
             .map(|m| (m.cmdline, m.bytes))
             .collect();
-        let mut host = console::Host {
-            store: xenstored::Xenstored::start(&domus),
-            consoles: console::connect_all(),
-            toolstack: toolstack::Toolstack::new(files),
-            consoles_changed: false,
-            attach: None,
-        };
+        let (named_disks, bad) = dom0::cmdline::named_disks(info.cmdline());
+        for b in &bad {
+            println!("{b}");
+        }
+        let mut store = xenstored::Xenstored::start(&domus);
         let disks = if virtio::init(info.cmdline()) {
             let mut disks = disks::probe();
             if info
@@ -145,25 +143,34 @@ mod kernel {
         if uplink_slot.is_some() && nic.is_none() {
             println!("dom0: uplink asked for but not started: DomUs reach only each other");
         }
-        let mut blkback = vbd::Blkback::start(&vbd_specs, disks, host.store.store());
-        let mut netback = vif::Netback::start(&vif_specs, nic, host.store.store());
+        let blkback = vbd::Blkback::start(&vbd_specs, disks, named_disks, store.store());
+        let netback = vif::Netback::start(&vif_specs, nic, store.store());
+        let mut host = console::Host {
+            store,
+            consoles: console::connect_all(),
+            toolstack: toolstack::Toolstack::new(files),
+            blkback,
+            netback,
+            consoles_changed: false,
+            attach: None,
+        };
         // Domains that end: their backends are torn down.
         let dom_exc = events::bind_dom_exc();
         let timer = events::bind_timer();
-        if blkback.vbds() > 0 {
+        if host.blkback.vbds() > 0 {
             println!(
                 "dom0: blkback serving {} virtual disk{}, DMA pool {} KiB free",
-                blkback.vbds(),
-                plural(blkback.vbds()),
+                host.blkback.vbds(),
+                plural(host.blkback.vbds()),
                 virtio::free_pages() * 4
             );
         }
-        if netback.vifs() > 0 || netback.has_uplink() {
+        if host.netback.vifs() > 0 || host.netback.has_uplink() {
             println!(
                 "dom0: netback serving {} interface{}{}",
-                netback.vifs(),
-                plural(netback.vifs()),
-                if netback.has_uplink() {
+                host.netback.vifs(),
+                plural(host.netback.vifs()),
+                if host.netback.has_uplink() {
                     " and the uplink"
                 } else {
                     ""
@@ -172,6 +179,10 @@ mod kernel {
         }
         // Configs to start come first: the serial input then starts at
         // the one DomU console only if there is one in all.
+        let disk_names: alloc::vec::Vec<&str> = host.blkback.names().collect();
+        if !disk_names.is_empty() {
+            println!("dom0: holding disks {}", disk_names.join(", "));
+        }
         let held = host.toolstack.files().count();
         if held > 0 {
             println!("dom0: holding {held} file{}", plural(held));
@@ -196,22 +207,25 @@ mod kernel {
         let mut first = true;
         loop {
             let pending = events::take_all();
-            let mut disk_events: alloc::vec::Vec<u32> =
-                blkback.disk_ports().filter(|&p| pending.has(p)).collect();
+            let mut disk_events: alloc::vec::Vec<u32> = host
+                .blkback
+                .disk_ports()
+                .filter(|&p| pending.has(p))
+                .collect();
             disk_events.sort_unstable();
             disk_events.dedup();
-            let uplink = netback.uplink_interrupt();
+            let uplink = host.netback.uplink_interrupt();
             for &port in &disk_events {
-                blkback.ack_disks(port);
+                host.blkback.ack_disks(port);
             }
             if let Some((port, _)) = uplink
                 && pending.has(port)
             {
                 if disk_events.contains(&port) {
                     // The disks' EOI already let the line fire again.
-                    netback.ack_uplink_only();
+                    host.netback.ack_uplink_only();
                 } else {
-                    netback.ack_uplink();
+                    host.netback.ack_uplink();
                 }
             }
             if dom_exc.is_some_and(|p| pending.has(p)) {
@@ -219,8 +233,8 @@ mod kernel {
                     println!("{said}");
                 }
                 input.update(&mut host);
-                blkback.reap_dead(host.store.store());
-                netback.reap_dead(host.store.store());
+                host.blkback.reap_dead(host.store.store());
+                host.netback.reap_dead(host.store.store());
             }
             if let Some(c) = control.as_mut()
                 && c.port.is_some_and(|p| pending.has(p))
@@ -247,8 +261,8 @@ mod kernel {
             }
             loop {
                 let mut moved = host.store.serve();
-                moved |= blkback.serve(host.store.store());
-                moved |= netback.serve(host.store.store());
+                moved |= host.blkback.serve(host.store.store());
+                moved |= host.netback.serve(host.store.store());
                 if let Some(c) = control.as_mut() {
                     moved |= c.serve(&mut host);
                 }
@@ -261,7 +275,8 @@ mod kernel {
             // notify after posting receive buffers, is polled: a
             // singleshot timer wakes us (Linux netback polls such a front
             // end every 30 ms), or without one we yield.
-            let poll = blkback.needs_polling() || netback.needs_polling() || control.is_some();
+            let poll =
+                host.blkback.needs_polling() || host.netback.needs_polling() || control.is_some();
             let armed = poll
                 && timer.is_some()
                 && guest_shim::time::set_timer(guest_shim::time::system_time_ns() + POLL_NS)

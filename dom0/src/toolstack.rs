@@ -228,12 +228,98 @@ pub fn create(
     start(host, cfg, 0)
 }
 
+/// The MAC a run-time domain's interface gets when its config gives none
+/// (xl picks a random one in Xen's OUI): 00:16:3e, then the domain id
+/// with the top bit set (boot-time DomUs' defaults have it clear), then
+/// the handle.
+pub fn default_mac(domid: DomId, handle: u32) -> [u8; 6] {
+    let [hi, lo] = domid.to_be_bytes();
+    [0x00, 0x16, 0x3e, 0x80 | hi, lo, handle as u8]
+}
+
+/// The held disks `cfg` names, as PCI slots (in `cfg.disks` order), if
+/// every one is held, free and named once; else one sentence.
+fn disk_slots(host: &crate::console::Host, cfg: &xlcfg::DomainConfig) -> Result<Vec<u8>, String> {
+    let mut slots: Vec<u8> = Vec::new();
+    for disk in &cfg.disks {
+        let name = crate::builder::basename(&disk.target);
+        let Some(slot) = host.blkback.named_slot(name) else {
+            let held: Vec<&str> = host.blkback.names().collect();
+            return Err(alloc::format!(
+                "{}: its disk {name} is not attached ({}); start Pavise with cargo xtask run --disk {}",
+                cfg.name,
+                if held.is_empty() {
+                    String::from("Dom0 holds no disks")
+                } else {
+                    alloc::format!("Dom0 holds {}", held.join(", "))
+                },
+                disk.target
+            ));
+        };
+        if slots.contains(&slot) {
+            return Err(alloc::format!(
+                "{}: it names the disk {name} twice; a disk serves one device",
+                cfg.name
+            ));
+        }
+        if let Some((domid, dev)) = host.blkback.user_of(slot) {
+            return Err(alloc::format!(
+                "{}: its disk {name} is in use as d{domid}'s {dev}; destroy d{domid} first",
+                cfg.name
+            ));
+        }
+        slots.push(slot);
+    }
+    for vif in &cfg.vifs {
+        if let Some(mac) = vif.mac
+            && host.netback.mac_in_use(mac)
+        {
+            return Err(alloc::format!(
+                "{}: the mac {} is another interface's; give this vif a mac of its own",
+                cfg.name,
+                dom0::netback::Mac(mac)
+            ));
+        }
+    }
+    Ok(slots)
+}
+
+/// Gives the new domain `domid` the disks (in `slots`) and interfaces of
+/// `cfg`, as xl adds devices before it unpauses a domain.
+fn attach_devices(
+    host: &mut crate::console::Host,
+    domid: DomId,
+    cfg: &xlcfg::DomainConfig,
+    slots: &[u8],
+) -> Result<(), String> {
+    for (disk, &pci_slot) in cfg.disks.iter().zip(slots) {
+        let spec = dom0::cmdline::VbdSpec {
+            domid,
+            dev: disk.vdev.clone(),
+            readonly: disk.readonly,
+            pci_slot,
+        };
+        host.blkback.attach(&spec, host.store.store())?;
+    }
+    for (handle, vif) in cfg.vifs.iter().enumerate() {
+        let handle = handle as u32;
+        let spec = dom0::cmdline::VifSpec {
+            domid,
+            handle,
+            mac: vif.mac.unwrap_or_else(|| default_mac(domid, handle)),
+        };
+        host.netback.attach(&spec, host.store.store())?;
+    }
+    Ok(())
+}
+
 /// Builds and starts `cfg` (its `restarts`-th restart).
 fn start(
     host: &mut crate::console::Host,
     cfg: xlcfg::DomainConfig,
     restarts: u32,
 ) -> Result<DomId, String> {
+    let slots = disk_slots(host, &cfg)?;
     let files = &host.toolstack;
     let built = crate::builder::build(&cfg, |n| files.file(n))?;
     let domid = built.domid;
@@ -259,8 +345,14 @@ fn start(
     };
     host.consoles.push(console);
     host.consoles_changed = true;
+    if let Err(e) = attach_devices(host, domid, &cfg, &slots) {
+        let _ = destroy(domid);
+        forget(host, domid);
+        return Err(alloc::format!("{}: {e}", cfg.name));
+    }
     if let Err(e) = unpause(domid) {
         let _ = destroy(domid);
+        forget(host, domid);
         return Err(alloc::format!(
             "{}: cannot unpause it: {}",
             cfg.name,
@@ -356,12 +448,15 @@ pub fn reap(host: &mut crate::console::Host) -> Vec<String> {
     said
 }
 
-/// Drops what Dom0 held for a domain that is gone: console, XenStore
-/// connection and home (`@releaseDomain` fires), its config.
+/// Drops what Dom0 held for a domain that is gone: its disks and
+/// interfaces, console, XenStore connection and home (`@releaseDomain`
+/// fires), its config.
 fn forget(host: &mut crate::console::Host, domid: DomId) {
     let before = host.consoles.len();
     host.consoles.retain(|c| c.domid() != domid);
     host.consoles_changed |= host.consoles.len() != before;
+    host.blkback.detach(domid, host.store.store());
+    host.netback.detach(domid, host.store.store());
     if host.store.serves(domid) {
         host.store.disconnect(domid);
     }

@@ -24,7 +24,7 @@ use alloc::vec::Vec;
 
 use dom0::backring::BackRing;
 use dom0::blkback::{self, Decoded, Direction, DiskLimits, Segment};
-use dom0::cmdline::VbdSpec;
+use dom0::cmdline::{NamedDisk, VbdSpec};
 use dom0::store::{Access, Perms, Store};
 use guest_shim::grants::{self, CopyOp, CopyPtr, GrantError};
 use guest_shim::{events, println};
@@ -111,6 +111,8 @@ struct Flight {
 pub struct Blkback {
     vbds: Vec<Vbd>,
     disks: Vec<Disk>,
+    /// Disks held for the toolstack, by name.
+    named: Vec<NamedDisk>,
     /// Per disk: token → request.
     flights: Vec<BTreeMap<u16, Flight>>,
 }
@@ -125,87 +127,163 @@ fn front_perms(domid: u16) -> Perms {
 
 impl Blkback {
     /// Creates each vbd's XenStore directories (as xl does) on a disk we
-    /// drive; a vbd naming no disk is reported and skipped.
-    pub fn start(specs: &[VbdSpec], disks: Vec<Disk>, store: &mut Store) -> Self {
-        let mut vbds = Vec::new();
-        for spec in specs {
-            let Some(disk) = disks.iter().position(|d| d.slot == spec.pci_slot) else {
-                println!(
-                    "dom0: d{} {}: no disk at PCI slot {:#x}",
-                    spec.domid, spec.dev, spec.pci_slot
-                );
-                continue;
-            };
-            if vbds.len() == MAX_VBDS {
-                println!(
-                    "dom0: more than {MAX_VBDS} virtual disks; d{} {} skipped",
-                    spec.domid, spec.dev
-                );
-                continue;
-            }
-            let Some(vdev) = blkback::vdev_number(&spec.dev) else {
-                println!("dom0: d{}: bad device name {}", spec.domid, spec.dev);
-                continue;
-            };
-            let readonly = spec.readonly || disks[disk].readonly;
-            let front = blkback::frontend_path(spec.domid, vdev);
-            let back = blkback::backend_path(0, spec.domid, vdev);
-            let mut nodes = Vec::new();
-            let back_perms = Perms::dom0_readable_by(spec.domid);
-            nodes.push((back.clone(), String::new(), back_perms.clone()));
-            for (k, v) in blkback::backend_nodes(
-                &front,
-                spec.domid,
-                &spec.dev,
-                readonly,
-                MAX_INDIRECT_SEGMENTS,
-                MAX_RING_PAGE_ORDER,
-            ) {
-                nodes.push((format!("{back}/{k}"), v, back_perms.clone()));
-            }
-            let home = format!("/local/domain/{}/device/vbd", spec.domid);
-            nodes.push((home, String::new(), Perms::dom0_readable_by(spec.domid)));
-            nodes.push((front.clone(), String::new(), front_perms(spec.domid)));
-            for (k, v) in blkback::frontend_nodes(&back, 0, vdev) {
-                nodes.push((format!("{front}/{k}"), v, front_perms(spec.domid)));
-            }
-            store.toolstack_put(&nodes);
-            let _ = store.local_write(&format!("{back}/state"), "2");
-            println!(
-                "dom0: d{} {} ({vdev}) served from the disk at slot {:#x}{}",
-                spec.domid,
-                spec.dev,
-                spec.pci_slot,
-                if readonly { ", read-only" } else { "" }
-            );
-            vbds.push(Vbd {
-                spec: spec.clone(),
-                disk,
-                index: vbds.len(),
-                front,
-                back,
-                state: XenbusState::InitWait,
-                limits: DiskLimits {
-                    sectors: disks[disk].sectors,
-                    readonly,
-                    discard: !readonly,
-                    max_indirect_segments: MAX_INDIRECT_SEGMENTS,
-                },
-                conn: None,
-                generation: 0,
-                gone: false,
-            });
-        }
+    /// drive; a vbd naming no disk is reported and skipped. `named` are
+    /// the disks held for domains the toolstack creates later.
+    pub fn start(
+        specs: &[VbdSpec],
+        disks: Vec<Disk>,
+        named: Vec<NamedDisk>,
+        store: &mut Store,
+    ) -> Self {
         let flights = disks.iter().map(|_| BTreeMap::new()).collect();
-        Self {
-            vbds,
+        let mut blkback = Self {
+            vbds: Vec::new(),
             disks,
+            named,
             flights,
+        };
+        for spec in specs {
+            if let Err(e) = blkback.attach(spec, store) {
+                println!("dom0: {e}");
+            }
+        }
+        blkback
+    }
+
+    /// The PCI slot of the held disk `name` (`pavise.disk=`), if we drive
+    /// it.
+    pub fn named_slot(&self, name: &str) -> Option<u8> {
+        let slot = self.named.iter().find(|d| d.name == name)?.pci_slot;
+        self.disks.iter().any(|d| d.slot == slot).then_some(slot)
+    }
+
+    /// The names of the held disks we drive.
+    pub fn names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.named
+            .iter()
+            .filter(|n| self.disks.iter().any(|d| d.slot == n.pci_slot))
+            .map(|n| n.name.as_str())
+    }
+
+    /// Who uses the disk in `pci_slot` now: the domain and its device.
+    pub fn user_of(&self, pci_slot: u8) -> Option<(u16, &str)> {
+        self.vbds
+            .iter()
+            .find(|v| !v.gone && v.spec.pci_slot == pci_slot)
+            .map(|v| (v.spec.domid, v.spec.dev.as_str()))
+    }
+
+    /// Gives DomU `spec.domid` the virtual disk `spec`: writes its
+    /// frontend and backend directories (as xl does) and waits for the
+    /// frontend. A disk serves one vbd at a time; the slot of a removed
+    /// vbd is reused.
+    pub fn attach(&mut self, spec: &VbdSpec, store: &mut Store) -> Result<(), String> {
+        let what = format!("d{} {}", spec.domid, spec.dev);
+        let Some(disk) = self.disks.iter().position(|d| d.slot == spec.pci_slot) else {
+            return Err(format!("{what}: no disk at PCI slot {:#x}", spec.pci_slot));
+        };
+        if let Some((domid, dev)) = self.user_of(spec.pci_slot) {
+            return Err(format!(
+                "{what}: the disk at slot {:#x} already serves d{domid} {dev}",
+                spec.pci_slot
+            ));
+        }
+        if self
+            .vbds
+            .iter()
+            .any(|v| !v.gone && v.spec.domid == spec.domid && v.spec.dev == spec.dev)
+        {
+            return Err(format!("{what}: that domain already has that device"));
+        }
+        let Some(vdev) = blkback::vdev_number(&spec.dev) else {
+            return Err(format!("{what}: bad device name"));
+        };
+        // The ring pages of a removed vbd are free again; its generation
+        // goes on counting, so its late completions are still dropped.
+        let (index, generation) = match self.vbds.iter().position(|v| v.gone) {
+            Some(i) => (i, self.vbds[i].generation),
+            None if self.vbds.len() < MAX_VBDS => (self.vbds.len(), 0),
+            None => {
+                return Err(format!(
+                    "{what}: Dom0 serves {MAX_VBDS} virtual disks already"
+                ));
+            }
+        };
+        let readonly = spec.readonly || self.disks[disk].readonly;
+        let front = blkback::frontend_path(spec.domid, vdev);
+        let back = blkback::backend_path(0, spec.domid, vdev);
+        let mut nodes = Vec::new();
+        let back_perms = Perms::dom0_readable_by(spec.domid);
+        nodes.push((back.clone(), String::new(), back_perms.clone()));
+        for (k, v) in blkback::backend_nodes(
+            &front,
+            spec.domid,
+            &spec.dev,
+            readonly,
+            MAX_INDIRECT_SEGMENTS,
+            MAX_RING_PAGE_ORDER,
+        ) {
+            nodes.push((format!("{back}/{k}"), v, back_perms.clone()));
+        }
+        let home = format!("/local/domain/{}/device/vbd", spec.domid);
+        nodes.push((home, String::new(), Perms::dom0_readable_by(spec.domid)));
+        nodes.push((front.clone(), String::new(), front_perms(spec.domid)));
+        for (k, v) in blkback::frontend_nodes(&back, 0, vdev) {
+            nodes.push((format!("{front}/{k}"), v, front_perms(spec.domid)));
+        }
+        store.toolstack_put(&nodes);
+        let _ = store.local_write(&format!("{back}/state"), "2");
+        println!(
+            "dom0: {what} ({vdev}) served from the disk at slot {:#x}{}",
+            spec.pci_slot,
+            if readonly { ", read-only" } else { "" }
+        );
+        let vbd = Vbd {
+            spec: spec.clone(),
+            disk,
+            index,
+            front,
+            back,
+            state: XenbusState::InitWait,
+            limits: DiskLimits {
+                sectors: self.disks[disk].sectors,
+                readonly,
+                discard: !readonly,
+                max_indirect_segments: MAX_INDIRECT_SEGMENTS,
+            },
+            conn: None,
+            generation,
+            gone: false,
+        };
+        if index == self.vbds.len() {
+            self.vbds.push(vbd);
+        } else {
+            self.vbds[index] = vbd;
+        }
+        Ok(())
+    }
+
+    /// Removes every vbd of `domid`, as `xl destroy` does: disconnected
+    /// (its ring grants unmapped; requests still on the disk finish
+    /// unanswered) and both directories removed. The disks are free for
+    /// another domain.
+    pub fn detach(&mut self, domid: u16, store: &mut Store) {
+        for i in 0..self.vbds.len() {
+            if self.vbds[i].gone || self.vbds[i].spec.domid != domid {
+                continue;
+            }
+            self.disconnect_vbd(i);
+            let v = &mut self.vbds[i];
+            v.gone = true;
+            let _ = store.local_rm(&v.back);
+            let _ = store.local_rm(&v.front);
+            println!("dom0: d{} {} removed (its domain ended)", domid, v.spec.dev);
         }
     }
 
+    /// Virtual disks served now.
     pub fn vbds(&self) -> usize {
-        self.vbds.len()
+        self.vbds.iter().filter(|v| !v.gone).count()
     }
 
     /// Event-channel ports of the disks' interrupts.
@@ -236,28 +314,20 @@ impl Blkback {
     }
 
     /// After VIRQ_DOM_EXC: every vbd whose domain no longer exists is
-    /// disconnected (its ring grants unmapped; requests still on the disk
-    /// finish unanswered) and both directories are removed, as `xl
-    /// destroy` does.
+    /// removed ([`Blkback::detach`]).
     pub fn reap_dead(&mut self, store: &mut Store) {
         use pv_abi::hypercall::HVM_PARAM_STORE_EVTCHN;
-        for i in 0..self.vbds.len() {
-            let v = &self.vbds[i];
-            if v.gone
-                || guest_shim::hypercall::hvm_get_param_of(v.spec.domid, HVM_PARAM_STORE_EVTCHN)
-                    .is_ok()
-            {
-                continue;
-            }
-            self.disconnect_vbd(i);
-            let v = &mut self.vbds[i];
-            v.gone = true;
-            let _ = store.local_rm(&v.back);
-            let _ = store.local_rm(&v.front);
-            println!(
-                "dom0: d{} {} removed (its domain ended)",
-                v.spec.domid, v.spec.dev
-            );
+        let dead: Vec<u16> = self
+            .vbds
+            .iter()
+            .filter(|v| !v.gone)
+            .map(|v| v.spec.domid)
+            .filter(|&d| {
+                guest_shim::hypercall::hvm_get_param_of(d, HVM_PARAM_STORE_EVTCHN).is_err()
+            })
+            .collect();
+        for domid in dead {
+            self.detach(domid, store);
         }
     }
 

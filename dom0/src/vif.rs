@@ -174,60 +174,6 @@ impl Netback {
             queue_bytes: QUEUE_BYTES,
             ..SwitchConfig::default()
         });
-        let mut vifs = Vec::new();
-        for spec in specs {
-            let mac = Mac(spec.mac);
-            if vifs.len() == MAX_VIFS {
-                println!(
-                    "dom0: more than {MAX_VIFS} network interfaces; d{} vif{} skipped",
-                    spec.domid, spec.handle
-                );
-                continue;
-            }
-            let port = match switch.add_port(Some(mac)) {
-                Ok(p) => p,
-                Err(e) => {
-                    println!("dom0: d{} vif{}: {e}", spec.domid, spec.handle);
-                    continue;
-                }
-            };
-            let front = netback::frontend_path(spec.domid, spec.handle);
-            let back = netback::backend_path(0, spec.domid, spec.handle);
-            let back_perms = Perms::dom0_readable_by(spec.domid);
-            let mut nodes = alloc::vec![(back.clone(), String::new(), back_perms.clone())];
-            for (k, v) in netback::backend_nodes(&front, spec.domid, spec.handle, mac, BRIDGE) {
-                nodes.push((format!("{back}/{k}"), v, back_perms.clone()));
-            }
-            let home = format!("/local/domain/{}/device/vif", spec.domid);
-            nodes.push((home, String::new(), Perms::dom0_readable_by(spec.domid)));
-            nodes.push((front.clone(), String::new(), front_perms(spec.domid)));
-            for (k, v) in netback::frontend_nodes(&back, 0, spec.handle, mac, netback::DEFAULT_MTU)
-            {
-                let perms = if netback::FRONTEND_DOM0_OWNED.contains(&k) {
-                    Perms::dom0_readable_by(spec.domid)
-                } else {
-                    front_perms(spec.domid)
-                };
-                nodes.push((format!("{front}/{k}"), v, perms));
-            }
-            store.toolstack_put(&nodes);
-            let _ = store.local_write(&format!("{back}/state"), "2");
-            println!(
-                "dom0: d{} vif{} mac {mac} on the switch ({port})",
-                spec.domid, spec.handle
-            );
-            vifs.push(Vif {
-                spec: *spec,
-                index: vifs.len(),
-                front,
-                back,
-                state: XenbusState::InitWait,
-                port,
-                conn: None,
-                counters: Counters::default(),
-                gone: false,
-            });
-        }
         let uplink = uplink.and_then(|u| match switch.add_port(None) {
             Ok(port) => Some((u, port)),
             Err(e) => {
@@ -235,16 +181,111 @@ impl Netback {
                 None
             }
         });
-        Self {
-            vifs,
+        let mut netback = Self {
+            vifs: Vec::new(),
             switch,
             uplink,
             scratch: Vec::with_capacity(XEN_NETIF_MAX_TX_SIZE as usize),
+        };
+        for spec in specs {
+            if let Err(e) = netback.attach(spec, store) {
+                println!("dom0: {e}");
+            }
+        }
+        netback
+    }
+
+    /// Whether some interface served now has `mac`.
+    pub fn mac_in_use(&self, mac: [u8; 6]) -> bool {
+        self.vifs.iter().any(|v| !v.gone && v.spec.mac == mac)
+    }
+
+    /// Gives DomU `spec.domid` the interface `spec`: a switch port with
+    /// its MAC and the vif directories (as xl writes them); the front end
+    /// then connects. The ring pages of a removed vif are reused.
+    pub fn attach(&mut self, spec: &VifSpec, store: &mut Store) -> Result<(), String> {
+        let what = format!("d{} vif{}", spec.domid, spec.handle);
+        if self
+            .vifs
+            .iter()
+            .any(|v| !v.gone && v.spec.domid == spec.domid && v.spec.handle == spec.handle)
+        {
+            return Err(format!("{what}: that domain already has that interface"));
+        }
+        let index = match self.vifs.iter().position(|v| v.gone) {
+            Some(i) => i,
+            None if self.vifs.len() < MAX_VIFS => self.vifs.len(),
+            None => {
+                return Err(format!(
+                    "{what}: Dom0 serves {MAX_VIFS} network interfaces already"
+                ));
+            }
+        };
+        let mac = Mac(spec.mac);
+        let port = self
+            .switch
+            .add_port(Some(mac))
+            .map_err(|e| format!("{what}: {e}"))?;
+        let front = netback::frontend_path(spec.domid, spec.handle);
+        let back = netback::backend_path(0, spec.domid, spec.handle);
+        let back_perms = Perms::dom0_readable_by(spec.domid);
+        let mut nodes = alloc::vec![(back.clone(), String::new(), back_perms.clone())];
+        for (k, v) in netback::backend_nodes(&front, spec.domid, spec.handle, mac, BRIDGE) {
+            nodes.push((format!("{back}/{k}"), v, back_perms.clone()));
+        }
+        let home = format!("/local/domain/{}/device/vif", spec.domid);
+        nodes.push((home, String::new(), Perms::dom0_readable_by(spec.domid)));
+        nodes.push((front.clone(), String::new(), front_perms(spec.domid)));
+        for (k, v) in netback::frontend_nodes(&back, 0, spec.handle, mac, netback::DEFAULT_MTU) {
+            let perms = if netback::FRONTEND_DOM0_OWNED.contains(&k) {
+                Perms::dom0_readable_by(spec.domid)
+            } else {
+                front_perms(spec.domid)
+            };
+            nodes.push((format!("{front}/{k}"), v, perms));
+        }
+        store.toolstack_put(&nodes);
+        let _ = store.local_write(&format!("{back}/state"), "2");
+        println!("dom0: {what} mac {mac} on the switch ({port})");
+        let vif = Vif {
+            spec: *spec,
+            index,
+            front,
+            back,
+            state: XenbusState::InitWait,
+            port,
+            conn: None,
+            counters: Counters::default(),
+            gone: false,
+        };
+        if index == self.vifs.len() {
+            self.vifs.push(vif);
+        } else {
+            self.vifs[index] = vif;
+        }
+        Ok(())
+    }
+
+    /// Removes every interface of `domid`: disconnected, its switch port
+    /// (queue, learned addresses, MAC) dropped, both directories removed.
+    pub fn detach(&mut self, domid: u16, store: &mut Store) {
+        for i in 0..self.vifs.len() {
+            if self.vifs[i].gone || self.vifs[i].spec.domid != domid {
+                continue;
+            }
+            self.disconnect_vif(i);
+            let v = &mut self.vifs[i];
+            v.gone = true;
+            let _ = self.switch.remove_port(v.port);
+            let _ = store.local_rm(&v.back);
+            let _ = store.local_rm(&v.front);
+            println!("dom0: {} removed (its domain ended)", v.name());
         }
     }
 
+    /// Interfaces served now.
     pub fn vifs(&self) -> usize {
-        self.vifs.len()
+        self.vifs.iter().filter(|v| !v.gone).count()
     }
 
     pub fn has_uplink(&self) -> bool {
@@ -284,24 +325,20 @@ impl Netback {
     }
 
     /// After VIRQ_DOM_EXC: every vif whose domain no longer exists is
-    /// disconnected, its queue dropped, both directories removed.
+    /// removed ([`Netback::detach`]).
     pub fn reap_dead(&mut self, store: &mut Store) {
         use pv_abi::hypercall::HVM_PARAM_STORE_EVTCHN;
-        for i in 0..self.vifs.len() {
-            let v = &self.vifs[i];
-            if v.gone
-                || guest_shim::hypercall::hvm_get_param_of(v.spec.domid, HVM_PARAM_STORE_EVTCHN)
-                    .is_ok()
-            {
-                continue;
-            }
-            self.disconnect_vif(i);
-            let v = &mut self.vifs[i];
-            v.gone = true;
-            let _ = self.switch.flush(v.port);
-            let _ = store.local_rm(&v.back);
-            let _ = store.local_rm(&v.front);
-            println!("dom0: {} removed (its domain ended)", v.name());
+        let dead: Vec<u16> = self
+            .vifs
+            .iter()
+            .filter(|v| !v.gone)
+            .map(|v| v.spec.domid)
+            .filter(|&d| {
+                guest_shim::hypercall::hvm_get_param_of(d, HVM_PARAM_STORE_EVTCHN).is_err()
+            })
+            .collect();
+        for domid in dead {
+            self.detach(domid, store);
         }
     }
 

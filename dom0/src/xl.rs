@@ -79,6 +79,36 @@ shutdown DOMAIN   ask DomU DOMAIN to power off
 reboot DOMAIN     ask DomU DOMAIN to reboot
 help              this list";
 
+/// The words of `line`, split at ASCII whitespace outside double quotes
+/// (which stay in the word, as xl.cfg values want them), so that
+/// `extra="a b"` is one word; `None` if a quote is not closed.
+fn quoted_words(line: &str) -> Option<Vec<String>> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quoted = false;
+    for c in line.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                word.push(c);
+            }
+            c if c.is_ascii_whitespace() && !quoted => {
+                if !word.is_empty() {
+                    words.push(core::mem::take(&mut word));
+                }
+            }
+            c => word.push(c),
+        }
+    }
+    if quoted {
+        return None;
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    Some(words)
+}
+
 /// Parses one line typed to Dom0. Words are separated by ASCII
 /// whitespace; verbs and options are case-sensitive, as in xl.
 pub fn parse(line: &str) -> Result<XlCommand, String> {
@@ -108,11 +138,10 @@ pub fn parse(line: &str) -> Result<XlCommand, String> {
             });
         }
         "create" => {
-            let overrides: Vec<String> = line
-                .split_ascii_whitespace()
-                .skip(2)
-                .map(String::from)
-                .collect();
+            let Some(overrides) = quoted_words(line) else {
+                return Err("a \" in the create line is not closed".into());
+            };
+            let overrides: Vec<String> = overrides.into_iter().skip(2).collect();
             return match arg {
                 Some(name)
                     if !name.starts_with('-') && overrides.iter().all(|o| o.contains('=')) =>
@@ -524,10 +553,14 @@ mod tests {
                 },
             ),
             (
-                "create guest.cfg vcpus=2 name=\"b\"",
+                "create guest.cfg vcpus=2 name=\"b\" extra=\"x  y\"",
                 Create {
                     config_name: "guest.cfg".into(),
-                    overrides: vec!["vcpus=2".into(), "name=\"b\"".into()],
+                    overrides: vec![
+                        "vcpus=2".into(),
+                        "name=\"b\"".into(),
+                        "extra=\"x  y\"".into(),
+                    ],
                 },
             ),
             (
@@ -567,6 +600,10 @@ mod tests {
             (
                 "create a b",
                 "create takes a config name and KEY=VALUE settings, as in 'create guest' or 'create guest vcpus=2'",
+            ),
+            (
+                "create a extra=\"b",
+                "a \" in the create line is not closed",
             ),
             (
                 "create -p",

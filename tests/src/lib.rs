@@ -49,6 +49,21 @@ pub fn domu(kernel: &str, options: &str) -> DomU {
     xtask::domains::parse_domu(&spec).unwrap_or_else(|e| panic!("bad test DomU: {e}"))
 }
 
+/// Bytes of a test disk image ([`fresh_image`]).
+pub const DISK_BYTES: u64 = 8 << 20;
+
+/// A fresh zeroed image of [`DISK_BYTES`] under target/test-disks.
+pub fn fresh_image(name: &str) -> std::path::PathBuf {
+    let dir = xtask::workspace::target_dir().join("test-disks");
+    std::fs::create_dir_all(&dir).expect("cannot create target/test-disks");
+    let path = dir.join(format!("{name}.img"));
+    let _ = std::fs::remove_file(&path);
+    let file = std::fs::File::create(&path).expect("cannot create a test disk image");
+    file.set_len(DISK_BYTES)
+        .expect("cannot size a test disk image");
+    path
+}
+
 /// A GRUB machine with `smp` CPUs and [`DOMAINS_MEM_MIB`] booting Dom0 and
 /// then `domus` (d1, d2, … in this order) with `exit_when_done`, so that
 /// it powers off once every DomU has ended.
@@ -86,7 +101,8 @@ pub fn with_network(smp: u32, domus: &[DomU], uplink: Option<xtask::Uplink>) -> 
 
 /// Boots `machine` with its console captured and returns how it ended.
 /// Builds the bare-metal crates first (once per test process) unless
-/// `PAVISE_PREBUILT=1` says `cargo xtask test` already did.
+/// `PAVISE_PREBUILT=1` says `cargo xtask test` already did. With
+/// `PAVISE_CONSOLE=1` the whole console is printed (to read a passing run).
 pub fn boot(machine: &Machine) -> RunOutcome {
     if let Err(e) = ensure_built() {
         panic!("cannot boot {}: {e}", machine.describe());
@@ -104,6 +120,9 @@ pub fn boot(machine: &Machine) -> RunOutcome {
                 outcome.exit,
                 outcome.wall.as_secs_f64()
             );
+            if std::env::var_os("PAVISE_CONSOLE").is_some_and(|v| v == "1") {
+                eprintln!("{}", outcome.console);
+            }
             outcome
         }
         Err(e) => panic!("could not boot {}: {e}", machine.describe()),

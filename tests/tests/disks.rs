@@ -25,18 +25,8 @@ fn with_domains(smp: u32, domus: &[DomU]) -> xtask::Machine {
         .extend(xtask::machine::SINGLE_THREAD_TCG.map(String::from));
     machine
 }
-const DISK_BYTES: u64 = 8 << 20;
-
-/// A fresh zeroed image under target/test-disks.
 fn fresh_image(name: &str) -> PathBuf {
-    let dir = xtask::workspace::target_dir().join("test-disks");
-    std::fs::create_dir_all(&dir).expect("cannot create target/test-disks");
-    let path = dir.join(format!("{name}.img"));
-    let _ = std::fs::remove_file(&path);
-    let file = std::fs::File::create(&path).expect("cannot create a test disk image");
-    file.set_len(DISK_BYTES)
-        .expect("cannot size a test disk image");
-    path
+    pavise_tests::fresh_image(name)
 }
 
 #[test]

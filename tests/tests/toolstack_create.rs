@@ -9,7 +9,11 @@
 //!   `"destroy"` does not restart, `"preserve"` keeps it shut down until
 //!   `destroy`;
 //! - bad configs (unknown key, bad value, missing kernel, more memory
-//!   than is free) are refused with one sentence and leave nothing built.
+//!   than is free) are refused with one sentence and leave nothing built;
+//! - run-time domains get the disks and network interfaces their configs
+//!   name: a disk serves one domain at a time and goes to the next once
+//!   the first is destroyed (what it wrote is there), interfaces get
+//!   Xen-OUI MACs and two created domains ping each other.
 //!
 //! Each machine also boots a counting DomU (`anchor`) at boot time:
 //! destroying it last ends the run (runs stop once the boot-time DomUs
@@ -321,4 +325,152 @@ fn bench_create_cycles_and_memory_comes_back() {
     assert!(figures.memory_back);
     assert!(figures.build_us > 0 && figures.first_line_us >= figures.build_us);
     assert!(figures.per_cycle_us.iter().all(|&us| us > 0));
+}
+
+/// Disks and vifs in configs created at run time: the writer's disk is
+/// refused to a second domain while the writer lives and given to it once
+/// the writer is gone (it reads what the writer wrote); a config naming a
+/// disk the machine does not hold, or a MAC another interface has, is
+/// refused and leaves nothing built; two created domains ping each other
+/// over their vifs, one with a MAC its config gives, one with a default.
+#[test]
+fn run_time_domains_get_their_disks_and_interfaces() {
+    let image = pavise_tests::fresh_image("toolstack-shared");
+    let disk_cfg = |name: &str, cmdline: &str| {
+        config(
+            &format!("{name}.cfg"),
+            &format!(
+                "name = \"{name}\"\nkernel = \"{}\"\nmemory = 8\n\
+                 disk = [ \"{},raw,xvda,rw\" ]\ncmdline = \"{cmdline}\"\n",
+                kernel("disk"),
+                image.display()
+            ),
+        )
+    };
+    let net_cfg = |name: &str, vif: &str, cmdline: &str| {
+        config(
+            &format!("{name}.cfg"),
+            &format!(
+                "name = \"{name}\"\nkernel = \"{}\"\nmemory = 16\n\
+                 vif = [ \"{vif}\" ]\ncmdline = \"{cmdline}\"\n",
+                kernel("net")
+            ),
+        )
+    };
+    let mut machine = with_domains(2, &[domu("counter", "name=anchor")]);
+    machine
+        .extra_qemu_args
+        .extend(xtask::machine::SINGLE_THREAD_TCG.map(String::from));
+    for cfg in [
+        disk_cfg("writer", "mode=write seed=11"),
+        disk_cfg("reader", "mode=check seed=11"),
+        net_cfg("server", "", "ip=10.0.2.21/24 mode=serve secs=60"),
+        net_cfg(
+            "pinger",
+            "mac=00:16:3e:12:34:56",
+            "ip=10.0.2.22/24 mode=ping peer=10.0.2.21 count=5 done=7",
+        ),
+    ] {
+        machine
+            .hold_config(&cfg)
+            .unwrap_or_else(|e| panic!("{}: {e}", cfg.display()));
+    }
+    // Held as plain files: the machine has neither its disk nor a free MAC.
+    let lost = config(
+        "lost.cfg",
+        &format!(
+            "name = \"lost\"\nkernel = \"{}\"\nmemory = 8\ndisk = [ \"/nowhere/gone.img,raw,xvda,rw\" ]\n",
+            kernel("disk")
+        ),
+    );
+    let twin = net_cfg(
+        "twin",
+        "mac=00:16:3e:12:34:56",
+        "ip=10.0.2.23/24 mode=serve",
+    );
+    machine.hold_file(&lost).expect("holding lost.cfg");
+    machine.hold_file(&twin).expect("holding twin.cfg");
+    let socket = control_socket(&mut machine, "devices");
+    machine.timeout = Some(Duration::from_secs(180));
+    let client = std::thread::spawn(move || -> Result<[u16; 4], String> {
+        until(&socket, "list --json", |t| {
+            t.contains("\"name\":\"anchor\"")
+        })?;
+        let id_of = |answer: &xtask::xl::Answer| -> Result<u16, String> {
+            answer
+                .text
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix('d').and_then(|n| n.parse().ok()))
+                .ok_or_else(|| format!("no domain id in {:?}", answer.text))
+        };
+        let create = |name: &str| -> Result<u16, String> {
+            let answer = ask(&socket, &format!("create {name}.cfg"));
+            if !answer.ok {
+                return Err(format!("create {name} refused: {}", answer.text));
+            }
+            id_of(&answer)
+        };
+        let refused = |name: &str, because: &str| -> Result<(), String> {
+            let answer = ask(&socket, &format!("create {name}.cfg"));
+            if answer.ok || !answer.text.contains(because) {
+                return Err(format!(
+                    "create {name}: wanted a refusal saying {because:?}, got {:?}",
+                    answer.text
+                ));
+            }
+            let list = ask(&socket, "list --json").text;
+            if list.contains(&format!("\"name\":\"{name}\"")) {
+                return Err(format!("the refused {name} is listed: {list}"));
+            }
+            Ok(())
+        };
+        let gone = |name: &str| {
+            let row = format!("\"name\":\"{name}\"");
+            let give_up = Instant::now() + Duration::from_secs(60);
+            while ask(&socket, "list --json").text.contains(&row) {
+                if Instant::now() > give_up {
+                    return Err(format!("{name} did not end within 60 s"));
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Ok(())
+        };
+        let writer = create("writer")?;
+        refused("reader", &format!("in use as d{writer}'s xvda"))?;
+        gone("writer")?;
+        let reader = create("reader")?;
+        gone("reader")?;
+        refused("lost", "its disk gone.img is not attached")?;
+        let server = create("server")?;
+        let pinger = create("pinger")?;
+        refused("twin", "the mac 00:16:3e:12:34:56 is another interface's")?;
+        gone("pinger")?;
+        gone("server")?;
+        let _ = xtask::xl::request(&socket, "destroy anchor");
+        Ok([writer, reader, server, pinger])
+    });
+    let outcome = boot(&machine);
+    let [writer, reader, server, pinger] = match client.join().expect("the client thread") {
+        Ok(ids) => ids,
+        Err(e) => fail(&outcome, &e),
+    };
+    expect_exit(&outcome, Exit::Hypervisor(HvStatus::Success));
+    pavise_tests::expect_lines(
+        &outcome,
+        &[
+            "dom0: holding disks toolstack-shared.img",
+            &format!("dom0: d{writer} xvda (51712) served from the disk at slot 0x10"),
+            &format!("(d{writer}) disk: xvda wrote seed=11"),
+            &format!("dom0: d{writer} xvda removed"),
+            &format!("dom0: d{reader} xvda (51712) served from the disk at slot 0x10"),
+            &format!("(d{reader}) disk: xvda persisted ok"),
+            &format!("(d{reader}) disk: PASS"),
+            &format!("dom0: d{server} vif0 mac 00:16:3e:80:{server:02x}:00 on the switch"),
+            &format!("dom0: d{pinger} vif0 mac 00:16:3e:12:34:56 on the switch"),
+            &format!("(d{pinger}) net: ping 5/5 replies"),
+            &format!("(d{pinger}) net: PASS"),
+            &format!("(d{server}) net: PASS"),
+            &format!("dom0: d{server} vif0 removed"),
+        ],
+    );
 }

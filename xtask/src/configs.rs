@@ -12,13 +12,25 @@
 //! component of their paths among the files it holds, so a config is held
 //! together with them (two different host files of one name are refused).
 //!
-//! On the host a config's relative `kernel` and `ramdisk` paths are taken
-//! from the current directory, as xl takes them.
+//! A config's disks (`disk = ["IMG,raw,xvda,rw"]`) are images the machine
+//! attaches as virtio-blk devices after the boot-time DomUs' disks, each
+//! named to Dom0 by its file name with a word `pavise.disk=NAME:SLOT`;
+//! Dom0's toolstack gives each domain it creates the disks its config
+//! names, one domain at a time. `--disk IMG` holds one for a config created
+//! later.
+//!
+//! On the host a config's relative `kernel`, `ramdisk` and disk paths are
+//! taken from the current directory, as xl takes them.
 
 use std::path::{Path, PathBuf};
 
+use crate::disk::Disk;
 use crate::domains;
 use crate::error::{Error, Result};
+
+/// The word on Dom0's command line that names a disk held for its
+/// toolstack: `pavise.disk=NAME:SLOT` (SLOT in hex).
+pub const DISK_WORD: &str = "pavise.disk=";
 
 /// The module string's first word for a file handed to Dom0:
 /// `file NAME`.
@@ -68,6 +80,39 @@ pub fn module(name: &str, path: &Path) -> (PathBuf, String) {
     (path.to_owned(), format!("{FILE_STRING} {name}"))
 }
 
+/// The word that names the held disk `name` in PCI slot `slot` to Dom0.
+pub fn disk_word(name: &str, slot: u8) -> String {
+    format!("{DISK_WORD}{name}:{slot:x}")
+}
+
+/// Holds the image `path` for Dom0's toolstack, named by its file name:
+/// the same image twice is held once (read-only only if both uses are),
+/// two images of one name are refused.
+pub fn hold_disk(disks: &mut Vec<(String, Disk)>, path: &Path, readonly: bool) -> Result<()> {
+    let name = file_name(path)?;
+    match disks.iter_mut().find(|(n, _)| *n == name) {
+        Some((_, held)) if same_file(&held.path, path) => {
+            held.readonly &= readonly;
+            Ok(())
+        }
+        Some((_, held)) => Err(Error::FileNameClash {
+            name,
+            first: held.path.clone(),
+            second: path.to_owned(),
+        }),
+        None => {
+            disks.push((
+                name,
+                Disk {
+                    path: path.to_owned(),
+                    readonly,
+                },
+            ));
+            Ok(())
+        }
+    }
+}
+
 /// The word that makes Dom0 create a domain from its file `name`.
 pub fn create_word(name: &str) -> String {
     format!("{CREATE_WORD}{name}")
@@ -102,21 +147,27 @@ pub fn dom0_string_with(string: &str, words: &[String]) -> String {
 /// The modules a machine boots: `modules` (Dom0's first, then the domains'
 /// and any others), with Dom0's command line given a
 /// [`create_word`] for each of `create`, then one [`module`] for each of
-/// `files`. Unchanged when there are neither; an error when there is no
-/// Dom0 module to change.
+/// `files`, and `disk_words` ([`disk_word`]) on Dom0's command line too.
+/// Unchanged when there are none; an error when there is no Dom0 module
+/// to change.
 pub fn boot_modules(
     modules: &[(PathBuf, String)],
     files: &[(String, PathBuf)],
     create: &[String],
+    disk_words: &[String],
 ) -> Result<Vec<(PathBuf, String)>> {
     let mut all = modules.to_vec();
-    if files.is_empty() && create.is_empty() {
+    if files.is_empty() && create.is_empty() && disk_words.is_empty() {
         return Ok(all);
     }
     let Some((_, dom0)) = all.first_mut() else {
         return Err(Error::FilesWithoutDom0);
     };
-    let words: Vec<String> = create.iter().map(|name| create_word(name)).collect();
+    let words: Vec<String> = create
+        .iter()
+        .map(|name| create_word(name))
+        .chain(disk_words.iter().cloned())
+        .collect();
     *dom0 = dom0_string_with(dom0, &words);
     all.extend(files.iter().map(|(name, path)| module(name, path)));
     Ok(all)
@@ -169,6 +220,8 @@ pub struct Config {
     pub kernel: (String, PathBuf),
     /// The ramdisk, when the config has one, likewise.
     pub ramdisk: Option<(String, PathBuf)>,
+    /// Its disks' images (their targets), which the machine attaches.
+    pub disks: Vec<PathBuf>,
 }
 
 impl Config {
@@ -185,9 +238,8 @@ impl Config {
     }
 
     /// Checks `text`, the config file `path`, as Dom0 will
-    /// ([`xlcfg::parse`]), and refuses what the host cannot hand Dom0 yet
-    /// (disks and network interfaces) and paths whose last component
-    /// cannot name one of Dom0's files. The files named are not looked at
+    /// ([`xlcfg::parse`]), and refuses paths whose last component cannot
+    /// name one of Dom0's files or disks. The files named are not looked at
     /// (see [`Config::check_files`]).
     pub fn from_text(path: &Path, text: &str) -> Result<Config> {
         let bad = |line: usize, reason: String| Error::BadConfig {
@@ -197,14 +249,6 @@ impl Config {
         };
         let name = file_name(path)?;
         let domain = xlcfg::parse(text).map_err(|e| bad(e.line, e.message))?;
-        if !domain.disks.is_empty() || !domain.vifs.is_empty() {
-            return Err(bad(
-                0,
-                "disks and vifs in configs are not supported yet; boot the domain with \
-                 --domu KERNEL,disk=IMG[:ro],vif[=MAC] instead"
-                    .to_owned(),
-            ));
-        }
         let held = |key: &str, value: &str| -> Result<(String, PathBuf)> {
             // Dom0 takes the text after the last '/'.
             let last = value.rsplit('/').next().unwrap_or(value);
@@ -226,12 +270,18 @@ impl Config {
             .as_deref()
             .map(|r| held("ramdisk", r))
             .transpose()?;
+        let disks = domain
+            .disks
+            .iter()
+            .map(|d| held("disk", &d.target).map(|(_, path)| path))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Config {
             path: path.to_owned(),
             name,
             domain,
             kernel,
             ramdisk,
+            disks,
         })
     }
 
@@ -287,13 +337,15 @@ fn check_ramdisk_of(config: &Path, ramdisk: &Path) -> Result<()> {
 }
 
 /// Reads the config `path` ([`Config::read`]) and adds it, its kernel and
-/// its ramdisk to `files` ([`hold`]) and its name to `create`, so that
-/// Dom0 creates the domain once it is up. On an error neither changes.
-/// The kernel and ramdisk are checked by [`check_held`] (they may not be
-/// built yet).
+/// its ramdisk to `files` ([`hold`]), its disks to `disks`
+/// ([`hold_disk`]), and its name to `create` (if given), so that Dom0
+/// creates the domain once it is up. On an error nothing changes. The
+/// kernel and ramdisk are checked by [`check_held`] (they may not be
+/// built yet), the disks when the machine is prepared.
 pub fn create_config(
     files: &mut Vec<(String, PathBuf)>,
-    create: &mut Vec<String>,
+    create: Option<&mut Vec<String>>,
+    disks: &mut Vec<(String, Disk)>,
     path: &Path,
 ) -> Result<()> {
     let config = Config::read(path)?;
@@ -301,8 +353,15 @@ pub fn create_config(
     for (name, file) in config.files() {
         hold(&mut held, &name, &file)?;
     }
+    let mut held_disks = disks.clone();
+    for disk in &config.disks {
+        hold_disk(&mut held_disks, disk, false)?;
+    }
     *files = held;
-    create.push(config.name);
+    *disks = held_disks;
+    if let Some(create) = create {
+        create.push(config.name);
+    }
     Ok(())
 }
 
@@ -464,16 +523,22 @@ mod tests {
             .to_string();
         assert!(message.starts_with("bad config /c/web.cfg: "), "{message}");
         assert!(!message.contains("line"), "{message}");
-        // Disks and interfaces are for --domu.
-        for extra in ["disk = [ \"/i/root.img,raw,xvda,rw\" ]", "vif = [ \"\" ]"] {
-            let text = format!("name = \"web\"\nkernel = \"/k/x\"\n{extra}\n");
-            let message = Config::from_text(path, &text).unwrap_err().to_string();
-            assert_eq!(
-                message,
-                "bad config /c/web.cfg: disks and vifs in configs are not supported yet; \
-                 boot the domain with --domu KERNEL,disk=IMG[:ro],vif[=MAC] instead"
-            );
-        }
+        // Disks are held by their images' names; interfaces need nothing.
+        let text = "name = \"web\"\nkernel = \"/k/x\"\n\
+                    disk = [ \"/i/root.img,raw,xvda,rw\", \"vdev=xvdb,target=/j/data.img\" ]\n\
+                    vif = [ \"\" ]\n";
+        let c = Config::from_text(path, text).unwrap();
+        assert_eq!(
+            c.disks,
+            [PathBuf::from("/i/root.img"), PathBuf::from("/j/data.img")]
+        );
+        let text = "name = \"web\"\nkernel = \"/k/x\"\ndisk = [ \"/i/a b,raw,xvda,rw\" ]\n";
+        let message = Config::from_text(path, text).unwrap_err().to_string();
+        assert!(
+            message
+                .starts_with("bad config /c/web.cfg: disk = \"/i/a b\" cannot be handed to Dom0"),
+            "{message}"
+        );
         // A kernel Dom0 could not find by its last component.
         for kernel in ["/k/dir/", "/k/a b", "/k/.."] {
             let text = format!("name = \"web\"\nkernel = \"{kernel}\"\n");
@@ -518,7 +583,7 @@ mod tests {
             ("web.cfg".to_owned(), PathBuf::from("/c/web.cfg")),
             ("counter".to_owned(), PathBuf::from("/t/counter")),
         ];
-        let all = boot_modules(&modules, &files, &create[..1]).unwrap();
+        let all = boot_modules(&modules, &files, &create[..1], &[]).unwrap();
         let strings: Vec<&str> = all.iter().map(|(_, s)| s.as_str()).collect();
         assert_eq!(
             strings,
@@ -535,11 +600,11 @@ mod tests {
             assert_eq!(crate::grub::quote(s).unwrap(), s);
         }
         // Files alone leave Dom0's string be.
-        let all = boot_modules(&modules, &files, &[]).unwrap();
+        let all = boot_modules(&modules, &files, &[], &[]).unwrap();
         assert_eq!(all[0].1, "name=dom0");
-        assert_eq!(boot_modules(&modules, &[], &[]).unwrap(), modules);
+        assert_eq!(boot_modules(&modules, &[], &[], &[]).unwrap(), modules);
         assert!(matches!(
-            boot_modules(&[], &files, &[]),
+            boot_modules(&[], &files, &[], &[]),
             Err(Error::FilesWithoutDom0)
         ));
     }
@@ -568,8 +633,8 @@ mod tests {
         )
         .unwrap();
         let (mut files, mut create) = (Vec::new(), Vec::new());
-        create_config(&mut files, &mut create, &web).unwrap();
-        create_config(&mut files, &mut create, &db).unwrap();
+        create_config(&mut files, Some(&mut create), &mut Vec::new(), &web).unwrap();
+        create_config(&mut files, Some(&mut create), &mut Vec::new(), &db).unwrap();
         assert_eq!(names(&files), ["web.cfg", "counter", "initrd.gz", "db.cfg"]);
         assert_eq!(create, ["web.cfg", "db.cfg"]);
         check_held(&files, &create, None).unwrap();
@@ -578,7 +643,7 @@ mod tests {
         let again = dir.join("again.cfg");
         std::fs::copy(&db, &again).unwrap();
         let (mut f, mut c) = (files.clone(), create.clone());
-        create_config(&mut f, &mut c, &again).unwrap();
+        create_config(&mut f, Some(&mut c), &mut Vec::new(), &again).unwrap();
         let message = check_held(&f, &c, None).unwrap_err().to_string();
         assert_eq!(
             message,
@@ -603,24 +668,34 @@ mod tests {
         )
         .unwrap();
         let (mut f, mut c) = (files.clone(), create.clone());
-        let e = create_config(&mut f, &mut c, &clash).unwrap_err();
+        let e = create_config(&mut f, Some(&mut c), &mut Vec::new(), &clash).unwrap_err();
         assert!(matches!(e, Error::FileNameClash { .. }), "{e:?}");
         assert_eq!((f, c), (files.clone(), create.clone()));
 
         // A bad config is refused when it is given.
         let bad = dir.join("bad.cfg");
         std::fs::write(&bad, "name = \"bad\"\nkernel = \"/k\"\nvcpus = 0\n").unwrap();
-        let message = create_config(&mut files.clone(), &mut create.clone(), &bad)
-            .unwrap_err()
-            .to_string();
+        let message = create_config(
+            &mut files.clone(),
+            Some(&mut create.clone()),
+            &mut Vec::new(),
+            &bad,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             message.starts_with(&format!("bad config {}, line 3: ", bad.display())),
             "{message}"
         );
         let gone = dir.join("gone.cfg");
-        let message = create_config(&mut files.clone(), &mut create.clone(), &gone)
-            .unwrap_err()
-            .to_string();
+        let message = create_config(
+            &mut files.clone(),
+            Some(&mut create.clone()),
+            &mut Vec::new(),
+            &gone,
+        )
+        .unwrap_err()
+        .to_string();
         assert_eq!(
             message,
             format!(

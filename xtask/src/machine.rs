@@ -95,6 +95,11 @@ pub struct Machine {
     /// from once it is up, in this order: a word `pavise.create=NAME` each
     /// on Dom0's command line.
     pub create_at_boot: Vec<String>,
+    /// Disk images held for Dom0's toolstack, by file name (see
+    /// [`crate::configs`]): attached after [`Machine::disks`], each named
+    /// to Dom0 with a `pavise.disk=NAME:SLOT` word. Added with
+    /// [`Machine::hold_disk`] and by the configs Dom0 holds.
+    pub dom0_disks: Vec<(String, Disk)>,
     /// Disk images attached as virtio-blk PCI devices, the k-th in slot
     /// [`disk::pci_slot`]`(k)` of bus 0, for Dom0 to serve to the DomUs
     /// (see [`crate::domains::disks`], whose order Dom0's `pavise.vbd=`
@@ -203,6 +208,7 @@ impl Default for Machine {
             modules: Vec::new(),
             dom0_files: Vec::new(),
             create_at_boot: Vec::new(),
+            dom0_disks: Vec::new(),
             disks: Vec::new(),
             iommu: false,
             net: None,
@@ -291,9 +297,53 @@ impl Machine {
     pub fn create_config(&mut self, path: impl AsRef<Path>) -> Result<()> {
         configs::create_config(
             &mut self.dom0_files,
-            &mut self.create_at_boot,
+            Some(&mut self.create_at_boot),
+            &mut self.dom0_disks,
             path.as_ref(),
         )
+    }
+
+    /// Holds the xl.cfg `path` as [`Machine::create_config`] does (its
+    /// kernel, ramdisk and disks too) without creating it: for an `xl
+    /// create` later.
+    pub fn hold_config(&mut self, path: impl AsRef<Path>) -> Result<()> {
+        configs::create_config(
+            &mut self.dom0_files,
+            None,
+            &mut self.dom0_disks,
+            path.as_ref(),
+        )
+    }
+
+    /// Holds the disk image `path` for Dom0's toolstack, named by its file
+    /// name, for configs created later (`disk = ["NAME,…"]` names it);
+    /// `readonly` opens it read-only.
+    pub fn hold_disk(&mut self, path: impl AsRef<Path>, readonly: bool) -> Result<()> {
+        configs::hold_disk(&mut self.dom0_disks, path.as_ref(), readonly)
+    }
+
+    /// Every disk the machine attaches, in slot order: the boot-time
+    /// DomUs', then those held for Dom0's toolstack.
+    pub fn all_disks(&self) -> Vec<Disk> {
+        self.disks
+            .iter()
+            .cloned()
+            .chain(self.dom0_disks.iter().map(|(_, d)| d.clone()))
+            .collect()
+    }
+
+    /// Dom0's `pavise.disk=` words for [`Machine::dom0_disks`].
+    fn disk_words(&self) -> Result<Vec<String>> {
+        self.dom0_disks
+            .iter()
+            .enumerate()
+            .map(|(j, (name, _))| {
+                let count = self.disks.len() + self.dom0_disks.len();
+                disk::pci_slot(self.disks.len() + j)
+                    .map(|slot| configs::disk_word(name, slot))
+                    .ok_or_else(|| disk::DiskError::TooMany { count }.into())
+            })
+            .collect()
     }
 
     /// The modules the machine boots: [`Machine::modules`], Dom0's (the
@@ -301,14 +351,22 @@ impl Machine {
     /// each of [`Machine::create_at_boot`], then a `file NAME` module for
     /// each of [`Machine::dom0_files`] (see [`configs::boot_modules`]).
     pub fn boot_modules(&self) -> Result<Vec<(PathBuf, String)>> {
-        configs::boot_modules(&self.modules, &self.dom0_files, &self.create_at_boot)
+        configs::boot_modules(
+            &self.modules,
+            &self.dom0_files,
+            &self.create_at_boot,
+            &self.disk_words()?,
+        )
     }
 
     /// Direct boot cannot hand Dom0 files (they are modules of their own,
     /// with strings) or tell it what to create (Dom0's module has no
     /// string there).
     fn check_direct_files(&self) -> Result<()> {
-        if self.dom0_files.is_empty() && self.create_at_boot.is_empty() {
+        if self.dom0_files.is_empty()
+            && self.create_at_boot.is_empty()
+            && self.dom0_disks.is_empty()
+        {
             Ok(())
         } else {
             Err(Error::DirectBootFiles)
@@ -402,7 +460,7 @@ impl Machine {
             }
         }
         configs::check_held(&self.dom0_files, &self.create_at_boot, None)?;
-        disk::check_all(&self.disks)?;
+        disk::check_all(&self.all_disks())?;
         if let Some(net) = &self.net {
             net.check()?;
         }
@@ -461,7 +519,7 @@ impl Machine {
             }
         }
         let iommu = self.iommu && self.boot != Boot::Bare;
-        args.extend(disk::qemu_args(&self.disks, iommu)?);
+        args.extend(disk::qemu_args(&self.all_disks(), iommu)?);
         if let Some(net) = &self.net {
             args.extend(net.qemu_args(iommu));
         }

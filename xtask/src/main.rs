@@ -161,6 +161,7 @@ impl LinuxArgs {
             domus: vec![domu],
             configs: Vec::new(),
             files: Vec::new(),
+            disks: Vec::new(),
             // The session ends with Linux (its shell's exit powers it off).
             exit_when_done: true,
             iommu: false,
@@ -209,16 +210,22 @@ struct RunArgs {
     /// --config or --file, Dom0 and a demo DomU boot.
     #[arg(long = "domu", value_name = "PATH[,OPTIONS]", value_parser = parse_domu)]
     domus: Vec<DomU>,
-    /// An xl.cfg domain config (checked here as Dom0 reads it; no disk= or
-    /// vif= yet): Dom0 is handed it with the kernel and ramdisk it names
-    /// and runs `xl create NAME` once it is up, NAME the config's file
-    /// name. Repeatable, created in the order given; GRUB boot only.
+    /// An xl.cfg domain config (checked here as Dom0 reads it): Dom0 is
+    /// handed it with the kernel and ramdisk it names, the machine
+    /// attaches the disks it names, and Dom0 runs `xl create NAME` once it
+    /// is up, NAME the config's file name. Repeatable, created in the
+    /// order given; GRUB boot only.
     #[arg(long = "config", value_name = "PATH")]
     configs: Vec<PathBuf>,
     /// A file handed to Dom0 under its file name, e.g. a config and kernel
     /// for an `xl create NAME` typed later. Repeatable; GRUB boot only.
     #[arg(long = "file", value_name = "PATH")]
     files: Vec<PathBuf>,
+    /// A disk image attached for Dom0's toolstack and named by its file
+    /// name, for a config created later (`xl create`) whose `disk` names
+    /// it; `:ro` opens it read-only. Repeatable; GRUB boot only.
+    #[arg(long = "disk", value_name = "IMG[:ro]")]
+    disks: Vec<String>,
     /// Power QEMU off as soon as every DomU has ended; the exit status is 0
     /// only if all of them powered off cleanly.
     #[arg(long)]
@@ -384,7 +391,7 @@ fn run(args: RunArgs, steps: &mut Steps) -> xtask::Result<ExitCode> {
             count: args.domus.len() + 1,
         });
     }
-    if args.direct && !(args.configs.is_empty() && args.files.is_empty()) {
+    if args.direct && !(args.configs.is_empty() && args.files.is_empty() && args.disks.is_empty()) {
         return Err(Error::DirectBootFiles);
     }
     // What the user named is checked before anything is built: the kernels
@@ -430,6 +437,12 @@ fn run(args: RunArgs, steps: &mut Steps) -> xtask::Result<ExitCode> {
     }
     for path in &args.files {
         machine.hold_file(path)?;
+    }
+    for disk in &args.disks {
+        match disk.strip_suffix(":ro") {
+            Some(path) => machine.hold_disk(path, true)?,
+            None => machine.hold_disk(disk, false)?,
+        }
     }
     configs::check_held(
         &machine.dom0_files,
