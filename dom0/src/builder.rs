@@ -56,13 +56,13 @@ pub fn basename(path: &str) -> &str {
 
 /// Builds `cfg` from the images among `files`; the domain is left paused.
 /// Errors are one sentence.
-pub fn build(
+pub fn build<'f>(
     cfg: &DomainConfig,
-    file: impl Fn(&str) -> Option<&'static [u8]>,
+    file: impl Fn(&str) -> Option<&'f [u8]>,
 ) -> Result<Built, String> {
     let kernel = file(basename(&cfg.kernel)).ok_or_else(|| {
         format!(
-            "{}: its kernel {} is not among Dom0's files; give it with cargo xtask run --config or --file",
+            "{}: its kernel {} is not among Dom0's files; give it with cargo xtask run --config or --file, or send it with cargo xtask xl create PATH",
             cfg.name,
             basename(&cfg.kernel)
         )
@@ -70,7 +70,7 @@ pub fn build(
     let ramdisk = match &cfg.ramdisk {
         Some(path) => Some(file(basename(path)).ok_or_else(|| {
             format!(
-                "{}: its ramdisk {} is not among Dom0's files; give it with cargo xtask run --config or --file",
+                "{}: its ramdisk {} is not among Dom0's files; give it with cargo xtask run --config or --file, or send it with cargo xtask xl create PATH",
                 cfg.name,
                 basename(path)
             )

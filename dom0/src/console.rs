@@ -377,6 +377,32 @@ fn run_one(line: &str, host: &mut Host, serial: bool) -> Reply {
             Ok(d) => ok(format!("dom0: created d{d} from {config}\n")),
             Err(sentence) => fail(sentence),
         },
+        (XlCommand::Files, _) => {
+            let mut text = String::new();
+            for (name, size) in host.toolstack.files.list() {
+                text.push_str(&format!("{name} {size}\n"));
+            }
+            let (free, largest) = host.toolstack.files.room_free();
+            text.push_str(&format!(
+                "({} KiB free for uploads, {} KiB in one piece)\n",
+                free / 1024,
+                largest / 1024
+            ));
+            ok(text)
+        }
+        (XlCommand::Have(file), _) => {
+            if host.toolstack.files.holds(&file.name, file.size, file.crc) {
+                ok(format!("dom0: holding {} already\n", file.name))
+            } else {
+                fail(format!(
+                    "holding no {} of {} bytes with CRC-32 {:08x}",
+                    file.name, file.size, file.crc
+                ))
+            }
+        }
+        (XlCommand::Upload(_), _) => fail(String::from(
+            "upload takes the file's bytes after it, so it works over the control channel only: cargo xtask xl create PATH sends the files a config needs",
+        )),
         (XlCommand::BenchCreate { config_name }, _) => {
             match crate::create_bench::run(host, &config_name) {
                 Ok(text) => ok(text),

@@ -4,6 +4,11 @@
 //! request is one line; the answer is the command's output followed by a
 //! line `.end STATUS` (0: done, 1: refused), so scripts need not scrape
 //! the console.
+//!
+//! `upload NAME SIZE CRC32` is answered at once (`.end 0`: send them;
+//! `.end 1`: refused, send nothing); then the next SIZE bytes are the
+//! file, written straight into Dom0's file room, and a second answer says
+//! whether it arrived whole (its CRC-32 matches).
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -28,6 +33,8 @@ pub struct Control {
     pub pirq: Option<u32>,
     line: Vec<u8>,
     overlong: bool,
+    /// A file coming in after an `upload` line.
+    upload: Option<dom0::files::Upload>,
 }
 
 /// The slot xtask gives the channel's virtio-serial device.
@@ -60,6 +67,7 @@ pub fn probe(slot: Option<u8>, shared: impl Fn(u32) -> Option<u32>) -> Option<Co
         pirq,
         line: Vec::new(),
         overlong: false,
+        upload: None,
     })
 }
 
@@ -69,11 +77,28 @@ impl Control {
         let _ = self.device.ack_interrupt();
     }
 
-    /// Runs every complete request line that has arrived. True if any
-    /// byte came in.
+    /// Whether a file is coming in (Dom0 then polls without sleeping).
+    pub fn receiving(&self) -> bool {
+        self.upload.is_some()
+    }
+
+    /// Runs every complete request line that has arrived, and takes the
+    /// bytes of a file being uploaded. True if any byte came in.
     pub fn serve(&mut self, host: &mut crate::console::Host) -> bool {
         let mut moved = false;
-        while let Ok(Some(byte)) = self.device.recv(true) {
+        loop {
+            if self.upload.is_some() {
+                match self.take_upload_bytes(host) {
+                    0 => return moved,
+                    _ => {
+                        moved = true;
+                        continue;
+                    }
+                }
+            }
+            let Ok(Some(byte)) = self.device.recv(true) else {
+                return moved;
+            };
             moved = true;
             match byte {
                 b'\n' => {
@@ -87,16 +112,88 @@ impl Control {
                         }
                     } else {
                         let text = String::from_utf8_lossy(&line);
-                        crate::console::run(text.trim(), host, false)
+                        let text = text.trim();
+                        match dom0::xl::parse(text) {
+                            Ok(dom0::xl::XlCommand::Upload(file)) => self.begin_upload(host, file),
+                            _ => crate::console::run(text, host, false),
+                        }
                     };
                     self.answer(&reply);
+                    // An empty file is whole at once.
+                    if self.upload.as_ref().is_some_and(|u| u.remaining() == 0) {
+                        self.end_upload(host);
+                    }
                 }
                 b'\r' => {}
                 _ if self.line.len() < LINE_MAX => self.line.push(byte),
                 _ => self.overlong = true,
             }
         }
-        moved
+    }
+
+    fn begin_upload(
+        &mut self,
+        host: &mut crate::console::Host,
+        file: dom0::xl::Announced,
+    ) -> crate::console::Reply {
+        match host.toolstack.files.begin(&file.name, file.size, file.crc) {
+            Ok(upload) => {
+                self.upload = Some(upload);
+                crate::console::Reply {
+                    text: alloc::format!("dom0: send {} bytes of {}\n", file.size, file.name),
+                    ok: true,
+                }
+            }
+            Err(e) => crate::console::Reply {
+                text: alloc::format!("dom0: {e}\n"),
+                ok: false,
+            },
+        }
+    }
+
+    /// Moves what has arrived of the file into the room; answers when it
+    /// is all in. Returns the bytes taken.
+    fn take_upload_bytes(&mut self, host: &mut crate::console::Host) -> usize {
+        let Some(upload) = self.upload.as_mut() else {
+            return 0;
+        };
+        let mut chunk = [0u8; 4096];
+        let mut n = 0;
+        while n < chunk.len().min(upload.remaining()) {
+            match self.device.recv(true) {
+                Ok(Some(b)) => {
+                    chunk[n] = b;
+                    n += 1;
+                }
+                _ => break,
+            }
+        }
+        host.toolstack.files.write(upload, &chunk[..n]);
+        if upload.remaining() == 0 {
+            self.end_upload(host);
+        }
+        n
+    }
+
+    fn end_upload(&mut self, host: &mut crate::console::Host) {
+        let Some(upload) = self.upload.take() else {
+            return;
+        };
+        let (name, len) = (String::from(upload.name()), upload.len());
+        let reply = match host.toolstack.files.finish(upload) {
+            Ok(()) => {
+                println!("dom0: holding {name} ({len} bytes) from the host");
+                crate::console::Reply {
+                    text: alloc::format!("dom0: holding {name} ({len} bytes)\n"),
+                    ok: true,
+                }
+            }
+            Err(e) => crate::console::Reply {
+                text: alloc::format!("dom0: {e}\n"),
+                ok: false,
+            },
+        };
+        self.answer(&reply);
     }
 
     fn answer(&mut self, reply: &crate::console::Reply) {

@@ -11,6 +11,7 @@ pub mod backring;
 pub mod blkback;
 pub mod cmdline;
 pub mod dma;
+pub mod files;
 pub mod input;
 pub mod netback;
 pub mod store;

@@ -96,6 +96,9 @@ mod kernel {
             println!("{b}");
         }
         let mut store = xenstored::Xenstored::start(&domus);
+        // Where files the host uploads go: the RAM above everything loaded.
+        let room = guest_shim::pages::take_free_ram(info).unwrap_or_default();
+        println!("dom0: {} KiB free for uploaded files", room.len() / 1024);
         let disks = if virtio::init(info.cmdline()) {
             let mut disks = disks::probe();
             if info
@@ -148,7 +151,7 @@ mod kernel {
         let mut host = console::Host {
             store,
             consoles: console::connect_all(),
-            toolstack: toolstack::Toolstack::new(files),
+            toolstack: toolstack::Toolstack::new(files, room),
             blkback,
             netback,
             consoles_changed: false,
@@ -281,7 +284,9 @@ mod kernel {
                 && timer.is_some()
                 && guest_shim::time::set_timer(guest_shim::time::system_time_ns() + POLL_NS)
                     .is_ok();
-            if (poll && !armed) || hypercall::sched_block().is_err() {
+            // A file coming in: its next bytes are a QEMU refill away.
+            let receiving = control.as_ref().is_some_and(|c| c.receiving());
+            if receiving || (poll && !armed) || hypercall::sched_block().is_err() {
                 let _ = hypercall::sched_yield();
             }
         }

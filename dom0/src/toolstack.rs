@@ -163,29 +163,29 @@ struct Managed {
     preserved: bool,
 }
 
-/// What the toolstack holds: the files the hypervisor handed Dom0
-/// (`file NAME` boot modules: kernels, ramdisks, configs) and the
-/// domains it built from them.
+/// What the toolstack holds: the files it builds domains from (boot
+/// modules and uploads, [`dom0::files`]) and the domains it built.
 pub struct Toolstack {
-    files: Vec<(&'static str, &'static [u8])>,
+    pub files: dom0::files::Files<'static>,
     managed: alloc::collections::BTreeMap<DomId, Managed>,
 }
 
 impl Toolstack {
-    /// `modules`: (name, bytes) of Dom0's start-info modules.
-    pub fn new(files: Vec<(&'static str, &'static [u8])>) -> Self {
+    /// `boot`: (name, bytes) of Dom0's `file NAME` start-info modules;
+    /// `room`: free RAM for uploaded files.
+    pub fn new(boot: Vec<(&'static str, &'static [u8])>, room: &'static mut [u8]) -> Self {
         Self {
-            files,
+            files: dom0::files::Files::new(boot, room),
             managed: alloc::collections::BTreeMap::new(),
         }
     }
 
-    pub fn file(&self, name: &str) -> Option<&'static [u8]> {
-        self.files.iter().find(|(n, _)| *n == name).map(|(_, b)| *b)
+    pub fn file(&self, name: &str) -> Option<&[u8]> {
+        self.files.get(name)
     }
 
-    pub fn files(&self) -> impl Iterator<Item = &'static str> + '_ {
-        self.files.iter().map(|(n, _)| *n)
+    pub fn files(&self) -> impl Iterator<Item = &str> + '_ {
+        self.files.list().into_iter().map(|(n, _)| n)
     }
 }
 
@@ -202,7 +202,7 @@ pub fn create(
     let Some(bytes) = host.toolstack.file(name) else {
         let held: Vec<&str> = host.toolstack.files().collect();
         return Err(alloc::format!(
-            "there is no config file {name} among Dom0's files ({}); give it with cargo xtask run --config or --file",
+            "there is no config file {name} among Dom0's files ({}); give it with cargo xtask run --config or --file, or create it from the host with cargo xtask xl create PATH, which sends it",
             if held.is_empty() {
                 String::from("none")
             } else {

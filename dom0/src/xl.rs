@@ -61,7 +61,50 @@ pub enum XlCommand {
     BenchCreate {
         config_name: String,
     },
+    /// `files`: the files Dom0 holds, with their sizes.
+    Files,
+    /// `have NAME SIZE CRC32`: whether Dom0 holds exactly that file (the
+    /// host tool asks before it uploads).
+    Have(Announced),
+    /// `upload NAME SIZE CRC32`, then SIZE raw bytes (control channel
+    /// only): the file NAME, replacing one of that name.
+    Upload(Announced),
     Help,
+}
+
+/// A file the host announces: its name, size and CRC-32 (IEEE).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Announced {
+    pub name: String,
+    pub size: usize,
+    pub crc: u32,
+}
+
+/// `NAME SIZE CRC32` (CRC in hex), the arguments of `have` and `upload`.
+fn announced(
+    verb: &str,
+    mut words: core::str::SplitAsciiWhitespace<'_>,
+) -> Result<Announced, String> {
+    let usage = || {
+        format!(
+            "{verb} takes NAME SIZE CRC32, as in '{verb} vmlinux 4096 1a2b3c4d' (the CRC in hex)"
+        )
+    };
+    let (Some(name), Some(size), Some(crc), None) =
+        (words.next(), words.next(), words.next(), words.next())
+    else {
+        return Err(usage());
+    };
+    let size: usize = size.parse().map_err(|_| usage())?;
+    let crc = u32::from_str_radix(crc, 16).map_err(|_| usage())?;
+    if let Some(reason) = crate::files::file_name_problem(name) {
+        return Err(format!("{name:?} cannot be one of Dom0's files: {reason}"));
+    }
+    Ok(Announced {
+        name: name.into(),
+        size,
+        crc,
+    })
 }
 
 /// What `help` prints: one line per command, joined by `\n`, without a
@@ -71,6 +114,7 @@ list [--json]     the domains, as xl list shows them
 info [--json]     the host and Xen, as xl info shows them
 create NAME [K=V] build and start a domain from Dom0's config file NAME
 bench-create NAME time creating domains from config NAME (cargo xtask bench)
+files             the files Dom0 holds (kernels, ramdisks, configs)
 console DOMAIN    send serial input to DOMAIN's console (Ctrl-] comes back)
 pause DOMAIN      pause DOMAIN (an id or a name; not Dom0)
 unpause DOMAIN    let a paused DOMAIN run again (not Dom0)
@@ -157,6 +201,22 @@ pub fn parse(line: &str) -> Result<XlCommand, String> {
                 ),
             };
         }
+        "files" => {
+            return match arg {
+                None => Ok(XlCommand::Files),
+                Some(_) => Err("files takes no arguments".into()),
+            };
+        }
+        "have" | "upload" => {
+            let mut words = line.split_ascii_whitespace();
+            words.next();
+            let file = announced(verb, words)?;
+            return Ok(if verb == "have" {
+                XlCommand::Have(file)
+            } else {
+                XlCommand::Upload(file)
+            });
+        }
         "bench-create" => {
             return match (arg, extra) {
                 (Some(name), false) => Ok(XlCommand::BenchCreate {
@@ -240,6 +300,9 @@ impl XlCommand {
             Self::Console(_) => "console",
             Self::Create { .. } => "create",
             Self::BenchCreate { .. } => "bench-create",
+            Self::Files => "files",
+            Self::Have(_) => "have",
+            Self::Upload(_) => "upload",
             Self::Help => "help",
         }
     }
@@ -569,6 +632,23 @@ mod tests {
                     config_name: "b.cfg".into(),
                 },
             ),
+            ("files", Files),
+            (
+                "upload vmlinux 4096 1a2b3C4d",
+                Upload(Announced {
+                    name: "vmlinux".into(),
+                    size: 4096,
+                    crc: 0x1a2b_3c4d,
+                }),
+            ),
+            (
+                "have a.cfg 0 0",
+                Have(Announced {
+                    name: "a.cfg".into(),
+                    size: 0,
+                    crc: 0,
+                }),
+            ),
             ("help", Help),
         ];
         for (line, want) in cases {
@@ -600,6 +680,27 @@ mod tests {
             (
                 "create a b",
                 "create takes a config name and KEY=VALUE settings, as in 'create guest' or 'create guest vcpus=2'",
+            ),
+            ("files x", "files takes no arguments"),
+            (
+                "upload k 10",
+                "upload takes NAME SIZE CRC32, as in 'upload vmlinux 4096 1a2b3c4d' (the CRC in hex)",
+            ),
+            (
+                "have k x ff",
+                "have takes NAME SIZE CRC32, as in 'have vmlinux 4096 1a2b3c4d' (the CRC in hex)",
+            ),
+            (
+                "upload k 10 zz",
+                "upload takes NAME SIZE CRC32, as in 'upload vmlinux 4096 1a2b3c4d' (the CRC in hex)",
+            ),
+            (
+                "upload k 10 ff more",
+                "upload takes NAME SIZE CRC32, as in 'upload vmlinux 4096 1a2b3c4d' (the CRC in hex)",
+            ),
+            (
+                "upload a/b 10 ff",
+                "\"a/b\" cannot be one of Dom0's files: its name has a character other than a letter, digit, '.', '_', '-' or '+'",
             ),
             (
                 "create a extra=\"b",
@@ -691,6 +792,7 @@ mod tests {
                 "info",
                 "create",
                 "bench-create",
+                "files",
                 "console",
                 "pause",
                 "unpause",

@@ -60,3 +60,27 @@ impl Drop for PageBuf {
         unsafe { dealloc(self.ptr.as_ptr(), self.layout) };
     }
 }
+
+/// Hands out, once, the RAM above the image and everything the loader
+/// placed ([`crate::StartInfo::free_ram`]), within the identity-mapped
+/// first 4 GiB: Dom0 keeps the files the host uploads there. `None` the
+/// second time or if there is none.
+#[cfg(target_os = "none")]
+pub fn take_free_ram(info: &crate::StartInfo<'_>) -> Option<&'static mut [u8]> {
+    use core::sync::atomic::{AtomicBool, Ordering};
+    static TAKEN: AtomicBool = AtomicBool::new(false);
+    unsafe extern "C" {
+        static __guest_image_end: u8;
+    }
+    let image_end = &raw const __guest_image_end as u64;
+    let (start, end) = info.free_ram(image_end)?;
+    let end = end.min(1 << 32);
+    if start >= end || TAKEN.swap(true, Ordering::SeqCst) {
+        return None;
+    }
+    // SAFETY: [start, end) is RAM of ours (the memory map says so) above
+    // the image and everything the start info describes, so nothing else
+    // uses it; it is below 4 GiB, which the identity map covers; TAKEN
+    // makes this the only slice of it ever made.
+    Some(unsafe { core::slice::from_raw_parts_mut(start as *mut u8, (end - start) as usize) })
+}

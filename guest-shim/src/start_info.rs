@@ -72,6 +72,8 @@ pub struct MemoryRegion {
 /// The parsed `hvm_start_info`.
 #[derive(Clone, Debug)]
 pub struct StartInfo<'a> {
+    /// Where the structure is.
+    addr: u64,
     raw: abi::StartInfo,
     cmdline: &'a str,
     modules: Vec<Module<'a>>,
@@ -110,6 +112,7 @@ impl<'a> StartInfo<'a> {
             Vec::new()
         };
         Ok(Self {
+            addr,
             raw,
             cmdline,
             modules,
@@ -154,6 +157,45 @@ impl<'a> StartInfo<'a> {
     /// The ACPI RSDP's guest-physical address, if the loader gave one.
     pub fn rsdp(&self) -> Option<u64> {
         Some(self.raw.rsdp_paddr).filter(|&a| a != 0)
+    }
+
+    /// The free RAM above the kernel image (which ends at `image_end`) and
+    /// everything the loader placed after it (this structure, the command
+    /// lines, module list, modules and memory map): from the first page
+    /// boundary above all of them to the end of the RAM region holding
+    /// it, as (start, end). `None` if no RAM is left there.
+    pub fn free_ram(&self, image_end: u64) -> Option<(u64, u64)> {
+        const PAGE: u64 = 4096;
+        let mut used = image_end.max(self.addr.saturating_add(PAGE));
+        let mut place = |paddr: u64, len: u64| {
+            if paddr != 0 && len != 0 {
+                used = used.max(paddr.saturating_add(len));
+            }
+        };
+        let raw = &self.raw;
+        place(raw.cmdline_paddr, self.cmdline.len() as u64 + 1);
+        place(
+            raw.modlist_paddr,
+            u64::from(raw.nr_modules) * size_of::<ModlistEntry>() as u64,
+        );
+        if raw.has_memmap() {
+            place(
+                raw.memmap_paddr,
+                u64::from(raw.memmap_entries) * size_of::<MemmapTableEntry>() as u64,
+            );
+        }
+        for m in &self.modules {
+            place(m.paddr, m.bytes.len() as u64);
+            place(m.cmdline_paddr, m.cmdline.len() as u64 + 1);
+        }
+        let start = used.checked_next_multiple_of(PAGE)?;
+        let region = self.memmap.iter().find(|r| {
+            r.kind == Ok(MemmapType::Ram)
+                && r.addr <= start
+                && start < r.addr.saturating_add(r.size)
+        })?;
+        let end = region.addr.saturating_add(region.size) & !(PAGE - 1);
+        (start < end).then_some((start, end))
     }
 
     /// Whether the view still reads memory below `end` (a command line or
@@ -393,6 +435,23 @@ mod tests {
         let info = StartInfo::parse(&&mem, INFO).unwrap();
         assert!(!info.borrows_below(MOD0));
         assert!(info.borrows_below(MOD0 + 1));
+    }
+
+    #[test]
+    fn free_ram_starts_above_everything_placed() {
+        let (mem, _) = sample();
+        let info = StartInfo::parse(&&mem, INFO).unwrap();
+        // Everything sits in the first page after BASE; the image ends
+        // below it: free RAM is the rest of the 16 MiB region.
+        assert_eq!(info.free_ram(BASE), Some((BASE + 0x1000, 16 << 20)));
+        // An image ending higher moves the start up to its next page.
+        assert_eq!(
+            info.free_ram(BASE + 0x5001),
+            Some((BASE + 0x6000, 16 << 20))
+        );
+        // Past the RAM region there is none.
+        assert_eq!(info.free_ram(16 << 20), None);
+        assert_eq!(info.free_ram(u64::MAX - 1), None);
     }
 
     #[test]

@@ -10,6 +10,9 @@
 //!   `destroy`;
 //! - bad configs (unknown key, bad value, missing kernel, more memory
 //!   than is free) are refused with one sentence and leave nothing built;
+//! - `cargo xtask xl create PATH` sends Dom0 the config and kernel it
+//!   lacks (once: a second create sends nothing), and a damaged, too big
+//!   or badly named upload is refused with one sentence;
 //! - run-time domains get the disks and network interfaces their configs
 //!   name: a disk serves one domain at a time and goes to the next once
 //!   the first is destroyed (what it wrote is there), interfaces get
@@ -471,6 +474,114 @@ fn run_time_domains_get_their_disks_and_interfaces() {
             &format!("(d{pinger}) net: PASS"),
             &format!("(d{server}) net: PASS"),
             &format!("dom0: d{server} vif0 removed"),
+        ],
+    );
+}
+
+/// Files sent from the host: `create PATH` uploads the config and kernel
+/// Dom0 does not hold, creates the domain, and sends nothing the second
+/// time; an upload whose bytes do not match its CRC, one bigger than the
+/// room, and a bad name are refused and leave nothing held.
+#[test]
+fn configs_and_kernels_sent_from_the_host() {
+    let cfg = config(
+        "sent.cfg",
+        &format!(
+            "name = \"sent\"\nkernel = \"{}\"\nmemory = 8\n",
+            kernel("counter")
+        ),
+    );
+    let mut machine = with_domains(2, &[domu("counter", "name=anchor")]);
+    let socket = control_socket(&mut machine, "upload");
+    machine.timeout = Some(Duration::from_secs(120));
+    let client = std::thread::spawn(move || -> Result<(), String> {
+        until(&socket, "list --json", |t| {
+            t.contains("\"name\":\"anchor\"")
+        })?;
+        for round in 0..2 {
+            let created = xtask::xl::create_from_host(&socket, &cfg, &[])
+                .map_err(|e| format!("create {round}: {e}"))?;
+            if !created.ok || !created.text.contains("created d") {
+                return Err(format!("create {round} refused: {}", created.text));
+            }
+            until(&socket, "list --json", |t| t.contains("\"name\":\"sent\""))
+                .map_err(|t| format!("round {round}: sent not listed: {t}"))?;
+            let destroyed = ask(&socket, "destroy sent");
+            if !destroyed.ok {
+                return Err(format!("destroy {round}: {}", destroyed.text));
+            }
+        }
+        let files = ask(&socket, "files").text;
+        let counter_len = std::fs::metadata(xtask::artifact("counter")).map_or(0, |m| m.len());
+        if !files.contains("sent.cfg ") || !files.contains(&format!("counter {counter_len}\n")) {
+            return Err(format!("files does not list what was sent: {files}"));
+        }
+        // The raw protocol: an announcement, then the bytes.
+        let raw = |request: &[u8], answers: usize| -> Result<String, String> {
+            use std::io::{BufRead, Write};
+            let stream =
+                std::os::unix::net::UnixStream::connect(&socket).map_err(|e| e.to_string())?;
+            stream
+                .set_read_timeout(Some(Duration::from_secs(30)))
+                .map_err(|e| e.to_string())?;
+            (&stream).write_all(request).map_err(|e| e.to_string())?;
+            let mut text = String::new();
+            let mut ends = 0;
+            for line in std::io::BufReader::new(&stream).lines() {
+                let line = line.map_err(|e| e.to_string())?;
+                text.push_str(&line);
+                text.push('\n');
+                if line.starts_with(".end ") {
+                    ends += 1;
+                    if ends == answers {
+                        return Ok(text);
+                    }
+                }
+            }
+            Err(format!("the channel closed after {text:?}"))
+        };
+        let damaged = raw(b"upload bad.cfg 5 00000000\nhello", 2)?;
+        if !damaged.contains("send 5 bytes of bad.cfg\n.end 0")
+            || !damaged.contains("bad.cfg arrived damaged (CRC-32 3610a686, the host said 00000000); send it again\n.end 1")
+        {
+            return Err(format!("a damaged upload got {damaged:?}"));
+        }
+        let huge = raw(b"upload huge 1000000000 0\n", 1)?;
+        if !huge.contains("there is no room for huge (976563 KiB)") || !huge.contains(".end 1") {
+            return Err(format!("a huge upload got {huge:?}"));
+        }
+        let named = raw(b"have ../x 1 0\n", 1)?;
+        if !named.contains("\"../x\" cannot be one of Dom0's files") || !named.contains(".end 1") {
+            return Err(format!("a bad name got {named:?}"));
+        }
+        let files = ask(&socket, "files").text;
+        if files.contains("bad.cfg") || files.contains("huge") {
+            return Err(format!("a refused upload is held: {files}"));
+        }
+        let _ = xtask::xl::request(&socket, "destroy anchor");
+        Ok(())
+    });
+    let outcome = boot(&machine);
+    if let Err(e) = client.join().expect("the client thread") {
+        fail(&outcome, &e);
+    }
+    expect_exit(&outcome, Exit::Hypervisor(HvStatus::Success));
+    let sent = console_lines(&outcome.console)
+        .filter(|l| l.starts_with("dom0: holding counter ("))
+        .count();
+    if sent != 1 {
+        fail(
+            &outcome,
+            &format!("the kernel was sent {sent} times, not once"),
+        );
+    }
+    pavise_tests::expect_lines(
+        &outcome,
+        &[
+            "dom0: holding sent.cfg (",
+            "dom0: holding counter (",
+            "pavise: d2 destroyed",
+            "pavise: d3 destroyed",
         ],
     );
 }

@@ -120,6 +120,27 @@ impl Action {
     }
 }
 
+/// Why `name` cannot name one of Dom0's files, if it cannot: Dom0 knows a
+/// file (a kernel, ramdisk, config or disk image) by its host file name
+/// alone, which must be letters, digits, `.`, `_`, `-` and `+` (and not
+/// `.` or `..`), at most [`NAME_MAX`] bytes.
+pub fn file_name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("it has no name")
+    } else if name == "." || name == ".." {
+        Some("'.' and '..' name no file")
+    } else if name.len() > NAME_MAX {
+        Some("its name is longer than 64 bytes")
+    } else if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "._-+".contains(c))
+    {
+        Some("its name has a character other than a letter, digit, '.', '_', '-' or '+'")
+    } else {
+        None
+    }
+}
+
 /// One virtual disk: the host image `target`, which the guest sees as
 /// `vdev` (`xvda`…`xvdp`), read-only or not.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -44,18 +44,7 @@ pub const CREATE_WORD: &str = "pavise.create=";
 /// anything: it must be one or more ASCII letters, digits, `.`, `_`, `-`
 /// or `+` (so no spaces and no `/`), and not `.` or `..`.
 fn name_problem(name: &str) -> Option<&'static str> {
-    if name.is_empty() {
-        Some("it has no name")
-    } else if name == "." || name == ".." {
-        Some("'.' and '..' name no file")
-    } else if !name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "._-+".contains(c))
-    {
-        Some("its name has a character other than a letter, digit, '.', '_', '-' or '+'")
-    } else {
-        None
-    }
+    xlcfg::file_name_problem(name)
 }
 
 /// The name Dom0 knows the host file `path` by: its file name.

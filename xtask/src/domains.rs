@@ -434,6 +434,15 @@ pub fn dom0_module_with(domus: &[DomU], uplink: Option<&Uplink>) -> (PathBuf, St
     (bare_metal::artifact("dom0"), string)
 }
 
+/// Dom0's module string `string` (as [`dom0_module_with`] makes it) with
+/// `mem=MIB`, which the hypervisor gives Dom0 instead of its default.
+pub fn with_dom0_mem(string: &str, mib: u32) -> String {
+    match string.strip_prefix("name=dom0") {
+        Some(rest) => format!("name=dom0 mem={mib}{rest}"),
+        None => format!("mem={mib} {string}"),
+    }
+}
+
 /// The GRUB module for DomU number `index` (1-based), unchecked.
 pub fn module(domu: &DomU, index: usize) -> (PathBuf, String) {
     (domu.kernel.clone(), module_string(domu, index))
@@ -484,6 +493,15 @@ pub fn test_kernel(name: &str) -> DomU {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dom0_mem_goes_before_the_command_line() {
+        assert_eq!(
+            with_dom0_mem("name=dom0 cmdline=a mem=3", 64),
+            "name=dom0 mem=64 cmdline=a mem=3"
+        );
+        assert_eq!(with_dom0_mem("name=dom0", 64), "name=dom0 mem=64");
+    }
 
     #[test]
     fn a_bare_path_takes_the_defaults() {

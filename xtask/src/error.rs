@@ -154,6 +154,9 @@ pub enum Error {
     FilesWithoutDom0,
     /// Direct boot was asked to hand Dom0 files.
     DirectBootFiles,
+    /// `--dom0-mem` with `--module` or `--direct`, where xtask does not
+    /// make Dom0's module.
+    Dom0MemWithModules,
 }
 
 /// xtask's result type.
@@ -362,7 +365,11 @@ impl fmt::Display for Error {
             ),
             Self::DirectBootFiles => write!(
                 f,
-                "direct boot cannot hand files to Dom0 (--config, --file): QEMU's -initrd passes one module, without a module string; boot through GRUB instead"
+                "direct boot cannot hand files to Dom0 (--config, --file, --disk): QEMU's -initrd passes one module, without a module string; boot through GRUB instead"
+            ),
+            Self::Dom0MemWithModules => write!(
+                f,
+                "--dom0-mem sizes the Dom0 xtask makes, but with --module or --direct you give Dom0's module yourself: put mem=MiB in its module string instead"
             ),
         }
     }

@@ -48,8 +48,10 @@ enum Command {
     /// with --disk, its root file system is on its own disk, xvda.
     Linux(LinuxArgs),
     /// Manage the running Pavise over its control channel: any command
-    /// Dom0's console takes (list [--json], info [--json], pause ID,
-    /// unpause ID, destroy ID, shutdown ID, reboot ID, help).
+    /// Dom0's console takes (list [--json], info [--json], create CFG
+    /// [KEY=VALUE…], files, pause ID, unpause ID, destroy ID, shutdown ID,
+    /// reboot ID, help). `create PATH` with a config on the host first
+    /// sends Dom0 the config, kernel and ramdisk it does not hold.
     Xl {
         /// The control socket (default: the one running Pavise's, under
         /// target/pavise-control/).
@@ -161,6 +163,7 @@ impl LinuxArgs {
             domus: vec![domu],
             configs: Vec::new(),
             files: Vec::new(),
+            dom0_mem: None,
             disks: Vec::new(),
             // The session ends with Linux (its shell's exit powers it off).
             exit_when_done: true,
@@ -221,6 +224,11 @@ struct RunArgs {
     /// for an `xl create NAME` typed later. Repeatable; GRUB boot only.
     #[arg(long = "file", value_name = "PATH")]
     files: Vec<PathBuf>,
+    /// Dom0's memory in MiB (Xen's dom0_mem): what it does not use holds
+    /// the files `cargo xtask xl create PATH` sends (a Linux vmlinux is
+    /// some 66 MiB). Default: 160 on a machine of 512 MiB or more, else 32.
+    #[arg(long = "dom0-mem", value_name = "MiB", value_parser = clap::value_parser!(u32).range(16..=3072))]
+    dom0_mem: Option<u32>,
     /// A disk image attached for Dom0's toolstack and named by its file
     /// name, for a config created later (`xl create`) whose `disk` names
     /// it; `:ro` opens it read-only. Repeatable; GRUB boot only.
@@ -341,7 +349,7 @@ fn main() -> ExitCode {
         Command::Linux(args) => run_linux(args),
         Command::Test => suite::run().map(|()| ExitCode::SUCCESS),
         Command::Bench { json } => run_bench(json).map(|()| ExitCode::SUCCESS),
-        Command::Xl { socket, command } => run_xl(socket, &command.join(" ")),
+        Command::Xl { socket, command } => run_xl(socket, &command),
     };
     result.unwrap_or_else(|e| {
         say(&format!("error: {e}"));
@@ -350,12 +358,18 @@ fn main() -> ExitCode {
 }
 
 /// `cargo xtask xl COMMAND`: prints Dom0's answer; fails if it refused.
-fn run_xl(socket: Option<PathBuf>, command: &str) -> xtask::Result<ExitCode> {
+fn run_xl(socket: Option<PathBuf>, command: &[String]) -> xtask::Result<ExitCode> {
     let socket = match socket {
         Some(s) => s,
         None => xtask::xl::find_socket()?,
     };
-    let answer = xtask::xl::request(&socket, command)?;
+    // `create PATH` naming a config on the host sends what Dom0 lacks.
+    let answer = match command {
+        [verb, path, overrides @ ..] if verb == "create" && Path::new(path).is_file() => {
+            xtask::xl::create_from_host(&socket, Path::new(path), overrides)?
+        }
+        _ => xtask::xl::request(&socket, &command.join(" "))?,
+    };
     print!("{}", answer.text);
     Ok(if answer.ok {
         ExitCode::SUCCESS
@@ -374,6 +388,10 @@ fn build(steps: &mut Steps) -> xtask::Result<()> {
     step.done("built");
     Ok(())
 }
+
+/// Dom0's memory for `cargo xtask run` on a machine of 512 MiB or more,
+/// so that it can hold a Linux kernel sent from the host.
+const DEFAULT_RUN_DOM0_MIB: u32 = 160;
 
 /// How many progress steps [`run`] prints.
 fn run_steps(args: &RunArgs) -> usize {
@@ -463,6 +481,15 @@ fn run(args: RunArgs, steps: &mut Steps) -> xtask::Result<ExitCode> {
         modules.extend(args.modules.iter().cloned());
         machine.modules = modules;
         machine.disks = domains::disks(&domus);
+        let dom0_mem = args
+            .dom0_mem
+            .or((args.mem >= 512).then_some(DEFAULT_RUN_DOM0_MIB));
+        if let Some(mib) = dom0_mem {
+            let (_, string) = &mut machine.modules[0];
+            *string = domains::with_dom0_mem(string, mib);
+        }
+    } else if args.dom0_mem.is_some() {
+        return Err(Error::Dom0MemWithModules);
     }
     // The control channel `cargo xtask xl` talks to.
     let socket = xtask::xl::new_socket()?;

@@ -100,38 +100,165 @@ pub struct Answer {
     pub ok: bool,
 }
 
-/// Sends one command line over the channel at `socket` and reads the
-/// answer.
-pub fn request(socket: &Path, command: &str) -> Result<Answer> {
-    if command.contains('\n') {
-        return Err(Error::control("an xl command is one line"));
+/// One connection to Dom0's channel: requests go out, answers come back
+/// on the same stream.
+struct Channel {
+    socket: PathBuf,
+    stream: UnixStream,
+    reader: BufReader<UnixStream>,
+}
+
+impl Channel {
+    fn talking(&self) -> String {
+        format!("talking to the machine behind {}", self.socket.display())
     }
-    let talking = || format!("talking to the machine behind {}", socket.display());
-    let stream = UnixStream::connect(socket).map_err(Error::io(talking()))?;
-    stream
-        .set_read_timeout(Some(ANSWER_TIMEOUT))
-        .map_err(Error::io(talking()))?;
-    (&stream)
-        .write_all(format!("{command}\n").as_bytes())
-        .map_err(Error::io(talking()))?;
-    let mut text = String::new();
-    for line in BufReader::new(&stream).lines() {
-        let line = line.map_err(Error::io(talking()))?;
-        match line.strip_prefix(".end ") {
-            Some(status) => {
-                return Ok(Answer {
-                    text,
-                    ok: status.trim() == "0",
-                });
+
+    fn open(socket: &Path) -> Result<Self> {
+        let talking = || format!("talking to the machine behind {}", socket.display());
+        let stream = UnixStream::connect(socket).map_err(Error::io(talking()))?;
+        stream
+            .set_read_timeout(Some(ANSWER_TIMEOUT))
+            .map_err(Error::io(talking()))?;
+        stream
+            .set_write_timeout(Some(ANSWER_TIMEOUT))
+            .map_err(Error::io(talking()))?;
+        let reader = BufReader::new(stream.try_clone().map_err(Error::io(talking()))?);
+        Ok(Self {
+            socket: socket.to_owned(),
+            stream,
+            reader,
+        })
+    }
+
+    /// Sends one command line and reads its answer.
+    fn ask(&mut self, command: &str) -> Result<Answer> {
+        if command.contains('\n') {
+            return Err(Error::control("an xl command is one line"));
+        }
+        (&self.stream)
+            .write_all(format!("{command}\n").as_bytes())
+            .map_err(Error::io(self.talking()))?;
+        self.answer()
+    }
+
+    /// Reads lines up to `.end STATUS`.
+    fn answer(&mut self) -> Result<Answer> {
+        let mut text = String::new();
+        loop {
+            let mut line = String::new();
+            let n = self
+                .reader
+                .read_line(&mut line)
+                .map_err(Error::io(self.talking()))?;
+            if n == 0 {
+                return Err(Error::control(format!(
+                    "the machine behind {} closed the channel before answering",
+                    self.socket.display()
+                )));
             }
-            None => {
-                text.push_str(&line);
+            match line.trim_end_matches(['\r', '\n']).strip_prefix(".end ") {
+                Some(status) => {
+                    return Ok(Answer {
+                        text,
+                        ok: status.trim() == "0",
+                    });
+                }
+                None => text.push_str(line.trim_end_matches('\r')),
+            }
+            if !text.ends_with('\n') {
                 text.push('\n');
             }
         }
     }
-    Err(Error::control(format!(
-        "the machine behind {} closed the channel before answering",
-        socket.display()
-    )))
+}
+
+/// Sends one command line over the channel at `socket` and reads the
+/// answer.
+pub fn request(socket: &Path, command: &str) -> Result<Answer> {
+    Channel::open(socket)?.ask(command)
+}
+
+/// Bytes written to the channel at once while uploading.
+const UPLOAD_CHUNK: usize = 64 << 10;
+
+/// Gives Dom0 `bytes` as its file `name`, unless it holds that file
+/// already (same size and CRC-32). `progress(sent, total)` is called as
+/// the bytes go. Returns whether the file was sent.
+pub fn send_file(
+    socket: &Path,
+    name: &str,
+    bytes: &[u8],
+    mut progress: impl FnMut(usize, usize),
+) -> Result<bool> {
+    let crc = crc32fast::hash(bytes);
+    let mut channel = Channel::open(socket)?;
+    let announced = format!("{name} {} {crc:08x}", bytes.len());
+    if channel.ask(&format!("have {announced}"))?.ok {
+        return Ok(false);
+    }
+    let ready = channel.ask(&format!("upload {announced}"))?;
+    if !ready.ok {
+        return Err(Error::control(
+            ready.text.trim().trim_start_matches("dom0: "),
+        ));
+    }
+    let mut sent = 0;
+    for chunk in bytes.chunks(UPLOAD_CHUNK) {
+        (&channel.stream)
+            .write_all(chunk)
+            .map_err(Error::io(channel.talking()))?;
+        sent += chunk.len();
+        progress(sent, bytes.len());
+    }
+    let held = channel.answer()?;
+    if !held.ok {
+        return Err(Error::control(
+            held.text.trim().trim_start_matches("dom0: "),
+        ));
+    }
+    Ok(true)
+}
+
+/// `cargo xtask xl create PATH [KEY=VALUE…]` for a config on the host:
+/// sends Dom0 the config and the kernel and ramdisk it names that Dom0
+/// does not hold yet (each checked as `cargo xtask run --config` checks
+/// them; big ones with their progress), then asks it to create the
+/// domain. The disks the config names must have been attached when the
+/// machine started (`--disk`); Dom0 says so otherwise.
+pub fn create_from_host(socket: &Path, path: &Path, overrides: &[String]) -> Result<Answer> {
+    let config = crate::configs::Config::read(path)?;
+    config.check_files()?;
+    for (name, file) in config.files() {
+        let bytes =
+            std::fs::read(&file).map_err(Error::io(format!("reading {}", file.display())))?;
+        let mib = bytes.len() as f64 / f64::from(1u32 << 20);
+        let start = std::time::Instant::now();
+        let mut shown = 0;
+        let big = bytes.len() >= 4 << 20;
+        let sent = send_file(socket, &name, &bytes, |done, total| {
+            let quarter = done * 4 / total.max(1);
+            if big && quarter > shown && quarter < 4 {
+                shown = quarter;
+                crate::progress::say(&format!("sending {name}: {}%", quarter * 25));
+            }
+        })?;
+        if sent && big {
+            let secs = start.elapsed().as_secs_f64();
+            crate::progress::say(&format!(
+                "sent {name} ({mib:.1} MiB) to Dom0 in {secs:.1} s ({:.1} MiB/s)",
+                mib / secs.max(1e-6)
+            ));
+        } else if sent {
+            crate::progress::say(&format!(
+                "sent {name} ({} KiB) to Dom0",
+                bytes.len().div_ceil(1024)
+            ));
+        }
+    }
+    let mut command = format!("create {}", config.name);
+    for o in overrides {
+        command.push(' ');
+        command.push_str(o);
+    }
+    request(socket, &command)
 }
