@@ -139,6 +139,93 @@ fn linux_boots_to_init_on_one_vcpu() {
     check_linux(1, 1);
 }
 
+/// What the README promises a new user: with Pavise running, `cargo
+/// xtask xl create PATH` sends Dom0 a Linux config, kernel and initramfs
+/// from the host and starts Linux; `console N` on the serial console
+/// attaches to its shell (input and output), Ctrl-] comes back to Dom0,
+/// and `destroy N` ends it.
+#[test]
+fn linux_sent_from_the_host_attached_to_and_destroyed() {
+    let ramdisk = initramfs("interactive", linux::INTERACTIVE_INIT);
+    let dir = linux::cache_dir().join("test-configs");
+    std::fs::create_dir_all(&dir).expect("the configs' directory");
+    let cfg = dir.join("shell.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "name = \"shell\"\ntype = \"pvh\"\nkernel = \"{}\"\nramdisk = \"{}\"\n\
+             extra = \"console=hvc0\"\nmemory = 256\nvcpus = 1\n",
+            kit().vmlinux.display(),
+            ramdisk.display()
+        ),
+    )
+    .expect("writing shell.cfg");
+    let mut machine = linux_machine(1, &[domu("counter", "name=anchor")]);
+    // As `cargo xtask run` gives it: room for the kernel sent.
+    let (_, dom0) = &mut machine.modules[0];
+    *dom0 = xtask::domains::with_dom0_mem(dom0, 160);
+    let socket = xtask::xl::socket_dir().join(format!("linux-sent-{}.sock", std::process::id()));
+    std::fs::create_dir_all(xtask::xl::socket_dir()).expect("the socket directory");
+    let _ = std::fs::remove_file(&socket);
+    machine.control = Some(socket.clone());
+    let ctrl_a3 = "\x01\x01\x01".to_owned();
+    machine.console_input = [
+        // Serial input starts at the anchor's console: on to d2, then Dom0.
+        (
+            "Pavise: exit the shell to power the domain off",
+            format!("{ctrl_a3}{ctrl_a3}"),
+        ),
+        ("serial input -> dom0", "console 2\r".to_owned()),
+        (
+            "attaching the serial console to d2",
+            "echo attached-$((6*7))\r".to_owned(),
+        ),
+        ("attached-42", "\x1d".to_owned()),
+        ("serial input -> dom0", "destroy 2\r".to_owned()),
+        ("pavise: d2 destroyed", "destroy anchor\r".to_owned()),
+    ]
+    .into_iter()
+    .map(|(seen, typed)| (TypeWhen::Seen(seen.to_owned()), typed.into_bytes()))
+    .collect();
+    let client = std::thread::spawn(move || -> Result<String, String> {
+        let give_up = std::time::Instant::now() + Duration::from_secs(60);
+        while !xtask::xl::request(&socket, "list").is_ok_and(|a| a.text.contains("anchor")) {
+            if std::time::Instant::now() > give_up {
+                return Err("Dom0 never answered on the control channel".to_owned());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let start = std::time::Instant::now();
+        let created = xtask::xl::create_from_host(&socket, &cfg, &[])
+            .map_err(|e| format!("create from the host: {e}"))?;
+        if !created.ok {
+            return Err(format!("create refused: {}", created.text));
+        }
+        Ok(format!(
+            "{} ({:.1} s with the upload)",
+            created.text.trim(),
+            start.elapsed().as_secs_f64()
+        ))
+    });
+    let outcome = boot(&machine);
+    match client.join().expect("the client thread") {
+        Ok(said) => eprintln!("  {said}"),
+        Err(e) => fail(&outcome, &e),
+    }
+    expect_exit(&outcome, Exit::Hypervisor(HvStatus::Success));
+    expect_lines(
+        &outcome,
+        &[
+            "dom0: holding vmlinux (",
+            "(d2) Pavise: exit the shell to power the domain off",
+            "dom0: attaching the serial console to d2",
+            "(d2) attached-42",
+            "pavise: d2 destroyed",
+            "pavise: d1 (anchor) destroyed",
+        ],
+    );
+}
+
 /// Linux built at run time by Dom0's toolstack (`xl create` from an
 /// xl.cfg config, through createdomain, populate_physmap, foreign
 /// mappings and setvcpucontext) boots as the boot-time builder's does,
