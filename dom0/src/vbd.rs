@@ -255,11 +255,7 @@ impl Blkback {
             generation,
             gone: false,
         };
-        if index == self.vbds.len() {
-            self.vbds.push(vbd);
-        } else {
-            self.vbds[index] = vbd;
-        }
+        xenbus_backend::place(&mut self.vbds, index, vbd);
         Ok(())
     }
 
@@ -316,17 +312,8 @@ impl Blkback {
     /// After VIRQ_DOM_EXC: every vbd whose domain no longer exists is
     /// removed ([`Blkback::detach`]).
     pub fn reap_dead(&mut self, store: &mut Store) {
-        use pv_abi::hypercall::HVM_PARAM_STORE_EVTCHN;
-        let dead: Vec<u16> = self
-            .vbds
-            .iter()
-            .filter(|v| !v.gone)
-            .map(|v| v.spec.domid)
-            .filter(|&d| {
-                guest_shim::hypercall::hvm_get_param_of(d, HVM_PARAM_STORE_EVTCHN).is_err()
-            })
-            .collect();
-        for domid in dead {
+        let live = self.vbds.iter().filter(|v| !v.gone).map(|v| v.spec.domid);
+        for domid in xenbus_backend::gone_domains(live) {
             self.detach(domid, store);
         }
     }

@@ -258,11 +258,7 @@ impl Netback {
             counters: Counters::default(),
             gone: false,
         };
-        if index == self.vifs.len() {
-            self.vifs.push(vif);
-        } else {
-            self.vifs[index] = vif;
-        }
+        xenbus_backend::place(&mut self.vifs, index, vif);
         Ok(())
     }
 
@@ -327,17 +323,8 @@ impl Netback {
     /// After VIRQ_DOM_EXC: every vif whose domain no longer exists is
     /// removed ([`Netback::detach`]).
     pub fn reap_dead(&mut self, store: &mut Store) {
-        use pv_abi::hypercall::HVM_PARAM_STORE_EVTCHN;
-        let dead: Vec<u16> = self
-            .vifs
-            .iter()
-            .filter(|v| !v.gone)
-            .map(|v| v.spec.domid)
-            .filter(|&d| {
-                guest_shim::hypercall::hvm_get_param_of(d, HVM_PARAM_STORE_EVTCHN).is_err()
-            })
-            .collect();
-        for domid in dead {
+        let live = self.vifs.iter().filter(|v| !v.gone).map(|v| v.spec.domid);
+        for domid in xenbus_backend::gone_domains(live) {
             self.detach(domid, store);
         }
     }

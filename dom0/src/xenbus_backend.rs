@@ -26,6 +26,28 @@ pub trait Devices {
     fn name(&self, i: usize) -> String;
 }
 
+/// Of the domains `domids` (each device's, so repeats are fine), those
+/// that no longer exist: their devices are to be removed.
+pub fn gone_domains(domids: impl Iterator<Item = u16>) -> alloc::vec::Vec<u16> {
+    use pv_abi::hypercall::HVM_PARAM_STORE_EVTCHN;
+    let mut gone: alloc::vec::Vec<u16> = domids
+        .filter(|&d| guest_shim::hypercall::hvm_get_param_of(d, HVM_PARAM_STORE_EVTCHN).is_err())
+        .collect();
+    gone.sort_unstable();
+    gone.dedup();
+    gone
+}
+
+/// Puts `device` in slot `index` of `devices`: the slot of a removed
+/// device (reused), or one past the end.
+pub fn place<T>(devices: &mut alloc::vec::Vec<T>, index: usize, device: T) {
+    if index == devices.len() {
+        devices.push(device);
+    } else {
+        devices[index] = device;
+    }
+}
+
 fn write_state(
     devices: &mut impl Devices,
     i: usize,

@@ -284,24 +284,21 @@ impl GrantMemory for CopyPeers {
 /// One checked `GNTTABOP_copy` element, performed; `peers` is shared by
 /// the elements of one batch.
 pub fn copy(caller: &Domain, op: &grant::CopyOp, peers: &CopyPeers) -> GrantStatus {
-    let resolved = match GRANTS.lock().copy(caller.id, op, peers) {
-        Ok(r) => r,
-        Err(status) => return status,
-    };
-    let frame_of = |(dom, gfn): (DomId, u64)| -> Option<Frame> {
+    let frame_of = |dom: DomId, gfn: u64| -> Option<Frame> {
         if dom == caller.id {
             caller.memory.lock().p2m.get(Gfn(gfn))
         } else {
             peers.get(dom)?.memory.lock().p2m.get(Gfn(gfn))
         }
     };
-    let (Some(src), Some(dst)) = (frame_of(resolved.source), frame_of(resolved.dest)) else {
-        return GrantStatus::BadPage;
+    let resolved = match GRANTS.lock().copy(caller.id, op, peers, frame_of) {
+        Ok(r) => r,
+        Err(status) => return status,
     };
     mm::copy_between(
-        src,
+        resolved.source,
         op.source_offset as usize,
-        dst,
+        resolved.dest,
         op.dest_offset as usize,
         op.len as usize,
     );

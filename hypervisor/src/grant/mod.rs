@@ -116,12 +116,12 @@ pub struct CopyOp {
     pub len: u16,
 }
 
-/// A checked copy: both frames resolved, ready for the glue to move bytes.
+/// A checked copy: both frames resolved (`F`: what the caller's `frame`
+/// lookup gives), ready for the glue to move bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ResolvedCopy {
-    /// (domain, gfn) of each side.
-    pub source: (DomId, u64),
-    pub dest: (DomId, u64),
+pub struct ResolvedCopy<F> {
+    pub source: F,
+    pub dest: F,
 }
 
 impl Grants {
@@ -338,10 +338,7 @@ impl Grants {
         match side {
             CopySide::Own { gfn } => Ok((caller, gfn)),
             CopySide::Gref { domain, gref } => {
-                if domain == caller {
-                    // Xen allows a domain to copy through its own grants only as gmfn.
-                    return Err(GrantStatus::BadCopyArg);
-                }
+                // A domain may copy through a grant it made to itself.
                 let frames = self
                     .domains
                     .get(&domain)
@@ -362,20 +359,29 @@ impl Grants {
         }
     }
 
-    /// One `GNTTABOP_copy` element: checks both sides and the byte range.
-    pub fn copy(
+    /// One `GNTTABOP_copy` element of nonzero length, checked in Xen's
+    /// order (`gnttab_copy_one`): the source side (its grant, then its
+    /// frame: `frame(domain, gfn)`, `None` for an unbacked one is
+    /// GNTST_bad_page), then the destination likewise, then the byte
+    /// range (GNTST_bad_copy_arg past a page).
+    pub fn copy<F>(
         &self,
         caller: DomId,
         op: &CopyOp,
         mem: &impl GrantMemory,
-    ) -> Result<ResolvedCopy, GrantStatus> {
+        frame: impl Fn(DomId, u64) -> Option<F>,
+    ) -> Result<ResolvedCopy<F>, GrantStatus> {
         const PAGE: u32 = 4096;
+        let side = |s: CopySide, write: bool| {
+            let (dom, gfn) = self.resolve_side(caller, s, write, mem)?;
+            frame(dom, gfn).ok_or(GrantStatus::BadPage)
+        };
+        let source = side(op.source, false)?;
+        let dest = side(op.dest, true)?;
         let len = op.len as u32;
         if op.source_offset as u32 + len > PAGE || op.dest_offset as u32 + len > PAGE {
             return Err(GrantStatus::BadCopyArg);
         }
-        let source = self.resolve_side(caller, op.source, false, mem)?;
-        let dest = self.resolve_side(caller, op.dest, true, mem)?;
         Ok(ResolvedCopy { source, dest })
     }
 

@@ -132,6 +132,58 @@ fn refusals_carry_xen_status_codes() {
     assert!(g.map(2, 1, 600, 0, true, &t).is_ok());
 }
 
+/// The frame lookup of a copy, as (domain, gfn); gfn 0xdead is unbacked.
+fn gfn(d: DomId, g: u64) -> Option<(DomId, u64)> {
+    (g != 0xdead).then_some((d, g))
+}
+
+#[test]
+fn copy_checks_in_xens_order_and_allows_self_grants() {
+    let (g, t) = (grants(), Tables::default());
+    // Domain 2 grants itself a page and copies through it.
+    t.grant(2, 5, 2, 0x50, false);
+    t.grant(2, 6, 2, 0xdead, false);
+    let own = CopySide::Own { gfn: 0x40 };
+    let op = |source, dest, len| CopyOp {
+        source,
+        source_offset: 0,
+        dest,
+        dest_offset: 0,
+        len,
+    };
+    let mine = CopySide::Gref { domain: 2, gref: 5 };
+    assert_eq!(
+        g.copy(2, &op(own, mine, 8), &t, gfn),
+        Ok(ResolvedCopy {
+            source: (2, 0x40),
+            dest: (2, 0x50)
+        })
+    );
+    // A bad ref is found before a bad length; the source before the dest.
+    let bad_ref = CopySide::Gref {
+        domain: 2,
+        gref: 1 << 20,
+    };
+    assert_eq!(
+        g.copy(2, &op(own, bad_ref, 5000), &t, gfn),
+        Err(GrantStatus::BadGntref)
+    );
+    let unbacked = CopySide::Own { gfn: 0xdead };
+    assert_eq!(
+        g.copy(2, &op(unbacked, bad_ref, 8), &t, gfn),
+        Err(GrantStatus::BadPage)
+    );
+    let unbacked_grant = CopySide::Gref { domain: 2, gref: 6 };
+    assert_eq!(
+        g.copy(2, &op(own, unbacked_grant, 8), &t, gfn),
+        Err(GrantStatus::BadPage)
+    );
+    assert_eq!(
+        g.copy(2, &op(own, mine, 5000), &t, gfn),
+        Err(GrantStatus::BadCopyArg)
+    );
+}
+
 #[test]
 fn copy_checks_both_sides() {
     let (g, t) = (grants(), Tables::default());
@@ -150,7 +202,8 @@ fn copy_checks_both_sides() {
                 dest_offset: 0,
                 len: 4096
             },
-            &t
+            &t,
+            gfn
         ),
         Ok(ResolvedCopy {
             source: (1, 0x10),
@@ -167,7 +220,8 @@ fn copy_checks_both_sides() {
                 dest_offset: 100,
                 len: 100
             },
-            &t
+            &t,
+            gfn
         ),
         Ok(ResolvedCopy {
             source: (2, 0x40),
@@ -184,7 +238,8 @@ fn copy_checks_both_sides() {
                 dest_offset: 0,
                 len: 1
             },
-            &t
+            &t,
+            gfn
         ),
         Err(GrantStatus::PermissionDenied)
     ); // read-only dest
@@ -198,7 +253,8 @@ fn copy_checks_both_sides() {
                 dest_offset: 0,
                 len: 200
             },
-            &t
+            &t,
+            gfn
         ),
         Err(GrantStatus::BadCopyArg)
     );
@@ -212,7 +268,8 @@ fn copy_checks_both_sides() {
                 dest_offset: 0,
                 len: 1
             },
-            &t
+            &t,
+            gfn
         ),
         Err(GrantStatus::PermissionDenied)
     ); // not dom0's
@@ -276,7 +333,7 @@ proptest! {
                         dest_offset: 0,
                         len: 8,
                     };
-                    let r = g.copy(a, &op, &t);
+                    let r = g.copy(a, &op, &t, gfn);
                     if r.is_ok() {
                         prop_assert_eq!(t.0.borrow()[&(b, gref)].domid, a);
                     }

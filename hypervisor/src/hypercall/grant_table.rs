@@ -127,7 +127,9 @@ pub(super) fn grant_table_op(c: &Caller, cmd: u64, uop: u64, count: u64) -> HcRe
                 let Ok(mut op) = Copy::read_from_bytes(chunk) else {
                     return Err(Errno::Fault);
                 };
+                // As Xen: an empty copy succeeds before anything is looked at.
                 op.status = match copy_sides(c, &op) {
+                    _ if op.len == 0 => GrantStatus::Okay as i16,
                     Ok(copy) => grants::copy(c.domain, &copy, &peers) as i16,
                     Err(status) => status as i16,
                 };
@@ -140,24 +142,24 @@ pub(super) fn grant_table_op(c: &Caller, cmd: u64, uop: u64, count: u64) -> HcRe
     }
 }
 
+/// One side of a copy as Xen's `gnttab_copy_lock_domain` takes it: a
+/// frame only as DOMID_SELF (even the caller's own id is refused), a
+/// grant of any domain, DOMID_SELF included.
 fn copy_side(c: &Caller, ptr: &CopyPtr, is_gref: bool) -> Result<CopySide, GrantStatus> {
-    let domid = if ptr.domid == DOMID_SELF {
+    if !is_gref {
+        return if ptr.domid == DOMID_SELF {
+            Ok(CopySide::Own { gfn: ptr.u })
+        } else {
+            Err(GrantStatus::PermissionDenied)
+        };
+    }
+    let domain = if ptr.domid == DOMID_SELF {
         c.domain.id
     } else {
         ptr.domid
     };
-    if is_gref {
-        let gref = u32::try_from(ptr.u).map_err(|_| GrantStatus::BadGntref)?;
-        Ok(CopySide::Gref {
-            domain: domid,
-            gref,
-        })
-    } else if domid == c.domain.id {
-        Ok(CopySide::Own { gfn: ptr.u })
-    } else {
-        // Only a grant reaches another domain's memory.
-        Err(GrantStatus::PermissionDenied)
-    }
+    let gref = u32::try_from(ptr.u).map_err(|_| GrantStatus::BadGntref)?;
+    Ok(CopySide::Gref { domain, gref })
 }
 
 fn copy_sides(c: &Caller, op: &Copy) -> Result<CopyOp, GrantStatus> {

@@ -9,8 +9,13 @@
 
 #[cfg(target_os = "none")]
 mod kernel {
+    extern crate alloc;
+    use guest_shim::pages::PageBuf;
     use guest_shim::pv_abi::domctl::{self, Domctl};
     use guest_shim::pv_abi::event_channel::{EvtchnAllocUnbound, EvtchnBindInterdomain};
+    use guest_shim::pv_abi::grant_table::{
+        GNTCOPY_DEST_GREF, GNTCOPY_SOURCE_GREF, GNTTABOP_COPY, GnttabCopy, GnttabCopyPtr,
+    };
     use guest_shim::pv_abi::hypercall::{DOMID_INVALID, DOMID_SELF, HvmParam, Hypercall};
     use guest_shim::pv_abi::memory::AddToPhysmap;
     use guest_shim::pv_abi::sysctl::{self, Sysctl};
@@ -594,6 +599,14 @@ mod kernel {
             println!("hostile: a DomU reads PCI configuration space");
             failures += 1;
         }
+        // GNTTABOP_copy as Xen's gnttab_copy_one: through a grant a
+        // domain made to itself (DOMID_SELF or its id), a bad ref is
+        // GNTST_bad_gntref even with a bad length, a frame is named only
+        // as DOMID_SELF, and an empty copy succeeds before any check.
+        for (what, problem) in grant_copy_checks() {
+            println!("hostile: grant copy: {what}: {problem}");
+            failures += 1;
+        }
         // The hypervisor still serves us normally afterwards.
         if hypercall::xen_version().is_err() {
             println!("hostile: xen_version fails after the attack");
@@ -605,6 +618,122 @@ mod kernel {
             println!("hostile: FAIL {failures} of {} checks", checks.len());
         }
         shutdown(ShutdownReason::Poweroff)
+    }
+
+    /// One raw GNTTABOP_copy element; its GNTST_* status.
+    fn copy_status(source: GnttabCopyPtr, dest: GnttabCopyPtr, len: u16, flags: u16) -> i16 {
+        let mut op = GnttabCopy {
+            source,
+            dest,
+            len,
+            flags,
+            status: 0,
+            pad: 0,
+        };
+        // SAFETY: one live element of the layout, which the hypervisor may write.
+        let ret = unsafe {
+            hypercall::raw(
+                Hypercall::GrantTableOp.raw() as u64,
+                GNTTABOP_COPY,
+                core::ptr::from_mut(&mut op) as u64,
+                1,
+                0,
+                0,
+            )
+        };
+        if ret != 0 {
+            return i16::MIN;
+        }
+        op.status
+    }
+
+    /// The grant-copy checks that failed, as (what, problem).
+    fn grant_copy_checks() -> alloc::vec::Vec<(&'static str, alloc::string::String)> {
+        use guest_shim::pv_abi::grant_table::status as st;
+        let mut failed = alloc::vec::Vec::new();
+        let Some(me) = guest_shim::domid() else {
+            failed.push(("setup", "CPUID gives no domain id".into()));
+            return failed;
+        };
+        let (Some(src), Some(dst)) = (PageBuf::zeroed(4096), PageBuf::zeroed(4096)) else {
+            failed.push(("setup", "no pages".into()));
+            return failed;
+        };
+        // SAFETY: src is a page of ours.
+        unsafe { core::ptr::write_bytes(src.addr() as *mut u8, 0x5a, 4096) };
+        let (src_gfn, dst_gfn) = (src.addr() >> 12, dst.addr() >> 12);
+        if guest_shim::grants::init().is_err() {
+            failed.push(("setup", "our grant table cannot be mapped".into()));
+            return failed;
+        }
+        let Some(gref) = guest_shim::grants::grant_access(me, dst_gfn, false) else {
+            failed.push(("setup", "no free grant entry".into()));
+            return failed;
+        };
+        let own = GnttabCopyPtr::from_gmfn(src_gfn, DOMID_SELF, 0);
+        let cases: [(&'static str, GnttabCopyPtr, GnttabCopyPtr, u16, u16, i16); 6] = [
+            (
+                "to a self-grant by DOMID_SELF",
+                own,
+                GnttabCopyPtr::from_gref(gref, DOMID_SELF, 0),
+                4096,
+                GNTCOPY_DEST_GREF,
+                st::OKAY,
+            ),
+            (
+                "to a self-grant by our id",
+                own,
+                GnttabCopyPtr::from_gref(gref, me, 8),
+                8,
+                GNTCOPY_DEST_GREF,
+                st::OKAY,
+            ),
+            (
+                "to a bad ref, too long",
+                own,
+                GnttabCopyPtr::from_gref(1 << 20, DOMID_SELF, 0),
+                5000,
+                GNTCOPY_DEST_GREF,
+                st::BAD_GNTREF,
+            ),
+            (
+                "from a frame named by our id",
+                GnttabCopyPtr::from_gmfn(src_gfn, me, 0),
+                GnttabCopyPtr::from_gref(gref, DOMID_SELF, 0),
+                8,
+                GNTCOPY_DEST_GREF,
+                st::PERMISSION_DENIED,
+            ),
+            (
+                "past the page",
+                own,
+                GnttabCopyPtr::from_gref(gref, DOMID_SELF, 4000),
+                200,
+                GNTCOPY_DEST_GREF,
+                st::BAD_COPY_ARG,
+            ),
+            (
+                "empty, from a bad domain",
+                GnttabCopyPtr::from_gref(0, 0x7fe0, 0),
+                own,
+                0,
+                GNTCOPY_SOURCE_GREF,
+                st::OKAY,
+            ),
+        ];
+        for (what, source, dest, len, flags, want) in cases {
+            let got = copy_status(source, dest, len, flags);
+            if got != want {
+                failed.push((what, alloc::format!("status {got}, expected {want}")));
+            }
+        }
+        // SAFETY: dst is a page of ours, granted to ourselves above.
+        let copied = unsafe { core::slice::from_raw_parts(dst.addr() as *const u8, 4096) };
+        if copied.iter().any(|&b| b != 0x5a) {
+            failed.push(("to a self-grant", "the bytes did not arrive".into()));
+        }
+        guest_shim::grants::end_access(gref);
+        failed
     }
 
     const CR4_VMXE: u64 = 1 << 13;
