@@ -603,6 +603,10 @@ mod kernel {
         // domain made to itself (DOMID_SELF or its id), a bad ref is
         // GNTST_bad_gntref even with a bad length, a frame is named only
         // as DOMID_SELF, and an empty copy succeeds before any check.
+        if let Err(problem) = ipi_check() {
+            println!("hostile: bind_ipi: {problem}");
+            failures += 1;
+        }
         for (what, problem) in grant_copy_checks() {
             println!("hostile: grant copy: {what}: {problem}");
             failures += 1;
@@ -618,6 +622,56 @@ mod kernel {
             println!("hostile: FAIL {failures} of {} checks", checks.len());
         }
         shutdown(ShutdownReason::Poweroff)
+    }
+
+    /// EVTCHNOP_bind_ipi gives a port that works as Xen's: a send to it
+    /// sets its pending bit, status says IPI on the vCPU asked for, close
+    /// frees it.
+    fn ipi_check() -> Result<(), alloc::string::String> {
+        use guest_shim::pv_abi::event_channel::{EvtchnBindIpi, EvtchnOp, EvtchnStatus};
+        let op = |cmd: EvtchnOp, arg: u64| {
+            // SAFETY: EVTCHNOP_* with a live struct of the sub-op's layout.
+            unsafe {
+                hypercall::raw(
+                    Hypercall::EventChannelOp.raw() as u64,
+                    cmd.raw().into(),
+                    arg,
+                    0,
+                    0,
+                    0,
+                )
+            }
+        };
+        let mut ipi = EvtchnBindIpi { vcpu: 0, port: 0 };
+        let ret = op(EvtchnOp::BindIpi, core::ptr::from_mut(&mut ipi) as u64);
+        if ret != 0 || ipi.port == 0 {
+            return Err(alloc::format!("bind returned {ret}, port {}", ipi.port));
+        }
+        let port = ipi.port;
+        guest_shim::shared_info::map().map_err(|e| alloc::format!("no shared info: {e:?}"))?;
+        guest_shim::events::mask_port(port);
+        guest_shim::events::clear_pending(port);
+        guest_shim::events::send(port).map_err(|e| alloc::format!("send: {e:?}"))?;
+        let word = guest_shim::shared_info::pending(port as usize / 64);
+        if word.load(core::sync::atomic::Ordering::SeqCst) & (1 << (port % 64)) == 0 {
+            return Err(alloc::format!("a send left port {port} not pending"));
+        }
+        let mut st = EvtchnStatus {
+            dom: DOMID_SELF,
+            port,
+            ..Default::default()
+        };
+        let ret = op(EvtchnOp::Status, core::ptr::from_mut(&mut st) as u64);
+        if ret != 0 || st.status != 5 || st.vcpu != 0 {
+            return Err(alloc::format!(
+                "status returned {ret}: status {} vcpu {} (want 5, IPI, on vCPU 0)",
+                st.status,
+                st.vcpu
+            ));
+        }
+        guest_shim::events::close(port).map_err(|e| alloc::format!("close: {e:?}"))?;
+        guest_shim::events::release_port(port);
+        Ok(())
     }
 
     /// One raw GNTTABOP_copy element; its GNTST_* status.
