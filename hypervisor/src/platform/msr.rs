@@ -24,6 +24,9 @@ pub mod index {
     pub const MTRR_FIX_16K_A0000: u32 = 0x259;
     pub const MTRR_FIX_4K_FIRST: u32 = 0x268;
     pub const MTRR_FIX_4K_LAST: u32 = 0x26f;
+    pub const DEBUGCTL: u32 = 0x1d9;
+    pub const LAST_BRANCH_FROM_IP: u32 = 0x1db;
+    pub const LAST_INT_TO_IP: u32 = 0x1de;
     pub const PAT: u32 = 0x277;
     pub const MTRR_DEF_TYPE: u32 = 0x2ff;
     pub const TSC_AUX: u32 = 0xc000_0103;
@@ -80,6 +83,10 @@ pub struct MsrState {
     mtrr_var: [u64; 2 * MTRR_VARIABLE_RANGES as usize],
     /// 64K, 16K×2, 4K×8.
     mtrr_fixed: [u64; 11],
+    /// DEBUGCTL, then the four last-branch/interrupt records, as Xen
+    /// keeps them in the VMCB: stored, read back, and (no LBR
+    /// virtualisation here, as on a host without it) not acted on.
+    debug: [u64; 5],
 }
 
 impl Default for MsrState {
@@ -96,6 +103,7 @@ impl MsrState {
             mtrr_def_type: MTRR_DEF_TYPE_RESET,
             mtrr_var: [0; 2 * MTRR_VARIABLE_RANGES as usize],
             mtrr_fixed: [0; 11],
+            debug: [0; 5],
         }
     }
 
@@ -128,6 +136,10 @@ impl MsrState {
             K7_EVNTSEL0..=K7_PERFCTR3 => 0,
             SYSCFG | HWCR | INT_PENDING_MSG => 0,
             DE_CFG => DE_CFG_LFENCE_SERIALISE,
+            DEBUGCTL => self.debug[0],
+            LAST_BRANCH_FROM_IP..=LAST_INT_TO_IP => {
+                self.debug[1 + (msr - LAST_BRANCH_FROM_IP) as usize]
+            }
             _ => match Self::fixed_slot(msr) {
                 Some(i) => self.mtrr_fixed[i],
                 None => return Err(Gp),
@@ -181,6 +193,11 @@ impl MsrState {
             PATCH_LEVEL if value == 0 => {}
             // Xen ignores writes to DE_CFG (the LFENCE bit is already set).
             DE_CFG => {}
+            // Xen 4.17's SVM stores them in the VMCB unchecked.
+            DEBUGCTL => self.debug[0] = value,
+            LAST_BRANCH_FROM_IP..=LAST_INT_TO_IP => {
+                self.debug[1 + (msr - LAST_BRANCH_FROM_IP) as usize] = value;
+            }
             _ => match Self::fixed_slot(msr) {
                 Some(i) => {
                     if (0..8).any(|b| !valid_mtrr_type((value >> (b * 8)) & 0xff)) {
@@ -218,6 +235,11 @@ mod tests {
         for msr in (MTRR_PHYS_FIRST..=MTRR_PHYS_LAST).chain([MTRR_FIX_64K, MTRR_FIX_4K_LAST]) {
             assert_eq!(s.read(msr), Ok(0));
         }
+        // DEBUGCTL and the LBR records read as Xen's VMCB starts them.
+        for msr in [DEBUGCTL, LAST_BRANCH_FROM_IP, LAST_INT_TO_IP] {
+            assert_eq!(s.read(msr), Ok(0));
+        }
+        assert_eq!(s.read(0x1da), Err(Gp));
         // Machine check is not offered (hidden in CPUID), so its MSRs are absent.
         assert_eq!(s.read(0x179), Err(Gp));
         assert_eq!(s.read(0x17a), Err(Gp));
@@ -276,6 +298,7 @@ mod tests {
         #[test]
         fn what_is_written_reads_back_or_is_refused(msr in proptest::sample::select(vec![
             MTRR_DEF_TYPE, MTRR_PHYS_FIRST, MTRR_PHYS_FIRST + 1, MTRR_FIX_16K_A0000, MTRR_FIX_4K_FIRST, PAT, TSC_AUX,
+            DEBUGCTL, LAST_BRANCH_FROM_IP, LAST_INT_TO_IP,
         ]), value: u64) {
             let mut s = MsrState::new();
             let before = s.read(msr).unwrap();
