@@ -154,6 +154,12 @@ pub enum Error {
     FilesWithoutDom0,
     /// Direct boot was asked to hand Dom0 files.
     DirectBootFiles,
+    /// The machine's memory cannot hold what GRUB loads.
+    TooLittleMemoryForGrub {
+        mem_mib: u32,
+        loaded_mib: u64,
+        needed_mib: u64,
+    },
     /// `--dom0-mem` with `--module` or `--direct`, where xtask does not
     /// make Dom0's module.
     Dom0MemWithModules,
@@ -366,6 +372,14 @@ impl fmt::Display for Error {
             Self::DirectBootFiles => write!(
                 f,
                 "direct boot cannot hand files to Dom0 (--config, --file, --disk): QEMU's -initrd passes one module, without a module string; boot through GRUB instead"
+            ),
+            Self::TooLittleMemoryForGrub {
+                mem_mib,
+                loaded_mib,
+                needed_mib,
+            } => write!(
+                f,
+                "the machine has {mem_mib} MiB, too little for GRUB to load Pavise and its modules ({loaded_mib} MiB) beside itself: give it at least {needed_mib} MiB (--mem {needed_mib})"
             ),
             Self::Dom0MemWithModules => write!(
                 f,

@@ -30,6 +30,10 @@ use crate::workspace;
 /// has seen it even when a later option is bad.
 pub const QEMU_EXIT_OPTION: &str = "qemu_exit";
 
+/// Memory GRUB itself needs beside what it loads (its menu, heap and
+/// the image's own copy); at 16 MiB with a 5.7 MB image it may run out.
+const GRUB_OVERHEAD_MIB: u64 = 16;
+
 /// The time-out [`Machine::default`] gives a captured run.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -459,10 +463,34 @@ impl Machine {
                 return Err(Error::ModuleMissing { path: path.clone() });
             }
         }
+        if self.boot == Boot::Grub {
+            self.check_grub_memory()?;
+        }
         configs::check_held(&self.dom0_files, &self.create_at_boot, None)?;
         disk::check_all(&self.all_disks())?;
         if let Some(net) = &self.net {
             net.check()?;
+        }
+        Ok(())
+    }
+
+    /// GRUB loads the hypervisor and every module into the machine's
+    /// memory before Pavise runs; with too little it stops at its menu and
+    /// QEMU would sit there until the time-out. Refused here instead.
+    fn check_grub_memory(&self) -> Result<()> {
+        let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+        let loaded: u64 = std::iter::once(self.hypervisor.as_path())
+            .chain(self.modules.iter().map(|(p, _)| p.as_path()))
+            .chain(self.dom0_files.iter().map(|(_, p)| p.as_path()))
+            .map(size)
+            .sum();
+        let needed = loaded.div_ceil(1 << 20) + GRUB_OVERHEAD_MIB;
+        if u64::from(self.mem_mib) < needed {
+            return Err(Error::TooLittleMemoryForGrub {
+                mem_mib: self.mem_mib,
+                loaded_mib: loaded.div_ceil(1 << 20),
+                needed_mib: needed,
+            });
         }
         Ok(())
     }
@@ -1246,6 +1274,37 @@ mod tests {
             quoted_string.check_inputs(),
             Err(Error::BadBootString { .. })
         ));
+    }
+
+    #[test]
+    fn too_little_memory_for_grub_is_refused_before_booting() {
+        let dir = std::env::temp_dir().join(format!("xtask-machine-mem-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let kernel = dir.join("big");
+        std::fs::File::create(&kernel)
+            .unwrap()
+            .set_len(5 << 20)
+            .unwrap();
+        let machine = |mem_mib| Machine {
+            mem_mib,
+            modules: vec![(kernel.clone(), "name=dom0".into())],
+            hypervisor: kernel.clone(),
+            ..Machine::default()
+        };
+        let message = machine(8).check_inputs().unwrap_err().to_string();
+        assert_eq!(
+            message,
+            "the machine has 8 MiB, too little for GRUB to load Pavise and its modules (10 MiB) beside itself: give it at least 26 MiB (--mem 26)"
+        );
+        machine(26).check_inputs().unwrap();
+        // Direct boot has no GRUB to run out.
+        let mut direct = Machine {
+            boot: Boot::Direct,
+            ..machine(8)
+        };
+        direct.modules[0].1 = String::new();
+        direct.check_inputs().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
