@@ -17,8 +17,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use pavise_tests::{
-    DomU, Exit, HvStatus, RunOutcome, boot, expect_exit, expect_lines, fail, line_starting,
-    with_network,
+    DomU, Exit, HvStatus, boot, expect_exit, expect_lines, fail, line_starting, with_network,
 };
 use xtask::{HostFwd, Uplink, linux, linux_net};
 
@@ -83,25 +82,7 @@ fn two_linux_domus_ping_and_move_4_mib_over_tcp() {
         ],
         None,
     );
-    let mut outcome = boot(&machine);
-    // KNOWN BUG, not fixed (seen 2026-12-02 in CI and once before
-    // locally): one Linux stops dead in its early boot (d1's last line
-    // at 4.8 s of guest time, before its init ran) while the other runs
-    // on; the look of the lost singleshot timer `singleshot_timers_fire_on_time`
-    // retries for. Such a run is said loudly and run once more; two in a
-    // row fail the test.
-    let stalled = |o: &RunOutcome| {
-        o.exit == Exit::TimedOut
-            && ["(d1) linux-net: loaded", "(d2) linux-net: loaded"]
-                .iter()
-                .any(|l| line_starting(&o.console, l).is_none())
-    };
-    if stalled(&outcome) {
-        eprintln!(
-            "  KNOWN BUG: a Linux DomU stalled in its early boot (no linux-net line); running once more"
-        );
-        outcome = boot(&machine);
-    }
+    let outcome = boot(&machine);
     expect_exit(&outcome, Exit::Hypervisor(HvStatus::Success));
     expect_lines(
         &outcome,

@@ -147,7 +147,13 @@ fn run_slice(domain: &Arc<Domain>, vcpu: usize) -> SliceEnd {
             slot.npt_generation = generation;
             slot.cpu.request_flush();
         }
-        arm_timer(slice_end);
+        if slot.cpu.interrupt_queued() && slot.cpu.in_interrupt_shadow() {
+            // The interrupt waits for the end of the shadow (one guest
+            // instruction): an exit just after it lets it in.
+            arm_timer(time::system_time_ns());
+        } else {
+            arm_timer(slice_end);
+        }
         let exit = slot.cpu.run();
         if domain.is_dead() {
             break SliceEnd::Stop;

@@ -98,7 +98,13 @@ pub trait VirtCpu {
     fn rax(&self) -> u64;
     fn set_rax(&mut self, value: u64);
     fn rip(&self) -> u64;
+    /// Moves RIP (past an instruction the hypervisor emulated). That
+    /// instruction has completed, so it ends any interrupt shadow, as
+    /// Xen's `__update_guest_eip` does.
     fn set_rip(&mut self, value: u64);
+    /// The guest is in an interrupt shadow (just after STI or MOV SS): it
+    /// takes no interrupt before its next instruction has run.
+    fn in_interrupt_shadow(&self) -> bool;
     fn paging(&self) -> GuestPaging;
     /// Guest privilege level (hypercalls are refused outside ring 0).
     fn cpl(&self) -> u8;

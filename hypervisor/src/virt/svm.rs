@@ -694,10 +694,19 @@ impl VirtCpu for SvmVcpu {
         }
         if let Some(vector) = self.pending_interrupt {
             let c = &mut self.vmcb_mut().control;
-            if c.event_inject & vmcb::EVENT_VALID == 0 {
-                let fields = vmcb::V_IRQ
-                    | (0xf << vmcb::V_INTR_PRIO_SHIFT)
-                    | (0xff << vmcb::V_INTR_VECTOR_SHIFT);
+            let fields = vmcb::V_IRQ
+                | (0xf << vmcb::V_INTR_PRIO_SHIFT)
+                | (0xff << vmcb::V_INTR_VECTOR_SHIFT);
+            if c.interrupt_shadow & vmcb::INTERRUPT_SHADOW != 0 {
+                // Not offered in an interrupt shadow: QEMU's VMRUN does
+                // not load the VMCB's shadow and would deliver V_IRQ at
+                // once — between a guest's `sti` and `hlt`, so the guest's
+                // handler returns to the `hlt` and the guest sleeps
+                // through the event it has just taken (the "lost timer").
+                // The shadow lasts one instruction; the scheduler asks
+                // for an exit right after it.
+                c.vintr &= !vmcb::V_IRQ;
+            } else if c.event_inject & vmcb::EVENT_VALID == 0 {
                 c.vintr = (c.vintr & !fields)
                     | vmcb::V_IRQ
                     | (0xf << vmcb::V_INTR_PRIO_SHIFT)
@@ -735,8 +744,15 @@ impl VirtCpu for SvmVcpu {
         // (an exception an exit handler injects replaces it).
         c.event_inject = vmcb::reinjection(c.exit_int_info);
         let (code, info1, info2, vintr) = (c.exit_code, c.exit_info1, c.exit_info2, c.vintr);
-        if self.pending_interrupt.is_some() && vintr & vmcb::V_IRQ == 0 {
-            // The guest took the virtual interrupt.
+        if self.pending_interrupt.is_some()
+            && self.entered_with.1.is_some()
+            && vintr & vmcb::V_IRQ == 0
+        {
+            // The guest took the virtual interrupt. (Only if it was offered:
+            // an entry that injected another event first did not raise
+            // V_IRQ, and its vector is still to come — dropping it would
+            // leave evtchn_upcall_pending set with no upcall, and the
+            // guest waiting for ever.)
             self.pending_interrupt = None;
         }
         match code {
@@ -784,7 +800,12 @@ impl VirtCpu for SvmVcpu {
         self.vmcb_ref().save.rip
     }
     fn set_rip(&mut self, value: u64) {
-        self.vmcb_mut().save.rip = value;
+        let vmcb = self.vmcb_mut();
+        vmcb.save.rip = value;
+        vmcb.control.interrupt_shadow &= !vmcb::INTERRUPT_SHADOW;
+    }
+    fn in_interrupt_shadow(&self) -> bool {
+        self.vmcb_ref().control.interrupt_shadow & vmcb::INTERRUPT_SHADOW != 0
     }
     fn paging(&self) -> GuestPaging {
         let s = &self.vmcb_ref().save;
@@ -803,7 +824,14 @@ impl VirtCpu for SvmVcpu {
         if let Some(code) = error_code {
             event |= vmcb::EVENT_ERROR_VALID | (code as u64) << 32;
         }
-        self.vmcb_mut().control.event_inject = event;
+        let replaced = core::mem::replace(&mut self.vmcb_mut().control.event_inject, event);
+        // An interrupt whose delivery the exit interrupted is not lost to
+        // the exception: it waits for the guest's next interrupt window.
+        if let Some(vector) = vmcb::interrupt_vector(replaced)
+            && self.pending_interrupt.is_none()
+        {
+            self.pending_interrupt = Some(vector);
+        }
     }
     fn inject_interrupt(&mut self, vector: u8) {
         self.pending_interrupt = Some(vector);

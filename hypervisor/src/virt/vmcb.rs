@@ -106,6 +106,13 @@ pub fn reinjection(exit_int_info: u64) -> u64 {
     if again { exit_int_info } else { 0 }
 }
 
+/// The vector of an external interrupt in `event_inject` layout, if that
+/// is what `event` holds.
+pub fn interrupt_vector(event: u64) -> Option<u8> {
+    (event & EVENT_VALID != 0 && event & EVENT_TYPE_MASK == EVENT_TYPE_INTR)
+        .then_some((event & EVENT_VECTOR_MASK) as u8)
+}
+
 /// Vectors from here on are interrupts, never exceptions.
 const FIRST_INTERRUPT_VECTOR: u64 = 32;
 
@@ -218,6 +225,20 @@ pub struct Vmcb {
 mod tests {
     use super::*;
     use core::mem::{offset_of, size_of};
+
+    #[test]
+    fn only_a_valid_external_interrupt_has_an_interrupt_vector() {
+        assert_eq!(
+            interrupt_vector(EVENT_VALID | EVENT_TYPE_INTR | 0xf3),
+            Some(0xf3)
+        );
+        assert_eq!(interrupt_vector(EVENT_TYPE_INTR | 0xf3), None);
+        assert_eq!(
+            interrupt_vector(EVENT_VALID | EVENT_TYPE_EXCEPTION | 13),
+            None
+        );
+        assert_eq!(interrupt_vector(EVENT_VALID | EVENT_TYPE_NMI | 2), None);
+    }
 
     #[test]
     fn interrupted_deliveries_are_injected_again_unless_an_instruction_repeats_them() {

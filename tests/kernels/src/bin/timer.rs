@@ -1,7 +1,8 @@
 //! timer: VIRQ_TIMER with VCPUOP_set_singleshot_timer ticks at the asked
 //! rate (20 Hz for one second), and system time from vcpu_time_info moves
-//! with the TSC; then 1000 singleshot timers 100 µs to 1.1 ms ahead, each
-//! fired on time: never early, median lateness well under a tick.
+//! with the TSC; then 5000 singleshot timers 100 µs to 1.1 ms ahead, each
+//! waited for with `sti; hlt` and fired on time: never early, median
+//! lateness well under a tick.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(target_os = "none")]
@@ -16,6 +17,7 @@ mod kernel {
     static COUNT: AtomicU32 = AtomicU32::new(0);
     /// Second phase: the deadline armed, and when the VIRQ came.
     const SHOTS: usize = 1000;
+    const ROUNDS: usize = 5;
     static DEADLINE: AtomicU64 = AtomicU64::new(0);
     static FIRED_AT: AtomicU64 = AtomicU64::new(0);
     static PHASE_TWO: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
@@ -86,15 +88,25 @@ mod kernel {
         if !ok {
             println!("timer: FAIL expected about {expected} ms");
         }
+        // Rounds of SHOTS: each timer is waited for with `sti; hlt`, and
+        // the more of them, the surer a lost wake-up shows (one in about
+        // 15,000 was, when an upcall could be delivered inside the shadow
+        // of the `sti`). Extremes over all rounds, the median of the last.
         let mut lateness = [0i64; SHOTS];
-        if shots(&mut lateness).is_none() {
-            println!("timer: FAIL a singleshot timer could not be set");
-            shutdown(ShutdownReason::Poweroff)
+        let (mut min, mut max) = (i64::MAX, i64::MIN);
+        for _ in 0..ROUNDS {
+            if shots(&mut lateness).is_none() {
+                println!("timer: FAIL a singleshot timer could not be set");
+                shutdown(ShutdownReason::Poweroff)
+            }
+            lateness.sort_unstable();
+            min = min.min(lateness[0]);
+            max = max.max(lateness[SHOTS - 1]);
         }
-        lateness.sort_unstable();
-        let (min, median, max) = (lateness[0], lateness[SHOTS / 2], lateness[SHOTS - 1]);
+        let median = lateness[SHOTS / 2];
         println!(
-            "timer: {SHOTS} singleshot timers: error_min_us={} timer_error_median_us={} timer_error_max_us={}",
+            "timer: {} singleshot timers: error_min_us={} timer_error_median_us={} timer_error_max_us={}",
+            SHOTS * ROUNDS,
             min / 1000,
             median / 1000,
             max / 1000
