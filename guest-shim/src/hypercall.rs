@@ -346,21 +346,67 @@ pub fn unmap_foreign_page(gpfn: u64) -> Result<()> {
 /// Returns how many extents were populated (fewer than asked: the next
 /// one could not be).
 pub fn populate_physmap(domid: u16, order: u32, gfns: &[u64]) -> Result<usize> {
-    let req = pv_abi::memory::MemoryReservation {
+    reservation_op(
+        pv_abi::memory::XENMEM_POPULATE_PHYSMAP,
+        &reservation(domid, order, gfns),
+    )
+}
+
+/// XENMEM_decrease_reservation (ballooning out): gives back the extents
+/// of `2^order` pages starting at each of `gfns`, which become holes.
+/// Returns how many extents went (fewer than asked: the next could not).
+pub fn decrease_reservation(domid: u16, order: u32, gfns: &[u64]) -> Result<usize> {
+    reservation_op(
+        pv_abi::memory::XENMEM_DECREASE_RESERVATION,
+        &reservation(domid, order, gfns),
+    )
+}
+
+/// XENMEM_increase_reservation: `count` extents of `2^order` pages for
+/// `domid` that a translated guest owns without a place in its physmap
+/// (as Xen, no frame numbers are returned). Returns how many it got.
+pub fn increase_reservation(domid: u16, order: u32, count: u64) -> Result<usize> {
+    let mut req = reservation(domid, order, &[]);
+    req.nr_extents = count;
+    reservation_op(pv_abi::memory::XENMEM_INCREASE_RESERVATION, &req)
+}
+
+/// `struct xen_memory_reservation`, for the reservation family (fields
+/// public so tests can pass bad ones to [`reservation_op`]).
+pub type Reservation = pv_abi::memory::MemoryReservation;
+
+/// A request for the extents of `2^order` pages at each of `gfns`.
+fn reservation(domid: u16, order: u32, gfns: &[u64]) -> Reservation {
+    Reservation {
         extent_start: gfns.as_ptr() as u64,
         nr_extents: gfns.len() as u64,
         extent_order: order,
         mem_flags: 0,
         domid,
         pad: [0; 3],
-    };
+    }
+}
+
+/// A reservation-family memory_op (`cmd`, with any continuation bits)
+/// on `req` as given: the count of extents done.
+pub fn reservation_op(cmd: u64, req: &Reservation) -> Result<usize> {
+    call(Hypercall::MemoryOp, cmd, arg(req), 0).map(|n| n as usize)
+}
+
+/// A memory_op whose argument is a `domid_t` (XENMEM_current_reservation,
+/// _maximum_reservation, _maximum_gpfn): its answer.
+pub fn memory_op_on_domain(cmd: u64, domid: u16) -> Result<u64> {
+    call(Hypercall::MemoryOp, cmd, arg(&domid), 0)
+}
+
+/// XENMEM_maximum_ram_page: one past the host's highest RAM frame.
+pub fn maximum_ram_page() -> Result<u64> {
     call(
         Hypercall::MemoryOp,
-        pv_abi::memory::XENMEM_POPULATE_PHYSMAP,
-        arg(&req),
+        pv_abi::memory::XENMEM_MAXIMUM_RAM_PAGE,
+        0,
         0,
     )
-    .map(|n| n as usize)
 }
 
 // ---------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 //! boots them. Several guests print at once; a crashing guest ends alone; a
 //! spinner cannot starve the others; a second vCPU comes up; a hostile
 //! guest gets Xen's errors and harms nobody; a bad image is refused while
-//! the rest runs; timers and FPU state work. (A kernel built outside this
+//! the rest runs; timers and FPU state work; a DomU balloons memory out and
+//! back within its max_pages. (A kernel built outside this
 //! project boots the same way, through `--domu PATH`; none is on the test
 //! machines, so no scenario runs one.)
 
@@ -217,4 +218,22 @@ fn sse_state_stays_with_its_domain_on_a_shared_cpu() {
     let outcome = boot(&with_domains(1, &[domu("fpu", ""), domu("fpu", "")]));
     expect_exit(&outcome, Exit::Hypervisor(HvStatus::Success));
     expect_lines(&outcome, &["(d1) fpu: PASS", "(d2) fpu: PASS"]);
+}
+
+#[test]
+fn a_domu_balloons_pages_out_and_back_within_its_max_pages() {
+    // Beside a hello, so a DomU's reservation calls are seen not to touch
+    // another domain (it tries Dom0's pages, too).
+    let outcome = boot(&with_domains(2, &[domu("balloon", ""), domu("hello", "")]));
+    expect_exit(&outcome, Exit::Hypervisor(HvStatus::Success));
+    expect_no_line(&outcome, "(d1) balloon: FAIL");
+    expect_lines(
+        &outcome,
+        &[
+            "(d1) balloon: current_reservation ",
+            "(d1) balloon: PASS",
+            "(d2) hello: PASS",
+            ALL_ENDED,
+        ],
+    );
 }

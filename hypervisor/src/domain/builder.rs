@@ -95,9 +95,11 @@ pub fn build(
         p2m: P2m::new(pages as usize),
         npt: NestedPaging::new()?,
         special: alloc::collections::BTreeMap::new(),
+        loose: alloc::vec::Vec::new(),
+        owned: 0,
     }));
     let memory = building.0.as_mut().ok_or(BuildError::OutOfMemory)?;
-    if !memory.back(0, pages) {
+    if !memory.back(0, pages, pages, None) {
         return Err(BuildError::OutOfMemory);
     }
     let p2m = &memory.p2m;

@@ -44,6 +44,9 @@ pub fn map(mapper: &Domain, owner: DomId, owner_gfn: u64, gfn: u64) -> Result<()
     if owner == mapper.id {
         return Err(MapError::Invalid);
     }
+    // The owner's frame must not be given back between the look and the
+    // mapping.
+    let _ownership = registry::FRAME_OWNERSHIP.lock();
     let owner = registry::lookup(owner).ok_or(MapError::NoSuchDomain)?;
     let frame = owner
         .memory
@@ -94,6 +97,18 @@ pub fn unmap(mapper: &Domain, gfn: u64) -> Result<(), MapError> {
     drop(maps);
     mapper.npt_generation.fetch_add(1, Ordering::SeqCst);
     Ok(())
+}
+
+/// Whether another domain maps `owner`'s page `owner_gfn` now.
+pub fn is_mapped_elsewhere(owner: DomId, owner_gfn: u64) -> bool {
+    registry::all().iter().any(|mapper| {
+        mapper.id != owner
+            && mapper
+                .foreign_maps
+                .lock()
+                .values()
+                .any(|m| m.owner == owner && m.owner_gfn == owner_gfn)
+    })
 }
 
 /// Takes `owner`'s pages back from every domain that maps them.

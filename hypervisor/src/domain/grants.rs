@@ -137,6 +137,9 @@ pub fn map(
     gfn: u64,
     readonly: bool,
 ) -> Result<Handle, GrantStatus> {
+    // The granter's frame must not be given back between the look and
+    // the pin.
+    let _ownership = registry::FRAME_OWNERSHIP.lock();
     // Only over the mapper's own page: a second mapping over a grant or
     // a foreign page would put that page, not the mapper's, back when it
     // goes (and the first mapping's unmap would then restore the wrong
@@ -195,6 +198,8 @@ pub fn map(
 
 /// `GNTTABOP_unmap_grant_ref`.
 pub fn unmap(mapper: &Domain, handle: Handle, gfn: Option<u64>) -> Result<Mapping, GrantStatus> {
+    // The slot holds the granter's frame until it is restored.
+    let _ownership = registry::FRAME_OWNERSHIP.lock();
     let mapping = GRANTS.lock().unmap(mapper.id, handle, gfn, &LiveTables)?;
     if let Some(h) = mapper.held_grants.lock().remove(&handle) {
         restore(mapper, h);

@@ -109,20 +109,35 @@ pub struct Memory {
     /// Hypervisor-owned pages placed in the physmap at the guest's
     /// request (shared info, grant table frames): gfn → frame.
     pub special: BTreeMap<u64, Frame>,
+    /// Frames `XENMEM_increase_reservation` gave the domain: a translated
+    /// guest gets no address for them (as on Xen), so they only count
+    /// against its reservation until it is torn down.
+    pub loose: Vec<Frame>,
+    /// RAM slots backed by the domain's own frames (Xen's `tot_pages`
+    /// without the loose ones), kept as they change.
+    pub owned: u64,
 }
 
 impl Memory {
     /// Backs RAM frames `first..end` with zeroed frames, in the physmap
     /// and the nested page tables: all or none (false if one is outside
-    /// RAM, already backed, or no frame or table page is left).
-    pub fn back(&mut self, first: u64, end: u64) -> bool {
+    /// RAM or already backed, the domain would own more than `max_pages`,
+    /// or no frame — below `limit`, if given — or table page is left).
+    pub fn back(&mut self, first: u64, end: u64, max_pages: u64, limit: Option<u64>) -> bool {
         use crate::mm::frame::FRAME_SIZE;
         use crate::mm::guest::Gfn;
-        if (first..end).any(|g| !self.p2m.is_ram(Gfn(g)) || self.p2m.get(Gfn(g)).is_some()) {
+        if (first..end).any(|g| !self.p2m.is_ram(Gfn(g)) || self.p2m.get(Gfn(g)).is_some())
+            || self.total_pages().saturating_add(end - first) > max_pages
+        {
             return false;
         }
         for gfn in first..end {
-            let Some(frame) = crate::mm::frames().alloc() else {
+            let frame = crate::mm::frames().alloc();
+            let Some(frame) = frame.filter(|f| limit.is_none_or(|l| f.start() + FRAME_SIZE <= l))
+            else {
+                if let Some(f) = frame {
+                    scrub_and_free(f);
+                }
                 self.unback(first, gfn);
                 return false;
             };
@@ -133,8 +148,14 @@ impl Memory {
                 return false;
             }
             let _ = self.p2m.set(Gfn(gfn), Some(frame));
+            self.owned += 1;
         }
         true
+    }
+
+    /// Xen's `tot_pages`: see [`Domain::total_pages`].
+    pub fn total_pages(&self) -> u64 {
+        self.owned + self.loose.len() as u64
     }
 
     /// Takes back frames `first..upto` that [`Memory::back`] had just given.
@@ -145,6 +166,7 @@ impl Memory {
             if let Ok(Some(frame)) = self.p2m.set(Gfn(gfn), None) {
                 self.npt.unmap(gfn * FRAME_SIZE);
                 scrub_and_free(frame);
+                self.owned -= 1;
             }
         }
     }
@@ -366,9 +388,88 @@ impl Domain {
             .sum()
     }
 
-    /// Pages of memory it holds (Xen's `tot_pages`).
+    /// Pages of memory it owns (Xen's `tot_pages`): its backed RAM frames
+    /// (a slot lent another domain's page still owns the page set aside)
+    /// and loose frames, not the hypervisor's pages placed among them.
     pub fn total_pages(&self) -> u64 {
-        self.memory.lock().p2m.frames().count() as u64
+        self.memory.lock().total_pages()
+    }
+
+    /// The highest gfn its physmap has a page at (Xen's
+    /// `domain_get_maximum_gpfn`), or 0 with none.
+    pub fn max_gpfn(&self) -> u64 {
+        let memory = self.memory.lock();
+        memory.p2m.frames().map(|(g, _)| g.0).max().unwrap_or(0)
+    }
+
+    /// `XENMEM_increase_reservation` for one extent: `count` frames the
+    /// domain owns without a physmap place, within its `max_pages`.
+    pub fn take_loose_frames(&self, count: u64) -> bool {
+        use crate::mm::frame::FRAME_SIZE;
+        let mut memory = self.memory.lock();
+        if memory.total_pages().saturating_add(count) > self.mem_bytes() / FRAME_SIZE {
+            return false;
+        }
+        for taken in 0..count {
+            let Some(frame) = crate::mm::frames().alloc() else {
+                for _ in 0..taken {
+                    if let Some(f) = memory.loose.pop() {
+                        scrub_and_free(f);
+                    }
+                }
+                return false;
+            };
+            crate::mm::zero_frame(frame);
+            memory.loose.push(frame);
+        }
+        true
+    }
+
+    /// `XENMEM_decrease_reservation` for one page: gives the frame at
+    /// `gfn` back to the hypervisor, leaving a hole the guest may fill
+    /// again with `XENMEM_populate_physmap`. A hypervisor page placed
+    /// there (shared info, a grant frame) only leaves the physmap, as on
+    /// Xen. The freed frame waits in quarantine until no vCPU can still
+    /// reach it through a stale translation; one a grant still maps
+    /// elsewhere lives until that mapping goes.
+    pub fn release_page(&self, gfn: u64) -> Result<(), ReleaseError> {
+        use crate::mm::frame::FRAME_SIZE;
+        use crate::mm::guest::Gfn;
+        let _ownership = FRAME_OWNERSHIP.lock();
+        // No foreign mapping can start while the lock is held.
+        if super::foreign::is_mapped_elsewhere(self.id, gfn) {
+            return Err(ReleaseError::MappedElsewhere);
+        }
+        let foreign = self.foreign_maps.lock();
+        let mut memory = self.memory.lock();
+        if foreign.contains_key(&gfn) || self.held_grants.lock().values().any(|h| h.gfn == gfn) {
+            return Err(ReleaseError::NotOwned);
+        }
+        drop(foreign);
+        if memory.special.remove(&gfn).is_some() {
+            let _ = if memory.p2m.is_ram(Gfn(gfn)) {
+                memory.p2m.set(Gfn(gfn), None)
+            } else {
+                memory.p2m.set_outside_ram(Gfn(gfn), None)
+            };
+            memory.npt.unmap(gfn * FRAME_SIZE);
+            drop(memory);
+            self.npt_generation.fetch_add(1, Ordering::SeqCst);
+            return Ok(());
+        }
+        if !memory.p2m.is_ram(Gfn(gfn)) {
+            return Err(ReleaseError::NotBacked);
+        }
+        let frame = memory.p2m.get(Gfn(gfn)).ok_or(ReleaseError::NotBacked)?;
+        let _ = memory.p2m.set(Gfn(gfn), None);
+        memory.npt.unmap(gfn * FRAME_SIZE);
+        memory.owned -= 1;
+        drop(memory);
+        self.npt_generation.fetch_add(1, Ordering::SeqCst);
+        if !super::grants::keep_if_mapped(frame) {
+            super::foreign::quarantine(frame);
+        }
+        Ok(())
     }
 
     /// True if `gfn` holds a page the guest may not give up or reuse as
@@ -386,6 +487,7 @@ impl Domain {
     pub fn place_special(&self, gfn: u64, frame: Frame) -> Result<(), PlacementError> {
         use crate::mm::frame::FRAME_SIZE;
         use crate::mm::guest::Gfn;
+        let _ownership = FRAME_OWNERSHIP.lock();
         if self.foreign_maps.lock().contains_key(&gfn)
             || self.held_grants.lock().values().any(|h| h.gfn == gfn)
         {
@@ -402,6 +504,9 @@ impl Domain {
         }
         if in_ram && current.is_none() {
             return Err(PlacementError::NotRam); // a hole left by a moved page
+        }
+        if !in_ram && current.is_some() {
+            return Err(PlacementError::SlotInUse); // device memory lives there
         }
         if !in_ram {
             // Reserve the nested mapping first: it may need table pages.
@@ -434,9 +539,13 @@ impl Domain {
             memory.npt.remap(gfn * FRAME_SIZE, frame);
         }
         memory.special.insert(gfn, frame);
+        if current.is_some() {
+            memory.owned -= 1; // the RAM page it replaced goes
+        }
         drop(memory);
         if let Some(displaced) = current {
-            scrub_and_free(displaced);
+            // Another vCPU may reach it until its translations are flushed.
+            super::foreign::quarantine(displaced);
         }
         self.npt_generation.fetch_add(1, Ordering::SeqCst);
         Ok(())
@@ -610,11 +719,33 @@ impl Drop for Domain {
         for frame in core::mem::take(&mut self.grant_table.get_mut().frames) {
             scrub_and_free(frame);
         }
+        for frame in core::mem::take(&mut memory.loose) {
+            scrub_and_free(frame);
+        }
         log::debug!("d{}: memory scrubbed and freed", self.id);
     }
 }
 
 static DOMAINS: Mutex<BTreeMap<DomId, Arc<Domain>>> = Mutex::new(BTreeMap::new());
+
+/// Held while a frame changes hands between domains — a foreign or
+/// grant mapping reads the owner's frame and installs it, a page given
+/// back leaves its owner — so a frame on its way out is never mapped in
+/// flight by another domain (which would then reach memory recycled for
+/// someone else).
+pub static FRAME_OWNERSHIP: Mutex<()> = Mutex::new(());
+
+/// Why [`Domain::release_page`] refused (Xen stops the batch there).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReleaseError {
+    /// Nothing of the domain's there (Xen's -ENOENT).
+    NotBacked,
+    /// Another domain's page is mapped there (Xen's -ENXIO).
+    NotOwned,
+    /// Another domain maps this page with `XENMAPSPACE_gmfn_foreign`:
+    /// Xen would keep it alive by its reference; Pavise keeps it in place.
+    MappedElsewhere,
+}
 
 pub fn register(domain: Arc<Domain>) {
     super::events::add_domain(&domain);
@@ -644,6 +775,8 @@ pub fn create_blank(id: DomId, vcpus: u32) -> Result<Arc<Domain>, crate::virt::s
         p2m: P2m::new(0),
         npt,
         special: BTreeMap::new(),
+        loose: Vec::new(),
+        owned: 0,
     };
     let mut domain = Domain::new(
         id,

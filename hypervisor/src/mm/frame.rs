@@ -90,6 +90,8 @@ pub struct FrameAllocator<'a> {
     hint: usize,
     /// Usable bytes the bitmap is too small to track.
     untracked_bytes: u64,
+    /// One past the highest usable RAM frame number (Xen's `max_page`).
+    max_page: u64,
 }
 
 fn ceil_frame(addr: u64) -> u64 {
@@ -111,6 +113,7 @@ impl<'a> FrameAllocator<'a> {
             managed_count: 0,
             hint: 0,
             untracked_bytes: 0,
+            max_page: 0,
         };
         for r in regions
             .iter()
@@ -119,6 +122,7 @@ impl<'a> FrameAllocator<'a> {
             let end = r.start.saturating_add(r.len);
             let first = ceil_frame(r.start.max(LOW_MEMORY_END));
             let last = floor_frame(end);
+            this.max_page = this.max_page.max(last);
             if last > capacity {
                 this.untracked_bytes += (last - first.max(capacity)) * FRAME_SIZE;
             }
@@ -157,6 +161,12 @@ impl<'a> FrameAllocator<'a> {
 
     pub fn free_frames(&self) -> usize {
         self.free_count
+    }
+
+    /// One past the highest usable RAM frame number (Xen's `max_page`,
+    /// which `XENMEM_maximum_ram_page` answers).
+    pub fn max_page(&self) -> u64 {
+        self.max_page
     }
 
     /// Frames it had to give when it was built (all it will ever hand out).
