@@ -647,6 +647,14 @@ fn start_domains(context: &BspContext) -> ! {
         println!("pavise: no domain could be built");
         power::stop(ExitCode::GuestFailed);
     }
+    // Waiting for DomUs none of which could be built would wait for ever.
+    let domus_asked = domains.len() > 1;
+    if context.exit_when_done && domus_asked && registry::watched_live() == 0 {
+        println!(
+            "pavise: no DomU could be built (see above), so exit_when_done has nothing to wait for: stopping"
+        );
+        power::stop(ExitCode::GuestFailed);
+    }
     smp::release_aps();
     crate::domain::sched::run_cpu()
 }

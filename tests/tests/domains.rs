@@ -192,6 +192,24 @@ fn bad_image_is_refused_and_the_rest_runs() {
 }
 
 #[test]
+fn exit_when_done_with_no_domu_built_stops_at_once() {
+    // More memory than the machine has: the hypervisor refuses the only
+    // DomU; the run must end now, failed, not wait for its time-out.
+    let outcome = boot(&with_domains(2, &[domu("hello", "mem=3000")]));
+    expect_exit(&outcome, Exit::Hypervisor(HvStatus::GuestFailed));
+    expect_lines(
+        &outcome,
+        &[
+            "pavise: d1 (hello) not built: not enough free memory for the domain",
+            "pavise: no DomU could be built (see above), so exit_when_done has nothing to wait for: stopping",
+        ],
+    );
+    if outcome.wall > Duration::from_secs(20) {
+        fail(&outcome, "the refused run did not end at once");
+    }
+}
+
+#[test]
 fn singleshot_timers_fire_on_time() {
     let machine = with_domains(2, &[domu("timer", "")]);
     // A lost wake-up hangs the kernel (the run times out): this once

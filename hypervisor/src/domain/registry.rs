@@ -809,6 +809,11 @@ static WATCHED_LIVE: AtomicUsize = AtomicUsize::new(0);
 static WATCHED_FAILED: AtomicBool = AtomicBool::new(false);
 static EXIT_WHEN_DONE: AtomicBool = AtomicBool::new(false);
 
+/// Watched domains that have not ended yet.
+pub fn watched_live() -> usize {
+    WATCHED_LIVE.load(Ordering::SeqCst)
+}
+
 pub fn set_exit_when_done(enabled: bool) {
     EXIT_WHEN_DONE.store(enabled, Ordering::SeqCst);
 }

@@ -161,6 +161,36 @@ mod kernel {
                 put(32, writable_pointer(rng));
                 args = [cmd, scratch(), 0];
             }
+            // The reservation family: pages given back only from our
+            // physmap slot or outside RAM (a page of our own code would be
+            // ours to regret, as on Xen), in extents that stay there.
+            (n, 0 | 1 | 6) if n == memory_op => {
+                let slot = &raw mut PHYSMAP_SLOT as u64 >> 12;
+                let outside = [0x10_0000, 0xffff_ffff, u64::MAX >> 12, u64::MAX];
+                for i in 0..4 {
+                    let gfn = if rng.below(2) == 0 {
+                        slot
+                    } else {
+                        rng.pick(&outside)
+                    };
+                    put(64 + i * 8, gfn);
+                }
+                let list = rng.pick(&[scratch() + 64, 0xf000_0000, u64::MAX - 8]);
+                put(0, list); // extent_start
+                put(8, rng.pick(&[0, 1, 4, u64::MAX, 1 << 58])); // nr_extents
+                // An order above 0 only over outside-RAM gfns.
+                let order = if rng.below(2) == 0 {
+                    0
+                } else {
+                    for i in 0..4 {
+                        put(64 + i * 8, rng.pick(&outside));
+                    }
+                    rng.pick(&[1u64, 9, 10, 18, 31, u32::MAX as u64])
+                };
+                put(16, order | (value(rng) & 0xffff_ffff) << 32); // order, mem_flags
+                put(24, value(rng) & 0xffff); // domid
+                args = [cmd, scratch(), 0];
+            }
             // Batched grant ops (map, unmap, unmap_and_replace): the
             // hypervisor writes each element's status back, so the batch
             // must fit the scratch area (or start somewhere refused).
