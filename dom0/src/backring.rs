@@ -411,7 +411,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #![proptest_config(ProptestConfig::with_cases(crate::proptest_cases(2000)))]
 
         /// A model front end that publishes any req_prod (honest or not) and
         /// a back end that answers some taken requests each round: the back

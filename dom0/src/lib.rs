@@ -7,6 +7,17 @@
 
 extern crate alloc;
 
+/// Cases for a property test: `default`, or `PROPTEST_CASES` when set
+/// (`cargo xtask fuzz --host` raises it; proptest's own default reads it,
+/// a fixed `with_cases` would not).
+#[cfg(test)]
+pub(crate) fn proptest_cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 pub mod backring;
 pub mod blkback;
 pub mod cmdline;

@@ -410,6 +410,7 @@ pub extern "C" fn entry(protocol: u32, info_addr: u32, magic: u32) -> ! {
         selftest: options.selftest,
         modules: boot.modules().to_vec(),
         exit_when_done: options.exit_when_done,
+        memcheck: options.memcheck,
         bench: options.bench,
     };
     // SAFETY: the stack was just mapped; `bsp_main` never returns, so
@@ -424,6 +425,7 @@ struct BspContext {
     selftest: Option<cmdline::Selftest>,
     modules: Vec<Module>,
     exit_when_done: bool,
+    memcheck: bool,
     bench: bool,
 }
 
@@ -508,7 +510,7 @@ fn start_domains(context: &BspContext) -> ! {
         println!("pavise: fatal: cannot run domains: {e}");
         power::stop(ExitCode::BootError);
     }
-    registry::set_exit_when_done(context.exit_when_done);
+    registry::set_exit_when_done(context.exit_when_done, context.memcheck);
     match time::read_rtc() {
         Some(now) => crate::domain::events::set_boot_wallclock(
             now.saturating_sub(time::system_time_ns() / 1_000_000_000),
@@ -620,6 +622,9 @@ fn start_domains(context: &BspContext) -> ! {
             );
         }
         let modules = modules.as_slice();
+        if index == 1 {
+            registry::note_free_before_domus();
+        }
         match builder::build(index as u16, &spec, image, modules, privileged, watched) {
             Ok(d) => {
                 if privileged {

@@ -86,6 +86,10 @@ pub struct Options {
     pub exit_when_done: bool,
     /// Measure the bare VM exit cost at boot (for `cargo xtask bench`).
     pub bench: bool,
+    /// With `exit_when_done`: before stopping, wait until the ended
+    /// domains' memory is back and print the free frames against before
+    /// the DomUs (for `cargo xtask fuzz`).
+    pub memcheck: bool,
 }
 
 impl Default for Options {
@@ -97,6 +101,7 @@ impl Default for Options {
             selftest: None,
             exit_when_done: false,
             bench: false,
+            memcheck: false,
         }
     }
 }
@@ -124,7 +129,7 @@ impl fmt::Display for CmdlineError<'_> {
         match self {
             Self::UnknownOption(name) => write!(
                 f,
-                "unknown command-line option '{name}' (known: loglvl=, maxcpus=, qemu_exit, exit_when_done, bench, selftest=)"
+                "unknown command-line option '{name}' (known: loglvl=, maxcpus=, qemu_exit, exit_when_done, memcheck, bench, selftest=)"
             ),
             Self::BadValue {
                 option,
@@ -232,6 +237,15 @@ pub fn parse(cmdline: &str) -> Result<Options, CmdlineError<'_>> {
                     });
                 }
                 options.exit_when_done = true;
+            }
+            "memcheck" => {
+                if let Some(value) = value {
+                    return Err(CmdlineError::UnexpectedValue {
+                        option: "memcheck",
+                        value,
+                    });
+                }
+                options.memcheck = true;
             }
             "qemu_exit" => {
                 if let Some(value) = value {
@@ -352,6 +366,34 @@ mod tests {
             parse("selftest"),
             Err(CmdlineError::MissingValue { .. })
         ));
+    }
+
+    #[test]
+    fn memcheck_is_a_flag() {
+        assert!(parse("exit_when_done memcheck").unwrap().memcheck);
+        assert!(!parse("exit_when_done").unwrap().memcheck);
+        assert!(matches!(
+            parse("memcheck=1"),
+            Err(CmdlineError::UnexpectedValue { .. })
+        ));
+    }
+
+    proptest::proptest! {
+        /// Any command line parses or gets a typed error, and an error
+        /// names a word of the line.
+        #[test]
+        fn any_command_line_parses_or_is_refused(line in "(\\PC{0,12}[ =]?){0,8}") {
+            match parse(&line) {
+                Ok(_) => {}
+                Err(CmdlineError::UnknownOption(w)) => proptest::prop_assert!(line.contains(w)),
+                Err(CmdlineError::BadValue { value, .. })
+                | Err(CmdlineError::UnexpectedValue { value, .. }) => {
+                    proptest::prop_assert!(line.contains(value))
+                }
+                Err(CmdlineError::MissingValue { .. }) => {}
+            }
+            let _ = requests_qemu_exit(&line);
+        }
     }
 
     #[test]

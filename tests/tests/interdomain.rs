@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use pavise_tests::{Exit, HvStatus, boot, domu, expect_exit, expect_lines, with_domains};
+use pavise_tests::{Exit, HvStatus, boot, domu, expect_exit, expect_lines, fail, with_domains};
 use xtask::Machine;
 use xtask::machine::TypeWhen;
 
@@ -97,22 +97,38 @@ fn fuzzers_get_errors_and_a_healthy_pair_carries_on() {
     // Two DomUs throw 5 000 seeded random hypercalls and MSR accesses each
     // while a pair runs its event-channel ping-pong with grants: every
     // call gets an answer (no domain ends but by its own power-off, the
-    // hypervisor never faults), and the pair completes.
-    let outcome = boot(&machine(&[
-        ("pingpong", "pong peer=2"),
-        ("pingpong", "ping peer=1"),
-        ("fuzzer", "seed=7 calls=5000"),
-        ("fuzzer", "seed=8 calls=5000"),
-    ]));
-    expect_exit(&outcome, Exit::Hypervisor(HvStatus::Success));
-    expect_lines(
-        &outcome,
-        &[
-            "(d1) pong: PASS",
-            "(d2) ping: PASS",
-            "(d3) fuzzer: PASS 5000 calls",
-            "(d4) fuzzer: PASS 5000 calls",
-            "pavise: all watched domains ended",
-        ],
+    // hypervisor never faults), the pair completes, and free memory after
+    // the DomUs is what the same machine leaves with fuzzers that make no
+    // calls (`cargo xtask fuzz` at 10^4 calls).
+    let fuzz = xtask::fuzz::GuestFuzz {
+        calls: 10_000,
+        seed: 7,
+        fuzzers: 2,
+        qemu_args: Vec::new(),
+    };
+    let frames = |calls_each: u64| {
+        let machine = xtask::fuzz::machine(&fuzz, calls_each).expect("the fuzz machine");
+        let outcome = boot(&machine);
+        expect_exit(&outcome, Exit::Hypervisor(HvStatus::Success));
+        expect_lines(
+            &outcome,
+            &[
+                "(d1) pong: PASS",
+                "(d2) ping: PASS",
+                &format!("(d3) fuzzer: PASS {calls_each} calls"),
+                &format!("(d4) fuzzer: PASS {calls_each} calls"),
+                "pavise: all watched domains ended",
+                "pavise: free memory: ",
+            ],
+        );
+        let (after, before) = xtask::fuzz::free_frames(&outcome.console)
+            .unwrap_or_else(|| fail(&outcome, "no free-memory figures"));
+        after - before
+    };
+    let baseline = frames(0);
+    let fuzzed = frames(5000);
+    assert_eq!(
+        fuzzed, baseline,
+        "5000 calls each changed free memory by {fuzzed:+} frames, no calls by {baseline:+}: a leak"
     );
 }

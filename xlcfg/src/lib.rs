@@ -23,6 +23,17 @@
 
 extern crate alloc;
 
+/// Cases for a property test: `default`, or `PROPTEST_CASES` when set
+/// (`cargo xtask fuzz --host` raises it; proptest's own default reads it,
+/// a fixed `with_cases` would not).
+#[cfg(test)]
+pub(crate) fn proptest_cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -2020,7 +2031,7 @@ on_crash = "preserve"
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #![proptest_config(ProptestConfig::with_cases(crate::proptest_cases(2000)))]
 
         #[test]
         fn never_panics_on_arbitrary_text(text in "\\PC*") {

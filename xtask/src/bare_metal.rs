@@ -184,7 +184,7 @@ fn rustup() -> Command {
 }
 
 /// Runs a command with its output on the terminal; fails on non-zero exit.
-pub(crate) fn run_inheriting(mut command: Command) -> Result<()> {
+pub fn run_inheriting(mut command: Command) -> Result<()> {
     let program = Path::new(command.get_program()).display().to_string();
     let status = command
         .status()

@@ -12,6 +12,7 @@ pub mod disk_bench;
 pub mod domains;
 pub mod error;
 pub mod exit;
+pub mod fuzz;
 pub mod grub;
 pub mod linux;
 pub mod linux_bench;

@@ -47,6 +47,11 @@ enum Command {
     /// apt into target/linux/ unless --kernel and --busybox are given);
     /// with --disk, its root file system is on its own disk, xvda.
     Linux(LinuxArgs),
+    /// Fuzz: several DomUs throw seeded random hypercalls beside a
+    /// healthy ping-pong pair (no fault, the pair passes, no frame
+    /// leaked); with --host, the pure cores' property tests with raised
+    /// case counts instead.
+    Fuzz(FuzzArgs),
     /// Manage the running Pavise over its control channel: any command
     /// Dom0's console takes (list [--json], info [--json], create CFG
     /// [KEY=VALUE…], files, pause ID, unpause ID, destroy ID, shutdown ID,
@@ -61,6 +66,31 @@ enum Command {
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },
+}
+
+#[derive(Args)]
+struct FuzzArgs {
+    /// Hypercalls in total, shared among the fuzzers.
+    #[arg(long, default_value_t = 1_000_000,
+          value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    calls: u64,
+    /// The first fuzzer's seed (the k-th gets SEED + k): a run is
+    /// reproducible from it.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// How many fuzzer DomUs.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=8))]
+    fuzzers: u32,
+    /// Fuzz the host-side pure cores with their property tests instead.
+    #[arg(long, conflicts_with_all = ["calls", "seed", "fuzzers"])]
+    host: bool,
+    /// With --host: cases per property test.
+    #[arg(long, default_value_t = 1_000_000, requires = "host",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    cases: u64,
+    /// Extra QEMU arguments, e.g. `-- -d cpu_reset -D qemu.log`.
+    #[arg(last = true, value_name = "QEMU ARGS")]
+    qemu_args: Vec<String>,
 }
 
 #[derive(Args)]
@@ -349,11 +379,26 @@ fn main() -> ExitCode {
         Command::Linux(args) => run_linux(args),
         Command::Test => suite::run().map(|()| ExitCode::SUCCESS),
         Command::Bench { json } => run_bench(json).map(|()| ExitCode::SUCCESS),
+        Command::Fuzz(args) => run_fuzz(&args).map(|()| ExitCode::SUCCESS),
         Command::Xl { socket, command } => run_xl(socket, &command),
     };
     result.unwrap_or_else(|e| {
         say(&format!("error: {e}"));
         ExitCode::FAILURE
+    })
+}
+
+/// `cargo xtask fuzz`: the guest fuzz run, or with --host the host one.
+fn run_fuzz(args: &FuzzArgs) -> xtask::Result<()> {
+    if args.host {
+        return xtask::fuzz::host(args.cases);
+    }
+    prereqs::ensure(Machine::default().needs())?;
+    xtask::fuzz::guest(&xtask::fuzz::GuestFuzz {
+        calls: args.calls,
+        seed: args.seed,
+        fuzzers: args.fuzzers,
+        qemu_args: args.qemu_args.clone(),
     })
 }
 

@@ -769,7 +769,7 @@ fn arb_slot() -> impl Strategy<Value = [u8; ENTRY_SIZE]> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(ProptestConfig::with_cases(crate::proptest_cases(2000)))]
 
     #[test]
     fn decode_never_panics_and_stays_on_the_disk(

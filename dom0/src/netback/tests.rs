@@ -1148,7 +1148,7 @@ fn arb_honest_packet() -> impl Strategy<Value = (Vec<(u32, u16, u16)>, u16, u16)
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(ProptestConfig::with_cases(crate::proptest_cases(2000)))]
 
     /// Whatever the front end wrote: no panic, each slot read at most
     /// once, consumption matches the answers, and a packet's segments are

@@ -315,6 +315,35 @@ proptest! {
         }
     }
 
+    /// Whatever bytes a DomU puts on its ring: framed, handled, answered
+    /// (an error at worst), never a panic, and never a node outside its
+    /// home written by it.
+    #[test]
+    fn any_bytes_on_the_wire_get_answers_and_stay_home(
+        chunks in proptest::collection::vec(
+            proptest::collection::vec(any::<u8>(), 0..64), 1..12),
+        words in proptest::collection::vec((0u32..24, 0u32..3, "[a-z/@.]{0,12}", "[ -~]{0,8}"), 0..12),
+    ) {
+        let mut s = store();
+        let before_other = s.local_read("/local/domain/2/name");
+        let mut r = FrameReader::default();
+        // Random bytes, then well-formed frames of random types and paths.
+        for c in &chunks {
+            r.push(c);
+        }
+        for (kind, tx, path, value) in &words {
+            let mut payload = path.clone().into_bytes();
+            payload.push(0);
+            payload.extend_from_slice(value.as_bytes());
+            r.push(&encode(&Reply { kind: *kind, req_id: 1, tx_id: *tx, payload }));
+        }
+        while let Ok(Some((kind, req_id, tx, payload))) = r.next_frame() {
+            let reply = s.handle(1, kind, req_id, tx, &payload);
+            prop_assert_eq!(reply.req_id, req_id);
+        }
+        prop_assert_eq!(s.local_read("/local/domain/2/name"), before_other);
+    }
+
     #[test]
     fn framing_does_not_depend_on_chunking(cuts in proptest::collection::vec(1usize..40, 1..20)) {
         let msgs: Vec<Reply> = (0..5u32).map(|i| Reply { kind: msg::WRITE, req_id: i, tx_id: 0, payload: format!("p{i}\0value-{i}").into_bytes() }).collect();

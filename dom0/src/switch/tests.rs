@@ -411,7 +411,7 @@ fn arb_step() -> impl Strategy<Value = Step> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(500))]
+    #![proptest_config(ProptestConfig::with_cases(crate::proptest_cases(500)))]
 
     /// Over any traffic and port churn: no frame is queued on the port it
     /// came from, a vif's frames always carry its own source, nobody else's

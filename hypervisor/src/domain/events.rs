@@ -187,6 +187,15 @@ pub fn unmask(domain: &Arc<Domain>, port: PortNo) -> Result<(), evtchn::EvtchnEr
     Ok(())
 }
 
+/// Clears `port`'s pending bit (Xen's `evtchn_2l_clear_pending`, done when
+/// a port is freed, so its next owner starts clean).
+pub fn clear_pending(domain: &Domain, port: PortNo) {
+    if port < evtchn::NR_PORTS {
+        let (word, bit) = ((port / 64) as usize, 1u64 << (port % 64));
+        shared::fetch_and_u64(domain.shared_info, SHARED_PENDING + word * 8, !bit);
+    }
+}
+
 /// True if any of `ports` is pending (for SCHEDOP_poll).
 pub fn any_pending(domain: &Domain, ports: &[PortNo]) -> bool {
     ports.iter().any(|&p| {
@@ -288,6 +297,7 @@ fn note_deadline(deadline: u64) {
 /// poll time-outs. Called from every CPU's scheduler loop.
 pub fn run_timers() {
     super::foreign::release_quarantine();
+    super::registry::stop_when_memory_settles();
     super::devices::deliver_pending();
     super::devices::poll_dma_faults();
     poll_console_input();

@@ -139,6 +139,11 @@ pub fn quarantine(frame: Frame) {
     QUARANTINE.lock().push((frame, release));
 }
 
+/// Frames in quarantine now.
+pub fn quarantined() -> usize {
+    QUARANTINE.lock().len()
+}
+
 /// Frees quarantined frames whose wait is over (scheduler loop).
 pub fn release_quarantine() {
     let now = time::rdtsc();

@@ -231,6 +231,12 @@ fn restore(mapper: &Domain, held: HeldGrant) {
     }
 }
 
+/// Frames pinned by grant mappings now, and orphans among them (for
+/// memcheck's report).
+pub fn pinned_and_orphaned() -> (usize, usize) {
+    (PINNED.lock().len(), ORPHANS.lock().len())
+}
+
 /// Called by a dying granter for each of its frames: true if another
 /// domain still maps it (the frame then outlives its owner as an orphan).
 pub fn keep_if_mapped(frame: Frame) -> bool {

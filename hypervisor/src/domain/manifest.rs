@@ -188,6 +188,23 @@ mod tests {
 
     use super::*;
 
+    proptest::proptest! {
+        /// Any module string GRUB hands over parses within the limits or
+        /// is refused with a typed error; the other readers never panic.
+        #[test]
+        fn any_module_string_parses_within_limits_or_is_refused(
+            s in "([a-z]{0,8}=?[ -~]{0,10} ?){0,6}",
+            index in 0usize..10,
+        ) {
+            if let Ok(spec) = parse(&s, index) {
+                proptest::prop_assert!(!spec.name.is_empty() && spec.name.len() <= 32);
+                proptest::prop_assert!(spec.vcpus >= 1);
+                proptest::prop_assert!(spec.mem_mib >= 1);
+            }
+            let _ = (file_name(&s), is_ramdisk(&s));
+        }
+    }
+
     #[test]
     fn dom0_learns_each_domu_in_one_word() {
         let spec = parse("name=linux mem=256 vcpus=4 cmdline=console=hvc0", 1).unwrap();

@@ -723,6 +723,10 @@ impl Drop for Domain {
             scrub_and_free(frame);
         }
         log::debug!("d{}: memory scrubbed and freed", self.id);
+        // Last: memcheck counts the frames once this says they are back.
+        if *self.removed.get_mut() {
+            NOT_FREED.fetch_sub(1, Ordering::SeqCst);
+        }
     }
 }
 
@@ -754,6 +758,7 @@ pub fn register(domain: Arc<Domain>) {
         WATCHED_LIVE.fetch_add(1, Ordering::SeqCst);
     }
     LIVE.fetch_add(1, Ordering::SeqCst);
+    NOT_FREED.fetch_add(1, Ordering::SeqCst);
     DOMAINS.lock().insert(domain.id, domain);
 }
 
@@ -809,13 +814,79 @@ static WATCHED_LIVE: AtomicUsize = AtomicUsize::new(0);
 static WATCHED_FAILED: AtomicBool = AtomicBool::new(false);
 static EXIT_WHEN_DONE: AtomicBool = AtomicBool::new(false);
 
+/// Registered domains whose memory is not freed yet (torn-down ones
+/// until their last user drops them).
+static NOT_FREED: AtomicUsize = AtomicUsize::new(0);
+/// Free frames once the boot-time Dom0 was built, before any DomU (0:
+/// not yet known).
+static FREE_BEFORE_DOMUS: AtomicUsize = AtomicUsize::new(0);
+/// An exit-when-done stop waiting for the ended domains' memory: its
+/// code and the system time after which it stops regardless.
+static PENDING_STOP: Mutex<Option<(ExitCode, u64)>> = Mutex::new(None);
+/// How long a stop waits for memory to come back (quarantine is two
+/// ticks; scrubbing a large domain under emulation takes a while).
+const SETTLE_NS: u64 = 2_000_000_000;
+
+/// Notes the free frames before the first DomU is built.
+pub fn note_free_before_domus() {
+    let free = crate::mm::frames().free_frames();
+    FREE_BEFORE_DOMUS.store(free, Ordering::SeqCst);
+}
+
+/// From the scheduler loop: carries out a pending exit-when-done stop
+/// once every ended domain's frames are back in the pool (or the wait is
+/// over), saying how free memory compares with before the DomUs. Dom0
+/// and the other CPUs take a few frames of their own meanwhile, the same
+/// in every run; `cargo xtask fuzz` compares the figure with a run whose
+/// DomUs did nothing, so a frame leaked by what a guest did shows.
+pub fn stop_when_memory_settles() {
+    let Some((code, deadline)) = *PENDING_STOP.lock() else {
+        return;
+    };
+    super::foreign::release_quarantine();
+    let before = FREE_BEFORE_DOMUS.load(Ordering::SeqCst);
+    let free = crate::mm::frames().free_frames();
+    let settled = NOT_FREED.load(Ordering::SeqCst) == DOMAINS.lock().len()
+        && super::foreign::quarantined() == 0;
+    if !settled && crate::arch::time::system_time_ns() < deadline {
+        return;
+    }
+    if PENDING_STOP.lock().take().is_none() {
+        return; // another CPU is stopping
+    }
+    if free == before {
+        println!("pavise: free memory: {free} frames, as before the DomUs");
+    } else {
+        println!(
+            "pavise: free memory: {free} frames, {before} before the DomUs ({:+})",
+            free as i64 - before as i64
+        );
+        let (pinned, orphans) = super::grants::pinned_and_orphaned();
+        let live: Vec<String> = all()
+            .iter()
+            .map(|d| alloc::format!("d{} {} pages", d.id, d.total_pages()))
+            .collect();
+        println!(
+            "pavise: memcheck: {} torn-down domains not freed, {} frames in quarantine, {pinned} grant-pinned ({orphans} orphaned); live: {}",
+            NOT_FREED.load(Ordering::SeqCst) - live.len(),
+            super::foreign::quarantined(),
+            live.join(", ")
+        );
+    }
+    power::stop(code);
+}
+
 /// Watched domains that have not ended yet.
 pub fn watched_live() -> usize {
     WATCHED_LIVE.load(Ordering::SeqCst)
 }
 
-pub fn set_exit_when_done(enabled: bool) {
+/// `memcheck`: an exit-when-done stop waits for memory to come back.
+static MEMCHECK: AtomicBool = AtomicBool::new(false);
+
+pub fn set_exit_when_done(enabled: bool, memcheck: bool) {
     EXIT_WHEN_DONE.store(enabled, Ordering::SeqCst);
+    MEMCHECK.store(memcheck, Ordering::SeqCst);
 }
 
 /// Stops the machine when the watched domains (or all) have ended.
@@ -835,11 +906,19 @@ fn note_end(watched: bool, clean: bool) {
                     ""
                 }
             );
-            power::stop(if failed {
+            let code = if failed {
                 ExitCode::GuestFailed
             } else {
                 ExitCode::Success
-            });
+            };
+            if !MEMCHECK.load(Ordering::SeqCst) {
+                power::stop(code);
+            }
+            // Stopped from the scheduler loop once their memory is back
+            // (see `stop_when_memory_settles`): not here, inside the
+            // ending domain, which still holds it.
+            let deadline = crate::arch::time::system_time_ns() + SETTLE_NS;
+            *PENDING_STOP.lock() = Some((code, deadline));
         }
     } else if !clean {
         WATCHED_FAILED.store(true, Ordering::SeqCst);

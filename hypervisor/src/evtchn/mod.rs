@@ -398,6 +398,26 @@ impl EventChannels {
         }
     }
 
+    /// `EVTCHNOP_reset`: closes every port of `dom` but port 0, as Xen's
+    /// `evtchn_reset` (interdomain peers go back to unbound). Returns the
+    /// ports closed and what they were bound to, so the caller can clear
+    /// their pending bits and undo PIRQ bindings.
+    pub fn reset(&mut self, dom: DomId) -> Result<Vec<(PortNo, Binding)>, EvtchnError> {
+        let bound: Vec<(PortNo, Binding)> = self
+            .domain(dom)?
+            .ports
+            .iter()
+            .enumerate()
+            .skip(1)
+            .filter(|(_, p)| p.binding != Binding::Free)
+            .map(|(i, p)| (i as PortNo, p.binding))
+            .collect();
+        for &(port, _) in &bound {
+            self.close(dom, port)?;
+        }
+        Ok(bound)
+    }
+
     /// Number of bound (non-free) ports of `dom`, for leak checks.
     pub fn bound_ports(&self, dom: DomId) -> usize {
         self.domains.get(&dom).map_or(0, |d| {

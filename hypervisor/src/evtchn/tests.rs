@@ -46,6 +46,30 @@ fn interdomain_rendezvous_and_send() {
 }
 
 #[test]
+fn reset_closes_every_port_and_frees_the_peers() {
+    let mut e = system();
+    let offered = e.alloc_unbound(1, DOMID_SELF, 2).unwrap();
+    let peer = e.bind_interdomain(2, 1, offered).unwrap();
+    let virq = e.bind_virq(1, VIRQ_TIMER, 0).unwrap();
+    let ipi = e.bind_ipi(1, 1).unwrap();
+    let closed = e.reset(1).unwrap();
+    assert_eq!(
+        closed.iter().map(|(p, _)| *p).collect::<Vec<_>>(),
+        vec![offered, virq, ipi]
+    );
+    assert_eq!(e.bound_ports(1), 0);
+    // The peer waits for domain 1 again; its port is still its own.
+    assert_eq!(
+        e.status(2, DOMID_SELF, peer).unwrap().binding,
+        Binding::Unbound { remote: 1 }
+    );
+    // The virq can be bound again, and ports are reused.
+    assert_eq!(e.bind_virq(1, VIRQ_TIMER, 0), Ok(offered));
+    assert_eq!(e.reset(1).map(|c| c.len()), Ok(1));
+    assert_eq!(e.reset(9), Err(EvtchnError::NoDomain));
+}
+
+#[test]
 fn binding_a_port_not_offered_to_you_fails() {
     let mut e = system();
     let p = e.alloc_unbound(1, DOMID_SELF, 0).unwrap(); // offered to dom0

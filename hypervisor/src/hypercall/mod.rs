@@ -68,6 +68,7 @@ mod sysctl;
 
 mod nr {
     pub const MEMORY_OP: u64 = 12;
+    pub const MULTICALL: u64 = 13;
     pub const GRANT_TABLE_OP: u64 = 20;
     pub const SET_TIMER_OP: u64 = 15;
     pub const EVENT_CHANNEL_OP: u64 = 32;
@@ -87,12 +88,14 @@ fn vm_assist(cmd: u64, kind: u64, domain: &Domain) -> HcResult {
     use pv_abi::hypercall::{
         VMASST_CMD_DISABLE, VMASST_CMD_ENABLE, VMASST_TYPE_RUNSTATE_UPDATE_FLAG,
     };
-    if kind != VMASST_TYPE_RUNSTATE_UPDATE_FLAG as u64 {
+    // Xen's do_vm_assist takes `unsigned int`s.
+    let (cmd, kind) = (cmd as u32, kind as u32);
+    if kind != VMASST_TYPE_RUNSTATE_UPDATE_FLAG {
         return Err(Errno::Inval);
     }
     let on = match cmd {
-        c if c == VMASST_CMD_ENABLE as u64 => true,
-        c if c == VMASST_CMD_DISABLE as u64 => false,
+        VMASST_CMD_ENABLE => true,
+        VMASST_CMD_DISABLE => false,
         _ => return Err(Errno::NoSys),
     };
     domain.runstate_update_flag.store(on, Ordering::Relaxed);
@@ -161,31 +164,100 @@ pub fn dispatch(domain: &Arc<Domain>, vcpu: usize, slot: &mut VcpuSlot) -> Next 
     }
     let mut caller = Caller { domain, vcpu, slot };
     let mut next = Next::Continue;
+    let value = call(&mut caller, nr, args, &mut next, long_mode);
+    caller.slot.cpu.set_rax(value as u64);
+    next
+}
+
+/// Runs hypercall `nr` with `args` for the caller; its return value.
+fn call(caller: &mut Caller, nr: u64, args: [u64; 5], next: &mut Next, long_mode: bool) -> i64 {
+    call_in(caller, nr, args, next, Some(long_mode))
+}
+
+/// [`call`], with `multicall_layout` `Some(long_mode)` outside a
+/// multicall (where one may run) and `None` inside one.
+fn call_in(
+    caller: &mut Caller,
+    nr: u64,
+    args: [u64; 5],
+    next: &mut Next,
+    multicall_layout: Option<bool>,
+) -> i64 {
+    let (domain, vcpu) = (caller.domain, caller.vcpu);
     let result = match nr {
-        nr::XEN_VERSION => xen_version(&caller, args[0], args[1]),
-        nr::CONSOLE_IO => console_io(&caller, args[0], args[1], args[2]),
-        nr::SCHED_OP => sched_op(&caller, args[0], args[1], &mut next),
-        nr::MEMORY_OP => memory::memory_op(&caller, args[0], args[1]),
-        nr::HVM_OP => hvm_op(&caller, args[0], args[1]),
-        nr::VCPU_OP => vcpu_op(&mut caller, args[0], args[1], args[2]),
-        nr::EVENT_CHANNEL_OP => event_channel_op(&caller, args[0], args[1]),
-        nr::GRANT_TABLE_OP => grant_table::grant_table_op(&caller, args[0], args[1], args[2]),
-        pv_abi::physdev::HYPERVISOR_PHYSDEV_OP => physdev::physdev_op(&caller, args[0], args[1]),
+        nr::MULTICALL => match multicall_layout {
+            Some(long_mode) => multicall(caller, args[0], args[1], next, long_mode),
+            // Xen: "Multicall reentry is disallowed".
+            None => Err(Errno::Inval),
+        },
+        nr::XEN_VERSION => xen_version(caller, args[0], args[1]),
+        nr::CONSOLE_IO => console_io(caller, args[0], args[1], args[2]),
+        nr::SCHED_OP => sched_op(caller, args[0], args[1], next),
+        nr::MEMORY_OP => memory::memory_op(caller, args[0], args[1]),
+        nr::HVM_OP => hvm_op(caller, args[0], args[1]),
+        nr::VCPU_OP => vcpu_op(caller, args[0], args[1], args[2]),
+        nr::EVENT_CHANNEL_OP => event_channel_op(caller, args[0], args[1]),
+        nr::GRANT_TABLE_OP => grant_table::grant_table_op(caller, args[0], args[1], args[2]),
+        pv_abi::physdev::HYPERVISOR_PHYSDEV_OP => physdev::physdev_op(caller, args[0], args[1]),
         nr::VM_ASSIST => vm_assist(args[0], args[1], domain),
-        nr::SYSCTL => sysctl::sysctl_op(&caller, args[0]),
-        nr::DOMCTL => domctl::domctl_op(&caller, args[0]),
+        nr::SYSCTL => sysctl::sysctl_op(caller, args[0]),
+        nr::DOMCTL => domctl::domctl_op(caller, args[0]),
         nr::SET_TIMER_OP => {
             events::set_timer(domain, vcpu, args[0]);
             Ok(0)
         }
         _ => Err(Errno::NoSys),
     };
-    let value = match result {
+    match result {
         Ok(v) => v,
         Err(e) => -(e as i64),
+    }
+}
+
+/// Xen's `multicall_entry_t` sizes: 64-bit (op, result, six args, each 8
+/// bytes) and the 32-bit compat one (each 4 bytes).
+const MULTICALL_ENTRY_64: u64 = 64;
+const MULTICALL_ENTRY_32: u64 = 32;
+
+/// `HYPERVISOR_multicall(call_list, nr_calls)`: the calls of a batch one
+/// after another in one exit, each entry read once and its result
+/// written back into it, as Xen's `do_multicall`. A multicall inside is
+/// refused (-EINVAL in its result); an entry that cannot be read or
+/// written back ends the batch with -EFAULT.
+fn multicall(c: &mut Caller, list: u64, count: u64, next: &mut Next, long_mode: bool) -> HcResult {
+    // `unsigned int nr_calls`.
+    let count = count & 0xffff_ffff;
+    let size = if long_mode {
+        MULTICALL_ENTRY_64
+    } else {
+        MULTICALL_ENTRY_32
     };
-    caller.slot.cpu.set_rax(value as u64);
-    next
+    for i in 0..count {
+        let at = list.wrapping_add(i.wrapping_mul(size));
+        let (op, args) = if long_mode {
+            let e: pv_abi::hypercall::MulticallEntry = c.read(at)?;
+            (
+                e.op,
+                [e.args[0], e.args[1], e.args[2], e.args[3], e.args[4]],
+            )
+        } else {
+            let e: [u32; 8] = c.read(at)?;
+            (e[0] as u64, [e[2], e[3], e[4], e[5], e[6]].map(u64::from))
+        };
+        let result = call_in(c, op, args, next, None);
+        if long_mode {
+            c.write(at.wrapping_add(8), &result)?;
+        } else {
+            c.write(at.wrapping_add(4), &(result as i32))?;
+        }
+        // A yield or block takes effect after the batch (Xen preempts
+        // the multicall there and runs the rest when the vCPU is back);
+        // one that stops the vCPU ends it.
+        if matches!(next, Next::Stop) {
+            break;
+        }
+    }
+    Ok(0)
 }
 
 /// `xen_version`, every subop of Xen's public/version.h, with Xen's
@@ -617,6 +689,9 @@ fn event_channel_op(c: &Caller, cmd: u64, arg: u64) -> HcResult {
     const BIND_IPI: u64 = 7;
     const BIND_VCPU: u64 = 8;
     const UNMASK: u64 = 9;
+    const RESET: u64 = 10;
+    const SET_PRIORITY: u64 = 13;
+    const RESET_CONT: u64 = 14;
     #[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
     #[repr(C)]
     struct AllocUnbound {
@@ -712,10 +787,37 @@ fn event_channel_op(c: &Caller, cmd: u64, arg: u64) -> HcResult {
             };
             channels.close(me, port)?;
             drop(channels);
+            events::clear_pending(c.domain, port);
             if let Some(pirq) = pirq {
                 crate::domain::devices::unbound(pirq);
             }
             Ok(0)
+        }
+        RESET | RESET_CONT => {
+            // struct evtchn_reset { domid_t dom; }: the caller itself, or
+            // (the toolstack) a domain it has paused.
+            let dom: u16 = c.read(arg)?;
+            let target = c.target(dom)?;
+            if !Arc::ptr_eq(&target, c.domain) && !target.is_paused() {
+                return Err(Errno::Inval);
+            }
+            let closed = events::CHANNELS.lock().reset(target.id)?;
+            for (port, binding) in closed {
+                events::clear_pending(&target, port);
+                if let Binding::Pirq { pirq } = binding {
+                    crate::domain::devices::unbound(pirq);
+                }
+            }
+            Ok(0)
+        }
+        SET_PRIORITY => {
+            // struct evtchn_set_priority { uint32_t port, priority; }:
+            // priorities are the FIFO ABI's; with the 2-level ABI (the
+            // only one here: EVTCHNOP_init_control is not offered) Xen
+            // answers -ENOSYS for a valid port, -EINVAL for another.
+            let op: PortAndVcpu = c.read(arg)?;
+            events::CHANNELS.lock().status(me, DOMID_SELF, op.port)?;
+            Err(Errno::NoSys)
         }
         SEND => {
             let port: u32 = c.read(arg)?;

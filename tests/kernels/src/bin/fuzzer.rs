@@ -33,6 +33,14 @@ mod kernel {
     struct Slot([u8; 4096]);
     static mut PHYSMAP_SLOT: Slot = Slot([0; 4096]);
 
+    /// The only list a multicall may be given (or one it must refuse): the
+    /// hypervisor writes each entry's result back, so a list over our own
+    /// memory would be ours to regret, as on Xen.
+    const MULTICALL_MAX: usize = 8;
+    #[repr(C, align(64))]
+    struct MulticallList([[u64; 8]; MULTICALL_MAX]);
+    static mut MULTICALL_LIST: MulticallList = MulticallList([[0; 8]; MULTICALL_MAX]);
+
     /// xorshift64*: reproducible from the seed.
     struct Rng(u64);
     impl Rng {
@@ -109,6 +117,11 @@ mod kernel {
 
     /// One hypercall: `None` when the draw is one left out.
     fn hypercall_draw(rng: &mut Rng) -> Option<(u64, [u64; 3])> {
+        draw(rng, false)
+    }
+
+    /// One hypercall, or (`nested`) one entry of a multicall batch.
+    fn draw(rng: &mut Rng, nested: bool) -> Option<(u64, [u64; 3])> {
         const FAMILIES: [u64; 15] = [12, 13, 15, 17, 18, 20, 21, 24, 29, 32, 33, 34, 35, 36, 99];
         let nr = if rng.below(10) == 0 {
             rng.below(128)
@@ -190,6 +203,34 @@ mod kernel {
                 put(16, order | (value(rng) & 0xffff_ffff) << 32); // order, mem_flags
                 put(24, value(rng) & 0xffff); // domid
                 args = [cmd, scratch(), 0];
+            }
+            // A multicall: a batch of drawn calls in our list (a nested one
+            // is refused by the hypervisor, so its arguments do not matter).
+            (13, _) if nested => args = [0, 0, 0],
+            (13, _) => {
+                let list = &raw mut MULTICALL_LIST as u64;
+                let n = rng.below(MULTICALL_MAX as u64 + 1);
+                let mut built = 0;
+                while built < n {
+                    let Some((op, [a1, a2, a3])) = draw(rng, true) else {
+                        continue;
+                    };
+                    let entry = [op, 0, a1, a2, a3, value(rng), value(rng), 0];
+                    // SAFETY: entry `built` of our multicall list, which only
+                    // this loop and the hypervisor (the results) write.
+                    unsafe {
+                        core::ptr::write_volatile(
+                            (list as *mut [u64; 8]).add(built as usize),
+                            entry,
+                        )
+                    };
+                    built += 1;
+                }
+                args = match rng.below(4) {
+                    0 => [0xf000_0000, value(rng), 0],
+                    1 => [0x8000_0000_0000_0000 | rng.next(), value(rng), 0],
+                    _ => [list, n, 0],
+                };
             }
             // Batched grant ops (map, unmap, unmap_and_replace): the
             // hypervisor writes each element's status back, so the batch

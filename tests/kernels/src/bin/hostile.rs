@@ -120,16 +120,6 @@ mod kernel {
         // createdomain names no existing domain: refused for being a DomU.
         let mut domctl_create = domctl;
         domctl_create.cmd = domctl::CREATEDOMAIN;
-        // populate_physmap of Dom0's frame 0 (another domain's memory).
-        let gfn_zero = 0u64;
-        let populate_dom0 = guest_shim::pv_abi::memory::MemoryReservation {
-            extent_start: p(&gfn_zero),
-            nr_extents: 1,
-            extent_order: 0,
-            mem_flags: 0,
-            domid: 0,
-            pad: [0; 3],
-        };
         // remove_from_physmap of a frame that holds no foreign mapping.
         let remove_own = guest_shim::pv_abi::memory::RemoveFromPhysmap {
             domid: DOMID_SELF,
@@ -184,6 +174,9 @@ mod kernel {
             port: 0,
         };
         let send_big = 4000u32;
+        // struct evtchn_reset { domid_t dom; }; evtchn_set_priority.
+        let (reset_dom0, reset_nobody) = (0u16, 777u16);
+        let (prio_bad_port, prio_console) = ([4000u32, 0], [1u32, 3]);
         let status_dom0 = [0u32, 1, 0, 0, 0, 0];
         let ctx = [0u64; 16];
         let gnt_version_bad = 7u32;
@@ -307,12 +300,8 @@ mod kernel {
                 [p(&domctl_create), 0, 0],
                 Errno::EPERM,
             ),
-            check(
-                "populate_physmap in Dom0 from a domU",
-                MEMORY_OP,
-                [6, p(&populate_dom0), 0],
-                Errno::EPERM,
-            ),
+            // populate_physmap in Dom0 from a DomU: Xen answers 0 extents
+            // done, not an errno (the balloon kernel checks it).
             check(
                 "remove_from_physmap of no foreign mapping",
                 MEMORY_OP,
@@ -520,6 +509,37 @@ mod kernel {
                 [99, 0, 0],
                 Errno::ENOSYS,
             ),
+            check(
+                "evtchn reset null",
+                EVENT_CHANNEL_OP,
+                [10, 0, 0],
+                Errno::EFAULT,
+            ),
+            check(
+                "evtchn reset of dom0",
+                EVENT_CHANNEL_OP,
+                [10, p(&reset_dom0), 0],
+                Errno::EPERM,
+            ),
+            check(
+                "evtchn reset of no domain",
+                EVENT_CHANNEL_OP,
+                [10, p(&reset_nobody), 0],
+                Errno::ESRCH,
+            ),
+            check(
+                "evtchn set_priority of a bad port",
+                EVENT_CHANNEL_OP,
+                [13, p(&prio_bad_port), 0],
+                Errno::EINVAL,
+            ),
+            // With the 2-level ABI, which has no priorities.
+            check(
+                "evtchn set_priority on 2-level",
+                EVENT_CHANNEL_OP,
+                [13, p(&prio_console), 0],
+                Errno::ENOSYS,
+            ),
             // Devices are Dom0's.
             check(
                 "physdev map_pirq of a GSI",
@@ -607,6 +627,15 @@ mod kernel {
             println!("hostile: bind_ipi: {problem}");
             failures += 1;
         }
+        if let Err(problem) = multicall_check() {
+            println!("hostile: multicall: {problem}");
+            failures += 1;
+        }
+        // Last of the event-channel checks: it closes all our ports.
+        if let Err(problem) = reset_check() {
+            println!("hostile: reset: {problem}");
+            failures += 1;
+        }
         for (what, problem) in grant_copy_checks() {
             println!("hostile: grant copy: {what}: {problem}");
             failures += 1;
@@ -670,6 +699,116 @@ mod kernel {
             ));
         }
         guest_shim::events::close(port).map_err(|e| alloc::format!("close: {e:?}"))?;
+        // As Xen's evtchn_free: a closed port is no longer pending.
+        if word.load(core::sync::atomic::Ordering::SeqCst) & (1 << (port % 64)) != 0 {
+            return Err(alloc::format!("closed port {port} is still pending"));
+        }
+        guest_shim::events::release_port(port);
+        Ok(())
+    }
+
+    /// HYPERVISOR_multicall runs a batch in one call, each result in its
+    /// entry: a good call, a bad one, a nested multicall (refused), an
+    /// unknown hypercall; a list it cannot read is -EFAULT.
+    fn multicall_check() -> Result<(), alloc::string::String> {
+        use guest_shim::pv_abi::hypercall::MulticallEntry;
+        let send_bad = 5000u32;
+        let entry = |op: Hypercall, args: [u64; 2]| MulticallEntry {
+            op: op.raw() as u64,
+            result: 0x5a5a,
+            args: [args[0], args[1], 0, 0, 0, 0],
+        };
+        let mut batch = [
+            entry(Hypercall::XenVersion, [0, 0]),
+            entry(Hypercall::EventChannelOp, [4, p(&send_bad)]),
+            entry(Hypercall::Multicall, [0, 0]),
+            MulticallEntry {
+                op: 99,
+                ..entry(Hypercall::XenVersion, [0, 0])
+            },
+        ];
+        let multicall = |list: u64, n: u64| {
+            // SAFETY: a list of live entries (or one refused), which the
+            // hypervisor may write results into.
+            unsafe { hypercall::raw(Hypercall::Multicall.raw() as u64, list, n, 0, 0, 0) }
+        };
+        let ret = multicall(batch.as_mut_ptr() as u64, batch.len() as u64);
+        let version = hypercall::xen_version().map_err(|e| alloc::format!("{e:?}"))?;
+        let results = batch.map(|e| e.result as i64);
+        let want = [
+            ((version.0 as i64) << 16) | version.1 as i64,
+            Errno::EINVAL.as_ret(),
+            Errno::EINVAL.as_ret(),
+            Errno::ENOSYS.as_ret(),
+        ];
+        if ret != 0 || results != want {
+            return Err(alloc::format!(
+                "returned {ret}, results {results:?} (want 0, {want:?})"
+            ));
+        }
+        let ret = multicall(UNBACKED, 2);
+        if ret != Errno::EFAULT.as_ret() {
+            return Err(alloc::format!("an unmapped list returned {ret}"));
+        }
+        Ok(())
+    }
+
+    /// EVTCHNOP_reset on ourselves closes every port, clears their pending
+    /// bits, and the ports can be bound again.
+    fn reset_check() -> Result<(), alloc::string::String> {
+        use guest_shim::pv_abi::event_channel::{EvtchnBindIpi, EvtchnOp, EvtchnStatus};
+        let op = |cmd: EvtchnOp, arg: u64| {
+            // SAFETY: EVTCHNOP_* with a live struct of the sub-op's layout.
+            unsafe {
+                hypercall::raw(
+                    Hypercall::EventChannelOp.raw() as u64,
+                    cmd.raw().into(),
+                    arg,
+                    0,
+                    0,
+                    0,
+                )
+            }
+        };
+        let mut ipi = EvtchnBindIpi { vcpu: 0, port: 0 };
+        if op(EvtchnOp::BindIpi, core::ptr::from_mut(&mut ipi) as u64) != 0 {
+            return Err("bind_ipi failed".into());
+        }
+        let port = ipi.port;
+        guest_shim::events::mask_port(port);
+        guest_shim::events::send(port).map_err(|e| alloc::format!("send: {e:?}"))?;
+        let dom = DOMID_SELF;
+        let ret = op(EvtchnOp::Reset, core::ptr::from_ref(&dom) as u64);
+        if ret != 0 {
+            return Err(alloc::format!("reset of ourselves returned {ret}"));
+        }
+        let word = guest_shim::shared_info::pending(port as usize / 64);
+        if word.load(core::sync::atomic::Ordering::SeqCst) & (1 << (port % 64)) != 0 {
+            return Err(alloc::format!(
+                "port {port} is still pending after the reset"
+            ));
+        }
+        for p in 1..=port {
+            let mut st = EvtchnStatus {
+                dom: DOMID_SELF,
+                port: p,
+                ..Default::default()
+            };
+            let ret = op(EvtchnOp::Status, core::ptr::from_mut(&mut st) as u64);
+            if ret != 0 || st.status != 0 {
+                return Err(alloc::format!(
+                    "port {p} after the reset: status returned {ret}, status {} (want 0, closed)",
+                    st.status
+                ));
+            }
+        }
+        let mut again = EvtchnBindIpi { vcpu: 0, port: 0 };
+        if op(EvtchnOp::BindIpi, core::ptr::from_mut(&mut again) as u64) != 0 || again.port != 1 {
+            return Err(alloc::format!(
+                "after the reset bind_ipi gave port {}",
+                again.port
+            ));
+        }
         guest_shim::events::release_port(port);
         Ok(())
     }
