@@ -4,9 +4,9 @@
 //! spinner cannot starve the others; a second vCPU comes up; a hostile
 //! guest gets Xen's errors and harms nobody; a bad image is refused while
 //! the rest runs; timers and FPU state work; a DomU balloons memory out and
-//! back within its max_pages. (A kernel built outside this
-//! project boots the same way, through `--domu PATH`; none is on the test
-//! machines, so no scenario runs one.)
+//! back within its max_pages; debug registers and #DB/#BP are each guest's
+//! own. (A kernel built outside this project boots the same way, through
+//! `--domu PATH`; none is on the test machines, so no scenario runs one.)
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -252,6 +252,29 @@ fn a_domu_balloons_pages_out_and_back_within_its_max_pages() {
             "(d1) balloon: PASS",
             "(d2) hello: PASS",
             ALL_ENDED,
+        ],
+    );
+}
+
+#[test]
+fn debug_registers_and_traps_are_each_guests_own_on_a_shared_cpu() {
+    // One CPU: the two take turns on it, each checking after every yield
+    // that DR0-DR3 and DR7 still hold its own values.
+    let outcome = boot(&with_domains(
+        1,
+        &[
+            domu("debugreg", "cmdline=rounds=300"),
+            domu("debugreg", "cmdline=rounds=300"),
+        ],
+    ));
+    expect_exit(&outcome, Exit::Hypervisor(HvStatus::Success));
+    expect_no_line(&outcome, "(d1) debugreg: FAIL");
+    expect_no_line(&outcome, "(d2) debugreg: FAIL");
+    expect_lines(
+        &outcome,
+        &[
+            "(d1) debugreg: PASS (300 yields)",
+            "(d2) debugreg: PASS (300 yields)",
         ],
     );
 }

@@ -184,6 +184,7 @@ fn run_slice(domain: &Arc<Domain>, vcpu: usize) -> SliceEnd {
         }
     };
     slot.cpu.save_fpu();
+    slot.cpu.save_debug_registers();
     let state = match end {
         SliceEnd::Requeue => State::Runnable,
         SliceEnd::Block => State::Blocked,

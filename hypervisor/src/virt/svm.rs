@@ -392,6 +392,10 @@ pub struct SvmVcpu {
     /// The guest's TSC_AUX; VMRUN does not switch it, so the run loop puts
     /// it in the hardware MSR (the host never uses TSC_AUX).
     tsc_aux: u64,
+    /// The guest's DR0-DR3 while the hardware does not hold them.
+    debug_regs: [u64; 4],
+    /// The hardware holds this vCPU's DR0-DR3 (until its slice ends).
+    debug_regs_loaded: bool,
 }
 
 // SAFETY: the VMCB and XSAVE pages are owned by this value; it moves between
@@ -435,6 +439,8 @@ impl SvmVcpu {
             pending_interrupt: None,
             entered_with: (0, None),
             tsc_aux: 0,
+            debug_regs: [0; 4],
+            debug_regs_loaded: false,
         };
         let asid = 1 + NEXT_ASID.fetch_add(1, Ordering::Relaxed) % (shared.asids - 1);
         let c = &mut vcpu.vmcb_mut().control;
@@ -466,6 +472,10 @@ impl SvmVcpu {
         // CR4 writes are checked here: a bit this CPU lacks (VMXE on AMD,
         // say) must be a #GP in the guest, not a state VMRUN refuses.
         c.intercept_cr = vmcb::INTERCEPT_CR4_WRITE;
+        // DR0-DR3 stay with the CPU across VMRUN: they are loaded at the
+        // guest's first touch (or when its DR7 enables a breakpoint), as
+        // Xen does, and saved when its slice ends.
+        c.intercept_dr = vmcb::INTERCEPT_DR0_3;
         c.iopm_base_pa = shared.iopm;
         c.msrpm_base_pa = shared.msrpm;
         c.guest_asid = asid;
@@ -548,6 +558,43 @@ impl SvmVcpu {
         }
     }
 
+    /// Puts this vCPU's DR0-DR3 in the hardware and lets the guest reach
+    /// them directly until [`save_debug_registers`](Self::save_debug_registers).
+    fn load_debug_registers(&mut self) {
+        let [dr0, dr1, dr2, dr3] = self.debug_regs;
+        // SAFETY: the host never uses DR0-DR3 (it sets no breakpoints), so
+        // they are the guest's to hold while it runs on this CPU.
+        unsafe {
+            core::arch::asm!(
+                "mov dr0, {}", "mov dr1, {}", "mov dr2, {}", "mov dr3, {}",
+                in(reg) dr0, in(reg) dr1, in(reg) dr2, in(reg) dr3,
+                options(nostack)
+            )
+        };
+        self.vmcb_mut().control.intercept_dr &= !vmcb::INTERCEPT_DR0_3;
+        self.debug_regs_loaded = true;
+    }
+
+    /// At the end of a slice: takes the guest's DR0-DR3 back from the
+    /// hardware (the next vCPU here must not see them, nor they its).
+    pub fn save_debug_registers(&mut self) {
+        if !self.debug_regs_loaded {
+            return;
+        }
+        let (dr0, dr1, dr2, dr3): (u64, u64, u64, u64);
+        // SAFETY: reading debug registers has no side effects.
+        unsafe {
+            core::arch::asm!(
+                "mov {}, dr0", "mov {}, dr1", "mov {}, dr2", "mov {}, dr3",
+                out(reg) dr0, out(reg) dr1, out(reg) dr2, out(reg) dr3,
+                options(nostack, nomem)
+            )
+        };
+        self.debug_regs = [dr0, dr1, dr2, dr3];
+        self.vmcb_mut().control.intercept_dr |= vmcb::INTERCEPT_DR0_3;
+        self.debug_regs_loaded = false;
+    }
+
     /// Saves the CPU's FPU/SSE/AVX state into this vCPU (every component,
     /// whatever the guest's XCR0; see [`load_fpu`](Self::load_fpu)).
     pub fn save_fpu(&mut self) {
@@ -575,6 +622,7 @@ impl Drop for SvmVcpu {
 
 impl VirtCpu for SvmVcpu {
     fn reset(&mut self, state: StartState) {
+        self.debug_regs = [0; 4];
         let s = &mut self.vmcb_mut().save;
         s.ldtr = Segment {
             selector: 0,
@@ -692,6 +740,10 @@ impl VirtCpu for SvmVcpu {
             // writes it when CPUID offers RDTSCP/RDPID); the host ignores it.
             unsafe { Msr::new(MSR_TSC_AUX).write(self.tsc_aux) };
         }
+        if !self.debug_regs_loaded && self.vmcb_ref().save.dr7 & vmcb::DR7_ENABLES != 0 {
+            // A breakpoint armed: its address must be the guest's own.
+            self.load_debug_registers();
+        }
         if let Some(vector) = self.pending_interrupt {
             let c = &mut self.vmcb_mut().control;
             let fields = vmcb::V_IRQ
@@ -754,6 +806,14 @@ impl VirtCpu for SvmVcpu {
             // leave evtchn_upcall_pending set with no upcall, and the
             // guest waiting for ever.)
             self.pending_interrupt = None;
+        }
+        let dr0_3 = |first: u64| (first..first + 4).contains(&code);
+        if dr0_3(exit_code::DR0_READ) || dr0_3(exit_code::DR0_WRITE) {
+            // The guest's first touch of DR0-DR3 this slice: give it its
+            // own and run the instruction again. The intercept is off now,
+            // so this recurses once at most.
+            self.load_debug_registers();
+            return self.run();
         }
         match code {
             exit_code::VMMCALL => Exit::Hypercall,

@@ -62,6 +62,11 @@ pub const V_IRQ: u64 = 1 << 8;
 pub const V_INTR_MASKING: u64 = 1 << 24;
 pub const V_INTR_PRIO_SHIFT: u64 = 16;
 pub const V_INTR_VECTOR_SHIFT: u64 = 32;
+/// `intercept_dr`: reads (bits 0-15) and writes (16-31) of DR0-DR3, the
+/// debug registers VMRUN does not switch (DR6 and DR7 are in the VMCB).
+pub const INTERCEPT_DR0_3: u32 = 0x000f_000f;
+/// DR7's enable bits (L0-L3, G0-G3).
+pub const DR7_ENABLES: u64 = 0xff;
 /// `interrupt_shadow` bit 0: the guest is in an interrupt shadow.
 pub const INTERRUPT_SHADOW: u64 = 1;
 pub const NP_ENABLE: u64 = 1;
@@ -124,6 +129,9 @@ pub mod exit_code {
     pub const VINTR: u64 = 0x64;
     /// MOV to CR4 (0x10 + the register number).
     pub const CR4_WRITE: u64 = 0x14;
+    /// MOV from DR0 (0x20 + the register number) and to DR0 (0x30 + it).
+    pub const DR0_READ: u64 = 0x20;
+    pub const DR0_WRITE: u64 = 0x30;
     pub const CPUID: u64 = 0x72;
     pub const HLT: u64 = 0x78;
     pub const IOIO: u64 = 0x7b;
