@@ -14,6 +14,7 @@ pub mod console_filter;
 pub mod domain;
 pub mod evtchn;
 pub mod grant;
+pub mod hvm_params;
 pub mod iommu;
 pub mod mm;
 pub mod pci;

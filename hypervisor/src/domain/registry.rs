@@ -223,6 +223,10 @@ pub struct Domain {
     /// is raised or the guest writes its APIC; saves a look before every
     /// entry).
     pub apic_hint: Vec<AtomicBool>,
+    /// Per vCPU: counts its entries into and exits from guest mode (odd:
+    /// in the guest now), so a TLB flush of all vCPUs can wait until each
+    /// has left the guest once.
+    pub guest_epoch: Vec<AtomicU64>,
     /// Per vCPU: the ports it waits on in SCHEDOP_poll (empty: not
     /// polling).
     pub poll_ports: Vec<Mutex<Vec<u32>>>,
@@ -309,6 +313,7 @@ impl Domain {
                 .collect(),
             runstate_update_flag: AtomicBool::new(false),
             apic_hint: (0..n).map(|_| AtomicBool::new(false)).collect(),
+            guest_epoch: (0..n).map(|_| AtomicU64::new(0)).collect(),
             poll_ports: (0..n).map(|_| Mutex::new(Vec::new())).collect(),
             wait_for_sipi: (0..n).map(|_| AtomicBool::new(false)).collect(),
             halted_for_good: (0..n).map(|_| AtomicBool::new(false)).collect(),
@@ -874,6 +879,11 @@ pub fn stop_when_memory_settles() {
         );
     }
     power::stop(code);
+}
+
+/// Whether a [`Domain::guest_epoch`] value says the vCPU is in the guest.
+pub fn in_guest(epoch: u64) -> bool {
+    epoch % 2 == 1
 }
 
 /// Watched domains that have not ended yet.

@@ -154,7 +154,10 @@ fn run_slice(domain: &Arc<Domain>, vcpu: usize) -> SliceEnd {
         } else {
             arm_timer(slice_end);
         }
+        let epoch = &domain.guest_epoch[vcpu];
+        epoch.fetch_add(1, Ordering::SeqCst);
         let exit = slot.cpu.run();
+        epoch.fetch_add(1, Ordering::SeqCst);
         if domain.is_dead() {
             break SliceEnd::Stop;
         }

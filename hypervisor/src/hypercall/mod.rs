@@ -9,9 +9,7 @@ use core::sync::atomic::Ordering;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use crate::domain::exits::{Next, XEN_VERSION_MAJOR, XEN_VERSION_MINOR};
-use crate::domain::registry::{
-    self, DomId, Domain, EndReason, HVM_NR_PARAMS, VcpuSlot, vcpu_state,
-};
+use crate::domain::registry::{self, DomId, Domain, EndReason, VcpuSlot, vcpu_state};
 use crate::domain::{events, sched};
 use crate::evtchn::{Binding, EvtchnError};
 use crate::mm::guest::{Gfn, GuestFault, Gva};
@@ -62,6 +60,7 @@ type HcResult = Result<i64, Errno>;
 
 mod domctl;
 mod grant_table;
+mod hvm;
 mod memory;
 mod physdev;
 mod sysctl;
@@ -194,7 +193,7 @@ fn call_in(
         nr::CONSOLE_IO => console_io(caller, args[0], args[1], args[2]),
         nr::SCHED_OP => sched_op(caller, args[0], args[1], next),
         nr::MEMORY_OP => memory::memory_op(caller, args[0], args[1]),
-        nr::HVM_OP => hvm_op(caller, args[0], args[1]),
+        nr::HVM_OP => hvm::hvm_op(caller, args[0], args[1]),
         nr::VCPU_OP => vcpu_op(caller, args[0], args[1], args[2]),
         nr::EVENT_CHANNEL_OP => event_channel_op(caller, args[0], args[1]),
         nr::GRANT_TABLE_OP => grant_table::grant_table_op(caller, args[0], args[1], args[2]),
@@ -462,60 +461,6 @@ fn sched_op(c: &Caller, cmd: u64, arg: u64, next: &mut Next) -> HcResult {
             };
             c.domain.end(reason);
             *next = Next::Stop;
-            Ok(0)
-        }
-        _ => Err(Errno::NoSys),
-    }
-}
-
-fn hvm_op(c: &Caller, cmd: u64, arg: u64) -> HcResult {
-    const SET_PARAM: u64 = 0;
-    const GET_PARAM: u64 = 1;
-    const SET_EVTCHN_UPCALL_VECTOR: u64 = 23;
-    #[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
-    #[repr(C)]
-    struct UpcallVector {
-        vcpu: u32,
-        vector: u8,
-        pad: [u8; 3],
-    }
-    const HVM_PARAM_CALLBACK_IRQ: u32 = 0;
-    /// Parameters this Pavise knows: callback, store pfn/evtchn, console pfn/evtchn.
-    const KNOWN: [u32; 5] = [0, 1, 2, 17, 18];
-    #[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
-    #[repr(C)]
-    struct HvmParam {
-        domid: u16,
-        pad: u16,
-        index: u32,
-        value: u64,
-    }
-    match cmd {
-        SET_PARAM | GET_PARAM => {
-            let mut p: HvmParam = c.read(arg)?;
-            let target = c.target(p.domid)?;
-            if p.index as usize >= HVM_NR_PARAMS || !KNOWN.contains(&p.index) {
-                return Err(Errno::Inval);
-            }
-            if cmd == GET_PARAM {
-                p.value = target.hvm_params.lock()[p.index as usize];
-                c.write(arg, &p)?;
-            } else {
-                // Guests choose their callback; the rest is the toolstack's.
-                if p.index != HVM_PARAM_CALLBACK_IRQ && !c.domain.privileged {
-                    return Err(Errno::Perm);
-                }
-                target.hvm_params.lock()[p.index as usize] = p.value;
-            }
-            Ok(0)
-        }
-        SET_EVTCHN_UPCALL_VECTOR => {
-            let u: UpcallVector = c.read(arg)?;
-            // Vectors below 0x10 are exceptions, not interrupts.
-            if u.vector < 0x10 || u.vcpu as usize >= c.domain.vcpus.len() {
-                return Err(Errno::Inval);
-            }
-            c.domain.upcall_vector[u.vcpu as usize].store(u.vector, Ordering::SeqCst);
             Ok(0)
         }
         _ => Err(Errno::NoSys),

@@ -139,6 +139,19 @@ mod kernel {
         let p_huge = param(DOMID_SELF, 9999);
         let p_unknown = param(DOMID_SELF, 5);
         let p_dom0 = param(0, 1);
+        let p_nested = param(DOMID_SELF, 24);
+        let p_fip_bad = HvmParam {
+            value: 2,
+            ..param(DOMID_SELF, 36)
+        };
+        // xen_hvm_pagetable_dying: domid, pad[3], gpa.
+        let dying_self = [DOMID_SELF as u64, 0];
+        let dying_dom0 = [0u64, 0];
+        let dying_nodom = [500u64, 0];
+        // xen_hvm_xentrace: event 0x1000 (a subclass bit), no extra bytes.
+        let trace_bad = [0x1000u16, 0, 0, 0];
+        // xen_hvm_get_mem_type: domid 0, pfn 0.
+        let mem_type_dom0 = [0u64, 0];
         let p_nodom = param(500, 1);
         let p_invalid = param(DOMID_INVALID, 1);
         let p_store = param(DOMID_SELF, 1);
@@ -406,11 +419,74 @@ mod kernel {
                 [1, p(&p_huge), 0],
                 Errno::EINVAL,
             ),
+            // HVM_PARAM_IOREQ_PFN: the toolstack's (Xen's hvm_allow_get_param).
             check(
-                "get_param unknown index",
+                "get_param of a toolstack parameter",
                 HVM_OP,
                 [1, p(&p_unknown), 0],
+                Errno::EPERM,
+            ),
+            check(
+                "get_param deprecated NESTEDHVM",
+                HVM_OP,
+                [1, p(&p_nested), 0],
                 Errno::EINVAL,
+            ),
+            check(
+                "set_param X87_FIP_WIDTH 2",
+                HVM_OP,
+                [0, p(&p_fip_bad), 0],
+                Errno::EINVAL,
+            ),
+            check(
+                "flush_tlbs with an argument",
+                HVM_OP,
+                [5, p(&zero), 0],
+                Errno::EINVAL,
+            ),
+            check("pagetable_dying null", HVM_OP, [9, 0, 0], Errno::EFAULT),
+            check(
+                "pagetable_dying with nested paging",
+                HVM_OP,
+                [9, p(&dying_self), 0],
+                Errno::EINVAL,
+            ),
+            check(
+                "pagetable_dying of dom0",
+                HVM_OP,
+                [9, p(&dying_dom0), 0],
+                Errno::EOPNOTSUPP,
+            ),
+            check(
+                "pagetable_dying of no domain",
+                HVM_OP,
+                [9, p(&dying_nodom), 0],
+                Errno::ESRCH,
+            ),
+            check("get_time null", HVM_OP, [10, 0, 0], Errno::EFAULT),
+            check(
+                "xentrace event above the subclass",
+                HVM_OP,
+                [11, p(&trace_bad), 0],
+                Errno::EINVAL,
+            ),
+            check(
+                "get_mem_type of dom0",
+                HVM_OP,
+                [15, p(&mem_type_dom0), 0],
+                Errno::EPERM,
+            ),
+            check(
+                "guest_request_vm_event with an argument",
+                HVM_OP,
+                [24, p(&zero), 0],
+                Errno::EINVAL,
+            ),
+            check(
+                "altp2m on SVM",
+                HVM_OP,
+                [25, p(&zero), 0],
+                Errno::EOPNOTSUPP,
             ),
             check(
                 "get_param of dom0",
@@ -625,6 +701,27 @@ mod kernel {
         // as DOMID_SELF, and an empty copy succeeds before any check.
         if let Err(problem) = ipi_check() {
             println!("hostile: bind_ipi: {problem}");
+            failures += 1;
+        }
+        // The hvm_ops that work: a TLB flush of all our vCPUs, the time,
+        // our RAM's memory type.
+        let hvm = |cmd: u64, arg: u64| {
+            // SAFETY: HVMOP_* with a live argument of its layout (or none).
+            unsafe { hypercall::raw(HVM_OP, cmd, arg, 0, 0, 0) }
+        };
+        let mut now = 0u64;
+        let mut mem_type = [DOMID_SELF as u64, 0x100];
+        let answers = (
+            hvm(5, 0),
+            hvm(10, core::ptr::from_mut(&mut now) as u64),
+            hvm(15, core::ptr::from_mut(&mut mem_type) as u64),
+        );
+        // HVMMEM_ram_rw is 0, in bits 16-31 of the first word.
+        if answers != (0, 0, 0) || now == 0 || mem_type[0] >> 16 & 0xffff != 0 {
+            println!(
+                "hostile: hvm_op flush/get_time/get_mem_type gave {answers:?}, time {now}, type word {:#x}",
+                mem_type[0]
+            );
             failures += 1;
         }
         if let Err(problem) = multicall_check() {
