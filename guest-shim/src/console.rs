@@ -2,11 +2,17 @@
 //! hypervisor, COM1 (port 0x3f8) when running bare; and the bare-metal
 //! way out, QEMU's `isa-debug-exit` port.
 //!
+//! A release build of Xen refuses a DomU's CONSOLEIO_write (-EPERM; a
+//! debug build and Pavise take it): from the first refusal on, output
+//! goes to the domain's PV console ring instead, which Dom0's console
+//! backend shows, so the same kernel prints on either.
+//!
 //! Each `print!` is formatted into a buffer and written with as few
 //! hypercalls as its length needs (each costs a VM exit), under a lock so
 //! that lines from different vCPUs do not interleave.
 
 use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use spin::Mutex;
 
@@ -45,11 +51,46 @@ fn serial_write(bytes: &[u8]) {
     }
 }
 
+/// The PV console ring, once CONSOLEIO_write was refused.
+static RING: Mutex<Option<crate::console_ring::ConsoleRing>> = Mutex::new(None);
+/// CONSOLEIO_write was refused: use [`RING`].
+static USE_RING: AtomicBool = AtomicBool::new(false);
+
+/// Waits (boundedly) until the backend has read the console ring, if
+/// output goes there: lines still in it would be lost with the domain.
+pub fn drain() {
+    if USE_RING.load(Ordering::Relaxed)
+        && let Some(r) = RING.lock().as_mut()
+    {
+        let _ = r.flush();
+    }
+}
+
+/// The console ring's event channel is now `port` (the guest bound its
+/// far end again, e.g. after EVTCHNOP_reset).
+pub fn use_ring_port(port: u32) {
+    if let Some(r) = RING.lock().as_mut() {
+        r.set_port(port);
+    }
+}
+
 fn write_bytes(bytes: &[u8]) {
-    if hypercall::available() {
-        let _ = hypercall::console_write(bytes);
-    } else {
+    if !hypercall::available() {
         serial_write(bytes);
+        return;
+    }
+    if !USE_RING.load(Ordering::Relaxed) {
+        match hypercall::console_write(bytes) {
+            Err(pv_abi::errno::Errno::EPERM) => USE_RING.store(true, Ordering::Relaxed),
+            _ => return,
+        }
+    }
+    let mut ring = RING.lock();
+    if ring.is_none() {
+        *ring = crate::console_ring::ConsoleRing::connect().ok();
+    }
+    if let Some(r) = ring.as_mut() {
+        let _ = r.write(bytes);
     }
 }
 

@@ -15,6 +15,10 @@ pub struct ConsoleRing {
     port: u32,
 }
 
+// SAFETY: the page is the domain's console ring, identity-mapped for every
+// vCPU; the indices are atomics, and the console keeps writers under a lock.
+unsafe impl Send for ConsoleRing {}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RingError {
     /// The hypervisor gave no console ring.
@@ -43,6 +47,11 @@ impl ConsoleRing {
             page: (pfn << 12) as *mut u8,
             port: port as u32,
         })
+    }
+
+    /// Notifies the backend on `port` from now on.
+    pub fn set_port(&mut self, port: u32) {
+        self.port = port;
     }
 
     /// Writes all of `bytes`, waiting for the backend when the ring fills.

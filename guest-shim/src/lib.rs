@@ -129,6 +129,8 @@ pub fn vcpu_id() -> Option<u32> {
 #[cfg(target_os = "none")]
 pub fn shutdown(reason: ShutdownReason) -> ! {
     if hypercall::available() {
+        // What is still in the console ring would go with the domain.
+        console::drain();
         let _ = hypercall::sched_shutdown(reason);
     } else {
         console::bare_exit(reason);

@@ -26,6 +26,10 @@ pub struct ForeignMap {
     pub owner_gfn: u64,
     /// The mapper's own frame that the foreign page replaced.
     pub displaced: Frame,
+    /// The owner went away: the slot holds `displaced` again, and the
+    /// mapper's XENMEM_remove_from_physmap of it succeeds (as on Xen, where
+    /// the mapping outlives the owner until the mapper removes it).
+    pub revoked: bool,
 }
 
 /// Frames waiting to be freed, with the TSC after which they may be.
@@ -77,6 +81,7 @@ pub fn map(mapper: &Domain, owner: DomId, owner_gfn: u64, gfn: u64) -> Result<()
             owner: owner.id,
             owner_gfn,
             displaced,
+            revoked: false,
         },
     );
     owner.lent.lock().insert(owner_gfn);
@@ -107,7 +112,7 @@ pub fn is_mapped_elsewhere(owner: DomId, owner_gfn: u64) -> bool {
                 .foreign_maps
                 .lock()
                 .values()
-                .any(|m| m.owner == owner && m.owner_gfn == owner_gfn)
+                .any(|m| m.owner == owner && m.owner_gfn == owner_gfn && !m.revoked)
     })
 }
 
@@ -117,7 +122,7 @@ pub fn revoke_all_of(owner: DomId) {
         let mut maps = mapper.foreign_maps.lock();
         let gone: Vec<(u64, ForeignMap)> = maps
             .iter()
-            .filter(|(_, m)| m.owner == owner)
+            .filter(|(_, m)| m.owner == owner && !m.revoked)
             .map(|(g, m)| (*g, *m))
             .collect();
         if gone.is_empty() {
@@ -125,7 +130,9 @@ pub fn revoke_all_of(owner: DomId) {
         }
         let mut memory = mapper.memory.lock();
         for (gfn, map) in gone {
-            maps.remove(&gfn);
+            if let Some(m) = maps.get_mut(&gfn) {
+                m.revoked = true;
+            }
             let _ = memory.p2m.set(Gfn(gfn), Some(map.displaced));
             memory.npt.remap(gfn * FRAME_SIZE, map.displaced);
         }

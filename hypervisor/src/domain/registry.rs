@@ -39,6 +39,9 @@ pub enum EndReason {
     Watchdog,
     /// The toolstack destroyed it (`XEN_DOMCTL_destroydomain`).
     Destroyed,
+    /// SCHEDOP_shutdown with a code Xen gives no name (5, soft_reset,
+    /// and up): as Xen, the domain ends with it and the toolstack reads it.
+    Code(u8),
 }
 
 impl core::fmt::Display for EndReason {
@@ -50,6 +53,7 @@ impl core::fmt::Display for EndReason {
             Self::Watchdog => f.write_str("watchdog"),
             Self::Destroyed => f.write_str("destroyed"),
             Self::Crash(cause) => write!(f, "crash: {cause}"),
+            Self::Code(code) => write!(f, "shutdown with code {code}"),
         }
     }
 }
@@ -86,6 +90,7 @@ impl EndReason {
             Self::Suspend => ShutdownReason::Suspend,
             Self::Crash(_) => ShutdownReason::Crash,
             Self::Watchdog => ShutdownReason::Watchdog,
+            Self::Code(code) => return u32::from(*code),
         }
         .raw()
     }
@@ -149,6 +154,41 @@ impl Memory {
             }
             let _ = self.p2m.set(Gfn(gfn), Some(frame));
             self.owned += 1;
+        }
+        true
+    }
+
+    /// `XENMEM_populate_physmap` over RAM that is already backed: as Xen's
+    /// `guest_physmap_add_page`, fresh zeroed frames take the slots and
+    /// the old ones stay the domain's, unmapped (loose), within
+    /// `max_pages`. All or none; the caller has checked that every slot
+    /// holds the domain's own frame.
+    pub fn replace(&mut self, first: u64, end: u64, max_pages: u64, limit: Option<u64>) -> bool {
+        use crate::mm::frame::FRAME_SIZE;
+        use crate::mm::guest::Gfn;
+        if (first..end).any(|g| !self.p2m.is_ram(Gfn(g)) || self.p2m.get(Gfn(g)).is_none())
+            || self.total_pages().saturating_add(end - first) > max_pages
+        {
+            return false;
+        }
+        let mut fresh = Vec::new();
+        for _ in first..end {
+            match crate::mm::frames().alloc() {
+                Some(f) if limit.is_none_or(|l| f.start() + FRAME_SIZE <= l) => {
+                    crate::mm::zero_frame(f);
+                    fresh.push(f);
+                }
+                other => {
+                    other.into_iter().chain(fresh).for_each(scrub_and_free);
+                    return false;
+                }
+            }
+        }
+        for (gfn, frame) in (first..end).zip(fresh) {
+            if let Ok(Some(old)) = self.p2m.set(Gfn(gfn), Some(frame)) {
+                self.loose.push(old);
+            }
+            self.npt.remap(gfn * FRAME_SIZE, frame);
         }
         true
     }
@@ -438,11 +478,23 @@ impl Domain {
     /// reach it through a stale translation; one a grant still maps
     /// elsewhere lives until that mapping goes.
     pub fn release_page(&self, gfn: u64) -> Result<(), ReleaseError> {
+        self.take_out_of_physmap(gfn, Disposal::Free)
+    }
+
+    /// `XENMEM_remove_from_physmap` of a page of the domain's (Xen's
+    /// `guest_physmap_remove_page`): the slot becomes a hole, the page
+    /// stays the domain's, unmapped (a loose frame), so another domain
+    /// may go on mapping it. A hypervisor page only leaves the slot.
+    pub fn unhook_page(&self, gfn: u64) -> Result<(), ReleaseError> {
+        self.take_out_of_physmap(gfn, Disposal::Keep)
+    }
+
+    fn take_out_of_physmap(&self, gfn: u64, disposal: Disposal) -> Result<(), ReleaseError> {
         use crate::mm::frame::FRAME_SIZE;
         use crate::mm::guest::Gfn;
         let _ownership = FRAME_OWNERSHIP.lock();
         // No foreign mapping can start while the lock is held.
-        if super::foreign::is_mapped_elsewhere(self.id, gfn) {
+        if disposal == Disposal::Free && super::foreign::is_mapped_elsewhere(self.id, gfn) {
             return Err(ReleaseError::MappedElsewhere);
         }
         let foreign = self.foreign_maps.lock();
@@ -469,9 +521,12 @@ impl Domain {
         let _ = memory.p2m.set(Gfn(gfn), None);
         memory.npt.unmap(gfn * FRAME_SIZE);
         memory.owned -= 1;
+        if disposal == Disposal::Keep {
+            memory.loose.push(frame);
+        }
         drop(memory);
         self.npt_generation.fetch_add(1, Ordering::SeqCst);
-        if !super::grants::keep_if_mapped(frame) {
+        if disposal == Disposal::Free && !super::grants::keep_if_mapped(frame) {
             super::foreign::quarantine(frame);
         }
         Ok(())
@@ -743,6 +798,15 @@ static DOMAINS: Mutex<BTreeMap<DomId, Arc<Domain>>> = Mutex::new(BTreeMap::new()
 /// flight by another domain (which would then reach memory recycled for
 /// someone else).
 pub static FRAME_OWNERSHIP: Mutex<()> = Mutex::new(());
+
+/// What becomes of a page taken out of the physmap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Disposal {
+    /// Back to the hypervisor's pool (ballooned out).
+    Free,
+    /// Still the domain's, unmapped.
+    Keep,
+}
 
 /// Why [`Domain::release_page`] refused (Xen stops the batch there).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -111,12 +111,19 @@ pub(super) fn memory_op(c: &Caller, cmd: u64, arg: u64) -> HcResult {
             Err(Errno::Perm)
         }
         REMOVE_FROM_PHYSMAP => {
+            // As Xen: the slot becomes a hole whatever it held. Another
+            // domain's page mapped there goes back (Pavise then puts the
+            // page it displaced back in the slot); a page of ours stays ours,
+            // unmapped; an empty slot or a grant mapping is -ENOENT.
+            if start != 0 {
+                return Err(Errno::Inval);
+            }
             let req: pv_abi::memory::RemoveFromPhysmap = c.read(arg)?;
             let target = c.target(req.domid)?;
-            if !Arc::ptr_eq(&target, c.domain) {
-                return Err(Errno::Perm);
+            if crate::domain::foreign::unmap(&target, req.gpfn).is_ok() {
+                return Ok(0);
             }
-            crate::domain::foreign::unmap(c.domain, req.gpfn).map_err(|_| Errno::Inval)?;
+            target.unhook_page(req.gpfn).map_err(|_| Errno::NoEnt)?;
             Ok(0)
         }
         ADD_TO_PHYSMAP_BATCH => {
@@ -299,11 +306,35 @@ fn reservation(c: &Caller, op: u64, arg: u64, start: u64) -> u64 {
     done
 }
 
+/// One extent of `XENMEM_populate_physmap`: holes get zeroed frames; an
+/// extent already backed by the domain's own frames gets fresh ones, the
+/// old staying the domain's (as on Xen). An extent mixing the two, or
+/// holding a hypervisor page or another domain's, is refused.
+fn populate_extent(target: &Domain, first: u64, end: u64, limit: Option<u64>) -> bool {
+    use crate::mm::guest::Gfn;
+    let max_pages = target.mem_bytes() / FRAME_SIZE;
+    // No grant or foreign mapping may arrive in a slot while it is looked
+    // at and replaced.
+    let _ownership = registry::FRAME_OWNERSHIP.lock();
+    let backed = {
+        let memory = target.memory.lock();
+        (first..end)
+            .filter(|&g| memory.p2m.get(Gfn(g)).is_some())
+            .count() as u64
+    };
+    if backed == 0 {
+        return target.memory.lock().back(first, end, max_pages, limit);
+    }
+    if backed != end - first || (first..end).any(|g| target.is_special_gfn(g)) {
+        return false;
+    }
+    target.memory.lock().replace(first, end, max_pages, limit)
+}
+
 /// `XENMEM_populate_physmap`: backs each listed extent of `target`'s RAM
 /// with zeroed frames (read once from the list). It stops at the first
-/// that cannot be: outside RAM (RAM is `max_pages` long, so a domain
-/// never holds more), already backed, over `max_pages` with loose
-/// frames, or no free memory.
+/// that cannot be: outside RAM (RAM is `max_pages` long), over
+/// `max_pages`, or no free memory.
 fn populate(
     c: &Caller,
     target: &Arc<Domain>,
@@ -323,10 +354,7 @@ fn populate(
         if !first.is_multiple_of(pages_per_extent)
             || crate::mm::frames().free_bytes()
                 < pages_per_extent * FRAME_SIZE + crate::mm::HYPERVISOR_RESERVE_BYTES
-            || !target
-                .memory
-                .lock()
-                .back(first, end, target.mem_bytes() / FRAME_SIZE, limit)
+            || !populate_extent(target, first, end, limit)
         {
             break;
         }

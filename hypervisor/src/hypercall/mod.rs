@@ -352,7 +352,14 @@ fn xen_version(c: &Caller, cmd: u64, arg: u64) -> HcResult {
             c.write(arg, &[0u8; 16])?;
             Ok(0)
         }
-        COMMANDLINE | BUILD_ID if !c.domain.privileged => Err(Errno::Perm),
+        // Xen's dummy XSM denies a DomU both: the command line then reads
+        // "<denied>" (Xen's xen_deny(), with its NUL: 9 bytes are written),
+        // the build id is -EPERM.
+        COMMANDLINE if !c.domain.privileged => {
+            c.write(arg, b"<denied>\0")?;
+            Ok(0)
+        }
+        BUILD_ID if !c.domain.privileged => Err(Errno::Perm),
         COMMANDLINE => {
             c.write(arg, &text::<LONG_TEXT>(crate::cmdline::saved().as_bytes()))?;
             Ok(0)
@@ -450,14 +457,16 @@ fn sched_op(c: &Caller, cmd: u64, arg: u64, next: &mut Next) -> HcResult {
             Ok(0)
         }
         SHUTDOWN => {
+            // Xen's domain_shutdown takes the reason as a u8 and ends the
+            // domain whatever it is.
             let reason: u32 = c.read(arg)?;
-            let reason = match reason {
+            let reason = match reason as u8 {
                 0 => EndReason::Poweroff,
                 1 => EndReason::Reboot,
                 2 => EndReason::Suspend,
                 3 => EndReason::Crash(alloc::string::String::from("the guest reported a crash")),
                 4 => EndReason::Watchdog,
-                _ => return Err(Errno::Inval),
+                code => EndReason::Code(code),
             };
             c.domain.end(reason);
             *next = Next::Stop;

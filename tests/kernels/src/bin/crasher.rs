@@ -31,6 +31,21 @@ mod kernel {
                 // SAFETY: not safe: an out-of-bounds store on purpose.
                 unsafe { core::ptr::write_volatile(target, 0xdead) };
             }
+            // SCHEDOP_shutdown with a reason Xen gives no name.
+            "code-77" => {
+                let reason = 77u32;
+                // SAFETY: SCHEDOP_shutdown with a live reason word.
+                unsafe {
+                    guest_shim::hypercall::raw(
+                        guest_shim::pv_abi::hypercall::Hypercall::SchedOp.raw() as u64,
+                        2,
+                        core::ptr::from_ref(&reason) as u64,
+                        0,
+                        0,
+                        0,
+                    )
+                };
+            }
             other => println!("crasher: FAIL unknown mode '{other}'"),
         }
         println!("crasher: FAIL still alive");

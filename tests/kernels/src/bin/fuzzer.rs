@@ -174,6 +174,15 @@ mod kernel {
                 put(32, writable_pointer(rng));
                 args = [cmd, scratch(), 0];
             }
+            // remove_from_physmap: only our physmap slot or outside RAM (as
+            // on Xen, a page of ours taken out of the physmap is a hole we
+            // would fault on).
+            (n, 15) if n == memory_op => {
+                let slot = &raw mut PHYSMAP_SLOT as u64 >> 12;
+                put(0, value(rng) & 0xffff); // domid, pad
+                put(8, rng.pick(&[slot, 0x10_0000, 0xffff_ffff, u64::MAX]));
+                args = [cmd, scratch(), 0];
+            }
             // The reservation family: pages given back only from our
             // physmap slot or outside RAM (a page of our own code would be
             // ours to regret, as on Xen), in extents that stay there.
