@@ -157,10 +157,8 @@ pub(super) fn memory_op(c: &Caller, cmd: u64, arg: u64) -> HcResult {
             Ok(0)
         }
         MEMORY_MAP => {
+            // As Xen's: min(nr_entries, the map's) entries, none for 0.
             let mut map: MemoryMap = c.read(arg)?;
-            if map.nr_entries < 1 {
-                return Err(Errno::Inval);
-            }
             let entries =
                 crate::domain::builder::memory_map(c.domain.mem_bytes(), c.domain.privileged);
             let n = entries.len().min(map.nr_entries as usize);
