@@ -762,24 +762,29 @@ mod kernel {
         shutdown(ShutdownReason::Poweroff)
     }
 
+    /// One raw EVTCHNOP_* call on `arg` (a live struct of the sub-op's
+    /// layout, which the hypervisor may write).
+    fn evtchn_op(cmd: guest_shim::pv_abi::event_channel::EvtchnOp, arg: u64) -> i64 {
+        // SAFETY: as the callers promise: `arg` points at a live struct of
+        // the sub-op's layout.
+        unsafe {
+            hypercall::raw(
+                Hypercall::EventChannelOp.raw() as u64,
+                cmd.raw().into(),
+                arg,
+                0,
+                0,
+                0,
+            )
+        }
+    }
+
     /// EVTCHNOP_bind_ipi gives a port that works as Xen's: a send to it
     /// sets its pending bit, status says IPI on the vCPU asked for, close
     /// frees it.
     fn ipi_check() -> Result<(), alloc::string::String> {
         use guest_shim::pv_abi::event_channel::{EvtchnBindIpi, EvtchnOp, EvtchnStatus};
-        let op = |cmd: EvtchnOp, arg: u64| {
-            // SAFETY: EVTCHNOP_* with a live struct of the sub-op's layout.
-            unsafe {
-                hypercall::raw(
-                    Hypercall::EventChannelOp.raw() as u64,
-                    cmd.raw().into(),
-                    arg,
-                    0,
-                    0,
-                    0,
-                )
-            }
-        };
+        let op = evtchn_op;
         let mut ipi = EvtchnBindIpi { vcpu: 0, port: 0 };
         let ret = op(EvtchnOp::BindIpi, core::ptr::from_mut(&mut ipi) as u64);
         if ret != 0 || ipi.port == 0 {
@@ -866,19 +871,7 @@ mod kernel {
     /// bits, and the ports can be bound again.
     fn reset_check() -> Result<(), alloc::string::String> {
         use guest_shim::pv_abi::event_channel::{EvtchnBindIpi, EvtchnOp, EvtchnStatus};
-        let op = |cmd: EvtchnOp, arg: u64| {
-            // SAFETY: EVTCHNOP_* with a live struct of the sub-op's layout.
-            unsafe {
-                hypercall::raw(
-                    Hypercall::EventChannelOp.raw() as u64,
-                    cmd.raw().into(),
-                    arg,
-                    0,
-                    0,
-                    0,
-                )
-            }
-        };
+        let op = evtchn_op;
         let mut ipi = EvtchnBindIpi { vcpu: 0, port: 0 };
         if op(EvtchnOp::BindIpi, core::ptr::from_mut(&mut ipi) as u64) != 0 {
             return Err("bind_ipi failed".into());
