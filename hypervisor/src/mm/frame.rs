@@ -405,7 +405,8 @@ mod tests {
                     && r.start <= s && e <= r.start + r.len));
                 prop_assert!(!regions.iter().any(|r| r.kind != RegionKind::Usable
                     && r.len > 0 && r.start < e && s < r.start + r.len));
-                prop_assert!(!reserved.iter().any(|r| r.start < e && s < r.end));
+                // An empty reserved range overlaps nothing (found at 10^6 cases).
+                prop_assert!(!reserved.iter().any(|r| r.start < r.end && r.start < e && s < r.end));
             }
             // Freeing some and re-draining gives exactly those back.
             let mut freed = HashSet::new();
