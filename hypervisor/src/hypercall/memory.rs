@@ -311,9 +311,6 @@ fn reservation(c: &Caller, op: u64, arg: u64, start: u64) -> u64 {
 fn populate_extent(target: &Domain, first: u64, end: u64, limit: Option<u64>) -> bool {
     use crate::mm::guest::Gfn;
     let max_pages = target.mem_bytes() / FRAME_SIZE;
-    // No grant or foreign mapping may arrive in a slot while it is looked
-    // at and replaced.
-    let _ownership = registry::FRAME_OWNERSHIP.lock();
     let backed = {
         let memory = target.memory.lock();
         (first..end)
@@ -321,8 +318,14 @@ fn populate_extent(target: &Domain, first: u64, end: u64, limit: Option<u64>) ->
             .count() as u64
     };
     if backed == 0 {
+        // Holes: no grant or foreign mapping can be in one (both need a
+        // backed slot), and `back` refuses a slot backed meanwhile, so the
+        // toolstack's build (one call per extent) takes no global lock.
         return target.memory.lock().back(first, end, max_pages, limit);
     }
+    // No grant or foreign mapping may arrive in a slot while it is looked
+    // at and replaced (`replace` checks again that every slot is backed).
+    let _ownership = registry::FRAME_OWNERSHIP.lock();
     if backed != end - first || (first..end).any(|g| target.is_special_gfn(g)) {
         return false;
     }
