@@ -5,6 +5,10 @@
 //! that wait for the ring to drain (as Xen's test framework does) are
 //! woken by the event sent after each drain.
 //!
+//! A ring line that repeats a line the guest just wrote with CONSOLEIO_write
+//! (already on the console from the hypervisor) is not shown again
+//! (`dom0::echoes`).
+//!
 //! Serial input (VIRQ_CONSOLE, CONSOLEIO_read) is routed as Xen's console
 //! switching does (`dom0::input`): to the DomU console's `in` ring, or to
 //! Dom0's command line.
@@ -14,6 +18,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, Ordering, fence};
 
+use dom0::echoes::Echoes;
 use dom0::input::{self, Action, Router};
 use dom0::store::Shutdown;
 use dom0::xl::{self, XlCommand};
@@ -27,6 +32,29 @@ use pv_abi::ring;
 
 use crate::foreign_page::ForeignPage;
 use crate::xenstored::Xenstored;
+
+/// The DomUs' recent CONSOLEIO lines, read from the hypervisor's console
+/// ring; shared by every console's relay.
+static ECHOES: spin::Mutex<Echoes> = spin::Mutex::new(Echoes::new());
+
+/// Whether `domid`'s ring line `line` echoes its CONSOLEIO output: first
+/// against what was read before, then after reading what is new.
+fn is_echo(domid: u16, line: &[u8]) -> bool {
+    let mut echoes = ECHOES.lock();
+    if echoes.take(domid, line) {
+        return true;
+    }
+    let mut buffer = [0u8; 2048];
+    // Bounded: the ring holds 16 KiB; what a reader misses is only an
+    // echo shown twice.
+    for _ in 0..16 {
+        match crate::toolstack::read_console(echoes.next_index(), false, &mut buffer) {
+            Ok((0, _)) | Err(_) => break,
+            Ok((n, next)) => echoes.feed(&buffer[..n], next),
+        }
+    }
+    echoes.take(domid, line)
+}
 
 /// Domain ids probed for boot-time DomUs' consoles.
 const MAX_DOMID: u16 = 32;
@@ -88,6 +116,8 @@ impl Console {
         let ring = page.ptr();
         let local = events::bind_interdomain(domid, port)
             .map_err(|e| format!("cannot bind d{domid}'s console event channel: {e:?}"))?;
+        // A reused domain id's old lines are not this domain's.
+        ECHOES.lock().forget(domid);
         Ok(Console {
             domid,
             _page: page,
@@ -157,8 +187,10 @@ impl Console {
 
     fn push(&mut self, byte: u8) {
         if byte == b'\n' || self.line.len() >= LINE_MAX {
-            self.show_rest();
-            println!();
+            if self.shown > 0 || !is_echo(self.domid, &self.line) {
+                self.show_rest();
+                println!();
+            }
             self.lines += 1;
             self.line.clear();
             self.shown = 0;
@@ -376,6 +408,13 @@ fn run_one(line: &str, host: &mut Host, serial: bool) -> Reply {
         ) => match crate::toolstack::create(host, &config, &overrides) {
             Ok(d) => ok(format!("dom0: created d{d} from {config}\n")),
             Err(sentence) => fail(sentence),
+        },
+        (XlCommand::Dmesg { clear }, _) => match toolstack::console_ring(clear) {
+            Ok(text) => ok(text),
+            Err(e) => fail(format!(
+                "cannot read the hypervisor's console ring: {}",
+                why(e)
+            )),
         },
         (XlCommand::Files, _) => {
             let mut text = String::new();

@@ -199,7 +199,11 @@ impl Control {
     fn answer(&mut self, reply: &crate::console::Reply) {
         let end = alloc::format!(".end {}\n", if reply.ok { 0 } else { 1 });
         // A host that went away loses its answer; the next one connects anew.
-        let _ = self.device.send_bytes(reply.text.as_bytes());
+        // An empty buffer would be a zero-length descriptor, which the
+        // device never completes.
+        if !reply.text.is_empty() {
+            let _ = self.device.send_bytes(reply.text.as_bytes());
+        }
         let _ = self.device.send_bytes(end.as_bytes());
     }
 }

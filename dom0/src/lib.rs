@@ -22,6 +22,7 @@ pub mod backring;
 pub mod blkback;
 pub mod cmdline;
 pub mod dma;
+pub mod echoes;
 pub mod files;
 pub mod input;
 pub mod netback;

@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 use guest_shim::Errno;
 use guest_shim::hypercall;
 use pv_abi::domctl::{self, Domctl, GetDomainInfo, member, set_member};
-use pv_abi::sysctl::{self, GetDomainInfoList, PhysInfo, Sysctl};
+use pv_abi::sysctl::{self, GetDomainInfoList, PhysInfo, ReadConsole, Sysctl};
 use zerocopy::FromZeros;
 
 use dom0::store::DomId;
@@ -29,6 +29,50 @@ fn sysctl_op(cmd: u32) -> Sysctl {
     op.cmd = cmd;
     op.interface_version = sysctl::INTERFACE_VERSION;
     op
+}
+
+/// Reads the hypervisor's console ring into `buffer` with
+/// `XEN_SYSCTL_readconsole`: from `from` (or the oldest byte held), and
+/// forgetting what was read if `clear`. Returns the bytes read and the
+/// index after them.
+pub fn read_console(
+    from: Option<u32>,
+    clear: bool,
+    buffer: &mut [u8],
+) -> Result<(usize, u32), Errno> {
+    let mut op = sysctl_op(sysctl::READCONSOLE);
+    let mut request = ReadConsole::new_zeroed();
+    request.clear = clear.into();
+    request.incremental = from.is_some().into();
+    request.index = from.unwrap_or(0);
+    request.buffer = buffer.as_mut_ptr() as u64;
+    request.count = u32::try_from(buffer.len()).unwrap_or(u32::MAX);
+    set_member(&mut op.u, &request);
+    hypercall::sysctl(&mut op)?;
+    let answer: ReadConsole = member(&op.u);
+    Ok(((answer.count as usize).min(buffer.len()), answer.index))
+}
+
+/// The whole console ring as text, as `xl dmesg` prints it (cleared
+/// after reading if `clear`, as `xl dmesg -c`).
+pub fn console_ring(clear: bool) -> Result<String, Errno> {
+    let mut text = Vec::new();
+    let mut buffer = alloc::vec![0u8; 4096];
+    let mut from = None;
+    // The ring holds 16 KiB: a writer racing the reads cannot keep it
+    // going for ever.
+    for _ in 0..64 {
+        let (n, next) = read_console(from, clear, &mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        text.extend_from_slice(&buffer[..n]);
+        from = Some(next);
+    }
+    if text.last().is_some_and(|&b| b != b'\n') {
+        text.push(b'\n');
+    }
+    Ok(String::from_utf8_lossy(&text).into_owned())
 }
 
 /// Every domain, as `XEN_SYSCTL_getdomaininfolist` gives them, in

@@ -63,6 +63,11 @@ pub enum XlCommand {
     },
     /// `files`: the files Dom0 holds, with their sizes.
     Files,
+    /// `dmesg [-c]`: the hypervisor's console ring, as xl dmesg (`-c`
+    /// clears it after reading).
+    Dmesg {
+        clear: bool,
+    },
     /// `have NAME SIZE CRC32`: whether Dom0 holds exactly that file (the
     /// host tool asks before it uploads).
     Have(Announced),
@@ -115,6 +120,7 @@ info [--json]     the host and Xen, as xl info shows them
 create NAME [K=V] build and start a domain from Dom0's config file NAME
 bench-create NAME time creating domains from config NAME (cargo xtask bench)
 files             the files Dom0 holds (kernels, ramdisks, configs)
+dmesg [-c]        the hypervisor's console ring (-c: then clear it)
 console DOMAIN    send serial input to DOMAIN's console (Ctrl-] comes back)
 pause DOMAIN      pause DOMAIN (an id or a name; not Dom0)
 unpause DOMAIN    let a paused DOMAIN run again (not Dom0)
@@ -199,6 +205,13 @@ pub fn parse(line: &str) -> Result<XlCommand, String> {
                     "create takes a config name and KEY=VALUE settings, as in 'create guest' or 'create guest vcpus=2'"
                         .into(),
                 ),
+            };
+        }
+        "dmesg" => {
+            return match (arg, extra) {
+                (None, _) => Ok(XlCommand::Dmesg { clear: false }),
+                (Some("-c"), false) => Ok(XlCommand::Dmesg { clear: true }),
+                _ => Err("dmesg takes only -c, as in 'dmesg -c'".into()),
             };
         }
         "files" => {
@@ -301,6 +314,7 @@ impl XlCommand {
             Self::Create { .. } => "create",
             Self::BenchCreate { .. } => "bench-create",
             Self::Files => "files",
+            Self::Dmesg { .. } => "dmesg",
             Self::Have(_) => "have",
             Self::Upload(_) => "upload",
             Self::Help => "help",
@@ -597,6 +611,8 @@ mod tests {
             ("  list   --json ", List { json: true }),
             ("info", Info { json: false }),
             ("info --json", Info { json: true }),
+            ("dmesg", Dmesg { clear: false }),
+            ("dmesg -c", Dmesg { clear: true }),
             ("pause 3", Pause(id(3))),
             ("unpause 32751", Unpause(id(32751))),
             ("destroy 007", Destroy(id(7))),
@@ -682,6 +698,8 @@ mod tests {
                 "create takes a config name and KEY=VALUE settings, as in 'create guest' or 'create guest vcpus=2'",
             ),
             ("files x", "files takes no arguments"),
+            ("dmesg -x", "dmesg takes only -c, as in 'dmesg -c'"),
+            ("dmesg -c more", "dmesg takes only -c, as in 'dmesg -c'"),
             (
                 "upload k 10",
                 "upload takes NAME SIZE CRC32, as in 'upload vmlinux 4096 1a2b3c4d' (the CRC in hex)",
@@ -793,6 +811,7 @@ mod tests {
                 "create",
                 "bench-create",
                 "files",
+                "dmesg",
                 "console",
                 "pause",
                 "unpause",

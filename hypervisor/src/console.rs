@@ -1,5 +1,8 @@
 //! The hypervisor console: COM1 through `uart_16550`, the `log` backend, and
-//! the status lines (`pavise: ...`) that users and tests read.
+//! the status lines (`pavise: ...`) that users and tests read. What it
+//! prints is also kept in the console ring (`conring`), as in Xen, for
+//! Dom0's `XEN_SYSCTL_readconsole` — except Dom0's own output, which Xen
+//! keeps out of the ring by default (`console_to_ring` off).
 //!
 //! One lock serialises all CPUs' output. A CPU that dies while another
 //! holds the lock (panic, exception, NMI halt) takes it anyway after a
@@ -10,11 +13,16 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use spin::Mutex;
 use uart_16550::Uart16550Tty;
+
+use crate::conring::Conring;
 use uart_16550::backend::PioBackend;
 
 const COM1: u16 = 0x3f8;
 
 static SERIAL: Mutex<Option<Uart16550Tty<PioBackend>>> = Mutex::new(None);
+/// Taken only under SERIAL's lock (or alone, by a reader), so the ring
+/// holds the output in the order it reached the port.
+static CONRING: Mutex<Conring> = Mutex::new(Conring::new());
 static LOGGER: Logger = Logger;
 static LOGGER_SET: AtomicBool = AtomicBool::new(false);
 
@@ -29,9 +37,11 @@ pub fn init() {
 /// prompt as it comes): the next status line starts on a line of its own.
 static MID_LINE: AtomicBool = AtomicBool::new(false);
 
-/// Counts what passes to the port, to know how the output ends.
+/// Counts what passes to the port, to know how the output ends, and
+/// keeps a copy in the console ring if given one.
 struct Tracking<'a, W: Write> {
     port: &'a mut W,
+    ring: Option<&'a mut Conring>,
     last: Option<u8>,
 }
 
@@ -40,14 +50,29 @@ impl<W: Write> Write for Tracking<'_, W> {
         if let Some(&b) = s.as_bytes().last() {
             self.last = Some(b);
         }
+        if let Some(ring) = self.ring.as_mut() {
+            ring.put(s.as_bytes());
+        }
         self.port.write_str(s)
     }
 }
 
-fn write_tracked(args: fmt::Arguments, own_line: bool) {
+/// Whether output goes to the console ring too.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ring {
+    Keep,
+    Skip,
+}
+
+fn write_tracked(args: fmt::Arguments, own_line: bool, ring: Ring) {
     let mut guard = SERIAL.lock();
     if let Some(port) = guard.as_mut() {
-        let mut out = Tracking { port, last: None };
+        let mut conring = (ring == Ring::Keep).then(|| CONRING.lock());
+        let mut out = Tracking {
+            port,
+            ring: conring.as_deref_mut(),
+            last: None,
+        };
         if own_line && MID_LINE.load(Ordering::Relaxed) {
             let _ = out.write_str("\n");
         }
@@ -61,13 +86,31 @@ fn write_tracked(args: fmt::Arguments, own_line: bool) {
 /// Writes formatted text to the console, whole, as one unit (a line or
 /// part of one).
 pub fn write_fmt(args: fmt::Arguments) {
-    write_tracked(args, false);
+    write_tracked(args, false, Ring::Keep);
+}
+
+/// Like [`write_fmt`] but kept out of the console ring: the privileged
+/// domain's own output (it reads the ring, and relays the DomUs' PV
+/// consoles through here).
+pub fn write_fmt_unringed(args: fmt::Arguments) {
+    write_tracked(args, false, Ring::Skip);
 }
 
 /// Writes a whole line (what [`println!`] prints), starting a new line
 /// first if the console is in the middle of one.
 pub fn write_line(args: fmt::Arguments) {
-    write_tracked(args, true);
+    write_tracked(args, true, Ring::Keep);
+}
+
+/// Copies held console-ring bytes into `out` (see [`Conring::read`]).
+pub fn read_ring(from: Option<u32>, out: &mut [u8]) -> (usize, u32) {
+    CONRING.lock().read(from, out)
+}
+
+/// Forgets the console ring's bytes before `index` (see
+/// [`Conring::clear_to`]).
+pub fn clear_ring_to(index: u32) {
+    CONRING.lock().clear_to(index);
 }
 
 /// Like [`write_fmt`] but usable from a dying CPU: never waits forever.

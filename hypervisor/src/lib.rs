@@ -10,6 +10,7 @@ extern crate alloc;
 
 pub mod acpi;
 pub mod cmdline;
+pub mod conring;
 pub mod console_filter;
 pub mod domain;
 pub mod evtchn;

@@ -6,7 +6,9 @@
 
 use std::time::Duration;
 
-use pavise_tests::{Exit, HvStatus, boot, domu, expect_exit, expect_lines, fail, with_domains};
+use pavise_tests::{
+    Exit, HvStatus, boot, console_lines, domu, expect_exit, expect_lines, fail, with_domains,
+};
 use xtask::Machine;
 use xtask::machine::TypeWhen;
 
@@ -72,6 +74,25 @@ fn pv_console_ring_is_drained_by_dom0() {
             "(d1) ringlog: PASS",
         ],
     );
+    // A line written with CONSOLEIO_write and to the ring is shown once;
+    // one written to the ring twice, twice.
+    let shown = |line: &str| {
+        console_lines(&outcome.console)
+            .filter(|l| *l == line)
+            .count()
+    };
+    for (line, times) in [
+        ("(d1) ringlog both ways 1", 1),
+        ("(d1) ringlog both ways 2", 1),
+        ("(d1) ringlog ring only", 2),
+    ] {
+        if shown(line) != times {
+            fail(
+                &outcome,
+                &format!("{line:?} shown {} times, not {times}", shown(line)),
+            );
+        }
+    }
 }
 
 #[test]

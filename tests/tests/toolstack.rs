@@ -151,6 +151,9 @@ fn xl_from_the_host_over_the_control_channel() {
             "unpause 1",
             "unpause 1",
             "destroy 1",
+            "dmesg",
+            "dmesg -c",
+            "dmesg",
         ] {
             answers.push((command, ask(&socket, command)));
         }
@@ -197,6 +200,26 @@ fn xl_from_the_host_over_the_control_channel() {
         "cannot unpause d1: not in a state that allows it (-EINVAL)",
     );
     expect(7, true, "dom0: destroyed d1");
+    // xl dmesg: the hypervisor's console ring, with the DomUs' CONSOLEIO
+    // lines and the hypervisor's own, without Dom0's output (Xen's
+    // console_to_ring is off); after -c, only what came since.
+    expect(8, true, "(d1) counter: ");
+    expect(8, true, "pavise: d1 (count) destroyed");
+    expect(9, true, "pavise: d1 (count) destroyed");
+    for (i, absent) in [
+        (8, "dom0: destroyed d1"),
+        (10, "pavise: d1 (count) destroyed"),
+    ] {
+        if answers[i].1.text.contains(absent) {
+            fail(
+                &outcome,
+                &format!(
+                    "{:?} answered {:?}: it has {absent:?}",
+                    answers[i].0, answers[i].1
+                ),
+            );
+        }
+    }
     expect_lines(
         &outcome,
         &[

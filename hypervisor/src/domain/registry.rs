@@ -640,7 +640,7 @@ impl Domain {
                 .iter()
                 .filter_map(|&b| crate::console_filter::pass(&mut escape, b))
                 .collect();
-            crate::console::write_fmt(format_args!(
+            crate::console::write_fmt_unringed(format_args!(
                 "{}",
                 core::str::from_utf8(&shown).unwrap_or("")
             ));

@@ -4,12 +4,15 @@
 //! As Xen's `do_sysctl`: read once (-EFAULT), a wrong interface version is
 //! -EACCES, then a DomU is refused with -EPERM.
 //!
-//! Implemented: physinfo and getdomaininfolist; other commands -ENOSYS.
+//! Implemented: readconsole, physinfo and getdomaininfolist; other
+//! commands -ENOSYS.
 
+use alloc::vec;
 use pv_abi::domctl::{member, set_member};
 use pv_abi::sysctl::{
-    GETDOMAININFOLIST, GetDomainInfoList, INTERFACE_VERSION, PHYSINFO, PhysInfo, Sysctl,
-    XEN_SYSCTL_PHYSCAP_GNTTAB_V1, XEN_SYSCTL_PHYSCAP_HAP, XEN_SYSCTL_PHYSCAP_HVM,
+    GETDOMAININFOLIST, GetDomainInfoList, INTERFACE_VERSION, PHYSINFO, PhysInfo, READCONSOLE,
+    ReadConsole, Sysctl, XEN_SYSCTL_PHYSCAP_GNTTAB_V1, XEN_SYSCTL_PHYSCAP_HAP,
+    XEN_SYSCTL_PHYSCAP_HVM,
 };
 use zerocopy::FromZeros;
 
@@ -29,6 +32,13 @@ pub(super) fn sysctl_op(c: &Caller, arg: u64) -> HcResult {
         return Err(Errno::Perm);
     }
     match op.cmd {
+        READCONSOLE => {
+            let mut request: ReadConsole = member(&op.u);
+            read_console(c, &mut request)?;
+            set_member(&mut op.u, &request);
+            c.write(arg, &op)?;
+            Ok(0)
+        }
         PHYSINFO => {
             set_member(&mut op.u, &physinfo());
             c.write(arg, &op)?;
@@ -55,6 +65,25 @@ pub(super) fn sysctl_op(c: &Caller, arg: u64) -> HcResult {
         }
         _ => Err(Errno::NoSys),
     }
+}
+
+/// Xen's `read_console_ring`: copies the ring (from `index` if
+/// `incremental` and still held) into the caller's buffer, then forgets
+/// what was read if `clear`. The bytes go through a bounce buffer so the
+/// ring's lock is never held while touching guest memory.
+fn read_console(c: &Caller, request: &mut ReadConsole) -> Result<(), Errno> {
+    let from = (request.incremental != 0).then_some(request.index);
+    let mut bytes = vec![0u8; (request.count as usize).min(crate::conring::SIZE)];
+    let (copied, next) = crate::console::read_ring(from, &mut bytes);
+    if copied > 0 {
+        c.write(request.buffer, &bytes[..copied])?;
+    }
+    if request.clear != 0 {
+        crate::console::clear_ring_to(next);
+    }
+    request.count = copied as u32;
+    request.index = next;
+    Ok(())
 }
 
 /// The host as Xen's `xl info` shows it: one socket, one thread per core,

@@ -133,6 +133,11 @@ mod kernel {
         };
         let mut sysctl_old = sysctl;
         sysctl_old.interface_version = 0;
+        // readconsole would show a DomU the other domains' output.
+        let sysctl_readconsole = Sysctl {
+            cmd: sysctl::READCONSOLE,
+            ..sysctl
+        };
         let zero = 0u32;
         let p_huge = param(DOMID_SELF, 9999);
         let p_unknown = param(DOMID_SELF, 5);
@@ -329,6 +334,12 @@ mod kernel {
                 "sysctl physinfo from a domU",
                 SYSCTL,
                 [p(&sysctl), 0, 0],
+                Errno::EPERM,
+            ),
+            check(
+                "sysctl readconsole from a domU",
+                SYSCTL,
+                [p(&sysctl_readconsole), 0, 0],
                 Errno::EPERM,
             ),
             check(

@@ -1,12 +1,15 @@
 //! ringlog: writes through the PV console ring only (HVM_PARAM_CONSOLE_PFN
 //! and _EVTCHN), twice what the ring holds, waiting for Dom0 to drain it as
 //! Xen guests do; its verdict reaches the console only through Dom0.
+//! Then, as Xen's test framework does, lines written both with
+//! CONSOLEIO_write and to the ring (each to be shown once), and a line
+//! written twice to the ring only (to be shown twice).
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(target_os = "none")]
 mod kernel {
     use guest_shim::console_ring::ConsoleRing;
-    use guest_shim::{ShutdownReason, StartInfo, println, shutdown};
+    use guest_shim::{ShutdownReason, StartInfo, hypercall, println, shutdown};
 
     fn main(_: &StartInfo) -> ! {
         let mut ring = match ConsoleRing::connect() {
@@ -27,6 +30,22 @@ mod kernel {
                 println!("ringlog: FAIL {e:?}");
                 shutdown(ShutdownReason::Poweroff)
             }
+        }
+        for line in [&b"ringlog both ways 1\n"[..], b"ringlog both ways 2\n"] {
+            if let Err(e) = hypercall::console_write(line) {
+                println!("ringlog: FAIL CONSOLEIO_write: {e:?}");
+            }
+            if let Err(e) = ring.write(line) {
+                println!("ringlog: FAIL {e:?}");
+                shutdown(ShutdownReason::Poweroff)
+            }
+        }
+        let twice = ring
+            .write(b"ringlog ring only\n")
+            .and_then(|_| ring.write(b"ringlog ring only\n"));
+        if let Err(e) = twice {
+            println!("ringlog: FAIL {e:?}");
+            shutdown(ShutdownReason::Poweroff)
         }
         let done = ring.write(b"ringlog: PASS\n").and_then(|_| ring.flush());
         if let Err(e) = done {
