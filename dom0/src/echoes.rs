@@ -18,6 +18,10 @@ const RECENT_MAX: usize = 32;
 /// Longest line remembered: the hypervisor splits a guest's lines at 512
 /// bytes, Dom0's relay at 256, so longer lines never match anyway.
 const LINE_MAX: usize = 512;
+/// Console-ring text kept of one line: the longest `(dN) ` prefix, a
+/// remembered line's text, and one byte more, so a line cut short here is
+/// still too long to be remembered.
+const PARTIAL_MAX: usize = "(d65535) ".len() + LINE_MAX + 1;
 
 pub struct Echoes {
     /// The hypervisor's console-ring text after its last newline.
@@ -69,7 +73,7 @@ impl Echoes {
             if b == b'\n' {
                 let line = core::mem::take(&mut self.partial);
                 self.remember(&line);
-            } else if self.partial.len() < LINE_MAX + 16 {
+            } else if self.partial.len() < PARTIAL_MAX {
                 self.partial.push(b);
             }
         }
@@ -159,6 +163,16 @@ mod tests {
         assert!(!e.take(3, b"a"));
         e.forget(3);
         assert!(!e.take(3, b"c"));
+    }
+
+    #[test]
+    fn a_line_too_long_to_remember_is_not_remembered_cut_short() {
+        let mut e = Echoes::new();
+        let text = "x".repeat(LINE_MAX + 100);
+        // The longest prefix a domain id has.
+        e.feed(alloc::format!("(d32751) {text}\n").as_bytes(), 0);
+        assert!(!e.take(32751, &text.as_bytes()[..LINE_MAX]));
+        assert!(!e.take(32751, text.as_bytes()));
     }
 
     #[test]

@@ -13,9 +13,9 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use spin::Mutex;
 use uart_16550::Uart16550Tty;
+use uart_16550::backend::PioBackend;
 
 use crate::conring::Conring;
-use uart_16550::backend::PioBackend;
 
 const COM1: u16 = 0x3f8;
 
