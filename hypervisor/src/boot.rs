@@ -480,6 +480,11 @@ extern "C" fn bsp_main(context: &BspContext) -> ! {
     smp::start_aps(&others);
 
     let free_mib = mm::frames().free_bytes() >> 20;
+    if context.bench {
+        crate::timeline::enable();
+        crate::timeline::mark_at("hypervisor_entry", ENTRY_TSC.load(Ordering::SeqCst));
+        crate::timeline::mark("hypervisor_ready");
+    }
     println!(
         "pavise: ready in {} ms: {} CPUs, {} MiB free",
         time::ms_since(ENTRY_TSC.load(Ordering::SeqCst)),
@@ -525,6 +530,7 @@ fn start_domains(context: &BspContext) -> ! {
             }
             Err(e) => println!("pavise: bench: bare exit loop failed: {e}"),
         }
+        crate::timeline::mark("bare_exits_measured");
     }
     // A module whose string is `ramdisk` belongs to the domain before it.
     let module_bytes = |m: &&Module| {
@@ -660,6 +666,7 @@ fn start_domains(context: &BspContext) -> ! {
         );
         power::stop(ExitCode::GuestFailed);
     }
+    crate::timeline::mark("domains_built");
     smp::release_aps();
     crate::domain::sched::run_cpu()
 }

@@ -31,3 +31,5 @@ pub mod boot;
 pub mod console;
 #[cfg(target_os = "none")]
 pub mod hypercall;
+#[cfg(target_os = "none")]
+pub mod timeline;

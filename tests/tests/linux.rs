@@ -484,13 +484,7 @@ fn boot_on_root(image: &Path, check: &str) -> RunOutcome {
     }) {
         fail(&outcome, &format!("blkfront failed: {line:?}"));
     }
-    let at = |text: &str| {
-        outcome
-            .marks
-            .iter()
-            .find(|(t, _)| t == text)
-            .and_then(|(_, at)| *at)
-    };
+    let at = |text: &str| outcome.mark(text).and_then(|m| m.at);
     let uptime = line_starting(&outcome.console, MOUNTED)
         .and_then(|l| l.split(" up ").nth(1))
         .unwrap_or("?");

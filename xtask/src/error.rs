@@ -108,6 +108,12 @@ pub enum Error {
         /// Where its console was saved.
         log: PathBuf,
     },
+    /// `--compare` was given a file that is not an earlier run's JSON.
+    BenchCompare { path: PathBuf, reason: String },
+    /// The benchmark chart could not be drawn.
+    Chart(String),
+    /// A benchmark's figures were read without one of its runs (a bug).
+    BenchMissingRun(&'static str),
     /// A benchmark run did not print a figure it should have.
     BenchOutput {
         run: &'static str,
@@ -312,6 +318,16 @@ impl fmt::Display for Error {
                 f,
                 "the run of {run} ended with {exit} instead of exit status 0; its console is in {}",
                 log.display()
+            ),
+            Self::BenchCompare { path, reason } => write!(
+                f,
+                "cannot compare against {}: {reason}; give --compare a JSON file an earlier `cargo xtask bench` wrote (target/pavise/bench.json)",
+                path.display()
+            ),
+            Self::Chart(reason) => write!(f, "the benchmark chart could not be drawn: {reason}"),
+            Self::BenchMissingRun(run) => write!(
+                f,
+                "the figures were read without the run of {run} (an xtask bug: please report it)"
             ),
             Self::BenchOutput { run, key, log } => write!(
                 f,

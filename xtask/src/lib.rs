@@ -5,6 +5,7 @@
 
 pub mod bare_metal;
 pub mod bench;
+pub mod bench_chart;
 pub mod configs;
 pub mod create_bench;
 pub mod disk;

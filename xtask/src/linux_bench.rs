@@ -67,10 +67,8 @@ fn figure(outcome: &RunOutcome, key: &'static str, log: &Path) -> Result<u64> {
 
 fn mark(outcome: &RunOutcome, text: &str, log: &Path) -> Result<Duration> {
     outcome
-        .marks
-        .iter()
-        .find(|(t, _)| t == text)
-        .and_then(|(_, at)| *at)
+        .mark(text)
+        .and_then(|m| m.at)
         .ok_or_else(|| Error::BenchRun {
             run: "Linux",
             exit: format!("{} without '{text}' on its console", outcome.exit),

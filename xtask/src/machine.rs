@@ -239,7 +239,37 @@ pub struct RunOutcome {
     /// Wall time from starting QEMU to its end.
     pub wall: Duration,
     /// For each of `Machine::marks`: when it first appeared, if it did.
-    pub marks: Vec<(String, Option<Duration>)>,
+    pub marks: Vec<Mark>,
+}
+
+/// One of `Machine::marks` in a captured run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mark {
+    pub text: String,
+    /// When the text first appeared, from QEMU's start (`None`: never).
+    pub at: Option<Duration>,
+    /// QEMU's CPU time (user and system, all its threads) by then.
+    pub qemu_cpu: Option<Duration>,
+}
+
+impl RunOutcome {
+    /// The mark for `text`, if it appeared.
+    pub fn mark(&self, text: &str) -> Option<&Mark> {
+        self.marks.iter().find(|m| m.text == text && m.at.is_some())
+    }
+}
+
+/// The CPU time process `pid` has used so far, all threads, from
+/// `/proc/<pid>/stat` (utime and stime, fields 14 and 15).
+pub fn process_cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf only reads a system constant.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (per_second > 0).then(|| Duration::from_secs_f64(ticks as f64 / per_second as f64))
 }
 
 /// The end of an interactive run (the console went to the terminal).
@@ -670,14 +700,15 @@ impl Prepared {
             .collect();
         let first_mark = watches.len();
         watches.extend(marks.iter().cloned());
+        let pid = child.id();
         let console = child
             .stdout
             .take()
-            .map(|pipe| read_watching(pipe, watches, start));
+            .map(|pipe| read_watching(pipe, watches, start, Some(pid)));
         let stderr = child
             .stderr
             .take()
-            .map(|pipe| read_watching(pipe, Vec::new(), start));
+            .map(|pipe| read_watching(pipe, Vec::new(), start, None));
         let exit = wait(&mut child, self.timeout, start, Some(&seen));
         let wall = start.elapsed();
         let (console, times) = joined(console);
@@ -685,7 +716,10 @@ impl Prepared {
         let marks = marks
             .into_iter()
             .enumerate()
-            .map(|(i, (text, _))| (text, times.get(first_mark + i).copied().flatten()))
+            .map(|(i, (text, _))| {
+                let (at, qemu_cpu) = times.get(first_mark + i).copied().unwrap_or_default();
+                Mark { text, at, qemu_cpu }
+            })
             .collect();
         Ok(RunOutcome {
             exit: exit?,
@@ -736,13 +770,16 @@ fn spawn(command: &mut Command) -> Result<Child> {
 /// Reads a pipe to its end on a thread of its own; for each watched text,
 /// raises its flag as soon as that text has been read, and notes when
 /// (from `start`).
+/// Reads `pipe` to its end, noting when each watched text first appears
+/// (and, given the `pid` of the process writing, its CPU time then).
 fn read_watching(
     mut pipe: impl Read + Send + 'static,
     watches: Vec<(String, Arc<AtomicBool>)>,
     start: Instant,
+    pid: Option<u32>,
 ) -> JoinHandle<Captured> {
     std::thread::spawn(move || {
-        let mut times = vec![None; watches.len()];
+        let mut times = vec![(None, None); watches.len()];
         let mut bytes = Vec::new();
         let mut chunk = [0u8; 4096];
         loop {
@@ -753,9 +790,10 @@ fn read_watching(
             };
             let searched = bytes.len();
             bytes.extend_from_slice(&chunk[..n]);
-            for ((text, seen), at) in watches.iter().zip(times.iter_mut()) {
+            for ((text, seen), (at, cpu)) in watches.iter().zip(times.iter_mut()) {
                 if at.is_none() && ends_text(&bytes, searched, text.as_bytes()) {
                     *at = Some(start.elapsed());
+                    *cpu = pid.and_then(process_cpu_time);
                     seen.store(true, Ordering::Release);
                 }
             }
@@ -774,11 +812,13 @@ fn ends_text(bytes: &[u8], searched: usize, text: &[u8]) -> bool {
     bytes[from..].windows(text.len()).any(|w| w == text)
 }
 
-/// What a pipe reader hands back: the bytes, and when each watched text
-/// first appeared.
-type Captured = (Vec<u8>, Vec<Option<Duration>>);
+/// What a pipe reader hands back: the bytes, and for each watched text
+/// when it first appeared and the writer's CPU time then.
+type Captured = (Vec<u8>, Vec<(Option<Duration>, Option<Duration>)>);
 
-fn joined(reader: Option<JoinHandle<Captured>>) -> (String, Vec<Option<Duration>>) {
+fn joined(
+    reader: Option<JoinHandle<Captured>>,
+) -> (String, Vec<(Option<Duration>, Option<Duration>)>) {
     let (bytes, times) = reader.and_then(|r| r.join().ok()).unwrap_or_default();
     (String::from_utf8_lossy(&bytes).into_owned(), times)
 }

@@ -41,6 +41,13 @@ enum Command {
         /// Where to write the figures as JSON.
         #[arg(long, value_name = "PATH")]
         json: Option<PathBuf>,
+        /// Only the hypervisor's own figures (no disk, network, toolstack
+        /// or Linux runs): about a minute instead of many.
+        #[arg(long)]
+        quick: bool,
+        /// An earlier run's JSON: print and draw the change against it.
+        #[arg(long, value_name = "OLD.json")]
+        compare: Option<PathBuf>,
     },
     /// Boot Debian's Linux kernel as a DomU with a busybox initramfs and a
     /// shell on its console (downloads the kernel and busybox-static with
@@ -378,7 +385,11 @@ fn main() -> ExitCode {
         }
         Command::Linux(args) => run_linux(args),
         Command::Test => suite::run().map(|()| ExitCode::SUCCESS),
-        Command::Bench { json } => run_bench(json).map(|()| ExitCode::SUCCESS),
+        Command::Bench {
+            json,
+            quick,
+            compare,
+        } => run_bench(json, quick, compare).map(|()| ExitCode::SUCCESS),
         Command::Fuzz(args) => run_fuzz(&args).map(|()| ExitCode::SUCCESS),
         Command::Xl { socket, command } => run_xl(socket, &command),
     };
@@ -757,44 +768,87 @@ fn run_linux(args: LinuxArgs) -> xtask::Result<ExitCode> {
     )
 }
 
+/// The Linux benchmark's vCPU counts: the kit (fetched or cached), then 1
+/// and 4 vCPUs, each as a DomU and bare, then its dd on xvd* against Dom0
+/// direct, then two Linux DomUs on the network.
+const LINUX_VCPUS: [u32; 2] = [1, 4];
+
 /// `cargo xtask bench`: a build, then each mode's runs (one progress line
-/// each), the table on stdout and the JSON file.
-fn run_bench(json: Option<PathBuf>) -> xtask::Result<()> {
+/// each), the table on stdout, the JSON file and its chart (with
+/// `--compare`, the change against an earlier JSON too).
+fn run_bench(json: Option<PathBuf>, quick: bool, compare: Option<PathBuf>) -> xtask::Result<()> {
+    // An unreadable earlier run is said before the long measurement.
+    let old = compare
+        .as_deref()
+        .map(xtask::bench_chart::read_json)
+        .transpose()?;
     prereqs::ensure(Machine::default().needs())?;
-    // Linux: the kit (fetched or cached), then 1 and 4 vCPUs, each as a
-    // DomU and bare, then its dd on xvd* against Dom0 direct, then two
-    // Linux DomUs on the network.
-    const LINUX_VCPUS: [u32; 2] = [1, 4];
-    let total = 1
-        + 2 * bench::RUNS.len()
-        + 2
-        + 2 * xtask::net_bench::NET_RUNS.len()
-        + 1
-        + LINUX_VCPUS.len()
-        + 1
-        + 1
-        + 2;
+    let core_steps = 1 + 2 * bench::RUNS.len();
+    let total = if quick {
+        core_steps
+    } else {
+        core_steps + 2 + 2 + 2 * xtask::net_bench::NET_RUNS.len() + 1 + LINUX_VCPUS.len() + 1 + 1
+    };
     build(&mut Steps::new(total))?;
     let mut n = 1;
     let mut measure = |icount: bool| -> xtask::Result<bench::Figures> {
-        let mut boot = |run: bench::Run| {
+        let mut consoles = Vec::new();
+        for run in bench::RUNS {
             n += 1;
             let step = Step::start(
                 n,
                 total,
                 &format!("{}: {}", bench::mode_name(icount), run.describe()),
             );
-            let console = run.boot(icount)?;
+            consoles.push(run.boot(icount)?);
             step.done("measured");
-            Ok::<_, Error>(console)
-        };
-        let pavise = boot(bench::Run::Pavise)?;
-        let pingpong = boot(bench::Run::PingPong)?;
-        let bare = boot(bench::Run::Bare)?;
-        bench::Figures::read(&pavise, &pingpong, &bare)
+        }
+        bench::Figures::read(&consoles)
     };
     let tcg = measure(false)?;
     let icount = measure(true)?;
+    let image_bytes = bench::stripped_size(&xtask::artifact("hypervisor"))?;
+    let json_text = if quick {
+        print!("{}", bench::table(&tcg, &icount));
+        bench::json_full(&tcg, &icount, ["", ""], None, Some(image_bytes))
+    } else {
+        bench_the_rest(n, total, &tcg, &icount, image_bytes)?
+    };
+    say(&format!(
+        "the hypervisor's image, stripped: {} bytes ({:.0} KB)",
+        image_bytes,
+        image_bytes as f64 / 1000.0
+    ));
+    let path = json.unwrap_or_else(bench::default_json_path);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+    }
+    std::fs::write(&path, &json_text).map_err(Error::io(format!("writing {}", path.display())))?;
+    say(&format!("figures written to {}", path.display()));
+    let new = xtask::bench_chart::parse_json(&json_text, &path)?;
+    print!("{}", xtask::bench_chart::targets_table(&new));
+    if let Some((old_path, old)) = compare.as_deref().zip(old.as_ref()) {
+        print!("{}", xtask::bench_chart::compare_table(old, &new, old_path));
+    }
+    let svg = path.with_extension("svg");
+    xtask::bench_chart::draw(&new, old.as_ref(), &svg)?;
+    say(&format!(
+        "chart of the figures against their targets and the boot timeline: {}",
+        svg.display()
+    ));
+    Ok(())
+}
+
+/// The disk, toolstack, network and Linux runs of a full `cargo xtask
+/// bench` (steps `n + 1` on of `total`); prints their tables after the
+/// core one and returns the whole JSON.
+fn bench_the_rest(
+    mut n: usize,
+    total: usize,
+    tcg: &bench::Figures,
+    icount: &bench::Figures,
+    image_bytes: u64,
+) -> xtask::Result<String> {
     let mut disk = Vec::new();
     for icount in [false, true] {
         n += 1;
@@ -827,7 +881,7 @@ fn run_bench(json: Option<PathBuf>) -> xtask::Result<()> {
     // The network: net kernels through netback, each mode's TCP against
     // the grant copy its bench run measured.
     let mut net = Vec::new();
-    for (icount, figures) in [(false, &tcg), (true, &icount)] {
+    for (icount, figures) in [(false, tcg), (true, icount)] {
         let mut f = xtask::net_bench::NetFigures::new(figures.grant_copy_mibps);
         for run in xtask::net_bench::NET_RUNS {
             n += 1;
@@ -878,7 +932,7 @@ fn run_bench(json: Option<PathBuf>) -> xtask::Result<()> {
     let net_ramdisk = xtask::linux_net_bench::initramfs(&kit)?;
     let linux_net = xtask::linux_net_bench::measure(&kit, &net_ramdisk)?;
     step.done("measured");
-    print!("{}", bench::table(&tcg, &icount));
+    print!("{}", bench::table(tcg, icount));
     print!("{}", xtask::disk_bench::table(&disk[0], &disk[1]));
     print!("{}", xtask::create_bench::table(&create[0], &create[1]));
     print!("{}", xtask::net_bench::table(&net[0], &net[1]));
@@ -888,10 +942,6 @@ fn run_bench(json: Option<PathBuf>) -> xtask::Result<()> {
         "{}",
         xtask::linux_net_bench::table(&linux_net, tcg.grant_copy_mibps as f64)
     );
-    let path = json.unwrap_or_else(bench::default_json_path);
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
-    }
     let linux_json = format!(
         "{}, \"disk\": {}, \"toolstack\": {}, \"linux_disk\": {}",
         xtask::linux_bench::json(&linux),
@@ -906,15 +956,13 @@ fn run_bench(json: Option<PathBuf>) -> xtask::Result<()> {
             + &xtask::linux_net_bench::fields(&linux_net, tcg.grant_copy_mibps as f64),
         xtask::net_bench::fields(&net[1]),
     ];
-    let json_text = bench::json_with(
-        &tcg,
-        &icount,
+    Ok(bench::json_full(
+        tcg,
+        icount,
         [&net_json[0], &net_json[1]],
         Some(&linux_json),
-    );
-    std::fs::write(&path, json_text).map_err(Error::io(format!("writing {}", path.display())))?;
-    say(&format!("figures written to {}", path.display()));
-    Ok(())
+        Some(image_bytes),
+    ))
 }
 
 #[cfg(test)]

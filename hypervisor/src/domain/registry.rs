@@ -727,6 +727,7 @@ impl Domain {
             }
         }
         println!("pavise: {} {}", self.label(), reason);
+        crate::timeline::mark(format_args!("d{}_ended", self.id));
         self.shutdown_code
             .store(reason.shutdown_code(), Ordering::SeqCst);
         if reason == EndReason::Destroyed || !self.awaits_destroy {
@@ -971,6 +972,7 @@ fn note_end(watched: bool, clean: bool) {
         }
         let left = WATCHED_LIVE.fetch_sub(1, Ordering::SeqCst) - 1;
         if left == 0 && EXIT_WHEN_DONE.load(Ordering::SeqCst) {
+            crate::timeline::mark("all_ended");
             let failed = WATCHED_FAILED.load(Ordering::SeqCst);
             println!(
                 "pavise: all watched domains ended{}",

@@ -1,13 +1,17 @@
-//! bench: the null hypercall round trip (xen_version) and a CPU-bound
-//! loop, in TSC cycles. Runs bare too (then without the hypercall).
+//! bench: the null hypercall round trip (xen_version), the CPUID exit, a
+//! loopback event-channel send, grant copy (one page per call and 32 per
+//! call) against memcpy, the XenStore read round trip, and a CPU-bound
+//! loop — in TSC cycles (instructions under `-icount shift=0`). Runs bare
+//! too (then only the loop).
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(target_os = "none")]
 mod kernel {
     use guest_shim::grants::{self, CopyPtr};
+    use guest_shim::hypercall::DOMID_SELF;
     use guest_shim::xenstore::XenStore;
     use guest_shim::{
-        ShutdownReason, StartInfo, events, hypercall, println, rdtsc, shutdown, time,
+        ShutdownReason, StartInfo, discovery, events, hypercall, println, rdtsc, shutdown, time,
     };
 
     const HYPERCALLS: u64 = 2000;
@@ -28,7 +32,48 @@ mod kernel {
     static mut SOURCE: Page = Page([7; 4096]);
     static mut DEST: Page = Page([0; 4096]);
     const COPIES: u64 = 200;
+    /// Copies per GNTTABOP_copy call in the batched figure (what a back
+    /// end shares one world switch between).
+    const BATCH: usize = 32;
     const READS: u64 = 200;
+    const CPUIDS: u64 = 2000;
+    const SENDS: u64 = 2000;
+
+    /// Mean cycles of `f` over `n` calls.
+    fn cycles_per(n: u64, mut f: impl FnMut()) -> u64 {
+        let start = rdtsc();
+        for _ in 0..n {
+            f();
+        }
+        (rdtsc() - start) / n
+    }
+
+    /// The CPUID exit (a leaf the hypervisor answers, not one it forwards
+    /// to an upcall) and a loopback EVTCHNOP_send: our own port bound to
+    /// another of ours, masked so the send only sets it pending (cleared
+    /// each time, so every send does the whole delivery).
+    fn exits() {
+        let cpuid = cycles_per(CPUIDS, || {
+            core::hint::black_box(discovery::cpuid(core::hint::black_box(0)));
+        });
+        println!("bench: cpuid_cycles={cpuid}");
+        let loopback = events::alloc_unbound(DOMID_SELF)
+            .and_then(|a| Ok((a, events::bind_interdomain(DOMID_SELF, a)?)));
+        match loopback {
+            Ok((a, b)) => {
+                events::mask_port(b);
+                let send = cycles_per(SENDS, || {
+                    events::clear_pending(b);
+                    let _ = core::hint::black_box(events::send(a));
+                });
+                println!("bench: evtchn_send_cycles={send}");
+                let _ = events::close(b);
+                let _ = events::close(a);
+                events::release_port(b);
+            }
+            Err(e) => println!("bench: no loopback channel ({e:?})"),
+        }
+    }
 
     /// Grant-copy throughput against an in-guest memcpy of the same size,
     /// and the XenStore read round trip.
@@ -42,25 +87,26 @@ mod kernel {
             gfn: p as u64 >> 12,
             offset: 0,
         };
-        let t0 = time::system_time_ns();
+        let (t0, tsc0) = (time::system_time_ns(), rdtsc());
         for _ in 0..COPIES {
             let _ = core::hint::black_box(grants::copy(own(src), own(dst), 4096));
         }
+        let grant_cycles = (rdtsc() - tsc0) / COPIES;
         let grant_ns = (time::system_time_ns() - t0).max(1);
-        // The same pages in batches of 64 per hypercall: what a back end
-        // does (one world switch shared by 64 copies).
+        // The same pages in batches per hypercall: what a back end does.
         let ops = [grants::CopyOp {
             source: own(src),
             dest: own(dst),
             len: 4096,
-        }; 64];
-        let mut results = [Ok(()); 64];
+        }; BATCH];
+        let mut results = [Ok(()); BATCH];
+        let batches = COPIES / BATCH as u64 + 1;
         let t0 = time::system_time_ns();
-        for _ in 0..COPIES / 64 + 1 {
+        for _ in 0..batches {
             grants::copy_many(core::hint::black_box(&ops), &mut results);
         }
         let batch_ns = (time::system_time_ns() - t0).max(1);
-        let t0 = time::system_time_ns();
+        let (t0, tsc0) = (time::system_time_ns(), rdtsc());
         for _ in 0..COPIES {
             // SAFETY: two distinct static pages of ours.
             unsafe {
@@ -71,14 +117,16 @@ mod kernel {
                 )
             };
         }
+        let memcpy_cycles = (rdtsc() - tsc0) / COPIES;
         let memcpy_ns = (time::system_time_ns() - t0).max(1);
         let mibps = |ns: u64| COPIES * 4096 * 1_000_000_000 / ns / (1 << 20);
-        let batched = (COPIES / 64 + 1) * 64 * 4096 * 1_000_000_000 / batch_ns / (1 << 20);
+        let batched = batches * BATCH as u64 * 4096 * 1_000_000_000 / batch_ns / (1 << 20);
         println!(
-            "bench: grant_copy_mibps={} grant_copy_batch64_mibps={batched} memcpy_mibps={}",
+            "bench: grant_copy_mibps={} grant_copy_batch32_mibps={batched} memcpy_mibps={}",
             mibps(grant_ns),
             mibps(memcpy_ns)
         );
+        println!("bench: grant_copy_cycles={grant_cycles} memcpy_cycles={memcpy_cycles}");
         match XenStore::connect() {
             Ok(mut xs) => {
                 let _ = xs.write("bench/x", "1");
@@ -109,6 +157,7 @@ mod kernel {
         match hypercall {
             Some(h) => {
                 println!("bench: hypercall_cycles={h} loop_cycles={loop_cycles}");
+                exits();
                 inter_domain();
             }
             None => println!("bench: hypercall_cycles=none loop_cycles={loop_cycles}"),
