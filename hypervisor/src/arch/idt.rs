@@ -26,6 +26,8 @@ pub const VECTOR_PAGE_FAULT: u8 = 14;
 pub const VECTOR_MACHINE_CHECK: u8 = 18;
 /// Local APIC timer tick.
 pub const VECTOR_TIMER: u8 = 0xf0;
+/// Another CPU has put work on the run queue (see `lapic::wake`).
+pub const VECTOR_WAKE: u8 = 0xf1;
 /// Vectors the I/O APIC routes device interrupts (Dom0's pirqs) to.
 pub const VECTOR_DEVICE_FIRST: u8 = 0x50;
 pub const VECTOR_DEVICE_LAST: u8 = 0x6f;
@@ -254,6 +256,8 @@ extern "C" fn trap_handler(frame: &mut TrapFrame) {
             lapic::timer_fired(percpu::current_index());
             lapic::eoi();
         }
+        // The wake-up only ends the idle halt (or the guest's run).
+        VECTOR_WAKE => lapic::eoi(),
         VECTOR_DEVICE_FIRST..=VECTOR_DEVICE_LAST => {
             let handler = DEVICE_HANDLER.load(core::sync::atomic::Ordering::SeqCst);
             if !handler.is_null() {

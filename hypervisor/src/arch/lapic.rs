@@ -6,7 +6,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use bitflags::bitflags;
 use x86_64::registers::model_specific::Msr;
 
-use super::idt::{VECTOR_SPURIOUS, VECTOR_TIMER};
+use super::idt::{VECTOR_SPURIOUS, VECTOR_TIMER, VECTOR_WAKE};
 use super::time;
 
 const IA32_APIC_BASE: u32 = 0x1b;
@@ -126,6 +126,16 @@ pub fn start_ap(apic_id: u32, page: u8, started: impl Fn() -> bool) {
         }
         send_ipi(apic_id, Icr::DELIVERY_STARTUP, page);
         time::delay_us(200);
+    }
+}
+
+/// Wakes the CPU with dense index `cpu` from its idle halt (a fixed
+/// interrupt whose handler only EOIs: the scheduler loop does the rest).
+pub fn wake(cpu: usize) {
+    if let Some(target) = super::percpu::by_index(cpu)
+        && is_enabled()
+    {
+        send_ipi(target.apic_id, Icr::empty(), VECTOR_WAKE);
     }
 }
 

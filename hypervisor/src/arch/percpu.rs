@@ -1,6 +1,6 @@
 //! Per-CPU data: one `PerCpu` per started CPU, found through GS base.
 
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
 use x86_64::VirtAddr;
 use x86_64::registers::model_specific::GsBase;
@@ -14,9 +14,23 @@ pub struct PerCpu {
     pub lapic_ticks_per_ms: AtomicU32,
 }
 
+/// Every installed CPU's data, by index (for IPIs to a given CPU).
+static BY_INDEX: [AtomicPtr<PerCpu>; crate::cmdline::MAX_CPUS] =
+    [const { AtomicPtr::new(core::ptr::null_mut()) }; crate::cmdline::MAX_CPUS];
+
 /// Makes `cpu` this CPU's per-CPU data.
 pub fn install(cpu: &'static PerCpu) {
     GsBase::write(VirtAddr::from_ptr(cpu));
+    if let Some(slot) = BY_INDEX.get(cpu.index) {
+        slot.store(core::ptr::from_ref(cpu).cast_mut(), Ordering::SeqCst);
+    }
+}
+
+/// The data of the CPU with dense index `index`, once it is installed.
+pub fn by_index(index: usize) -> Option<&'static PerCpu> {
+    let cpu = BY_INDEX.get(index)?.load(Ordering::SeqCst);
+    // SAFETY: only `install` stores here, a leaked `&'static PerCpu`.
+    (!cpu.is_null()).then(|| unsafe { &*cpu })
 }
 
 pub fn current() -> Option<&'static PerCpu> {

@@ -133,7 +133,8 @@ fn startup(domain: &Arc<Domain>, target: usize, vector: u8) {
 /// The vector to inject next into `vcpu`, if its APIC has one above its
 /// priority; it moves to in-service.
 pub fn take_pending(domain: &Domain, vcpu: usize) -> Option<u8> {
-    if !domain.apic_hint[vcpu].swap(false, Ordering::SeqCst) {
+    let hint = &domain.apic_hint[vcpu];
+    if !hint.load(Ordering::SeqCst) || !hint.swap(false, Ordering::SeqCst) {
         return None;
     }
     let mut lapic = domain.lapics[vcpu].lock();

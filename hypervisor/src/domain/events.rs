@@ -224,9 +224,11 @@ fn callback_vector(domain: &Domain, vcpu: usize) -> Option<u8> {
 /// Before each guest entry: route a raised upcall (through the vCPU's
 /// APIC when the guest enabled it, as Xen's per-vCPU upcall vector, which
 /// the guest then EOIs; directly otherwise), inject the APIC's next
-/// vector, refresh the time.
+/// vector. (Plain loads first: on most entries there is nothing to do,
+/// and this is on every exit's path.)
 pub fn prepare_entry(domain: &Domain, vcpu: usize, cpu: &mut impl VirtCpu) {
-    if domain.upcall_asserted[vcpu].swap(false, Ordering::SeqCst)
+    if domain.upcall_asserted[vcpu].load(Ordering::SeqCst)
+        && domain.upcall_asserted[vcpu].swap(false, Ordering::SeqCst)
         && let Some(vector) = callback_vector(domain, vcpu)
     {
         let per_vcpu = domain.upcall_vector[vcpu].load(Ordering::SeqCst) == vector;
@@ -244,11 +246,15 @@ pub fn prepare_entry(domain: &Domain, vcpu: usize, cpu: &mut impl VirtCpu) {
     {
         cpu.inject_interrupt(vector);
     }
-    update_time(domain, vcpu);
 }
 
-/// Writes vcpu_time_info (version odd while writing, as pvclock wants).
-fn update_time(domain: &Domain, vcpu: usize) {
+/// Writes vcpu_time_info (version odd while writing, as pvclock wants),
+/// as Xen's `update_vcpu_system_time`: when the vCPU is scheduled in and
+/// when its vcpu_info moves. Not on every entry: the TSC rate is fixed,
+/// so the guest's extrapolation from the last stamp (tsc_timestamp,
+/// system_time, the scale) stays on the hypervisor's clock (to within
+/// the scale's 2^-32 rounding: nanoseconds over many seconds).
+pub fn refresh_time(domain: &Domain, vcpu: usize) {
     let Some((frame, offset)) = vcpu_info(domain, vcpu) else {
         return;
     };

@@ -7,11 +7,13 @@
 //! first: the end of the running slice or the earliest guest timer
 //! (singleshot timers, poll time-outs). So guest timers fire at their
 //! deadline, not on a scheduler tick, and an idle CPU sleeps until there
-//! is something to do (or at most a slice, to poll console input).
+//! is something to do: the next deadline, or a wake-up IPI from the CPU
+//! that queued a vCPU. (The boot CPU also wakes every slice while idle,
+//! to poll console input and the devices.)
 
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use spin::Mutex;
 
@@ -35,6 +37,22 @@ fn make_runnable(domain: &Arc<Domain>, vcpu: usize, from: u8) {
         .is_ok()
     {
         RUNQ.lock().push_back((domain.clone(), vcpu));
+        wake_an_idle_cpu();
+    }
+}
+
+/// CPUs halted in [`idle`], one bit per dense index.
+static IDLE_CPUS: AtomicU64 = AtomicU64::new(0);
+
+/// After a push to the run queue: an idle CPU takes it now rather than at
+/// its next timer. (An idle CPU sets its bit before its last look at the
+/// queue, and this reads the bits after the push, so one of the two sees
+/// the other.)
+fn wake_an_idle_cpu() {
+    let me = crate::arch::percpu::current_index();
+    let idle = IDLE_CPUS.load(Ordering::SeqCst) & !(1u64 << me);
+    if idle != 0 {
+        crate::arch::lapic::wake(idle.trailing_zeros() as usize);
     }
 }
 
@@ -81,11 +99,22 @@ fn arm_timer(until: u64) {
     crate::arch::lapic::arm_at(next, TIMER_SLACK_NS);
 }
 
+/// How long an idle CPU other than the boot CPU sleeps at most when no
+/// deadline is armed (wake-up IPIs and deadlines end it sooner).
+const IDLE_MAX_NS: u64 = 1_000_000_000;
+
 fn idle() {
-    arm_timer(time::system_time_ns() + SLICE_NS);
-    // SAFETY: sti;hlt is atomic with respect to interrupts (the shadow of
-    // sti covers hlt), so the timer interrupt that wakes us is not lost.
-    unsafe { core::arch::asm!("sti", "hlt", "cli") };
+    let cpu = crate::arch::percpu::current_index();
+    let bit = 1u64 << cpu;
+    IDLE_CPUS.fetch_or(bit, Ordering::SeqCst);
+    if RUNQ.lock().is_empty() {
+        let longest = if cpu == 0 { SLICE_NS } else { IDLE_MAX_NS };
+        arm_timer(time::system_time_ns() + longest);
+        // SAFETY: sti;hlt is atomic with respect to interrupts (the shadow
+        // of sti covers hlt), so the interrupt that wakes us is not lost.
+        unsafe { core::arch::asm!("sti", "hlt", "cli") };
+    }
+    IDLE_CPUS.fetch_and(!bit, Ordering::SeqCst);
 }
 
 enum SliceEnd {
@@ -139,6 +168,7 @@ fn run_slice(domain: &Arc<Domain>, vcpu: usize) -> SliceEnd {
     slot.cpu.request_flush();
     slot.cpu.load_fpu();
     runstate::switch(domain, vcpu, slot.cpu.paging(), State::Running);
+    super::events::refresh_time(domain, vcpu);
     let mut slice_end = time::system_time_ns() + SLICE_NS;
     let end = loop {
         super::events::prepare_entry(domain, vcpu, &mut slot.cpu);

@@ -126,7 +126,7 @@ pub(super) fn hvm_op(c: &Caller, cmd: u64, arg: u64) -> HcResult {
             Ok(0)
         }
         PAGETABLE_DYING => {
-            #[derive(FromBytes, Immutable, KnownLayout)]
+            #[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
             #[repr(C)]
             struct PagetableDying {
                 domid: u16,
@@ -154,7 +154,7 @@ pub(super) fn hvm_op(c: &Caller, cmd: u64, arg: u64) -> HcResult {
             /// `TRACE_EXTRA_MAX` words; `TRC_SUBCLS_SHIFT`.
             const EXTRA_BYTES: u16 = 7 * 4;
             const SUBCLASS_SHIFT: u32 = 12;
-            #[derive(FromBytes, Immutable, KnownLayout)]
+            #[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
             #[repr(C)]
             struct Xentrace {
                 event: u16,

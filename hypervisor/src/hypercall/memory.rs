@@ -95,7 +95,7 @@ pub(super) fn memory_op(c: &Caller, cmd: u64, arg: u64) -> HcResult {
             Err(Errno::Perm)
         }
         SET_POD_TARGET | GET_POD_TARGET if !c.domain.privileged => {
-            #[derive(FromBytes, Immutable, KnownLayout)]
+            #[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
             #[repr(C)]
             struct PodTarget {
                 target_pages: u64,
@@ -103,6 +103,8 @@ pub(super) fn memory_op(c: &Caller, cmd: u64, arg: u64) -> HcResult {
                 pod_cache_pages: u64,
                 pod_entries: u64,
                 domid: u16,
+                /// The C struct's tail padding.
+                pad: [u16; 3],
             }
             let req: PodTarget = c.read(arg)?;
             if req.domid != DOMID_SELF && registry::lookup(req.domid).is_none() {

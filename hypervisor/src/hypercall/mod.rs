@@ -111,7 +111,7 @@ struct Caller<'a> {
 }
 
 impl Caller<'_> {
-    fn read<T: FromBytes>(&self, gva: u64) -> Result<T, Errno> {
+    fn read<T: FromBytes + IntoBytes>(&self, gva: u64) -> Result<T, Errno> {
         let paging = self.slot.cpu.paging();
         Ok(self
             .domain
@@ -578,6 +578,7 @@ fn vcpu_op(c: &mut Caller, cmd: u64, vcpuid: u64, arg: u64) -> HcResult {
                 return Err(Errno::Inval);
             }
             at.store((info.mfn << 12) | info.offset as u64, Ordering::SeqCst);
+            events::refresh_time(c.domain, id);
             Ok(0)
         }
         SET_SINGLESHOT_TIMER => {

@@ -10,6 +10,8 @@
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
+use smallvec::SmallVec;
+
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 use super::frame::{FRAME_SIZE, Frame};
@@ -153,39 +155,56 @@ impl P2m {
             .chain(self.outside_ram.iter().map(|(&g, &f)| (Gfn(g), f)))
     }
 
-    /// Visits each page-sized piece of `[gpa, gpa+len)` as (frame, offset,
-    /// byte range in the caller's buffer). Fails before touching anything
-    /// if any page is unbacked.
+    /// Each page-sized piece of `[gpa, gpa+len)` as (frame, offset, byte
+    /// range in the caller's buffer), or the fault at the first unbacked
+    /// page (after which it ends).
     fn pieces(
         &self,
         gpa: Gpa,
         len: usize,
-    ) -> Result<Vec<(Frame, usize, usize, usize)>, GuestFault> {
-        let mut out = Vec::new();
+    ) -> impl Iterator<Item = Result<(Frame, usize, usize, usize), GuestFault>> + '_ {
         let mut done = 0usize;
-        while done < len {
-            let addr = gpa
+        let mut failed = false;
+        core::iter::from_fn(move || {
+            if done >= len || failed {
+                return None;
+            }
+            let piece = gpa
                 .0
                 .checked_add(done as u64)
-                .ok_or(GuestFault::Unmapped(gpa))?;
-            let at = Gpa(addr);
-            let frame = self.get(at.gfn()).ok_or(GuestFault::Unmapped(at))?;
-            let chunk = (FRAME_SIZE as usize - at.page_offset()).min(len - done);
-            out.push((frame, at.page_offset(), done, done + chunk));
-            done += chunk;
-        }
-        Ok(out)
+                .map(Gpa)
+                .ok_or(GuestFault::Unmapped(gpa))
+                .and_then(|at| {
+                    let frame = self.get(at.gfn()).ok_or(GuestFault::Unmapped(at))?;
+                    let chunk = (FRAME_SIZE as usize - at.page_offset()).min(len - done);
+                    Ok((frame, at.page_offset(), done, done + chunk))
+                });
+            match &piece {
+                Ok((.., end)) => done = *end,
+                Err(_) => failed = true,
+            }
+            Some(piece)
+        })
+    }
+
+    /// Checks that every page of `[gpa, gpa+len)` is backed, so that an
+    /// access fails before touching anything (no heap: this is on every
+    /// hypercall's path).
+    fn check(&self, gpa: Gpa, len: usize) -> Result<(), GuestFault> {
+        self.pieces(gpa, len).try_for_each(|p| p.map(drop))
     }
 
     pub fn read(&self, mem: &impl HostMemory, gpa: Gpa, buf: &mut [u8]) -> Result<(), GuestFault> {
-        for (frame, off, a, b) in self.pieces(gpa, buf.len())? {
+        self.check(gpa, buf.len())?;
+        for (frame, off, a, b) in self.pieces(gpa, buf.len()).flatten() {
             mem.read(frame, off, &mut buf[a..b]);
         }
         Ok(())
     }
 
     pub fn write(&self, mem: &impl HostMemory, gpa: Gpa, data: &[u8]) -> Result<(), GuestFault> {
-        for (frame, off, a, b) in self.pieces(gpa, data.len())? {
+        self.check(gpa, data.len())?;
+        for (frame, off, a, b) in self.pieces(gpa, data.len()).flatten() {
             mem.write(frame, off, &data[a..b]);
         }
         Ok(())
@@ -267,8 +286,9 @@ impl<M: HostMemory> GuestView<'_, M> {
         write: bool,
         mut f: impl FnMut(Gpa, usize, usize) -> Result<(), GuestFault>,
     ) -> Result<(), GuestFault> {
-        // Translate every page first so a fault leaves nothing half done.
-        let mut pieces = Vec::new();
+        // Translate every page first so a fault leaves nothing half done
+        // (on the stack for up to four pages: most hypercall arguments).
+        let mut pieces: SmallVec<[(Gpa, usize, usize); 4]> = SmallVec::new();
         let mut done = 0usize;
         while done < len {
             let addr = gva
@@ -303,10 +323,10 @@ impl<M: HostMemory> GuestView<'_, M> {
     }
 
     /// Reads a plain-old-data value (copied once).
-    pub fn read_obj<T: FromBytes>(&self, gva: Gva) -> Result<T, GuestFault> {
-        let mut bytes = alloc::vec![0u8; core::mem::size_of::<T>()];
-        self.read(gva, &mut bytes)?;
-        Ok(T::read_from_bytes(&bytes).unwrap_or_else(|_| T::new_zeroed()))
+    pub fn read_obj<T: FromBytes + IntoBytes>(&self, gva: Gva) -> Result<T, GuestFault> {
+        let mut value = T::new_zeroed();
+        self.read(gva, value.as_mut_bytes())?;
+        Ok(value)
     }
 
     pub fn write_obj<T: IntoBytes + Immutable + ?Sized>(
