@@ -18,6 +18,7 @@ pub(crate) fn proptest_cases(default: u32) -> u32 {
         .unwrap_or(default)
 }
 
+pub mod backoff;
 pub mod backring;
 pub mod blkback;
 pub mod cmdline;

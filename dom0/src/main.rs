@@ -52,6 +52,9 @@ mod kernel {
 
     /// How often a device or ring without events is polled.
     const POLL_NS: u64 = 1_000_000;
+    /// The longest the control channel goes unpolled while it is quiet
+    /// (the first answer after a quiet spell waits up to this long).
+    const CONTROL_POLL_MAX_NS: u64 = 64_000_000;
 
     fn plural(n: usize) -> &'static str {
         if n == 1 { "" } else { "s" }
@@ -208,8 +211,10 @@ mod kernel {
             plural(host.store.connections())
         );
         let mut first = true;
+        let mut control_poll = dom0::backoff::Backoff::new(POLL_NS, CONTROL_POLL_MAX_NS);
         loop {
             let pending = events::take_all();
+            let mut control_active = false;
             let mut disk_events: alloc::vec::Vec<u32> = host
                 .blkback
                 .disk_ports()
@@ -243,6 +248,7 @@ mod kernel {
                 && c.port.is_some_and(|p| pending.has(p))
             {
                 c.ack();
+                control_active = true;
                 if let Some(pirq) = c.pirq
                     && !disk_events.contains(&c.port.unwrap_or(0))
                 {
@@ -266,8 +272,11 @@ mod kernel {
                 let mut moved = host.store.serve();
                 moved |= host.blkback.serve(host.store.store());
                 moved |= host.netback.serve(host.store.store());
-                if let Some(c) = control.as_mut() {
-                    moved |= c.serve(&mut host);
+                if let Some(c) = control.as_mut()
+                    && c.serve(&mut host)
+                {
+                    moved = true;
+                    control_active = true;
                 }
                 input.update(&mut host);
                 if !moved {
@@ -277,13 +286,20 @@ mod kernel {
             // A disk without an interrupt, or a front end that does not
             // notify after posting receive buffers, is polled: a
             // singleshot timer wakes us (Linux netback polls such a front
-            // end every 30 ms), or without one we yield.
-            let poll =
-                host.blkback.needs_polling() || host.netback.needs_polling() || control.is_some();
-            let armed = poll
-                && timer.is_some()
-                && guest_shim::time::set_timer(guest_shim::time::system_time_ns() + POLL_NS)
-                    .is_ok();
+            // end every 30 ms), or without one we yield. The control
+            // channel is polled less often while it is quiet.
+            let devices_poll = host.blkback.needs_polling() || host.netback.needs_polling();
+            let control_interval = control.is_some().then(|| control_poll.next(control_active));
+            let interval = if devices_poll {
+                Some(POLL_NS)
+            } else {
+                control_interval
+            };
+            let poll = interval.is_some();
+            let armed = interval.is_some_and(|ns| {
+                timer.is_some()
+                    && guest_shim::time::set_timer(guest_shim::time::system_time_ns() + ns).is_ok()
+            });
             // A file coming in: its next bytes are a QEMU refill away.
             let receiving = control.as_ref().is_some_and(|c| c.receiving());
             if receiving || (poll && !armed) || hypercall::sched_block().is_err() {

@@ -29,6 +29,9 @@ pub enum XsError {
 pub struct XenStore {
     ring: *mut u8,
     port: u32,
+    /// Whether waits sleep on the port (shared info is mapped, the port
+    /// masked) rather than yield.
+    sleeps: bool,
     next_req: u32,
     /// Watch events that arrived while waiting for a reply.
     events: VecDeque<(String, String)>,
@@ -49,17 +52,45 @@ impl XenStore {
         if pfn == 0 {
             return Err(XsError::NoStore);
         }
+        let port = port as u32;
+        // Masked, the port's events only set its pending bit, which
+        // SCHEDOP_poll sees and no upcall handler takes away.
+        let sleeps = crate::shared_info::map().is_ok();
+        if sleeps {
+            events::mask_port(port);
+        }
         Ok(Self {
             ring: (pfn << 12) as *mut u8,
-            port: port as u32,
+            port,
+            sleeps,
             next_req: 1,
             events: VecDeque::new(),
         })
     }
 
+    /// Sleeps until the server signals the port (it moved the ring), or
+    /// at most `WAIT_NS`; the pending bit was cleared before the ring was
+    /// last looked at, so a signal since then ends the poll at once.
+    fn wait_for_server(&self) {
+        /// A bound on a wait, should a signal ever be missed.
+        const WAIT_NS: u64 = 10_000_000;
+        let deadline = crate::time::system_time_ns().saturating_add(WAIT_NS);
+        if !self.sleeps || hypercall::sched_poll(&[self.port], deadline).is_err() {
+            let _ = hypercall::sched_yield();
+        }
+    }
+
+    /// Before a look at the ring: forget the signals already seen.
+    fn clear_signal(&self) {
+        if self.sleeps {
+            events::clear_pending(self.port);
+        }
+    }
+
     fn put(&mut self, bytes: &[u8]) {
         let mut done = 0;
         while done < bytes.len() {
+            self.clear_signal();
             let cons = ring_u32(self.ring, REQ_CONS).load(Ordering::Acquire);
             let prod = ring_u32(self.ring, REQ_PROD).load(Ordering::Acquire);
             // A server that corrupts the indices gets nothing more.
@@ -68,7 +99,7 @@ impl XenStore {
             };
             if space == 0 {
                 let _ = events::send(self.port);
-                let _ = hypercall::sched_yield();
+                self.wait_for_server();
                 continue;
             }
             let n = (space as usize).min(bytes.len() - done);
@@ -86,6 +117,7 @@ impl XenStore {
     fn get(&mut self, buf: &mut [u8]) {
         let mut done = 0;
         while done < buf.len() {
+            self.clear_signal();
             let cons = ring_u32(self.ring, RSP_CONS).load(Ordering::Acquire);
             let prod = ring_u32(self.ring, RSP_PROD).load(Ordering::Acquire);
             let Some(available) = ring::unconsumed(prod, cons, RING_SIZE) else {
@@ -93,7 +125,7 @@ impl XenStore {
             };
             let available = available as usize;
             if available == 0 {
-                let _ = hypercall::sched_yield();
+                self.wait_for_server();
                 continue;
             }
             let n = available.min(buf.len() - done);

@@ -364,12 +364,15 @@ impl Figures {
     }
 }
 
+/// A row of the table: its name and how to get its figure.
+type Row<T> = (&'static str, fn(&Figures) -> T);
+
 /// The table people read.
 pub fn table(tcg: &Figures, icount: &Figures) -> String {
     let mut t = String::from(
         "figure                                           TCG   TCG -icount shift=0\n",
     );
-    let rows: [(&str, fn(&Figures) -> u64); 19] = [
+    let rows: [Row<u64>; 19] = [
         ("bare VMMCALL exit + VMRUN (cycles)", |f| f.bare_vmexit),
         ("null hypercall from a DomU (cycles)", |f| f.hypercall),
         ("CPUID exit from a DomU (cycles)", |f| f.cpuid_exit),
@@ -412,7 +415,7 @@ pub fn table(tcg: &Figures, icount: &Figures) -> String {
     for (name, get) in rows {
         t.push_str(&format!("{name:<42}{:>12} {:>21}\n", get(tcg), get(icount)));
     }
-    let ratios: [(&str, fn(&Figures) -> f64); 5] = [
+    let ratios: [Row<f64>; 5] = [
         ("ratio: hypercall / bare exit", Figures::hypercall_ratio),
         ("ratio: DomU loop / bare loop", Figures::loop_ratio),
         (

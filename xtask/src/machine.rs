@@ -812,13 +812,15 @@ fn ends_text(bytes: &[u8], searched: usize, text: &[u8]) -> bool {
     bytes[from..].windows(text.len()).any(|w| w == text)
 }
 
-/// What a pipe reader hands back: the bytes, and for each watched text
-/// when it first appeared and the writer's CPU time then.
-type Captured = (Vec<u8>, Vec<(Option<Duration>, Option<Duration>)>);
+/// For a watched text: when it first appeared, and the writer's CPU time
+/// then.
+type Seen = (Option<Duration>, Option<Duration>);
 
-fn joined(
-    reader: Option<JoinHandle<Captured>>,
-) -> (String, Vec<(Option<Duration>, Option<Duration>)>) {
+/// What a pipe reader hands back: the bytes, and each watched text's
+/// [`Seen`].
+type Captured = (Vec<u8>, Vec<Seen>);
+
+fn joined(reader: Option<JoinHandle<Captured>>) -> (String, Vec<Seen>) {
     let (bytes, times) = reader.and_then(|r| r.join().ok()).unwrap_or_default();
     (String::from_utf8_lossy(&bytes).into_owned(), times)
 }
