@@ -156,14 +156,24 @@ static CONSOLE_ANNOUNCED: core::sync::atomic::AtomicBool =
 
 /// Raises VIRQ_CONSOLE in Dom0 when serial input is waiting (Xen's
 /// console input path); Dom0 then reads it with CONSOLEIO_read.
+///
+/// The flag is raised before the VIRQ goes out: Dom0, woken at once on
+/// another CPU, may read the input and lower it again before this CPU
+/// returns — raising it afterwards would then leave it up with nobody to
+/// lower it, and Dom0 would never hear of input again.
 fn poll_console_input() {
     if CONSOLE_ANNOUNCED.load(Ordering::SeqCst) || !crate::console::input_waiting() {
         return;
     }
-    if let Some(dom0) = registry::lookup(0)
-        && send_virq(&dom0, evtchn::VIRQ_CONSOLE, 0)
+    if CONSOLE_ANNOUNCED
+        .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+        .is_err()
     {
-        CONSOLE_ANNOUNCED.store(true, Ordering::SeqCst);
+        return; // another CPU is announcing it
+    }
+    let bound = registry::lookup(0).is_some_and(|dom0| send_virq(&dom0, evtchn::VIRQ_CONSOLE, 0));
+    if !bound {
+        CONSOLE_ANNOUNCED.store(false, Ordering::SeqCst);
     }
 }
 

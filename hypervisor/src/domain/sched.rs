@@ -8,7 +8,7 @@
 //! (singleshot timers, poll time-outs). So guest timers fire at their
 //! deadline, not on a scheduler tick, and an idle CPU sleeps until there
 //! is something to do: the next deadline, or a wake-up IPI from the CPU
-//! that queued a vCPU. (An idle CPU also wakes every 20 ms to poll
+//! that queued a vCPU. (The idle boot CPU also wakes every 20 ms to poll
 //! console input and the devices.)
 
 use alloc::collections::VecDeque;
@@ -99,20 +99,20 @@ fn arm_timer(until: u64) {
     crate::arch::lapic::arm_at(next, TIMER_SLACK_NS);
 }
 
-/// How long an idle CPU sleeps at most (wake-up IPIs and deadlines end
-/// it sooner): it then looks for serial input and device work that no
-/// interrupt announces, so keystrokes wait at most this long. (Only the
-/// boot CPU needs to, but letting the others sleep for a second stalled
-/// Dom0's console input after `pause` in the toolstack test: not yet
-/// understood, so every CPU keeps this period.)
+/// How often the idle boot CPU looks for serial input and device work
+/// that no interrupt announces (keystrokes wait at most this long).
 const IDLE_POLL_NS: u64 = 20_000_000;
+/// How long another idle CPU sleeps at most: deadlines and wake-up IPIs
+/// end its sleep, and it has nothing to poll.
+const IDLE_MAX_NS: u64 = 1_000_000_000;
 
 fn idle() {
     let cpu = crate::arch::percpu::current_index();
     let bit = 1u64 << cpu;
     IDLE_CPUS.fetch_or(bit, Ordering::SeqCst);
     if RUNQ.lock().is_empty() {
-        arm_timer(time::system_time_ns() + IDLE_POLL_NS);
+        let longest = if cpu == 0 { IDLE_POLL_NS } else { IDLE_MAX_NS };
+        arm_timer(time::system_time_ns() + longest);
         // SAFETY: sti;hlt is atomic with respect to interrupts (the shadow
         // of sti covers hlt), so the interrupt that wakes us is not lost.
         unsafe { core::arch::asm!("sti", "hlt", "cli") };
