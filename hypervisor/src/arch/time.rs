@@ -50,12 +50,26 @@ pub fn publish_bsp_tsc() {
 
 /// An AP measures its TSC against the boot CPU's (which is spinning in
 /// [`publish_bsp_tsc`]): each sample's published value was read after it
-/// was written, so `bsp - ap` never overestimates; the largest of many
-/// samples is the tightest.
+/// was written, so `bsp - ap` never overestimates; the largest sample is
+/// the tightest. The samples span `SYNC_WINDOW_MS`, not just a burst: under
+/// emulation the boot CPU's thread can be off its host CPU (or, with
+/// `-icount`, not scheduled) for a while, and a burst taken then sees
+/// only a stale value — an AP clock hundreds of microseconds behind,
+/// timers that look early to a guest moved between CPUs.
 pub fn sync_with_bsp(cpu: usize) {
     const SAMPLES: usize = 64;
+    const SYNC_WINDOW_MS: u64 = 5;
+    let window = tsc_per_ms() * SYNC_WINDOW_MS;
+    let start = raw_rdtsc();
     let mut best: Option<i64> = None;
-    for _ in 0..SAMPLES {
+    let mut samples = 0;
+    loop {
+        let elapsed = raw_rdtsc().wrapping_sub(start);
+        // At least the window and the samples; never more than four
+        // windows (a boot CPU that never publishes gives offset 0).
+        if elapsed >= window && (samples >= SAMPLES || elapsed >= 4 * window) {
+            break;
+        }
         let bsp = BSP_TSC.load(Ordering::SeqCst);
         let ap = raw_rdtsc();
         if bsp == 0 {
@@ -63,6 +77,7 @@ pub fn sync_with_bsp(cpu: usize) {
         }
         let offset = bsp.wrapping_sub(ap) as i64;
         best = Some(best.map_or(offset, |b| b.max(offset)));
+        samples += 1;
         core::hint::spin_loop();
     }
     TSC_OFFSET[cpu].store(best.unwrap_or(0) as u64, Ordering::Relaxed);
