@@ -140,6 +140,17 @@ pub fn deliver(delivery: Delivery) {
     }
 }
 
+/// [`deliver`] from `sender`: an event for the sender itself (an IPI
+/// port — Linux's cross-CPU calls — or a loopback channel) needs no
+/// lookup in the registry.
+pub fn deliver_from(sender: &Arc<Domain>, delivery: Delivery) {
+    if delivery.domain == sender.id {
+        set_pending(sender, delivery.port, delivery.vcpu);
+    } else {
+        deliver(delivery);
+    }
+}
+
 /// Raises virtual IRQ `virq` of `domain` on `vcpu` if the guest bound it.
 /// Returns whether the guest had it bound.
 pub fn send_virq(domain: &Arc<Domain>, virq: u32, vcpu: u32) -> bool {

@@ -778,7 +778,7 @@ fn event_channel_op(c: &Caller, cmd: u64, arg: u64) -> HcResult {
             let port: u32 = c.read(arg)?;
             let delivery = events::CHANNELS.lock().send(me, port)?;
             if let Some(d) = delivery {
-                events::deliver(d);
+                events::deliver_from(c.domain, d);
             }
             Ok(0)
         }
