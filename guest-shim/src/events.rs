@@ -96,10 +96,11 @@ extern "C" fn dispatch() {
     UPCALLS.fetch_add(1, Ordering::Relaxed);
     shared_info::upcall_pending(0).store(0, Ordering::SeqCst);
     let selector = shared_info::pending_sel(0).swap(0, Ordering::SeqCst);
-    for word in (0..EVTCHN_WORDS).filter(|w| selector & (1 << w) != 0) {
+    use pv_abi::event_channel::set_bits;
+    for word in set_bits(selector).filter(|&w| w < EVTCHN_WORDS) {
         let pending = shared_info::pending(word).load(Ordering::SeqCst)
             & !shared_info::mask(word).load(Ordering::SeqCst);
-        for bit in (0..64).filter(|b| pending & (1 << b) != 0) {
+        for bit in set_bits(pending) {
             shared_info::pending(word).fetch_and(!(1 << bit), Ordering::SeqCst);
             let port = (word * 64 + bit) as EvtchnPort;
             let Some(slot) = HANDLERS.get(port as usize) else {

@@ -136,7 +136,11 @@ impl XenStore {
             }
             ring_u32(self.ring, RSP_CONS).store(cons.wrapping_add(n as u32), Ordering::Release);
             done += n;
-            let _ = events::send(self.port);
+            // As Linux's xenbus: the server needs to hear of freed space
+            // only if the ring was full (it may be waiting to write more).
+            if available == RING_SIZE as usize {
+                let _ = events::send(self.port);
+            }
         }
     }
 

@@ -395,8 +395,33 @@ pub const EVTCHN_FIFO_PRIORITY_MIN: u32 = 15;
 /// `EVTCHN_FIFO_NR_CHANNELS`.
 pub const EVTCHN_FIFO_NR_CHANNELS: u32 = 1 << 17;
 
+/// The indices of the set bits of a 2-level bitmap word (a pending or
+/// selector word), lowest first: an upcall visits only the ports that are
+/// pending, not all 64 × 64.
+pub fn set_bits(mut bits: u64) -> impl Iterator<Item = usize> {
+    core::iter::from_fn(move || {
+        (bits != 0).then(|| {
+            let bit = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            bit
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn set_bits_visits_each_set_bit_in_order() {
+        let mut bits = super::set_bits(0x8000_0000_0000_0005);
+        assert_eq!(
+            (bits.next(), bits.next(), bits.next()),
+            (Some(0), Some(2), Some(63))
+        );
+        assert_eq!(bits.next(), None);
+        assert_eq!(super::set_bits(0).count(), 0);
+        assert_eq!(super::set_bits(u64::MAX).count(), 64);
+    }
+
     use super::*;
     use core::mem::{offset_of, size_of};
 
