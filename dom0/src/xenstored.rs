@@ -173,15 +173,11 @@ impl Xenstored {
             bytes.push(unsafe { core::ptr::read_volatile(c.ring.add(at)) });
         }
         ring_u32(c.ring, REQ_CONS).store(prod, Ordering::Release);
-        // A guest that found the ring full may be waiting for room to
-        // finish a message (a long one, or many while we were busy): tell
-        // it there is room now. Without this a half-written request gets
-        // no reply, so no event, and both sides wait. (Only then: a
-        // guest with room does not wait, and an event it does not need
-        // costs both sides a world switch.)
-        if available == RING {
-            let _ = events::send(c.port);
-        }
+        // The guest may be waiting for room to finish a message (a long
+        // one, or many while we were busy): tell it there is room now, as
+        // C xenstored does after every read. Without this a half-written
+        // request gets no reply, so no event, and both sides wait.
+        let _ = events::send(c.port);
         c.reader.push(&bytes);
         let domid = c.domid;
         loop {

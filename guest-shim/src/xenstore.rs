@@ -136,11 +136,7 @@ impl XenStore {
             }
             ring_u32(self.ring, RSP_CONS).store(cons.wrapping_add(n as u32), Ordering::Release);
             done += n;
-            // As Linux's xenbus: the server needs to hear of freed space
-            // only if the ring was full (it may be waiting to write more).
-            if available == RING_SIZE as usize {
-                let _ = events::send(self.port);
-            }
+            let _ = events::send(self.port);
         }
     }
 
