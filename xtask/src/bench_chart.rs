@@ -362,7 +362,6 @@ where
         };
         Rectangle::new([(low, from), (clamp(score), to)], style)
     };
-    let comparing = old_figures.is_some();
     chart
         .draw_series(scores.iter().enumerate().filter_map(|(i, s)| {
             let s = (*s)?;
@@ -371,7 +370,7 @@ where
             } else {
                 RED.mix(0.8)
             };
-            Some(bar(i, s, !comparing, color.filled()))
+            Some(bar(i, s, true, color.filled()))
         }))
         .map_err(chart_error)?;
     if let Some(old) = &old_figures {
