@@ -35,14 +35,17 @@ enum Command {
     Run(RunArgs),
     /// Run the whole test suite: host unit tests, then the QEMU scenarios.
     Test,
-    /// Measure hypercall and CPU-loop costs inside guests, as ratios within
-    /// one run (plain TCG and with -icount shift=0).
+    /// Measure the hypervisor's paths inside guests (hypercalls, events,
+    /// grant copy, XenStore, timers, idle cost, the boot timeline), then
+    /// disks, network, toolstack and Linux, as ratios within one run (plain
+    /// TCG and with -icount shift=0); prints them against the fast-path
+    /// targets and draws bench.svg beside the JSON.
     Bench {
         /// Where to write the figures as JSON.
         #[arg(long, value_name = "PATH")]
         json: Option<PathBuf>,
         /// Only the hypervisor's own figures (no disk, network, toolstack
-        /// or Linux runs): about a minute instead of many.
+        /// or Linux runs): about half the time of the whole bench.
         #[arg(long)]
         quick: bool,
         /// An earlier run's JSON: print and draw the change against it.
