@@ -195,16 +195,18 @@ impl P2m {
         })
     }
 
-    /// Checks that every page of `[gpa, gpa+len)` is backed, so that an
-    /// access fails before touching anything (no heap: this is on every
+    /// Checks that every page of `[gpa, gpa+len)` is backed, so that a
+    /// write fails before touching anything (no heap: this is on every
     /// hypercall's path).
     fn check(&self, gpa: Gpa, len: usize) -> Result<(), GuestFault> {
         self.pieces(gpa, len).try_for_each(|p| p.map(drop))
     }
 
+    /// Reads `[gpa, gpa+len)` into `buf`; on a fault `buf` may be filled
+    /// in part (a read leaves the guest as it was, so no look ahead).
     pub fn read(&self, mem: &impl HostMemory, gpa: Gpa, buf: &mut [u8]) -> Result<(), GuestFault> {
-        self.check(gpa, buf.len())?;
-        for (frame, off, a, b) in self.pieces(gpa, buf.len()).flatten() {
+        for piece in self.pieces(gpa, buf.len()) {
+            let (frame, off, a, b) = piece?;
             mem.read(frame, off, &mut buf[a..b]);
         }
         Ok(())
