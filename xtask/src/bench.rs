@@ -105,10 +105,16 @@ pub fn boot_logged(machine: &Machine, run: &'static str, file: &str) -> Result<(
 pub fn figure(console: &str, key: &str) -> Option<u64> {
     console.lines().find_map(|line| {
         let at = line.find(&format!("{key}="))?;
-        let rest = &line[at + key.len() + 1..];
-        let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
-        digits.parse().ok()
+        leading_number(&line[at + key.len() + 1..])
     })
+}
+
+/// The decimal number `text` starts with.
+fn leading_number(text: &str) -> Option<u64> {
+    let end = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    text[..end].parse().ok()
 }
 
 fn need(console: &RunConsole, key: &'static str) -> Result<u64> {
@@ -312,8 +318,7 @@ pub fn timeline(console: &str) -> Vec<(String, u64)> {
         .filter_map(|line| {
             let rest = &line[line.find("pavise: bench: at_")? + "pavise: bench: at_".len()..];
             let (moment, value) = rest.split_once("_us=")?;
-            let digits: String = value.chars().take_while(|c| c.is_ascii_digit()).collect();
-            Some((moment.to_owned(), digits.parse().ok()?))
+            Some((moment.to_owned(), leading_number(value)?))
         })
         .collect()
 }

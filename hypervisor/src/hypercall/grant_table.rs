@@ -118,12 +118,9 @@ pub(super) fn grant_table_op(c: &Caller, cmd: u64, uop: u64, count: u64) -> HcRe
         }
         COPY => {
             // The whole batch is read once and its statuses written back
-            // once: two guest-memory accesses instead of two per element
-            // (on the stack up to a back end's usual batch).
+            // once: two guest-memory accesses instead of two per element.
             const SIZE: usize = core::mem::size_of::<Copy>();
-            const ON_STACK: usize = 32;
-            let mut raw: smallvec::SmallVec<[u8; ON_STACK * SIZE]> =
-                smallvec::smallvec![0u8; count as usize * SIZE];
+            let mut raw = alloc::vec![0u8; count as usize * SIZE];
             c.read_bytes(uop, &mut raw)?;
             let peers = grants::CopyPeers::default();
             for chunk in raw.chunks_exact_mut(SIZE) {

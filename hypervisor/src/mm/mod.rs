@@ -75,41 +75,13 @@ mod global {
         // Distinct frames, 8-byte aligned: plain 64-bit moves. The
         // compiler's memcpy is `rep movsq`, which QEMU's TCG runs an
         // iteration at a time — several times slower than a loop of
-        // moves, and grant copies are Dom0's whole data path. (Volatile,
-        // so the compiler does not turn the loop back into that memcpy;
-        // eight words a turn, so the loop itself costs little.)
-        const UNROLL: usize = 8;
-        let words = len / 8;
-        let mut i = 0;
-        while i + UNROLL <= words {
-            // SAFETY: words i..i+8 lie inside the two (different) frames,
-            // aligned.
+        // moves, and grant copies are Dom0's whole data path.
+        for i in (0..len).step_by(8) {
+            // SAFETY: inside the two (different) frames, aligned.
             unsafe {
-                let s = (from as *const u64).add(i);
-                let d = (to as *mut u64).add(i);
-                let w = [
-                    core::ptr::read_volatile(s),
-                    core::ptr::read_volatile(s.add(1)),
-                    core::ptr::read_volatile(s.add(2)),
-                    core::ptr::read_volatile(s.add(3)),
-                    core::ptr::read_volatile(s.add(4)),
-                    core::ptr::read_volatile(s.add(5)),
-                    core::ptr::read_volatile(s.add(6)),
-                    core::ptr::read_volatile(s.add(7)),
-                ];
-                for (k, word) in w.into_iter().enumerate() {
-                    core::ptr::write_volatile(d.add(k), word);
-                }
+                let word = core::ptr::read_volatile((from + i) as *const u64);
+                core::ptr::write_volatile((to + i) as *mut u64, word);
             }
-            i += UNROLL;
-        }
-        while i < words {
-            // SAFETY: word i lies inside the two frames, aligned.
-            unsafe {
-                let word = core::ptr::read_volatile((from as *const u64).add(i));
-                core::ptr::write_volatile((to as *mut u64).add(i), word);
-            }
-            i += 1;
         }
     }
 
