@@ -510,10 +510,12 @@ extern "C" fn bsp_main(context: &BspContext) -> ! {
 /// every CPU into a scheduler.
 fn start_domains(context: &BspContext) -> ! {
     use crate::domain::{builder, manifest, registry};
-    use crate::virt::svm;
-    if let Err(e) = svm::enable_this_cpu(0) {
-        println!("pavise: fatal: cannot run domains: {e}");
-        power::stop(ExitCode::BootError);
+    match crate::virt::enable_this_cpu(0) {
+        Ok(backend) => log::info!("guests run on {}", backend.name()),
+        Err(e) => {
+            println!("pavise: fatal: cannot run domains: {e}");
+            power::stop(ExitCode::BootError);
+        }
     }
     registry::set_exit_when_done(context.exit_when_done, context.memcheck);
     match time::read_rtc() {
@@ -524,7 +526,7 @@ fn start_domains(context: &BspContext) -> ! {
     }
     if context.bench {
         const ROUND_TRIPS: u32 = 10_000;
-        match svm::bare_exit_cycles(ROUND_TRIPS) {
+        match crate::virt::bare_exit_cycles(ROUND_TRIPS) {
             Ok(cycles) => {
                 println!("pavise: bench: bare_vmexit_cycles={cycles} ({ROUND_TRIPS} round trips)")
             }
@@ -667,7 +669,17 @@ fn start_domains(context: &BspContext) -> ! {
         power::stop(ExitCode::GuestFailed);
     }
     crate::timeline::mark("domains_built");
-    smp::release_aps();
+    smp::release_aps(ap_joins_scheduler);
+    crate::domain::sched::run_cpu()
+}
+
+/// An application processor, released once domains exist: the
+/// virtualization extension on, then the scheduler.
+fn ap_joins_scheduler(index: usize) -> ! {
+    if let Err(e) = crate::virt::enable_this_cpu(index) {
+        log::warn!("cpu{index}: cannot run guests: {e}");
+        power::halt_forever();
+    }
     crate::domain::sched::run_cpu()
 }
 

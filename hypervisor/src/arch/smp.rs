@@ -5,7 +5,7 @@
 //! waits for the AP to report in before reusing the page for the next.
 
 use alloc::boxed::Box;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 use super::percpu::{self, PerCpu};
 use super::{gdt, idt, lapic, time};
@@ -153,24 +153,24 @@ extern "C" fn ap_entry(index: u64) -> ! {
     init_this_cpu(index as usize, &stacks);
     let cpu = super::percpu::current().map_or(0, |c| c.lapic_ticks_per_ms.load(Ordering::Relaxed));
     ONLINE.fetch_add(1, Ordering::SeqCst);
-    // Sleep until the boot CPU has domains to run, waking on the timer.
-    while !RELEASED.load(Ordering::SeqCst) {
+    // Sleep until the boot CPU has work for it, waking on the timer.
+    loop {
+        if let Some(work) = AP_WORK.get() {
+            work(index as usize)
+        }
         lapic::arm_oneshot(cpu, time::TICK_MS as u64 * 1_000_000);
         // SAFETY: sti;hlt waits for the timer; IF goes back off.
         unsafe { core::arch::asm!("sti", "hlt", "cli") };
     }
-    if let Err(e) = crate::virt::svm::enable_this_cpu(index as usize) {
-        log::warn!("cpu{index}: cannot run guests: {e}");
-        super::power::halt_forever();
-    }
-    crate::domain::sched::run_cpu()
 }
 
-static RELEASED: AtomicBool = AtomicBool::new(false);
+/// What every started AP runs once released (given its CPU index).
+static AP_WORK: spin::Once<fn(usize) -> !> = spin::Once::new();
 
-/// Lets the started APs join the scheduler.
-pub fn release_aps() {
-    RELEASED.store(true, Ordering::SeqCst);
+/// Releases the started APs into `work` (the scheduler: `arch` knows
+/// nothing above it, so the boot path hands it over).
+pub fn release_aps(work: fn(usize) -> !) {
+    AP_WORK.call_once(|| work);
 }
 
 /// Starts the given APs: one INIT to all, then a STARTUP to each in turn

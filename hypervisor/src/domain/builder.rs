@@ -11,7 +11,7 @@ use super::registry::{self, DomId, Domain, Memory};
 use crate::mm::frame::FRAME_SIZE;
 use crate::mm::guest::{Gpa, P2m};
 use crate::mm::{self, IdentityMap, scrub_and_free};
-use crate::virt::svm::{NestedPaging, SvmError, SvmVcpu};
+use crate::virt::{SecondLevelPaging, Vcpu, VirtError};
 use crate::virt::{StartState, VirtCpu};
 use pvh_builder::layout::{self, Request};
 
@@ -23,7 +23,7 @@ pub enum BuildError {
     /// The image, modules, command line or size (pure checks).
     Layout(layout::BuildError),
     OutOfMemory,
-    Virt(SvmError),
+    Virt(VirtError),
 }
 
 impl fmt::Display for BuildError {
@@ -42,8 +42,8 @@ impl From<layout::BuildError> for BuildError {
     }
 }
 
-impl From<SvmError> for BuildError {
-    fn from(e: SvmError) -> Self {
+impl From<VirtError> for BuildError {
+    fn from(e: VirtError) -> Self {
         Self::Virt(e)
     }
 }
@@ -93,7 +93,7 @@ pub fn build(
     let pages = mem_bytes / FRAME_SIZE;
     let mut building = Building(Some(Memory {
         p2m: P2m::new(pages as usize),
-        npt: NestedPaging::new()?,
+        npt: SecondLevelPaging::new()?,
         special: alloc::collections::BTreeMap::new(),
         loose: alloc::vec::Vec::new(),
         owned: 0,
@@ -109,7 +109,7 @@ pub fn build(
 
     let mut vcpus = Vec::new();
     for _ in 0..spec.vcpus {
-        vcpus.push(SvmVcpu::new(&memory.npt)?);
+        vcpus.push(Vcpu::new(&memory.npt)?);
     }
     vcpus[0].reset(StartState::Pvh32 {
         entry: loaded.entry,

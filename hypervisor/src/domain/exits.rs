@@ -23,7 +23,8 @@ pub enum Next {
 
 const VECTOR_GP: u8 = 13;
 const VECTOR_UD: u8 = 6;
-const LEN_VMMCALL: u64 = 3;
+/// VMMCALL and VMCALL alike.
+const LEN_HYPERCALL: u64 = 3;
 const LEN_CPUID: u64 = 2;
 const LEN_MSR: u64 = 2;
 const LEN_HLT: u64 = 1;
@@ -75,7 +76,7 @@ pub fn handle(domain: &Arc<Domain>, vcpu: usize, slot: &mut VcpuSlot, exit: Exit
             let rip = cpu.rip();
             let next = hypercall::dispatch(domain, vcpu, slot);
             if !matches!(next, Next::Stop) {
-                slot.cpu.set_rip(rip + LEN_VMMCALL);
+                slot.cpu.set_rip(rip + LEN_HYPERCALL);
             }
             next
         }
@@ -183,7 +184,13 @@ pub fn handle(domain: &Arc<Domain>, vcpu: usize, slot: &mut VcpuSlot, exit: Exit
             }
             Next::Continue
         }
-        Exit::ExternalInterrupt | Exit::InterruptWindow => Next::Continue,
+        Exit::ExternalInterrupt | Exit::InterruptWindow | Exit::Handled => Next::Continue,
+        Exit::VirtInstruction => {
+            // Pavise offers guests no nested virtualization (CPUID shows
+            // neither SVM nor VMX): the instruction does not exist.
+            cpu.inject_exception(VECTOR_UD, None);
+            Next::Continue
+        }
         Exit::NestedPageFault { gpa, error } => {
             if DEVICE_WINDOW.contains(&gpa) && emulate_device_window_access(domain, vcpu, cpu, gpa)
             {
@@ -208,7 +215,14 @@ pub fn handle(domain: &Arc<Domain>, vcpu: usize, slot: &mut VcpuSlot, exit: Exit
                 walk_report(domain, cpu.paging(), cpu.rip())
             ),
         ),
-        Exit::InvalidState => crash(domain, format!("vcpu{vcpu} state refused by VMRUN")),
+        Exit::InvalidState => crash(
+            domain,
+            format!(
+                "vcpu{vcpu} state refused by the hardware at rip {:#x} ({})",
+                cpu.rip(),
+                cpu.fault_report()
+            ),
+        ),
         Exit::Unexpected(code) => {
             let (_, info1, info2) = cpu.exit_info();
             crash(
@@ -394,17 +408,18 @@ fn write_msr(domain: &Arc<Domain>, vcpu: usize, slot: &mut VcpuSlot, msr: u32, v
 }
 
 /// Fills the guest page named by the MSR value with 32-byte stubs
-/// `mov eax, N; vmmcall; ret`. Only page index 0 exists.
+/// `mov eax, N; vmmcall; ret` (`vmcall` on VT-x). Only page index 0 exists.
 fn install_hypercall_page(domain: &Domain, value: u64) -> bool {
     if value & 0xfff != 0 {
         return false;
     }
     let gfn = Gfn(value / FRAME_SIZE);
     let mut page = [0xccu8; FRAME_SIZE as usize];
+    let hypercall = crate::virt::hypercall_instruction();
     for (nr, stub) in page.chunks_exact_mut(32).enumerate() {
         stub[0] = 0xb8;
         stub[1..5].copy_from_slice(&(nr as u32).to_le_bytes());
-        stub[5..8].copy_from_slice(&[0x0f, 0x01, 0xd9]);
+        stub[5..8].copy_from_slice(&hypercall);
         stub[8] = 0xc3;
     }
     let memory = domain.memory.lock();

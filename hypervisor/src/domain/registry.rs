@@ -16,7 +16,7 @@ use crate::mm::frame::Frame;
 use crate::mm::guest::{GuestPaging, GuestView, P2m};
 use crate::mm::{IdentityMap, scrub_and_free};
 use crate::println;
-use crate::virt::svm::{NestedPaging, SvmVcpu};
+use crate::virt::{SecondLevelPaging, Vcpu, VirtError};
 
 pub type DomId = u16;
 
@@ -100,7 +100,7 @@ impl EndReason {
 pub const PAUSE_COUNT_MAX: u32 = 255;
 
 pub struct VcpuSlot {
-    pub cpu: SvmVcpu,
+    pub cpu: Vcpu,
     /// The MSRs Pavise emulates for this vCPU.
     pub msrs: crate::platform::msr::MsrState,
     pub initialised: bool,
@@ -110,7 +110,7 @@ pub struct VcpuSlot {
 
 pub struct Memory {
     pub p2m: P2m,
-    pub npt: NestedPaging,
+    pub npt: SecondLevelPaging,
     /// Hypervisor-owned pages placed in the physmap at the guest's
     /// request (shared info, grant table frames): gfn → frame.
     pub special: BTreeMap<u64, Frame>,
@@ -304,7 +304,7 @@ impl Domain {
         mem_bytes: u64,
         memory: Memory,
         shared_info: Frame,
-        vcpus: Vec<SvmVcpu>,
+        vcpus: Vec<Vcpu>,
     ) -> Self {
         let n = vcpus.len();
         Self {
@@ -836,15 +836,13 @@ pub fn register(domain: Arc<Domain>) {
 /// vCPUs, shared info and an empty physmap, paused once by the
 /// controller, registered, nothing running. It stays after it ends until
 /// destroyed.
-pub fn create_blank(id: DomId, vcpus: u32) -> Result<Arc<Domain>, crate::virt::svm::SvmError> {
-    let npt = NestedPaging::new()?;
+pub fn create_blank(id: DomId, vcpus: u32) -> Result<Arc<Domain>, VirtError> {
+    let npt = SecondLevelPaging::new()?;
     let mut cpus = Vec::new();
     for _ in 0..vcpus {
-        cpus.push(SvmVcpu::new(&npt)?);
+        cpus.push(Vcpu::new(&npt)?);
     }
-    let shared_info = crate::mm::frames()
-        .alloc()
-        .ok_or(crate::virt::svm::SvmError::OutOfMemory)?;
+    let shared_info = crate::mm::frames().alloc().ok_or(VirtError::OutOfMemory)?;
     crate::mm::zero_frame(shared_info);
     let memory = Memory {
         p2m: P2m::new(0),

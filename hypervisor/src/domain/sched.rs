@@ -219,8 +219,7 @@ fn run_slice(domain: &Arc<Domain>, vcpu: usize) -> SliceEnd {
             }
         }
     };
-    slot.cpu.save_fpu();
-    slot.cpu.save_debug_registers();
+    slot.cpu.end_slice();
     let state = match end {
         SliceEnd::Requeue => State::Runnable,
         SliceEnd::Block => State::Blocked,

@@ -1,5 +1,6 @@
-//! The AMD-V backend: per-CPU enablement, one VMCB per vCPU, nested page
-//! tables per domain, the world switch, and guest FPU state with XSAVE.
+//! The AMD-V backend: per-CPU enablement, one VMCB per vCPU and the world
+//! switch (nested page tables are `second_level`, FPU and debug
+//! registers `guest_state`).
 //!
 //! World switch order: VMSAVE host → load guest GPRs → VMLOAD guest →
 //! VMRUN → VMSAVE guest → store guest GPRs → VMLOAD host. VMRUN saves no
@@ -10,16 +11,15 @@
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use spin::Once;
-use x86_64::registers::control::{Cr4, Cr4Flags};
 use x86_64::registers::model_specific::Msr;
-use x86_64::structures::paging::PageTableFlags as Flags;
 
+use super::guest_state::{self, DR6_INIT, DR7_ENABLES, DR7_INIT, DebugRegs, Fpu};
 use super::vmcb::{self, Intercept3, Intercept4, Segment, Vmcb, exit_code};
-use super::{Exit, GuestRegs, StartState, VirtCpu};
+use super::{Exit, GuestRegs, SecondLevelPaging, StartState, VirtCpu, VirtError};
 use crate::cmdline::MAX_CPUS;
 use crate::mm::frame::{FRAME_SIZE, Frame};
 use crate::mm::guest::GuestPaging;
-use crate::mm::{self, paging};
+use crate::mm::{self};
 
 const MSR_EFER: u32 = 0xc000_0080;
 const MSR_VM_CR: u32 = 0xc001_0114;
@@ -58,35 +58,13 @@ const PASSTHROUGH_MSRS: [u32; 10] = [
 const IOPM_PAGES: usize = 3;
 const MSRPM_PAGES: usize = 2;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SvmError {
-    NotSupported,
-    DisabledByFirmware,
-    NoNestedPaging,
-    OutOfMemory,
-}
-
-impl core::fmt::Display for SvmError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(match self {
-            Self::NotSupported => {
-                "this CPU has no AMD-V (SVM); run QEMU with -cpu max or an AMD host"
-            }
-            Self::DisabledByFirmware => "AMD-V is disabled by the firmware (VM_CR.SVMDIS)",
-            Self::NoNestedPaging => "this CPU's AMD-V lacks nested paging",
-            Self::OutOfMemory => "out of memory for SVM structures",
-        })
-    }
-}
-
 struct Shared {
     iopm: u64,
     msrpm: u64,
     asids: u32,
-    xcr0_supported: u64,
 }
 
-static SHARED: Once<Result<Shared, SvmError>> = Once::new();
+static SHARED: Once<Result<Shared, VirtError>> = Once::new();
 /// Per CPU: host save area used with VMSAVE/VMLOAD.
 static HOST_SAVE: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 static NEXT_ASID: AtomicU32 = AtomicU32::new(0);
@@ -97,22 +75,22 @@ fn cpuid(leaf: u32, sub: u32) -> core::arch::x86_64::CpuidResult {
     core::arch::x86_64::__cpuid_count(leaf, sub)
 }
 
-fn alloc_zeroed(pages: usize, fill: u8) -> Result<u64, SvmError> {
+fn alloc_zeroed(pages: usize, fill: u8) -> Result<u64, VirtError> {
     let frame = mm::frames()
         .alloc_contiguous(pages, 1)
-        .ok_or(SvmError::OutOfMemory)?;
+        .ok_or(VirtError::OutOfMemory)?;
     // SAFETY: fresh identity-mapped frames owned by the caller from now on.
     unsafe { core::ptr::write_bytes(frame.start() as *mut u8, fill, pages * FRAME_SIZE as usize) };
     Ok(frame.start())
 }
 
-fn build_shared() -> Result<Shared, SvmError> {
+fn build_shared() -> Result<Shared, VirtError> {
     if cpuid(0x8000_0001, 0).ecx & (1 << 2) == 0 {
-        return Err(SvmError::NotSupported);
+        return Err(VirtError::NoExtension);
     }
     let features = cpuid(0x8000_000a, 0);
     if features.edx & 1 == 0 {
-        return Err(SvmError::NoNestedPaging);
+        return Err(VirtError::NoNestedPaging);
     }
     let iopm = alloc_zeroed(IOPM_PAGES, 0xff)?;
     let msrpm = alloc_zeroed(MSRPM_PAGES, 0xff)?;
@@ -127,63 +105,19 @@ fn build_shared() -> Result<Shared, SvmError> {
         // SAFETY: inside the MSRPM pages just allocated.
         unsafe { *(byte as *mut u8) &= !(0b11 << (bit % 8)) };
     }
-    let xcr0_supported = switched_xsave_components();
     Ok(Shared {
         iopm,
         msrpm,
         asids: features.ebx.max(2),
-        xcr0_supported,
     })
 }
 
-/// The XSAVE components Pavise saves and restores for guests: x87, SSE,
-/// AVX and the AVX-512 trio where the CPU has them, as long as the whole
-/// image fits the one-page save area. (PKRU and the supervisor and AMX
-/// components are not switched, so CPUID does not offer them.)
-fn switched_xsave_components() -> u64 {
-    const X87_SSE: u64 = 0b11;
-    const AVX: u64 = 1 << 2;
-    const AVX512: u64 = 0b111 << 5;
-    if cpuid(1, 0).ecx & (1 << 26) == 0 {
-        return 0;
-    }
-    let host = cpuid(0xd, 0).eax as u64;
-    let end_of = |mask: u64| {
-        (2..8)
-            .filter(|i| mask & (1 << i) != 0)
-            .map(|i| {
-                let c = cpuid(0xd, i);
-                c.ebx.saturating_add(c.eax) as u64
-            })
-            .max()
-            .unwrap_or(512 + 64)
-    };
-    let mut mask = X87_SSE;
-    for extra in [AVX, AVX512] {
-        let wanted = mask | extra;
-        if host & extra == extra && end_of(wanted) <= FRAME_SIZE {
-            mask = wanted;
-        } else {
-            break;
-        }
-    }
-    mask
-}
-
-/// The calling CPU's XCR0.
-fn xgetbv() -> u64 {
-    let (lo, hi): (u32, u32);
-    // SAFETY: only called where CR4.OSXSAVE is set (XSAVE supported).
-    unsafe { core::arch::asm!("xgetbv", in("ecx") 0, out("eax") lo, out("edx") hi) };
-    ((hi as u64) << 32) | lo as u64
-}
-
 /// Enables SVM on the calling CPU. Every CPU that runs guests calls it.
-pub fn enable_this_cpu(cpu_index: usize) -> Result<(), SvmError> {
-    let shared = SHARED.call_once(build_shared).as_ref().map_err(|e| *e)?;
+pub fn enable_this_cpu(cpu_index: usize) -> Result<(), VirtError> {
+    SHARED.call_once(build_shared).as_ref().map_err(|e| *e)?;
     // SAFETY: VM_CR exists when CPUID reports SVM (checked in build_shared).
     if unsafe { Msr::new(MSR_VM_CR).read() } & VM_CR_SVMDIS != 0 {
-        return Err(SvmError::DisabledByFirmware);
+        return Err(VirtError::SvmDisabledByFirmware);
     }
     let hsave = alloc_zeroed(1, 0)?;
     let host_save = alloc_zeroed(1, 0)?;
@@ -195,27 +129,8 @@ pub fn enable_this_cpu(cpu_index: usize) -> Result<(), SvmError> {
         efer.write(value | EFER_SVME);
         Msr::new(MSR_VM_HSAVE_PA).write(hsave);
     }
-    if shared.xcr0_supported != 0 {
-        // SAFETY: CPUID reports XSAVE; the host itself never uses FPU/SSE
-        // state, so enabling it only serves the guests.
-        unsafe {
-            Cr4::update(|f| {
-                f.insert(Cr4Flags::OSFXSR | Cr4Flags::OSXMMEXCPT_ENABLE | Cr4Flags::OSXSAVE)
-            });
-            xsetbv(shared.xcr0_supported);
-        }
-    }
     HOST_SAVE[cpu_index].store(host_save, Ordering::SeqCst);
     Ok(())
-}
-
-/// Whether guests can run (SVM was set up on the boot CPU).
-pub fn available() -> Result<(), SvmError> {
-    match SHARED.get() {
-        Some(Ok(_)) => Ok(()),
-        Some(Err(e)) => Err(*e),
-        None => Err(SvmError::NotSupported),
-    }
 }
 
 fn shared() -> &'static Shared {
@@ -223,15 +138,6 @@ fn shared() -> &'static Shared {
         Some(Ok(s)) => s,
         _ => panic!("SVM used before enable_this_cpu succeeded"),
     }
-}
-
-/// # Safety
-/// CR4.OSXSAVE must be set and `value` a valid XCR0.
-unsafe fn xsetbv(value: u64) {
-    // SAFETY: forwarded to the caller.
-    unsafe {
-        core::arch::asm!("xsetbv", in("ecx") 0, in("eax") value as u32, in("edx") (value >> 32) as u32)
-    };
 }
 
 core::arch::global_asm!(
@@ -309,78 +215,10 @@ unsafe extern "C" {
     fn pavise_svm_world_switch(regs: *mut GuestRegs, vmcb_pa: u64, host_save_pa: u64);
 }
 
-/// Nested page tables of one domain (guest-physical → host-physical).
-pub struct NestedPaging {
-    root: u64,
-}
-
-const NPT_LEAF: Flags = Flags::PRESENT
-    .union(Flags::WRITABLE)
-    .union(Flags::USER_ACCESSIBLE);
-
-impl NestedPaging {
-    pub fn new() -> Result<Self, SvmError> {
-        Ok(Self {
-            root: paging::alloc_table().map_err(|_| SvmError::OutOfMemory)?,
-        })
-    }
-
-    pub fn map(&mut self, gpa: u64, frame: Frame) -> Result<(), SvmError> {
-        paging::map_with(
-            self.root,
-            gpa,
-            frame.start(),
-            FRAME_SIZE,
-            NPT_LEAF,
-            NPT_LEAF,
-        )
-        .map_err(|_| SvmError::OutOfMemory)
-    }
-
-    /// Maps device memory (a BAR page) uncached: PCD|PWT select the
-    /// uncacheable host PAT entry, which wins over the guest's type.
-    pub fn map_mmio(&mut self, gpa: u64, hpa: u64) -> Result<(), SvmError> {
-        let flags = NPT_LEAF | Flags::NO_CACHE | Flags::WRITE_THROUGH;
-        paging::map_with(self.root, gpa, hpa, FRAME_SIZE, flags, NPT_LEAF)
-            .map_err(|_| SvmError::OutOfMemory)
-    }
-
-    /// Re-points an already mapped page (e.g. the shared-info page).
-    pub fn remap(&mut self, gpa: u64, frame: Frame) -> bool {
-        paging::set_leaf(self.root, gpa, Some(frame.start()), NPT_LEAF)
-    }
-
-    /// Like [`remap`](Self::remap) but read-only for the guest (a
-    /// read-only grant mapping).
-    pub fn remap_readonly(&mut self, gpa: u64, frame: Frame) -> bool {
-        paging::set_leaf(
-            self.root,
-            gpa,
-            Some(frame.start()),
-            Flags::PRESENT | Flags::USER_ACCESSIBLE,
-        )
-    }
-
-    pub fn unmap(&mut self, gpa: u64) -> bool {
-        paging::set_leaf(self.root, gpa, None, Flags::empty())
-    }
-
-    pub fn root(&self) -> u64 {
-        self.root
-    }
-}
-
-impl Drop for NestedPaging {
-    fn drop(&mut self) {
-        paging::free_tables(self.root);
-    }
-}
-
 /// One vCPU on SVM.
 pub struct SvmVcpu {
     vmcb: u64,
-    xsave_area: u64,
-    xcr0: u64,
+    fpu: Fpu,
     regs: GuestRegs,
     /// Set when the TLB must be flushed at the next VMRUN.
     flush: bool,
@@ -392,13 +230,11 @@ pub struct SvmVcpu {
     /// The guest's TSC_AUX; VMRUN does not switch it, so the run loop puts
     /// it in the hardware MSR (the host never uses TSC_AUX).
     tsc_aux: u64,
-    /// The guest's DR0-DR3 while the hardware does not hold them.
-    debug_regs: [u64; 4],
-    /// The hardware holds this vCPU's DR0-DR3 (until its slice ends).
-    debug_regs_loaded: bool,
+    /// DR0-DR3 (DR6 and DR7 are in the VMCB).
+    debug_regs: DebugRegs,
 }
 
-// SAFETY: the VMCB and XSAVE pages are owned by this value; it moves between
+// SAFETY: the VMCB page is owned by this value; it moves between
 // CPUs only while not running (under the vCPU's lock).
 unsafe impl Send for SvmVcpu {}
 
@@ -420,27 +256,19 @@ fn flat(selector: u16, attrib: u16) -> Segment {
 }
 
 impl SvmVcpu {
-    pub fn new(npt: &NestedPaging) -> Result<Self, SvmError> {
+    pub fn new(npt: &SecondLevelPaging) -> Result<Self, VirtError> {
         let shared = shared();
+        let fpu = Fpu::new()?;
         let vmcb = alloc_zeroed(1, 0)?;
-        let xsave_area = match alloc_zeroed(1, 0) {
-            Ok(a) => a,
-            Err(e) => {
-                let _ = mm::frames().free(Frame::containing(vmcb));
-                return Err(e);
-            }
-        };
         let mut vcpu = Self {
             vmcb,
-            xsave_area,
-            xcr0: 1,
+            fpu,
             regs: GuestRegs::default(),
             flush: true,
             pending_interrupt: None,
             entered_with: (0, None),
             tsc_aux: 0,
-            debug_regs: [0; 4],
-            debug_regs_loaded: false,
+            debug_regs: DebugRegs::new(false),
         };
         let asid = 1 + NEXT_ASID.fetch_add(1, Ordering::Relaxed) % (shared.asids - 1);
         let c = &mut vcpu.vmcb_mut().control;
@@ -498,7 +326,7 @@ impl SvmVcpu {
     /// What a crash report adds for this backend: the stack pointer, CR2,
     /// the event being delivered when the exit came (`exit_int_info`) and
     /// what the last entry injected (`event_inject`, the V_IRQ vector).
-    pub fn fault_report(&self) -> alloc::string::String {
+    fn report(&self) -> alloc::string::String {
         let (s, c) = (&self.vmcb_ref().save, &self.vmcb_ref().control);
         alloc::format!(
             "rsp {:#x} cr2 {:#x} cr3 {:#x} rflags {:#x}, delivering {:#x}, entered with event {:#x} virq {:?}",
@@ -512,117 +340,23 @@ impl SvmVcpu {
         )
     }
 
-    pub fn exit_info(&self) -> (u64, u64, u64) {
-        let c = &self.vmcb_ref().control;
-        (c.exit_code, c.exit_info1, c.exit_info2)
-    }
-
-    /// Marks the TLB for a flush (nested mappings changed, or another
-    /// vCPU with the same ASID ran on this CPU).
-    pub fn request_flush(&mut self) {
-        self.flush = true;
-    }
-
-    pub fn set_xcr0(&mut self, value: u64) -> bool {
-        let supported = shared().xcr0_supported;
-        let valid =
-            value & 1 != 0 && value & !supported == 0 && (value & 0b100 == 0 || value & 0b10 != 0);
-        if valid {
-            self.xcr0 = value;
-            // SAFETY: a validated, supported XCR0; the guest's FPU state is
-            // loaded (this runs between its exits).
-            unsafe { xsetbv(value) };
-        }
-        valid
-    }
-
-    /// Loads this vCPU's FPU/SSE/AVX state onto the CPU, then the
-    /// guest's own XCR0.
-    ///
-    /// XSAVE/XRSTOR move only the components XCR0 enables, but a guest
-    /// uses SSE registers without ever enabling them in XCR0 (CR4.OSFXSR
-    /// is enough): the hypervisor therefore moves state with every
-    /// component it supports enabled, and gives the guest its XCR0 only
-    /// for running.
-    pub fn load_fpu(&mut self) {
-        let all = shared().xcr0_supported;
-        if all == 0 {
-            return;
-        }
-        // SAFETY: the area is this vCPU's page-aligned XSAVE image (zeroed
-        // = init state); both XCR0 values are validated supported sets.
-        unsafe {
-            xsetbv(all);
-            core::arch::asm!("xrstor64 [{}]", in(reg) self.xsave_area, in("eax") u32::MAX, in("edx") u32::MAX);
-            xsetbv(self.xcr0);
-        }
-    }
-
     /// Puts this vCPU's DR0-DR3 in the hardware and lets the guest reach
-    /// them directly until [`save_debug_registers`](Self::save_debug_registers).
+    /// them directly until its slice ends.
     fn load_debug_registers(&mut self) {
-        let [dr0, dr1, dr2, dr3] = self.debug_regs;
-        // SAFETY: the host never uses DR0-DR3 (it sets no breakpoints), so
-        // they are the guest's to hold while it runs on this CPU.
-        unsafe {
-            core::arch::asm!(
-                "mov dr0, {}", "mov dr1, {}", "mov dr2, {}", "mov dr3, {}",
-                in(reg) dr0, in(reg) dr1, in(reg) dr2, in(reg) dr3,
-                options(nostack)
-            )
-        };
+        self.debug_regs.load();
         self.vmcb_mut().control.intercept_dr &= !vmcb::INTERCEPT_DR0_3;
-        self.debug_regs_loaded = true;
-    }
-
-    /// At the end of a slice: takes the guest's DR0-DR3 back from the
-    /// hardware (the next vCPU here must not see them, nor they its).
-    pub fn save_debug_registers(&mut self) {
-        if !self.debug_regs_loaded {
-            return;
-        }
-        let (dr0, dr1, dr2, dr3): (u64, u64, u64, u64);
-        // SAFETY: reading debug registers has no side effects.
-        unsafe {
-            core::arch::asm!(
-                "mov {}, dr0", "mov {}, dr1", "mov {}, dr2", "mov {}, dr3",
-                out(reg) dr0, out(reg) dr1, out(reg) dr2, out(reg) dr3,
-                options(nostack, nomem)
-            )
-        };
-        self.debug_regs = [dr0, dr1, dr2, dr3];
-        self.vmcb_mut().control.intercept_dr |= vmcb::INTERCEPT_DR0_3;
-        self.debug_regs_loaded = false;
-    }
-
-    /// Saves the CPU's FPU/SSE/AVX state into this vCPU (every component,
-    /// whatever the guest's XCR0; see [`load_fpu`](Self::load_fpu)).
-    pub fn save_fpu(&mut self) {
-        let all = shared().xcr0_supported;
-        if all == 0 {
-            return;
-        }
-        // SAFETY: as in `load_fpu`.
-        unsafe {
-            xsetbv(all);
-            core::arch::asm!("xsave64 [{}]", in(reg) self.xsave_area, in("eax") u32::MAX, in("edx") u32::MAX);
-        }
     }
 }
 
 impl Drop for SvmVcpu {
     fn drop(&mut self) {
-        for page in [self.vmcb, self.xsave_area] {
-            // SAFETY: the page was ours; scrub before handing it back.
-            unsafe { core::ptr::write_bytes(page as *mut u8, 0, FRAME_SIZE as usize) };
-            let _ = mm::frames().free(Frame::containing(page));
-        }
+        mm::scrub_and_free(Frame::containing(self.vmcb));
     }
 }
 
 impl VirtCpu for SvmVcpu {
     fn reset(&mut self, state: StartState) {
-        self.debug_regs = [0; 4];
+        self.debug_regs.reset();
         let s = &mut self.vmcb_mut().save;
         s.ldtr = Segment {
             selector: 0,
@@ -648,8 +382,8 @@ impl VirtCpu for SvmVcpu {
             limit: 0x67,
             base: 0,
         };
-        s.dr6 = 0xffff_0ff0;
-        s.dr7 = 0x400;
+        s.dr6 = DR6_INIT;
+        s.dr7 = DR7_INIT;
         s.g_pat = 0x0007_0406_0007_0406;
         s.cpl = 0;
         self.regs = GuestRegs::default();
@@ -740,7 +474,7 @@ impl VirtCpu for SvmVcpu {
             // writes it when CPUID offers RDTSCP/RDPID); the host ignores it.
             unsafe { Msr::new(MSR_TSC_AUX).write(self.tsc_aux) };
         }
-        if !self.debug_regs_loaded && self.vmcb_ref().save.dr7 & vmcb::DR7_ENABLES != 0 {
+        if !self.debug_regs.loaded() && self.vmcb_ref().save.dr7 & DR7_ENABLES != 0 {
             // A breakpoint armed: its address must be the guest's own.
             self.load_debug_registers();
         }
@@ -786,11 +520,9 @@ impl VirtCpu for SvmVcpu {
             pavise_svm_world_switch(regs, self.vmcb, host_save);
             core::arch::asm!("cli", "stgi");
         }
-        if shared().xcr0_supported != 0 {
-            // Not every implementation intercepts XSETBV (QEMU's does not):
-            // the guest's XCR0 is whatever the hardware holds now.
-            self.xcr0 = xgetbv();
-        }
+        // Not every implementation intercepts XSETBV (QEMU's does not):
+        // the guest's XCR0 is whatever the hardware holds now.
+        self.fpu.note_hardware_xcr0();
         let c = &mut self.vmcb_mut().control;
         // An event whose delivery this exit interrupted goes in again
         // (an exception an exit handler injects replaces it).
@@ -843,6 +575,7 @@ impl VirtCpu for SvmVcpu {
             exit_code::XSETBV => Exit::Xsetbv,
             exit_code::CR4_WRITE => Exit::Cr4Write,
             exit_code::INVALID => Exit::InvalidState,
+            exit_code::VMRUN..=exit_code::SKINIT => Exit::VirtInstruction,
             other => Exit::Unexpected(other),
         }
     }
@@ -920,10 +653,10 @@ impl VirtCpu for SvmVcpu {
         true
     }
     fn xcr0(&self) -> u64 {
-        self.xcr0
+        self.fpu.xcr0()
     }
     fn xcr0_supported(&self) -> u64 {
-        shared().xcr0_supported
+        guest_state::xcr0_supported()
     }
     fn set_pat(&mut self, value: u64) {
         self.vmcb_mut().save.g_pat = value;
@@ -933,7 +666,7 @@ impl VirtCpu for SvmVcpu {
     }
     fn set_cr4(&mut self, value: u64) -> bool {
         let mut allowed = GUEST_CR4_ALLOWED;
-        if shared().xcr0_supported != 0 {
+        if guest_state::xcr0_supported() != 0 {
             allowed |= CR4_OSXSAVE;
         }
         let long_mode = self.vmcb_ref().save.efer & EFER_LMA != 0;
@@ -947,50 +680,26 @@ impl VirtCpu for SvmVcpu {
         }
         valid
     }
-}
-
-/// Measures the bare exit cost: a one-page guest that loops on VMMCALL,
-/// resumed straight away with no hypercall work, `iterations` times.
-/// Returns the average TSC cycles per VMMCALL exit + VMRUN round trip.
-pub fn bare_exit_cycles(iterations: u32) -> Result<u64, SvmError> {
-    const CODE_GPA: u64 = 0x1000;
-    // vmmcall; jmp back to the vmmcall
-    const LOOP: [u8; 5] = [0x0f, 0x01, 0xd9, 0xeb, 0xfb];
-    let mut npt = NestedPaging::new()?;
-    let page = mm::frames().alloc().ok_or(SvmError::OutOfMemory)?;
-    // SAFETY: a fresh identity-mapped frame; it becomes the guest's code.
-    unsafe {
-        core::ptr::write_bytes(page.start() as *mut u8, 0xcc, FRAME_SIZE as usize);
-        core::ptr::copy_nonoverlapping(LOOP.as_ptr(), page.start() as *mut u8, LOOP.len());
+    fn set_xcr0(&mut self, value: u64) -> bool {
+        self.fpu.set_xcr0(value)
     }
-    let result = (|| {
-        npt.map(CODE_GPA, page)?;
-        let mut vcpu = SvmVcpu::new(&npt)?;
-        vcpu.reset(StartState::Pvh32 {
-            entry: CODE_GPA as u32,
-            start_info: 0,
-        });
-        let mut exits = 0u32;
-        let start = crate::arch::time::rdtsc();
-        while exits < iterations {
-            match vcpu.run() {
-                Exit::Hypercall => {
-                    exits += 1;
-                    vcpu.set_rip(vcpu.rip() + 3);
-                }
-                Exit::ExternalInterrupt => {
-                    // SAFETY: take the host interrupt, as the scheduler does.
-                    unsafe { core::arch::asm!("sti", "nop", "cli") };
-                }
-                other => {
-                    log::warn!("bench guest exited with {other:?}");
-                    return Err(SvmError::NotSupported);
-                }
-            }
+    fn request_flush(&mut self) {
+        self.flush = true;
+    }
+    fn load_fpu(&mut self) {
+        self.fpu.load();
+    }
+    fn end_slice(&mut self) {
+        self.fpu.save();
+        if self.debug_regs.save() {
+            self.vmcb_mut().control.intercept_dr |= vmcb::INTERCEPT_DR0_3;
         }
-        Ok((crate::arch::time::rdtsc() - start) / iterations.max(1) as u64)
-    })();
-    drop(npt);
-    let _ = mm::frames().free(page);
-    result
+    }
+    fn fault_report(&self) -> alloc::string::String {
+        self.report()
+    }
+    fn exit_info(&self) -> (u64, u64, u64) {
+        let c = &self.vmcb_ref().control;
+        (c.exit_code, c.exit_info1, c.exit_info2)
+    }
 }

@@ -65,8 +65,6 @@ pub const V_INTR_VECTOR_SHIFT: u64 = 32;
 /// `intercept_dr`: reads (bits 0-15) and writes (16-31) of DR0-DR3, the
 /// debug registers VMRUN does not switch (DR6 and DR7 are in the VMCB).
 pub const INTERCEPT_DR0_3: u32 = 0x000f_000f;
-/// DR7's enable bits (L0-L3, G0-G3).
-pub const DR7_ENABLES: u64 = 0xff;
 /// `interrupt_shadow` bit 0: the guest is in an interrupt shadow.
 pub const INTERRUPT_SHADOW: u64 = 1;
 pub const NP_ENABLE: u64 = 1;
@@ -137,7 +135,10 @@ pub mod exit_code {
     pub const IOIO: u64 = 0x7b;
     pub const MSR: u64 = 0x7c;
     pub const SHUTDOWN: u64 = 0x7f;
+    /// VMRUN, VMMCALL, VMLOAD, VMSAVE, STGI, CLGI, SKINIT: 0x80-0x86.
+    pub const VMRUN: u64 = 0x80;
     pub const VMMCALL: u64 = 0x81;
+    pub const SKINIT: u64 = 0x86;
     pub const XSETBV: u64 = 0x8d;
     pub const NPF: u64 = 0x400;
     pub const INVALID: u64 = u64::MAX;
