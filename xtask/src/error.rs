@@ -169,6 +169,10 @@ pub enum Error {
     /// `--dom0-mem` with `--module` or `--direct`, where xtask does not
     /// make Dom0's module.
     Dom0MemWithModules,
+    /// A machine for the VMX backend asks for what Bochs cannot give.
+    NotOnBochs { what: &'static str },
+    /// `--accel kvm` where KVM cannot run Pavise's guests.
+    KvmUnusable { why: String },
 }
 
 /// xtask's result type.
@@ -397,6 +401,11 @@ impl fmt::Display for Error {
                 f,
                 "the machine has {mem_mib} MiB, too little for GRUB to load Pavise and its modules ({loaded_mib} MiB) beside itself: give it at least {needed_mib} MiB (--mem {needed_mib})"
             ),
+            Self::NotOnBochs { what } => write!(
+                f,
+                "the VMX backend runs under Bochs, which does not support {what}: leave it out, or use the SVM backend (QEMU)"
+            ),
+            Self::KvmUnusable { why } => write!(f, "{why}"),
             Self::Dom0MemWithModules => write!(
                 f,
                 "--dom0-mem sizes the Dom0 xtask makes, but with --module or --direct you give Dom0's module yourself: put mem=MiB in its module string instead"

@@ -15,6 +15,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::bare_metal::{self, HYPERVISOR};
+use crate::bochs;
 use crate::configs;
 use crate::disk::{self, Disk};
 use crate::error::{Error, Result};
@@ -65,6 +66,60 @@ pub enum Boot {
 /// The environment variable whose words are added to every QEMU command
 /// line.
 pub const QEMU_EXTRA_ENV: &str = "PAVISE_QEMU_EXTRA";
+
+/// The environment variable choosing every machine's default backend
+/// (`svm` or `vmx`; `cargo xtask test --backend vmx` sets it).
+pub const BACKEND_ENV: &str = "PAVISE_BACKEND";
+
+/// The hardware extension the hypervisor runs guests on, and so the
+/// emulator: QEMU (TCG) emulates AMD-V, Bochs emulates Intel VT-x.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Backend {
+    /// AMD-V with nested paging, under QEMU.
+    #[default]
+    Svm,
+    /// Intel VT-x with EPT, under Bochs (`corei7_skylake_x`).
+    Vmx,
+}
+
+impl Backend {
+    /// The backend [`BACKEND_ENV`] names (SVM when unset or unknown).
+    pub fn from_env() -> Self {
+        match std::env::var(BACKEND_ENV).as_deref() {
+            Ok("vmx") => Self::Vmx,
+            _ => Self::Svm,
+        }
+    }
+
+    /// The value [`BACKEND_ENV`] takes for it.
+    pub fn env_value(self) -> &'static str {
+        match self {
+            Self::Svm => "svm",
+            Self::Vmx => "vmx",
+        }
+    }
+
+    /// The emulator's name, for messages.
+    pub fn emulator(self) -> &'static str {
+        match self {
+            Self::Svm => "QEMU",
+            Self::Vmx => "Bochs",
+        }
+    }
+}
+
+impl std::str::FromStr for Backend {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "svm" => Ok(Self::Svm),
+            "vmx" => Ok(Self::Vmx),
+            other => Err(format!(
+                "unknown backend '{other}': svm (AMD-V, under QEMU) or vmx (Intel VT-x, under Bochs)"
+            )),
+        }
+    }
+}
 
 /// When a captured run types its console input.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -145,6 +200,10 @@ pub struct Machine {
     /// Texts whose first appearance on the console is timed (captured runs
     /// only): `RunOutcome::marks` says when, from QEMU's start.
     pub marks: Vec<String>,
+    /// SVM under QEMU, or VMX under Bochs (GRUB boot; no disks, uplink,
+    /// control channel, gdbstub, IOMMU, console input or QEMU arguments
+    /// there). Default: [`Backend::from_env`].
+    pub backend: Backend,
 }
 
 /// The port QEMU's gdbstub listens on unless told otherwise (gdb's usual).
@@ -224,6 +283,7 @@ impl Default for Machine {
             console_input: Vec::new(),
             stop_at: None,
             marks: Vec::new(),
+            backend: Backend::from_env(),
         }
     }
 }
@@ -418,6 +478,9 @@ impl Machine {
             Boot::Bare => "bare kernel, no hypervisor",
         };
         let mut s = format!("{} {cpus}, {} MiB, {boot}", self.smp, self.mem_mib);
+        if self.backend == Backend::Vmx {
+            s.push_str(", VT-x under Bochs");
+        }
         if let Some(net) = &self.net {
             s.push_str(", ");
             s.push_str(&net.describe());
@@ -429,6 +492,7 @@ impl Machine {
     /// the image in a staging directory of its own.
     pub fn prepare(&self) -> Result<Prepared> {
         self.check_inputs()?;
+        self.check_backend()?;
         if !self.hypervisor.is_file() {
             return Err(Error::ArtifactMissing {
                 path: self.hypervisor.clone(),
@@ -436,7 +500,12 @@ impl Machine {
         }
         prereqs::ensure(self.needs())?;
         let cmdline = self.hypervisor_cmdline();
-        let (staging, iso) = match self.boot {
+        // Bochs boots only from a disk image: direct boot goes through GRUB.
+        let boot = match (self.backend, self.boot) {
+            (Backend::Vmx, Boot::Direct) => Boot::Grub,
+            (_, boot) => boot,
+        };
+        let (staging, iso) = match boot {
             Boot::Grub => {
                 let staging = Staging::create()?;
                 let iso = staging.path().join("pavise.iso");
@@ -451,8 +520,22 @@ impl Machine {
             }
             Boot::Direct | Boot::Bare => (None, None),
         };
+        let (program, args) = match (self.backend, &staging, &iso) {
+            (Backend::Vmx, Some(staging), Some(iso)) => {
+                let rc = staging.path().join("bochsrc");
+                let log = staging.path().join("bochs.log");
+                std::fs::write(&rc, bochs::config(self.smp, self.mem_mib, iso, &log))
+                    .map_err(Error::io("writing the Bochs configuration"))?;
+                (
+                    bochs::PROGRAM,
+                    vec!["-q".into(), "-f".into(), rc.into_os_string()],
+                )
+            }
+            _ => ("qemu-system-x86_64", self.qemu_args(iso.as_deref())?),
+        };
         Ok(Prepared {
-            args: self.qemu_args(iso.as_deref())?,
+            program,
+            args,
             timeout: self.timeout,
             console_input: self.console_input.clone(),
             stop_at: self.stop_at.clone(),
@@ -463,9 +546,34 @@ impl Machine {
 
     /// The host tools booting this machine takes.
     pub fn needs(&self) -> &'static [Need] {
-        match self.boot {
-            Boot::Grub => &[Need::Qemu, Need::GrubImage],
-            Boot::Direct | Boot::Bare => &[Need::Qemu],
+        match (self.backend, self.boot) {
+            (Backend::Vmx, _) => &[Need::Bochs, Need::GrubImage],
+            (Backend::Svm, Boot::Grub) => &[Need::Qemu, Need::GrubImage],
+            (Backend::Svm, Boot::Direct | Boot::Bare) => &[Need::Qemu],
+        }
+    }
+
+    /// What Bochs cannot give a machine is refused in one sentence.
+    fn check_backend(&self) -> Result<()> {
+        if self.backend != Backend::Vmx {
+            return Ok(());
+        }
+        let lacking = [
+            (
+                self.boot == Boot::Bare,
+                "booting a bare kernel (only Pavise through GRUB)",
+            ),
+            (!self.all_disks().is_empty(), "virtio disks"),
+            (self.net.is_some(), "the virtio-net uplink"),
+            (self.control.is_some(), "the control channel"),
+            (self.gdb.is_some(), "QEMU's gdbstub"),
+            (self.iommu, "the Intel IOMMU"),
+            (!self.console_input.is_empty(), "console input"),
+            (!self.extra_qemu_args.is_empty(), "QEMU arguments"),
+        ];
+        match lacking.iter().find(|(lacks, _)| *lacks) {
+            Some((_, what)) => Err(Error::NotOnBochs { what }),
+            None => Ok(()),
         }
     }
 
@@ -622,6 +730,8 @@ fn check_direct_modules(modules: &[(PathBuf, String)]) -> Result<()> {
 /// A machine ready to start: QEMU's arguments and the image they name.
 #[derive(Debug)]
 pub struct Prepared {
+    /// QEMU, or Bochs for the VMX backend.
+    program: &'static str,
     args: Vec<OsString>,
     timeout: Option<Duration>,
     console_input: Vec<(TypeWhen, Vec<u8>)>,
@@ -643,7 +753,8 @@ impl Prepared {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut command = self.command();
-        let stdin = if self.console_input.is_empty() {
+        let bochs = self.program == bochs::PROGRAM;
+        let stdin = if self.console_input.is_empty() && !bochs {
             Stdio::null()
         } else {
             Stdio::piped()
@@ -653,8 +764,14 @@ impl Prepared {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let start = Instant::now();
-        let mut child = spawn(&mut command)?;
+        let mut child = spawn(&mut command, self.program)?;
         let mut watches = Vec::new();
+        if bochs && let Some(mut pipe) = child.stdin.take() {
+            use std::io::Write;
+            // Its debugger's commands (see `bochs`): read one at a time,
+            // at its prompts.
+            let _ = pipe.write_all(bochs::DEBUGGER_SCRIPT);
+        }
         if let Some(mut pipe) = child.stdin.take() {
             let steps: Vec<(TypeWhen, Vec<u8>, Arc<AtomicBool>)> = self
                 .console_input
@@ -713,6 +830,13 @@ impl Prepared {
         let wall = start.elapsed();
         let (console, times) = joined(console);
         let qemu_stderr = joined(stderr).0;
+        let exit = match exit {
+            Ok(Exit::Qemu(code)) if bochs => {
+                Ok(bochs::exit_from(&format!("{console}\n{qemu_stderr}"))
+                    .unwrap_or(Exit::Qemu(code)))
+            }
+            other => other,
+        };
         let marks = marks
             .into_iter()
             .enumerate()
@@ -740,7 +864,32 @@ impl Prepared {
         let mut command = self.command();
         let _sigint = SigintDeferred::install();
         let start = Instant::now();
-        let mut child = spawn(&mut command)?;
+        if self.program == bochs::PROGRAM {
+            // Bochs reads its debugger's commands on stdin and tells the
+            // status only on its console: the console is read here and
+            // passed on to the terminal as it comes.
+            command.stdin(Stdio::piped()).stdout(Stdio::piped());
+            let mut child = spawn(&mut command, self.program)?;
+            if let Some(mut pipe) = child.stdin.take() {
+                use std::io::Write;
+                let _ = pipe.write_all(bochs::DEBUGGER_SCRIPT);
+            }
+            let console = child
+                .stdout
+                .take()
+                .map(|pipe| read_watching(Tee(pipe), Vec::new(), start, None));
+            let exit = wait(&mut child, self.timeout, start, None)?;
+            let (console, _) = joined(console);
+            let exit = match exit {
+                Exit::Qemu(_) => bochs::exit_from(&console).unwrap_or(exit),
+                other => other,
+            };
+            return Ok(Ended {
+                exit,
+                wall: start.elapsed(),
+            });
+        }
+        let mut child = spawn(&mut command, self.program)?;
         let exit = wait(&mut child, self.timeout, start, None)?;
         Ok(Ended {
             exit,
@@ -749,20 +898,22 @@ impl Prepared {
     }
 
     fn command(&self) -> Command {
-        let mut command = Command::new("qemu-system-x86_64");
+        let mut command = Command::new(self.program);
         command.args(&self.args).current_dir(workspace::root());
         // For chasing a rare failure in any run, tests included, e.g.
         // PAVISE_QEMU_EXTRA="-d cpu_reset,guest_errors -D /tmp/q-%d.log".
-        if let Ok(extra) = std::env::var(QEMU_EXTRA_ENV) {
+        if self.program != bochs::PROGRAM
+            && let Ok(extra) = std::env::var(QEMU_EXTRA_ENV)
+        {
             command.args(extra.split_whitespace());
         }
         command
     }
 }
 
-fn spawn(command: &mut Command) -> Result<Child> {
+fn spawn(command: &mut Command, program: &str) -> Result<Child> {
     command.spawn().map_err(|source| Error::Spawn {
-        program: "qemu-system-x86_64".into(),
+        program: program.into(),
         source,
     })
 }
@@ -800,6 +951,20 @@ fn read_watching(
         }
         (bytes, times)
     })
+}
+
+/// A reader that passes on to this process's stdout what it reads.
+struct Tee<R>(R);
+
+impl<R: Read> Read for Tee<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::io::Write;
+        let n = self.0.read(buf)?;
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(&buf[..n]);
+        let _ = out.flush();
+        Ok(n)
+    }
 }
 
 /// Whether `text` occurs in `bytes` somewhere not wholly inside the first

@@ -11,8 +11,8 @@ use xtask::machine::{DEFAULT_GDB_PORT, Gdb};
 use xtask::net::{HostFwd, Uplink};
 use xtask::progress::{Step, Steps, say};
 use xtask::{
-    Boot, Error, Exit, Machine, bare_metal, bench, configs, grub, linux, linux_root, prereqs,
-    suite, workspace,
+    Backend, Boot, Error, Exit, Machine, bare_metal, bench, configs, grub, linux, linux_root,
+    prereqs, suite, workspace,
 };
 
 /// Where Linux's console is: the Xen console.
@@ -33,8 +33,14 @@ enum Command {
     /// Build, make the GRUB image and boot Pavise in QEMU with the serial
     /// console on this terminal.
     Run(RunArgs),
-    /// Run the whole test suite: host unit tests, then the QEMU scenarios.
-    Test,
+    /// Run the whole test suite: host unit tests, the QEMU scenarios (SVM),
+    /// then the VT-x scenarios under Bochs.
+    Test {
+        /// vmx: every scenario Bochs can run, on the VT-x backend, instead
+        /// of the usual suite.
+        #[arg(long, value_name = "svm|vmx", default_value = "svm")]
+        backend: Backend,
+    },
     /// Measure the hypervisor's paths inside guests (hypercalls, events,
     /// grant copy, XenStore, timers, idle cost, the boot timeline), then
     /// disks, network, toolstack and Linux, as ratios within one run (plain
@@ -213,6 +219,8 @@ impl LinuxArgs {
             gdb: false,
             gdb_port: DEFAULT_GDB_PORT,
             gdb_wait: false,
+            backend: Backend::Svm,
+            accel: Accel::Tcg,
             qemu_args: Vec::new(),
         }
     }
@@ -307,9 +315,26 @@ struct RunArgs {
     /// continues them; needs --gdb.
     #[arg(long, requires = "gdb")]
     gdb_wait: bool,
+    /// The virtualization backend: svm (AMD-V, under QEMU's TCG) or vmx
+    /// (Intel VT-x, under Bochs; GRUB boot, no disks, uplink, control
+    /// channel or QEMU arguments there).
+    #[arg(long, value_name = "svm|vmx", default_value = "svm")]
+    backend: Backend,
+    /// tcg, or kvm: QEMU with KVM and the host's CPU model, when KVM
+    /// offers guests nested AMD-V or VT-x (checked by booting a probe
+    /// kernel; otherwise it says why and runs under TCG).
+    #[arg(long, value_name = "tcg|kvm", default_value = "tcg")]
+    accel: Accel,
     /// Extra QEMU arguments.
     #[arg(last = true, value_name = "QEMU ARGS")]
     qemu_args: Vec<String>,
+}
+
+/// How QEMU runs the machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Accel {
+    Tcg,
+    Kvm,
 }
 
 fn parse_domu(arg: &str) -> Result<DomU, Error> {
@@ -387,7 +412,7 @@ fn main() -> ExitCode {
             run(args, &mut steps)
         }
         Command::Linux(args) => run_linux(args),
-        Command::Test => suite::run().map(|()| ExitCode::SUCCESS),
+        Command::Test { backend } => suite::run(backend).map(|()| ExitCode::SUCCESS),
         Command::Bench {
             json,
             quick,
@@ -490,7 +515,13 @@ fn run(args: RunArgs, steps: &mut Steps) -> xtask::Result<ExitCode> {
     if args.exit_when_done {
         cmdline = format!("{cmdline} exit_when_done").trim().to_owned();
     }
+    if args.accel == Accel::Kvm && args.backend == Backend::Vmx {
+        return Err(Error::KvmUnusable {
+            why: "--accel kvm runs QEMU, not Bochs: leave out --backend vmx (the hypervisor takes VT-x by itself where KVM offers it)".to_owned(),
+        });
+    }
     let mut machine = Machine {
+        backend: args.backend,
         smp: args.smp,
         mem_mib: args.mem,
         boot: if args.direct {
@@ -550,9 +581,28 @@ fn run(args: RunArgs, steps: &mut Steps) -> xtask::Result<ExitCode> {
     } else if args.dom0_mem.is_some() {
         return Err(Error::Dom0MemWithModules);
     }
-    // The control channel `cargo xtask xl` talks to.
-    let socket = xtask::xl::new_socket()?;
-    machine.control = Some(socket.clone());
+    if args.accel == Accel::Kvm {
+        match xtask::kvm::check(&xtask::artifact(xtask::kvm::PROBE)) {
+            Ok(()) => {
+                say("KVM offers nested virtualization: running with -accel kvm -cpu host");
+                machine
+                    .extra_qemu_args
+                    .extend(xtask::kvm::KVM_ARGS.map(String::from));
+            }
+            Err(why) => say(&format!(
+                "KVM cannot run Pavise's guests: {why}; running under TCG"
+            )),
+        }
+    }
+    // The control channel `cargo xtask xl` talks to (QEMU only).
+    let socket = match machine.backend {
+        Backend::Svm => {
+            let socket = xtask::xl::new_socket()?;
+            machine.control = Some(socket.clone());
+            Some(socket)
+        }
+        Backend::Vmx => None,
+    };
     machine.check_inputs()?;
     let prepared = if args.direct {
         machine.prepare()?
@@ -577,17 +627,24 @@ fn run(args: RunArgs, steps: &mut Steps) -> xtask::Result<ExitCode> {
     if held {
         say(&held_summary(&machine));
     }
-    say(&format!(
-        "control channel on {}: `cargo xtask xl list` manages this machine",
-        socket.display()
-    ));
-    let step = steps.start(&format!("booting QEMU: {}", machine.describe()));
+    if let Some(socket) = &socket {
+        say(&format!(
+            "control channel on {}: `cargo xtask xl list` manages this machine",
+            socket.display()
+        ));
+    }
+    let emulator = machine.backend.emulator();
+    let step = steps.start(&format!("booting {emulator}: {}", machine.describe()));
     let ended = prepared.run_interactive();
-    let _ = std::fs::remove_file(&socket);
+    if let Some(socket) = &socket {
+        let _ = std::fs::remove_file(socket);
+    }
     let ended = ended?;
     step.done_with(|took| match (ended.exit, args.timeout) {
-        (Exit::TimedOut, Some(seconds)) => format!("timed out after {seconds} s; QEMU stopped"),
-        (exit, _) => format!("QEMU ran {took}: {exit}"),
+        (Exit::TimedOut, Some(seconds)) => {
+            format!("timed out after {seconds} s; {emulator} stopped")
+        }
+        (exit, _) => format!("{emulator} ran {took}: {exit}"),
     });
     Ok(ExitCode::from(ended.exit.process_code()))
 }

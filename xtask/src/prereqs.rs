@@ -18,12 +18,14 @@ pub enum Need {
     GrubImage,
     /// `mkfs.ext4`, to make ext4 disk images (see [`crate::disk::build_ext4`]).
     Ext4Image,
+    /// Bochs with its BIOS images, for the VMX backend.
+    Bochs,
 }
 
 /// Something on the host that must exist, and the Debian package with it.
 struct Requirement {
     /// A program looked up on PATH (and, with `sbin`, in the system
-    /// directories [`SBIN_DIRS`]), or an absolute directory.
+    /// directories [`SBIN_DIRS`]), or an absolute path that must exist.
     thing: &'static str,
     /// The program may live in an `sbin` directory, which is not on every
     /// user's PATH.
@@ -62,6 +64,24 @@ const REQUIREMENTS: &[Requirement] = &[
         sbin: false,
         package: "mtools",
         need: Need::GrubImage,
+    },
+    Requirement {
+        thing: "bochs",
+        sbin: false,
+        package: "bochs",
+        need: Need::Bochs,
+    },
+    Requirement {
+        thing: "/usr/share/bochs/BIOS-bochs-latest",
+        sbin: false,
+        package: "bochsbios",
+        need: Need::Bochs,
+    },
+    Requirement {
+        thing: "/usr/share/vgabios/vgabios.bin",
+        sbin: false,
+        package: "vgabios",
+        need: Need::Bochs,
     },
     Requirement {
         thing: "mkfs.ext4",
@@ -116,7 +136,7 @@ fn missing(needs: &[Need]) -> Vec<&'static Requirement> {
         .filter(|r| needs.contains(&r.need))
         .filter(|r| {
             if r.thing.starts_with('/') {
-                !Path::new(r.thing).is_dir()
+                !Path::new(r.thing).exists()
             } else if r.sbin {
                 find_system_program(r.thing).is_none()
             } else {

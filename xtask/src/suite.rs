@@ -1,10 +1,13 @@
 //! `cargo xtask test`: host unit tests, one build of the bare-metal crates,
-//! then the QEMU scenario tests against that build, each phase timed.
+//! then the QEMU scenario tests (SVM) and the VT-x subset under Bochs
+//! against that build, each phase timed. With `--backend vmx`: every
+//! scenario Bochs can run, on VT-x, instead of the last two.
 
 use std::time::{Duration, Instant};
 
 use crate::bare_metal;
 use crate::error::{Error, Result};
+use crate::machine::{BACKEND_ENV, Backend};
 use crate::prereqs::{self, Need};
 use crate::progress::{Step, say, seconds};
 use crate::workspace;
@@ -16,15 +19,34 @@ pub const SCENARIO_PACKAGE: &str = "pavise-tests";
 /// crates are already built, so they must not run cargo themselves.
 pub const PREBUILT_ENV: &str = "PAVISE_PREBUILT";
 
-const PHASES: usize = 3;
+/// The scenarios the usual suite runs again on VT-x under Bochs (file,
+/// test): boot, domains, a hostile guest, crash isolation, event-channel
+/// ping-pong with grants, XenStore.
+pub const VTX_SUBSET: &[(&str, &str)] = &[
+    ("domains", "dom0_and_two_domus_all_print"),
+    ("domains", "second_vcpu_comes_up"),
+    ("domains", "hostile_guest_gets_xen_errors_and_harms_nobody"),
+    ("domains", "triple_fault_ends_only_its_domain"),
+    ("domains", "wild_write_ends_only_its_domain"),
+    ("interdomain", "rendezvous_ping_pong_and_grants"),
+    ("interdomain", "xenstore_permissions_watches_transactions"),
+];
+
+/// The scenario files `--backend vmx` runs under Bochs: those whose
+/// machines need nothing Bochs lacks (disks, the uplink, the control
+/// channel, console input, QEMU's -icount: see `Machine::check_backend`).
+pub const BOCHS_SCENARIO_FILES: &[&str] = &["boot", "domains", "interdomain", "traps"];
+
+/// Scenarios of those files that need what Bochs lacks.
+const NOT_ON_BOCHS: &[&str] = &[];
 
 /// Runs the whole test suite; fails if any phase fails. Stops at the first
 /// failing phase (later phases depend on the earlier ones or would only
 /// repeat their failure).
-pub fn run() -> Result<()> {
+pub fn run(backend: Backend) -> Result<()> {
     let start = Instant::now();
     let mut timings: Vec<(&'static str, Duration)> = Vec::new();
-    let outcome = phases(&mut timings);
+    let outcome = phases(backend, &mut timings);
     let summary: Vec<String> = timings
         .iter()
         .map(|(name, took)| format!("{name} {}", seconds(*took)))
@@ -43,9 +65,14 @@ pub fn run() -> Result<()> {
     }
 }
 
-fn phases(timings: &mut Vec<(&'static str, Duration)>) -> Result<()> {
-    // Missing QEMU or GRUB tools would fail phase 3: say so before phase 1.
-    prereqs::ensure(&[Need::Qemu, Need::GrubImage])?;
+fn phases(backend: Backend, timings: &mut Vec<(&'static str, Duration)>) -> Result<()> {
+    // Missing QEMU, Bochs or GRUB tools would fail a scenario phase: say so
+    // before phase 1.
+    prereqs::ensure(&[Need::Qemu, Need::Bochs, Need::GrubImage])?;
+    let phases = match backend {
+        Backend::Svm => 4,
+        Backend::Vmx => 3,
+    };
 
     // 1. Host unit tests of every crate except the QEMU scenarios (and the
     // guest kernels, which are bare-metal binaries only).
@@ -56,7 +83,7 @@ fn phases(timings: &mut Vec<(&'static str, Duration)>) -> Result<()> {
     }
     let step = Step::start(
         1,
-        PHASES,
+        phases,
         &format!("host unit tests ({})", workspace::describe(&unit)),
     );
     let result = bare_metal::run_inheriting(unit);
@@ -68,7 +95,7 @@ fn phases(timings: &mut Vec<(&'static str, Duration)>) -> Result<()> {
     let packages = bare_metal::packages()?.join(", ");
     let step = Step::start(
         2,
-        PHASES,
+        phases,
         &format!("building {packages} (release, {})", bare_metal::TARGET),
     );
     let result = bare_metal::build_all();
@@ -78,22 +105,55 @@ fn phases(timings: &mut Vec<(&'static str, Duration)>) -> Result<()> {
     ));
     result?;
 
+    if backend == Backend::Vmx {
+        // 3. Every scenario Bochs can run, on the VT-x backend.
+        let mut scenarios = scenario_tests(BOCHS_SCENARIO_FILES);
+        scenarios.args(NOT_ON_BOCHS.iter().flat_map(|name| ["--skip", name]));
+        scenarios.env(BACKEND_ENV, Backend::Vmx.env_value());
+        return scenario_phase(3, phases, "VT-x scenarios under Bochs", scenarios, timings);
+    }
+
     // 3. The QEMU scenarios, one QEMU at a time, against that build.
-    let mut scenarios = workspace::cargo();
-    scenarios
-        .args([
-            "test",
-            "--package",
-            SCENARIO_PACKAGE,
-            "--",
-            "--test-threads=1",
-        ])
+    let scenarios = scenario_tests(&[]);
+    scenario_phase(3, phases, "QEMU scenarios (SVM)", scenarios, timings)?;
+
+    // 4. The VT-x subset under Bochs.
+    let mut files: Vec<&str> = VTX_SUBSET.iter().map(|(file, _)| *file).collect();
+    files.dedup();
+    let mut vtx = scenario_tests(&files);
+    vtx.arg("--exact")
+        .args(VTX_SUBSET.iter().map(|(_, test)| *test))
+        .env(BACKEND_ENV, Backend::Vmx.env_value());
+    scenario_phase(4, phases, "VT-x subset under Bochs", vtx, timings)
+}
+
+/// `cargo test` of the scenario package (only the named test files, if
+/// any), one emulator at a time, against the build of phase 2; test
+/// arguments follow.
+fn scenario_tests(files: &[&str]) -> std::process::Command {
+    let mut command = workspace::cargo();
+    command.args(["test", "--package", SCENARIO_PACKAGE]);
+    for file in files {
+        command.args(["--test", file]);
+    }
+    command
+        .args(["--", "--test-threads=1"])
         .env(PREBUILT_ENV, "1");
-    let step = Step::start(3, PHASES, "QEMU scenario tests (one QEMU at a time)");
-    let result = bare_metal::run_inheriting(scenarios);
+    command
+}
+
+fn scenario_phase(
+    number: usize,
+    phases: usize,
+    name: &'static str,
+    command: std::process::Command,
+    timings: &mut Vec<(&'static str, Duration)>,
+) -> Result<()> {
+    let step = Step::start(number, phases, &format!("{name} (one at a time)"));
+    let result = bare_metal::run_inheriting(command);
     let verdict = if result.is_ok() { "passed" } else { "FAILED" };
-    timings.push(("QEMU scenarios", step.done(verdict)));
-    result.map_err(failed("QEMU scenario tests"))
+    timings.push((name, step.done(verdict)));
+    result.map_err(failed(name))
 }
 
 /// Turns "cargo test ran and failed" into a failed phase; other errors

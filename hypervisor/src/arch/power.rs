@@ -7,6 +7,10 @@ use x86_64::instructions::port::Port;
 
 /// Port of QEMU's `isa-debug-exit` device as xtask configures it.
 const DEBUG_EXIT_PORT: u16 = 0xf4;
+/// Bochs's debug console (its `port_e9_hack`), and what the status written
+/// there follows (xtask reads it: `pavise-exit-status=016`).
+const BOCHS_DEBUG_PORT: u16 = 0xe9;
+const BOCHS_STATUS_PREFIX: &[u8] = b"\npavise-exit-status=";
 /// Added to every status so that QEMU's own exit codes (0, 1) never look
 /// like a hypervisor verdict; xtask undoes it.
 const DEBUG_EXIT_BIAS: u32 = 0x10;
@@ -52,13 +56,24 @@ pub fn stop(code: ExitCode) -> ! {
         // SAFETY: writing the debug-exit port has no effect on memory; on
         // QEMU it ends the process, elsewhere the port is unused.
         unsafe { port.write(code as u32 + DEBUG_EXIT_BIAS) };
-        // Still here: not QEMU. Bochs (which has no isa-debug-exit) stops
-        // in its debugger at this magic breakpoint, where xtask reads the
-        // status from RAX; anywhere else `xchg bx, bx` does nothing.
+        // Still here: not QEMU. Bochs (which has no isa-debug-exit) is
+        // told the status on its debug port 0xe9, then stops in its
+        // debugger at the magic breakpoint; on other machines neither the
+        // port nor `xchg bx, bx` does anything.
+        let mut e9 = Port::<u8>::new(BOCHS_DEBUG_PORT);
+        let status = code as u8 + DEBUG_EXIT_BIAS as u8;
+        let digits = [
+            b'0' + status / 100,
+            b'0' + status / 10 % 10,
+            b'0' + status % 10,
+        ];
+        for byte in BOCHS_STATUS_PREFIX.iter().chain(&digits).chain(b"\n") {
+            // SAFETY: port 0xe9 is Bochs's debug console; writing it
+            // touches no memory.
+            unsafe { e9.write(*byte) };
+        }
         // SAFETY: exchanges a register with itself; no memory is touched.
-        unsafe {
-            core::arch::asm!("xchg bx, bx", in("rax") code as u64 + DEBUG_EXIT_BIAS as u64, options(nomem, nostack))
-        };
+        unsafe { core::arch::asm!("xchg bx, bx", options(nomem, nostack)) };
     }
     halt_forever()
 }
