@@ -524,6 +524,15 @@ pub fn json_full(
     )
 }
 
+/// `json` (one object) with `"key": value` added at its top level.
+pub fn with_top_level(json: &str, key: &str, value: &str) -> String {
+    let body = json.trim_end();
+    match body.strip_suffix('}') {
+        Some(open) => format!("{open}, \"{key}\": {value}}}\n"),
+        None => json.to_owned(),
+    }
+}
+
 /// The size of the hypervisor's image with its symbols and debug
 /// information stripped (what a boot loader loads), by `strip`.
 pub fn stripped_size(elf: &std::path::Path) -> Result<u64> {
@@ -739,6 +748,14 @@ pub(crate) mod tests {
         assert_eq!(value["tcg"]["boot_timeline_us"]["d1_ended"], 466_116);
         assert_eq!(value["tcg_icount_shift0"]["boot_done_us"], 468_952);
         assert_eq!(value["tcg"]["timer_error_max_us"], 900);
+    }
+
+    #[test]
+    fn a_top_level_field_is_added() {
+        let json = with_top_level("{\"tcg\": {\"a\": 1}}\n", "vmx_bochs", "{\"b\": 2}");
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(value["vmx_bochs"]["b"], 2);
+        assert_eq!(value["tcg"]["a"], 1);
     }
 
     #[test]

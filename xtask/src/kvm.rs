@@ -11,8 +11,10 @@ use crate::machine::{Boot, Machine};
 /// The probe kernel (a test kernel booted bare).
 pub const PROBE: &str = "cpuprobe";
 
-/// QEMU's arguments for a KVM guest with the host's CPU model.
-pub const KVM_ARGS: [&str; 4] = ["-accel", "kvm", "-cpu", "host"];
+/// The CPU models tried, best first: the host's own (what nested
+/// virtualization passes through), KVM's maximum, and the plain model
+/// that starts on any KVM (a paravirtual one refuses the other two).
+pub const CPU_MODELS: [&str; 3] = ["host", "max", "qemu64"];
 
 /// What the probe found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,34 +58,38 @@ pub fn verdict(offered: Offered) -> Option<String> {
     }
 }
 
-/// Checks this host's KVM by booting [`PROBE`] under it: Ok when Pavise's
-/// guests can run there, else the sentence saying why not.
-pub fn check(probe_kernel: &Path) -> Result<(), String> {
+/// Checks this host's KVM by booting [`PROBE`] under it with each of
+/// [`CPU_MODELS`] until one starts: Ok(the model) when Pavise's guests can
+/// run there, else the sentence saying why not.
+pub fn check(probe_kernel: &Path) -> Result<&'static str, String> {
     if !Path::new("/dev/kvm").exists() {
         return Err("this host has no /dev/kvm".to_owned());
     }
-    let mut machine = Machine::bare(probe_kernel);
-    machine.boot = Boot::Bare;
-    machine.timeout = Some(Duration::from_secs(30));
-    machine.extra_qemu_args = KVM_ARGS.map(String::from).to_vec();
-    let outcome = machine
-        .run_captured()
-        .map_err(|e| format!("QEMU could not start the KVM probe: {e}"))?;
-    match parse_probe(&outcome.console) {
-        Some(offered) => verdict(offered).map_or(Ok(()), Err),
-        None => {
-            let why = outcome
-                .qemu_stderr
-                .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("no output")
-                .trim()
-                .to_owned();
-            Err(format!(
-                "QEMU cannot run a KVM guest with the host's CPU model ({why})"
-            ))
+    let mut refusals = Vec::new();
+    for cpu in CPU_MODELS {
+        let mut machine = Machine::bare(probe_kernel);
+        machine.boot = Boot::Bare;
+        machine.timeout = Some(Duration::from_secs(30));
+        machine.kvm_cpu = Some(cpu.to_owned());
+        let outcome = machine
+            .run_captured()
+            .map_err(|e| format!("QEMU could not start the KVM probe: {e}"))?;
+        if let Some(offered) = parse_probe(&outcome.console) {
+            return verdict(offered).map_or(Ok(cpu), Err);
         }
+        let why = outcome
+            .qemu_stderr
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("no output")
+            .trim()
+            .to_owned();
+        refusals.push(format!("-cpu {cpu}: {why}"));
     }
+    Err(format!(
+        "QEMU could start no KVM guest ({})",
+        refusals.join("; ")
+    ))
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@ pub mod net_bench;
 pub mod prereqs;
 pub mod progress;
 pub mod suite;
+pub mod vmx_bench;
 pub mod workspace;
 pub mod xl;
 

@@ -67,6 +67,11 @@ pub enum Boot {
 /// line.
 pub const QEMU_EXTRA_ENV: &str = "PAVISE_QEMU_EXTRA";
 
+/// The environment variable that puts every QEMU machine on KVM with the
+/// CPU model it names (`cargo xtask test --accel kvm` sets it once the
+/// probe in [`crate::kvm`] found nested virtualization).
+pub const KVM_CPU_ENV: &str = "PAVISE_KVM_CPU";
+
 /// The environment variable choosing every machine's default backend
 /// (`svm` or `vmx`; `cargo xtask test --backend vmx` sets it).
 pub const BACKEND_ENV: &str = "PAVISE_BACKEND";
@@ -204,6 +209,9 @@ pub struct Machine {
     /// control channel, gdbstub, IOMMU, console input or QEMU arguments
     /// there). Default: [`Backend::from_env`].
     pub backend: Backend,
+    /// Run QEMU under KVM with this CPU model instead of TCG with `max`
+    /// (not with `-icount`, which needs TCG). Default: [`KVM_CPU_ENV`].
+    pub kvm_cpu: Option<String>,
 }
 
 /// The port QEMU's gdbstub listens on unless told otherwise (gdb's usual).
@@ -284,6 +292,9 @@ impl Default for Machine {
             stop_at: None,
             marks: Vec::new(),
             backend: Backend::from_env(),
+            kvm_cpu: std::env::var(KVM_CPU_ENV)
+                .ok()
+                .filter(|cpu| !cpu.is_empty()),
         }
     }
 }
@@ -635,11 +646,22 @@ impl Machine {
 
     /// QEMU's arguments; `iso` is the GRUB image (GRUB boot only).
     pub fn qemu_args(&self, iso: Option<&Path>) -> Result<Vec<OsString>> {
+        // KVM where asked, unless the run chose TCG's own settings
+        // (-icount, a single TCG thread).
+        let tcg_only = self
+            .extra_qemu_args
+            .iter()
+            .any(|a| a == "-icount" || a.starts_with("tcg"));
+        let kvm = self.kvm_cpu.as_deref().filter(|_| !tcg_only);
         let mut args: Vec<OsString> = [
             "-machine",
-            "q35",
+            if kvm.is_some() {
+                "q35,accel=kvm"
+            } else {
+                "q35"
+            },
             "-cpu",
-            "max",
+            kvm.unwrap_or("max"),
             "-m",
             &format!("{}M", self.mem_mib),
             "-smp",

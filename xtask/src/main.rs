@@ -40,6 +40,10 @@ enum Command {
         /// of the usual suite.
         #[arg(long, value_name = "svm|vmx", default_value = "svm")]
         backend: Backend,
+        /// kvm: the QEMU scenarios under KVM where it offers guests nested
+        /// AMD-V or VT-x (checked first; otherwise it says why and uses TCG).
+        #[arg(long, value_name = "tcg|kvm", default_value = "tcg")]
+        accel: Accel,
     },
     /// Measure the hypervisor's paths inside guests (hypercalls, events,
     /// grant copy, XenStore, timers, idle cost, the boot timeline), then
@@ -412,7 +416,9 @@ fn main() -> ExitCode {
             run(args, &mut steps)
         }
         Command::Linux(args) => run_linux(args),
-        Command::Test { backend } => suite::run(backend).map(|()| ExitCode::SUCCESS),
+        Command::Test { backend, accel } => {
+            suite::run(backend, accel == Accel::Kvm).map(|()| ExitCode::SUCCESS)
+        }
         Command::Bench {
             json,
             quick,
@@ -583,11 +589,11 @@ fn run(args: RunArgs, steps: &mut Steps) -> xtask::Result<ExitCode> {
     }
     if args.accel == Accel::Kvm {
         match xtask::kvm::check(&xtask::artifact(xtask::kvm::PROBE)) {
-            Ok(()) => {
-                say("KVM offers nested virtualization: running with -accel kvm -cpu host");
-                machine
-                    .extra_qemu_args
-                    .extend(xtask::kvm::KVM_ARGS.map(String::from));
+            Ok(cpu) => {
+                say(&format!(
+                    "KVM offers guests nested virtualization: running with -accel kvm -cpu {cpu}"
+                ));
+                machine.kvm_cpu = Some(cpu.to_owned());
             }
             Err(why) => say(&format!(
                 "KVM cannot run Pavise's guests: {why}; running under TCG"
@@ -843,7 +849,8 @@ fn run_bench(json: Option<PathBuf>, quick: bool, compare: Option<PathBuf>) -> xt
         .map(xtask::bench_chart::read_json)
         .transpose()?;
     prereqs::ensure(Machine::default().needs())?;
-    let core_steps = 1 + 2 * bench::RUNS.len();
+    // The build, each run in both modes, and the VT-x run under Bochs.
+    let core_steps = 1 + 2 * bench::RUNS.len() + 1;
     let total = if quick {
         core_steps
     } else {
@@ -867,6 +874,10 @@ fn run_bench(json: Option<PathBuf>, quick: bool, compare: Option<PathBuf>) -> xt
     };
     let tcg = measure(false)?;
     let icount = measure(true)?;
+    n += 1;
+    let step = Step::start(n, total, xtask::vmx_bench::DESCRIPTION);
+    let vmx = xtask::vmx_bench::measure()?;
+    step.done("measured");
     let image_bytes = bench::stripped_size(&xtask::artifact("hypervisor"))?;
     let json_text = if quick {
         print!("{}", bench::table(&tcg, &icount));
@@ -874,6 +885,12 @@ fn run_bench(json: Option<PathBuf>, quick: bool, compare: Option<PathBuf>) -> xt
     } else {
         bench_the_rest(n, total, &tcg, &icount, image_bytes)?
     };
+    print!("{}", xtask::vmx_bench::table(&vmx, icount.bare_loop));
+    let json_text = bench::with_top_level(
+        &json_text,
+        "vmx_bochs",
+        &xtask::vmx_bench::json(&vmx, icount.bare_loop),
+    );
     say(&format!(
         "the hypervisor's image, stripped: {} bytes ({:.0} KB)",
         image_bytes,

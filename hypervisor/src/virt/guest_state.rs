@@ -1,6 +1,6 @@
 //! Guest state neither SVM nor VMX switches on a world switch, kept the
 //! same way by both backends: the FPU/SSE/AVX image (XSAVE, with the
-//! guest's own XCR0) and the breakpoint registers DR0-DR3 (and DR6 on VMX).
+//! guest's own XCR0) and the breakpoint registers DR0-DR3.
 
 use spin::Once;
 use x86_64::registers::control::{Cr4, Cr4Flags};
@@ -175,28 +175,17 @@ impl Drop for Fpu {
     }
 }
 
-/// A vCPU's DR0-DR3 (and DR6 where the backend does not switch it),
-/// loaded into the hardware lazily: at the guest's first touch of them, or
-/// when its DR7 arms a breakpoint, as Xen does; taken back when its slice
-/// ends, so the next vCPU on the CPU sees its own.
+/// A vCPU's DR0-DR3, loaded into the hardware lazily: at the guest's
+/// first touch of them, or when its DR7 arms a breakpoint, as Xen does;
+/// taken back when its slice ends, so the next vCPU on the CPU sees its
+/// own. (DR6 is not lazy: the CPU writes it on every #DB the guest takes.)
+#[derive(Default)]
 pub struct DebugRegs {
     dr0_3: [u64; 4],
-    dr6: u64,
-    /// DR6 is kept here too (VMX does not switch it; SVM's VMCB does).
-    with_dr6: bool,
     loaded: bool,
 }
 
 impl DebugRegs {
-    pub fn new(with_dr6: bool) -> Self {
-        Self {
-            dr0_3: [0; 4],
-            dr6: DR6_INIT,
-            with_dr6,
-            loaded: false,
-        }
-    }
-
     pub fn loaded(&self) -> bool {
         self.loaded
     }
@@ -204,7 +193,6 @@ impl DebugRegs {
     /// The values a reset leaves (also in the hardware, if it holds them).
     pub fn reset(&mut self) {
         self.dr0_3 = [0; 4];
-        self.dr6 = DR6_INIT;
         if self.loaded {
             self.load();
         }
@@ -213,17 +201,14 @@ impl DebugRegs {
     /// Puts the registers in the hardware.
     pub fn load(&mut self) {
         let [dr0, dr1, dr2, dr3] = self.dr0_3;
-        // SAFETY: the host never uses DR0-DR3 or DR6 (it sets no
-        // breakpoints), so they are the guest's to hold while it runs here.
+        // SAFETY: the host never uses DR0-DR3 (it sets no breakpoints),
+        // so they are the guest's to hold while it runs here.
         unsafe {
             core::arch::asm!(
                 "mov dr0, {}", "mov dr1, {}", "mov dr2, {}", "mov dr3, {}",
                 in(reg) dr0, in(reg) dr1, in(reg) dr2, in(reg) dr3,
                 options(nostack)
             );
-            if self.with_dr6 {
-                core::arch::asm!("mov dr6, {}", in(reg) self.dr6, options(nostack));
-            }
         }
         self.loaded = true;
     }
@@ -242,9 +227,6 @@ impl DebugRegs {
                 out(reg) dr0, out(reg) dr1, out(reg) dr2, out(reg) dr3,
                 options(nostack, nomem)
             );
-            if self.with_dr6 {
-                core::arch::asm!("mov {}, dr6", out(reg) self.dr6, options(nostack, nomem));
-            }
         }
         self.dr0_3 = [dr0, dr1, dr2, dr3];
         self.loaded = false;

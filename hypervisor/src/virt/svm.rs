@@ -268,7 +268,7 @@ impl SvmVcpu {
             pending_interrupt: None,
             entered_with: (0, None),
             tsc_aux: 0,
-            debug_regs: DebugRegs::new(false),
+            debug_regs: DebugRegs::default(),
         };
         let asid = 1 + NEXT_ASID.fetch_add(1, Ordering::Relaxed) % (shared.asids - 1);
         let c = &mut vcpu.vmcb_mut().control;

@@ -64,6 +64,7 @@ pub mod field {
     pub const GUEST_INTERRUPTIBILITY: u32 = 0x4824;
     pub const GUEST_ACTIVITY_STATE: u32 = 0x4826;
     pub const GUEST_SYSENTER_CS: u32 = 0x482a;
+    pub const GUEST_PREEMPTION_TIMER: u32 = 0x482e;
     // 32-bit host state.
     pub const HOST_SYSENTER_CS: u32 = 0x4c00;
     // Natural-width control.
@@ -158,6 +159,7 @@ pub mod pin {
     pub const EXTERNAL_INTERRUPT_EXITING: u32 = 1 << 0;
     pub const NMI_EXITING: u32 = 1 << 3;
     pub const VIRTUAL_NMIS: u32 = 1 << 5;
+    pub const PREEMPTION_TIMER: u32 = 1 << 6;
 }
 
 /// Primary processor-based controls.
@@ -229,6 +231,7 @@ pub mod reason {
     pub const EPT_MISCONFIG: u16 = 49;
     pub const INVEPT: u16 = 50;
     pub const INVVPID: u16 = 53;
+    pub const PREEMPTION_TIMER: u16 = 52;
     pub const XSETBV: u16 = 55;
     pub const VMFUNC: u16 = 59;
 }
@@ -255,6 +258,8 @@ pub const BLOCKING_BY_MOV_SS: u32 = 1 << 1;
 pub mod msr {
     pub const FEATURE_CONTROL: u32 = 0x3a;
     pub const BASIC: u32 = 0x480;
+    /// Bits 4:0: the preemption timer counts once every 2^n TSC ticks.
+    pub const MISC: u32 = 0x485;
     pub const PINBASED_CTLS: u32 = 0x481;
     pub const PROCBASED_CTLS: u32 = 0x482;
     pub const EXIT_CTLS: u32 = 0x483;

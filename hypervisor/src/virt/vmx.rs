@@ -10,15 +10,16 @@
 //! slice needs the VMCS current.
 //!
 //! What VMX does not switch and the host never uses — STAR, LSTAR, CSTAR,
-//! SFMASK, KERNEL_GS_BASE, TSC_AUX, CR2, DR0-DR3 and DR6 — stays in the
-//! hardware during the slice (passed through) and is saved at its end.
+//! SFMASK, KERNEL_GS_BASE, TSC_AUX, CR2 and DR6 — is put in the hardware
+//! when a slice starts, stays there (passed through) and is saved at its
+//! end; DR0-DR3 likewise, but only once the guest touches them.
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use spin::Once;
 use x86_64::registers::model_specific::Msr;
 
-use super::guest_state::{self, DR7_ENABLES, DR7_INIT, DebugRegs, Fpu};
+use super::guest_state::{self, DR6_INIT, DR7_ENABLES, DR7_INIT, DebugRegs, Fpu};
 use super::vmcb;
 use super::vmcs::{
     self, BLOCKING_BY_MOV_SS, BLOCKING_BY_STI, CrAccess, EXIT_REASON_ENTRY_FAILURE,
@@ -87,8 +88,18 @@ const ATTR_TSS_BUSY: u16 = 0x8b;
 const ATTR_REAL_CODE: u16 = 0x9b;
 const ATTR_REAL_DATA: u16 = 0x93;
 
+/// The longest a guest runs without an exit, by the VMX-preemption timer
+/// (where offered). Host interrupts exit too, but Bochs holds them back in
+/// a guest entered with IF=0 (it masks them before noting that it is in
+/// the guest), so a guest spinning with interrupts off would never give
+/// its CPU back; the timer bounds that on any implementation.
+const PREEMPTION_MS: u64 = 1;
+
 /// What every CPU shares: the controls computed from the capability MSRs.
 struct Shared {
+    /// The VMX-preemption timer's count for [`PREEMPTION_MS`], if the CPU
+    /// has one.
+    preemption: Option<u64>,
     revision: u32,
     pin: u32,
     primary: u32,
@@ -152,7 +163,7 @@ fn build_shared() -> Result<Shared, VirtError> {
     let pick = |plain, truer| rdmsr(if true_controls { truer } else { plain });
     let pin = controls(
         pin::EXTERNAL_INTERRUPT_EXITING | pin::NMI_EXITING,
-        0,
+        pin::PREEMPTION_TIMER,
         pick(cap::PINBASED_CTLS, cap::TRUE_PINBASED_CTLS),
         "external-interrupt and NMI exiting",
     )?;
@@ -231,7 +242,12 @@ fn build_shared() -> Result<Shared, VirtError> {
             unsafe { *(byte as *mut u8) &= !(1 << (bit % 8)) };
         }
     }
+    let preemption = (pin & pin::PREEMPTION_TIMER != 0).then(|| {
+        let shift = rdmsr(cap::MISC) & 0x1f;
+        ((crate::arch::time::tsc_per_ms() * PREEMPTION_MS) >> shift).clamp(1, u32::MAX as u64)
+    });
     Ok(Shared {
+        preemption,
         revision: basic as u32 & 0x7fff_ffff,
         pin,
         primary,
@@ -382,6 +398,8 @@ pavise_vmx_world_switch:
     mov r14, [rdi + 96]
     mov r15, [rdi + 104]
     mov rdi, [rdi + 32]
+    // Host interrupts stay off (IF=0) across the switch: in the guest a
+    // pending one exits (external-interrupt exiting) whatever its IF.
     jnz .Lvmx_resume
     vmlaunch
     jmp .Lvmx_failed
@@ -519,6 +537,8 @@ pub struct VmxVcpu {
     /// The unswitched MSRs (UNSWITCHED_MSRS order) and CR2.
     msrs: [u64; 5],
     cr2: u64,
+    /// DR6, which the CPU sets on the guest's debug exceptions.
+    dr6: u64,
     /// CR8 (the task priority).
     tpr: u64,
     /// The last exit: reason, qualification, and the VM-instruction error
@@ -563,9 +583,10 @@ impl VmxVcpu {
             window_exiting: false,
             dr_exiting: true,
             tsc_aux: 0,
-            debug_regs: DebugRegs::new(true),
+            debug_regs: DebugRegs::default(),
             msrs: [0; 5],
             cr2: 0,
+            dr6: DR6_INIT,
             tpr: 0,
             exit: (0, 0, 0),
         })
@@ -609,9 +630,13 @@ impl VmxVcpu {
             // uses; the guest's values stay in them for its slice.
             unsafe { Msr::new(*msr).write(value) };
         }
-        // SAFETY: the host never takes a page fault in normal operation,
-        // so CR2 is the guest's to hold for the slice.
-        unsafe { core::arch::asm!("mov cr2, {}", in(reg) self.cr2, options(nostack)) };
+        // SAFETY: the host never takes a page fault or a debug exception
+        // in normal operation, so CR2 and DR6 are the guest's to hold for
+        // the slice.
+        unsafe {
+            core::arch::asm!("mov cr2, {}", in(reg) self.cr2, options(nostack));
+            core::arch::asm!("mov dr6, {}", in(reg) self.dr6, options(nostack));
+        }
         if LOADED_TSC_AUX[cpu].swap(self.tsc_aux, Ordering::Relaxed) != self.tsc_aux {
             // SAFETY: TSC_AUX exists where RDTSCP does; the host ignores it.
             unsafe { Msr::new(MSR_TSC_AUX).write(self.tsc_aux) };
@@ -689,8 +714,11 @@ impl VmxVcpu {
         for (msr, value) in UNSWITCHED_MSRS.iter().zip(self.msrs.iter_mut()) {
             *value = rdmsr(*msr);
         }
-        // SAFETY: reading CR2 has no side effects.
-        unsafe { core::arch::asm!("mov {}, cr2", out(reg) self.cr2, options(nomem, nostack)) };
+        // SAFETY: reading CR2 and DR6 has no side effects.
+        unsafe {
+            core::arch::asm!("mov {}, cr2", out(reg) self.cr2, options(nomem, nostack));
+            core::arch::asm!("mov {}, dr6", out(reg) self.dr6, options(nomem, nostack));
+        }
         // SAFETY: our VMCS, current on this CPU: VMCLEAR writes it back to
         // memory and makes it current nowhere.
         unsafe { core::arch::asm!("vmclear [{}]", in(reg) &self.vmcs, options(nostack)) };
@@ -915,6 +943,7 @@ impl Drop for VmxVcpu {
 impl VirtCpu for VmxVcpu {
     fn reset(&mut self, state: StartState) {
         self.debug_regs.reset();
+        self.dr6 = DR6_INIT;
         self.regs = VmxRegs::default();
         let mut s = Shadow {
             dr7: DR7_INIT,
@@ -1036,6 +1065,9 @@ impl VirtCpu for VmxVcpu {
         self.entered_with = inject;
         self.event_inject = 0;
         vmwrite(field::TSC_OFFSET, crate::arch::time::tsc_offset(cpu));
+        if let Some(count) = shared().preemption {
+            vmwrite(field::GUEST_PREEMPTION_TIMER, count);
+        }
         if core::mem::take(&mut self.flush) {
             self.invalidate();
         }
@@ -1072,7 +1104,9 @@ impl VirtCpu for VmxVcpu {
                 unsafe { core::arch::asm!("int 2", options(nostack)) };
                 Exit::ExternalInterrupt
             }
-            reason::EXTERNAL_INTERRUPT => Exit::ExternalInterrupt,
+            // The preemption timer: as a host timer interrupt would, it
+            // lets the scheduler look at the clock.
+            reason::EXTERNAL_INTERRUPT | reason::PREEMPTION_TIMER => Exit::ExternalInterrupt,
             reason::TRIPLE_FAULT => Exit::Shutdown,
             reason::INTERRUPT_WINDOW => Exit::InterruptWindow,
             reason::CPUID => Exit::Cpuid,
