@@ -355,6 +355,9 @@ pub extern "C" fn entry(protocol: u32, info_addr: u32, magic: u32) -> ! {
     ENTRY_TSC.store(time::rdtsc(), Ordering::SeqCst);
     time::set_system_time_zero(ENTRY_TSC.load(Ordering::SeqCst));
     console::init();
+    // Crash reports from the trap handlers go out through the console's
+    // lock-free path (arch knows nothing above it: it is handed the writer).
+    crate::arch::idt::set_reporter(console::write_fmt_emergency);
     crate::arch::lapic::disable_legacy_pic();
     let boot = match protocol {
         PROTOCOL_MULTIBOOT2 => from_multiboot2(info_addr, magic),
@@ -790,35 +793,6 @@ fn find_rsdp() -> Option<RootTable> {
     None
 }
 
-/// Prints return addresses by walking the frame-pointer chain (the image is
-/// built with frame pointers), staying inside the current stack.
-pub fn print_backtrace(mut rbp: u64) {
-    let (bottom, top) = percpu::current().map_or_else(
-        || {
-            unsafe extern "C" {
-                static boot_stack_bottom: u8;
-                static boot_stack_top: u8;
-            }
-            (
-                &raw const boot_stack_bottom as u64,
-                &raw const boot_stack_top as u64,
-            )
-        },
-        |c| c.stack,
-    );
-    console::write_fmt_emergency(format_args!("  backtrace:"));
-    for _ in 0..24 {
-        if !rbp.is_multiple_of(8) || rbp < bottom || rbp + 16 > top {
-            break;
-        }
-        // SAFETY: rbp lies inside this CPU's mapped stack (checked above).
-        let (next, ret) = unsafe { (read_phys::<u64>(rbp), read_phys::<u64>(rbp + 8)) };
-        console::write_fmt_emergency(format_args!(" {ret:#x}"));
-        rbp = next;
-    }
-    console::write_fmt_emergency(format_args!("\n"));
-}
-
 static PANICKING: AtomicBool = AtomicBool::new(false);
 
 #[panic_handler]
@@ -842,7 +816,7 @@ fn panic(info: &PanicInfo) -> ! {
     let rbp: u64;
     // SAFETY: reads the frame pointer register only.
     unsafe { core::arch::asm!("mov {}, rbp", out(reg) rbp) };
-    print_backtrace(rbp);
+    crate::arch::idt::print_backtrace(rbp);
     power::stop(ExitCode::Crash)
 }
 

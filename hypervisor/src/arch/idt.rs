@@ -18,7 +18,6 @@ use x86_64::structures::DescriptorTablePointer;
 use super::gdt::{IST_DOUBLE_FAULT, IST_MACHINE_CHECK, IST_NMI};
 use super::power::{self, ExitCode};
 use super::{lapic, percpu};
-use crate::console;
 
 pub const VECTOR_NMI: u8 = 2;
 pub const VECTOR_DOUBLE_FAULT: u8 = 8;
@@ -275,15 +274,65 @@ extern "C" fn trap_handler(frame: &mut TrapFrame) {
     }
 }
 
+/// Where crash reports are written: the console's emergency writer,
+/// handed over at boot.
+static REPORTER: Once<fn(core::fmt::Arguments)> = Once::new();
+
+/// Makes `write` the writer of crash reports (exceptions, backtraces).
+pub fn set_reporter(write: fn(core::fmt::Arguments)) {
+    REPORTER.call_once(|| write);
+}
+
+fn report(args: core::fmt::Arguments) {
+    if let Some(write) = REPORTER.get() {
+        write(args);
+    }
+}
+
+/// Prints return addresses by walking the frame-pointer chain (the image is
+/// built with frame pointers), staying inside the current stack.
+pub fn print_backtrace(mut rbp: u64) {
+    let (bottom, top) = percpu::current().map_or_else(
+        || {
+            unsafe extern "C" {
+                static boot_stack_bottom: u8;
+                static boot_stack_top: u8;
+            }
+            (
+                &raw const boot_stack_bottom as u64,
+                &raw const boot_stack_top as u64,
+            )
+        },
+        |c| c.stack,
+    );
+    report(format_args!("  backtrace:"));
+    for _ in 0..24 {
+        if !rbp.is_multiple_of(8) || rbp < bottom || rbp + 16 > top {
+            break;
+        }
+        // SAFETY: rbp lies inside this CPU's mapped, identity-mapped stack
+        // (checked above), 8-aligned.
+        let (next, ret) = unsafe {
+            (
+                core::ptr::read(rbp as *const u64),
+                core::ptr::read((rbp + 8) as *const u64),
+            )
+        };
+        report(format_args!(" {ret:#x}"));
+        rbp = next;
+    }
+    report(format_args!("\n"));
+}
+
 fn exception(frame: &TrapFrame) -> ! {
     let vector = frame.vector as usize;
     let cpu = percpu::current_index();
-    console::write_fmt_emergency(format_args!(
+    report(format_args!(
         "pavise: exception {} (vector {}, error code {:#x}) on cpu{} at rip {:#018x}\n",
         EXCEPTION_NAMES[vector], vector, frame.error_code, cpu, frame.rip
     ));
     if vector == VECTOR_PAGE_FAULT as usize {
-        console::write_fmt_emergency(format_args!("  cr2 {:#018x}\n", Cr2::read_raw()));
+        report(format_args!("  cr2 {:#018x}\n", Cr2::read_raw()));
     }
     let f = frame;
     let rows: [[(&str, u64); 4]; 5] = [
@@ -314,11 +363,11 @@ fn exception(frame: &TrapFrame) -> ! {
         ],
     ];
     for row in rows {
-        console::write_fmt_emergency(format_args!(
+        report(format_args!(
             "  {} {:#018x}  {} {:#018x}  {} {:#018x}  {} {:#018x}\n",
             row[0].0, row[0].1, row[1].0, row[1].1, row[2].0, row[2].1, row[3].0, row[3].1
         ));
     }
-    crate::boot::print_backtrace(frame.rbp);
+    print_backtrace(frame.rbp);
     power::stop(ExitCode::Crash)
 }

@@ -93,7 +93,7 @@ pub fn build(
     let pages = mem_bytes / FRAME_SIZE;
     let mut building = Building(Some(Memory {
         p2m: P2m::new(pages as usize),
-        npt: SecondLevelPaging::new()?,
+        second_level: SecondLevelPaging::new()?,
         special: alloc::collections::BTreeMap::new(),
         loose: alloc::vec::Vec::new(),
         owned: 0,
@@ -109,7 +109,7 @@ pub fn build(
 
     let mut vcpus = Vec::new();
     for _ in 0..spec.vcpus {
-        vcpus.push(Vcpu::new(&memory.npt)?);
+        vcpus.push(Vcpu::new(&memory.second_level)?);
     }
     vcpus[0].reset(StartState::Pvh32 {
         entry: loaded.entry,

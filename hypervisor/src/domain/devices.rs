@@ -129,7 +129,7 @@ pub fn give_to_dom0(dom0: &Domain, pool: Option<Frame>) {
             crate::mm::IdentityMap.write(frame, 0, &[0u8; FRAME_SIZE as usize]);
             let gfn = Gfn(frame.0);
             if memory.p2m.set_outside_ram(gfn, Some(frame)).is_err()
-                || memory.npt.map(frame.start(), frame).is_err()
+                || memory.second_level.map(frame.start(), frame).is_err()
             {
                 log::warn!("DMA pool page {:#x} not mapped into Dom0", frame.start());
             }
@@ -144,7 +144,7 @@ pub fn give_to_dom0(dom0: &Domain, pool: Option<Frame>) {
         while gpa < end {
             if gpa < dom0.mem_bytes() || memory.p2m.get(Gfn(gpa / FRAME_SIZE)).is_some() {
                 log::warn!("BAR page {gpa:#x} overlaps Dom0's memory: not mapped");
-            } else if memory.npt.map_mmio(gpa, gpa).is_ok() {
+            } else if memory.second_level.map_mmio(gpa, gpa).is_ok() {
                 pages += 1;
             }
             gpa += FRAME_SIZE;

@@ -74,7 +74,7 @@ pub fn map(mapper: &Domain, owner: DomId, owner_gfn: u64, gfn: u64) -> Result<()
         .p2m
         .set(Gfn(gfn), Some(frame))
         .map_err(|_| MapError::Invalid)?;
-    memory.npt.remap(gfn * FRAME_SIZE, frame);
+    memory.second_level.remap(gfn * FRAME_SIZE, frame);
     maps.insert(
         gfn,
         ForeignMap {
@@ -86,7 +86,7 @@ pub fn map(mapper: &Domain, owner: DomId, owner_gfn: u64, gfn: u64) -> Result<()
     );
     owner.lent.lock().insert(owner_gfn);
     drop(memory);
-    mapper.npt_generation.fetch_add(1, Ordering::SeqCst);
+    mapper.mapping_generation.fetch_add(1, Ordering::SeqCst);
     Ok(())
 }
 
@@ -97,10 +97,10 @@ pub fn unmap(mapper: &Domain, gfn: u64) -> Result<(), MapError> {
     let map = maps.remove(&gfn).ok_or(MapError::Invalid)?;
     let mut memory = mapper.memory.lock();
     let _ = memory.p2m.set(Gfn(gfn), Some(map.displaced));
-    memory.npt.remap(gfn * FRAME_SIZE, map.displaced);
+    memory.second_level.remap(gfn * FRAME_SIZE, map.displaced);
     drop(memory);
     drop(maps);
-    mapper.npt_generation.fetch_add(1, Ordering::SeqCst);
+    mapper.mapping_generation.fetch_add(1, Ordering::SeqCst);
     Ok(())
 }
 
@@ -134,10 +134,10 @@ pub fn revoke_all_of(owner: DomId) {
                 m.revoked = true;
             }
             let _ = memory.p2m.set(Gfn(gfn), Some(map.displaced));
-            memory.npt.remap(gfn * FRAME_SIZE, map.displaced);
+            memory.second_level.remap(gfn * FRAME_SIZE, map.displaced);
         }
         drop(memory);
-        mapper.npt_generation.fetch_add(1, Ordering::SeqCst);
+        mapper.mapping_generation.fetch_add(1, Ordering::SeqCst);
     }
 }
 

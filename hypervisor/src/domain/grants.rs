@@ -178,9 +178,9 @@ pub fn map(
         }
     };
     if readonly {
-        memory.npt.remap_readonly(gfn * FRAME_SIZE, frame);
+        memory.second_level.remap_readonly(gfn * FRAME_SIZE, frame);
     } else {
-        memory.npt.remap(gfn * FRAME_SIZE, frame);
+        memory.second_level.remap(gfn * FRAME_SIZE, frame);
     }
     drop(memory);
     *PINNED.lock().entry(frame).or_insert(0) += 1;
@@ -192,7 +192,7 @@ pub fn map(
             displaced,
         },
     );
-    mapper.npt_generation.fetch_add(1, Ordering::SeqCst);
+    mapper.mapping_generation.fetch_add(1, Ordering::SeqCst);
     Ok(handle)
 }
 
@@ -211,9 +211,11 @@ pub fn unmap(mapper: &Domain, handle: Handle, gfn: Option<u64>) -> Result<Mappin
 fn restore(mapper: &Domain, held: HeldGrant) {
     let mut memory = mapper.memory.lock();
     let _ = memory.p2m.set(Gfn(held.gfn), Some(held.displaced));
-    memory.npt.remap(held.gfn * FRAME_SIZE, held.displaced);
+    memory
+        .second_level
+        .remap(held.gfn * FRAME_SIZE, held.displaced);
     drop(memory);
-    mapper.npt_generation.fetch_add(1, Ordering::SeqCst);
+    mapper.mapping_generation.fetch_add(1, Ordering::SeqCst);
     let mut pinned = PINNED.lock();
     let last = match pinned.get_mut(&held.frame) {
         Some(n) if *n > 1 => {

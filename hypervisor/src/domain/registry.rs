@@ -105,12 +105,12 @@ pub struct VcpuSlot {
     pub msrs: crate::platform::msr::MsrState,
     pub initialised: bool,
     /// Nested-mapping generation this vCPU's TLB reflects.
-    pub npt_generation: u64,
+    pub mapping_generation: u64,
 }
 
 pub struct Memory {
     pub p2m: P2m,
-    pub npt: SecondLevelPaging,
+    pub second_level: SecondLevelPaging,
     /// Hypervisor-owned pages placed in the physmap at the guest's
     /// request (shared info, grant table frames): gfn → frame.
     pub special: BTreeMap<u64, Frame>,
@@ -147,7 +147,7 @@ impl Memory {
                 return false;
             };
             crate::mm::zero_frame(frame);
-            if self.npt.map(gfn * FRAME_SIZE, frame).is_err() {
+            if self.second_level.map(gfn * FRAME_SIZE, frame).is_err() {
                 scrub_and_free(frame);
                 self.unback(first, gfn);
                 return false;
@@ -188,7 +188,7 @@ impl Memory {
             if let Ok(Some(old)) = self.p2m.set(Gfn(gfn), Some(frame)) {
                 self.loose.push(old);
             }
-            self.npt.remap(gfn * FRAME_SIZE, frame);
+            self.second_level.remap(gfn * FRAME_SIZE, frame);
         }
         true
     }
@@ -204,7 +204,7 @@ impl Memory {
         use crate::mm::guest::Gfn;
         for gfn in first..upto {
             if let Ok(Some(frame)) = self.p2m.set(Gfn(gfn), None) {
-                self.npt.unmap(gfn * FRAME_SIZE);
+                self.second_level.unmap(gfn * FRAME_SIZE);
                 scrub_and_free(frame);
                 self.owned -= 1;
             }
@@ -239,7 +239,7 @@ pub struct Domain {
     pub shared_info: Frame,
     pub vcpus: Vec<Mutex<VcpuSlot>>,
     pub vcpu_states: Vec<AtomicU8>,
-    pub npt_generation: AtomicU64,
+    pub mapping_generation: AtomicU64,
     pub hvm_params: Mutex<[u64; HVM_NR_PARAMS]>,
     /// Per vCPU: registered vcpu_info as `gfn << 12 | offset`, or
     /// `VCPU_INFO_DEFAULT` for its slot in shared info.
@@ -326,12 +326,12 @@ impl Domain {
                         cpu,
                         msrs: Default::default(),
                         initialised: false,
-                        npt_generation: 0,
+                        mapping_generation: 0,
                     })
                 })
                 .collect(),
             vcpu_states: (0..n).map(|_| AtomicU8::new(vcpu_state::DOWN)).collect(),
-            npt_generation: AtomicU64::new(0),
+            mapping_generation: AtomicU64::new(0),
             hvm_params: Mutex::new([0; HVM_NR_PARAMS]),
             vcpu_info_at: (0..n).map(|_| AtomicU64::new(VCPU_INFO_DEFAULT)).collect(),
             upcall_asserted: (0..n).map(|_| AtomicBool::new(false)).collect(),
@@ -509,9 +509,9 @@ impl Domain {
             } else {
                 memory.p2m.set_outside_ram(Gfn(gfn), None)
             };
-            memory.npt.unmap(gfn * FRAME_SIZE);
+            memory.second_level.unmap(gfn * FRAME_SIZE);
             drop(memory);
-            self.npt_generation.fetch_add(1, Ordering::SeqCst);
+            self.mapping_generation.fetch_add(1, Ordering::SeqCst);
             return Ok(());
         }
         if !memory.p2m.is_ram(Gfn(gfn)) {
@@ -519,13 +519,13 @@ impl Domain {
         }
         let frame = memory.p2m.get(Gfn(gfn)).ok_or(ReleaseError::NotBacked)?;
         let _ = memory.p2m.set(Gfn(gfn), None);
-        memory.npt.unmap(gfn * FRAME_SIZE);
+        memory.second_level.unmap(gfn * FRAME_SIZE);
         memory.owned -= 1;
         if disposal == Disposal::Keep {
             memory.loose.push(frame);
         }
         drop(memory);
-        self.npt_generation.fetch_add(1, Ordering::SeqCst);
+        self.mapping_generation.fetch_add(1, Ordering::SeqCst);
         if disposal == Disposal::Free && !super::grants::keep_if_mapped(frame) {
             super::foreign::quarantine(frame);
         }
@@ -574,7 +574,7 @@ impl Domain {
                 .p2m
                 .set_outside_ram(Gfn(gfn), Some(frame))
                 .map_err(|_| PlacementError::NotRam)?;
-            if memory.npt.map(gfn * FRAME_SIZE, frame).is_err() {
+            if memory.second_level.map(gfn * FRAME_SIZE, frame).is_err() {
                 let _ = memory.p2m.set_outside_ram(Gfn(gfn), None);
                 return Err(PlacementError::NotRam);
             }
@@ -592,11 +592,11 @@ impl Domain {
             } else {
                 let _ = memory.p2m.set_outside_ram(Gfn(old), None);
             }
-            memory.npt.unmap(old * FRAME_SIZE);
+            memory.second_level.unmap(old * FRAME_SIZE);
         }
         if in_ram {
             let _ = memory.p2m.set(Gfn(gfn), Some(frame));
-            memory.npt.remap(gfn * FRAME_SIZE, frame);
+            memory.second_level.remap(gfn * FRAME_SIZE, frame);
         }
         memory.special.insert(gfn, frame);
         if current.is_some() {
@@ -607,7 +607,7 @@ impl Domain {
             // Another vCPU may reach it until its translations are flushed.
             super::foreign::quarantine(displaced);
         }
-        self.npt_generation.fetch_add(1, Ordering::SeqCst);
+        self.mapping_generation.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
 
@@ -837,16 +837,16 @@ pub fn register(domain: Arc<Domain>) {
 /// controller, registered, nothing running. It stays after it ends until
 /// destroyed.
 pub fn create_blank(id: DomId, vcpus: u32) -> Result<Arc<Domain>, VirtError> {
-    let npt = SecondLevelPaging::new()?;
+    let second_level = SecondLevelPaging::new()?;
     let mut cpus = Vec::new();
     for _ in 0..vcpus {
-        cpus.push(Vcpu::new(&npt)?);
+        cpus.push(Vcpu::new(&second_level)?);
     }
     let shared_info = crate::mm::frames().alloc().ok_or(VirtError::OutOfMemory)?;
     crate::mm::zero_frame(shared_info);
     let memory = Memory {
         p2m: P2m::new(0),
-        npt,
+        second_level,
         special: BTreeMap::new(),
         loose: Vec::new(),
         owned: 0,

@@ -175,9 +175,9 @@ fn run_slice(domain: &Arc<Domain>, vcpu: usize) -> SliceEnd {
     let mut slice_end = time::system_time_ns() + SLICE_NS;
     let end = loop {
         super::events::prepare_entry(domain, vcpu, &mut slot.cpu);
-        let generation = domain.npt_generation.load(Ordering::SeqCst);
-        if slot.npt_generation != generation {
-            slot.npt_generation = generation;
+        let generation = domain.mapping_generation.load(Ordering::SeqCst);
+        if slot.mapping_generation != generation {
+            slot.mapping_generation = generation;
             slot.cpu.request_flush();
         }
         if slot.cpu.interrupt_queued() && slot.cpu.in_interrupt_shadow() {

@@ -181,7 +181,7 @@ pub(super) fn hvm_op(c: &Caller, cmd: u64, arg: u64) -> HcResult {
 /// left it (at the latest at its next timer interrupt); one outside it
 /// flushes at its next entry.
 fn flush_all_tlbs(domain: &Domain, caller_vcpu: usize) {
-    domain.npt_generation.fetch_add(1, Ordering::SeqCst);
+    domain.mapping_generation.fetch_add(1, Ordering::SeqCst);
     for (vcpu, epoch) in domain.guest_epoch.iter().enumerate() {
         let seen = epoch.load(Ordering::SeqCst);
         if vcpu == caller_vcpu || !crate::domain::registry::in_guest(seen) {

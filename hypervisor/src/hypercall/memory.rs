@@ -363,6 +363,6 @@ fn populate(
         }
         done += 1;
     }
-    target.npt_generation.fetch_add(1, Ordering::SeqCst);
+    target.mapping_generation.fetch_add(1, Ordering::SeqCst);
     done
 }

@@ -699,6 +699,14 @@ mod kernel {
             println!("hostile: setting CR4.VMXE did not raise #GP");
             failures += 1;
         }
+        // No nested virtualization: SVM's and VMX's instructions are #UD
+        // in a guest on either backend (intercepted where the hardware
+        // would run them, undefined where it has the other extension).
+        let ud = virtualization_instructions_ud();
+        if ud != VIRT_INSTRUCTIONS {
+            println!("hostile: {ud} of {VIRT_INSTRUCTIONS} SVM/VMX instructions raised #UD");
+            failures += 1;
+        }
         // No PCI bus: configuration space reads all ones (writes are
         // dropped), as for any port without a device.
         if pci_config_read(0, 0) != u32::MAX || pci_config_read(0x10 << 3, 0) != u32::MAX {
@@ -1104,6 +1112,55 @@ mod kernel {
         }
         guest_shim::traps::restore_gate(VECTOR_GP);
         HOSTILE_GP_COUNT.load(Ordering::SeqCst) == 1 && after == before
+    }
+
+    const VECTOR_UD: u8 = 6;
+    /// VMRUN, VMLOAD, VMSAVE, STGI, CLGI, SKINIT, VMXOFF, VMLAUNCH,
+    /// VMRESUME: all 3 bytes long.
+    const VIRT_INSTRUCTIONS: u32 = 9;
+
+    /// #UDs taken by `ud_skip_entry` (each skips a 3-byte instruction).
+    #[unsafe(no_mangle)]
+    static HOSTILE_UD_COUNT: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+    core::arch::global_asm!(
+        r#"
+        .global hostile_ud_skip_entry
+    hostile_ud_skip_entry:
+        add qword ptr [rsp], 3
+        lock inc dword ptr [rip + HOSTILE_UD_COUNT]
+        iretq
+    "#
+    );
+
+    unsafe extern "C" {
+        static hostile_ud_skip_entry: u8;
+    }
+
+    /// Runs each SVM and VMX instruction with #UD caught; returns how many
+    /// raised it.
+    fn virtualization_instructions_ud() -> u32 {
+        use core::sync::atomic::Ordering;
+        guest_shim::traps::set_gate(VECTOR_UD, &raw const hostile_ud_skip_entry as u64);
+        // SAFETY: the #UD gate points at the skip stub for the duration;
+        // each instruction is 3 bytes, and none of them may do anything
+        // in a guest but fault (RAX points at nothing they could use).
+        unsafe {
+            core::arch::asm!(
+                ".byte 0x0f, 0x01, 0xd8", // vmrun
+                ".byte 0x0f, 0x01, 0xda", // vmload
+                ".byte 0x0f, 0x01, 0xdb", // vmsave
+                ".byte 0x0f, 0x01, 0xdc", // stgi
+                ".byte 0x0f, 0x01, 0xdd", // clgi
+                ".byte 0x0f, 0x01, 0xde", // skinit
+                ".byte 0x0f, 0x01, 0xc4", // vmxoff
+                ".byte 0x0f, 0x01, 0xc2", // vmlaunch
+                ".byte 0x0f, 0x01, 0xc3", // vmresume
+                in("rax") 0u64,
+            );
+        }
+        guest_shim::traps::restore_gate(VECTOR_UD);
+        HOSTILE_UD_COUNT.load(Ordering::SeqCst)
     }
 
     guest_shim::entry!(main);
