@@ -220,26 +220,12 @@ fn singleshot_timers_fire_on_time() {
     let mut machine = with_domains(2, &[domu("timer", "")]);
     // About 8 s when all is well: a hang shows sooner.
     machine.timeout = Some(Duration::from_secs(45));
-    let mut outcome = boot(&machine);
-    // KNOWN BUG, narrowed, not gone: a lost wake-up hangs the kernel (the
-    // run times out). Its main cause is mended (an upcall taken inside the
-    // shadow of the guest's `sti` before its `hlt`: 0 hangs in 130 000
-    // waits after the fix, where 1000 waits hung about one run in
-    // fifteen before); on 2026-12-03 it still came back about one run in
-    // ten of 5000 waits, with the same look (the upcall handled, the vCPU
-    // halted after its `hlt`). Such a run is said loudly and run once
-    // more; two in a row fail the test.
-    let lost_timer = |o: &pavise_tests::RunOutcome| {
-        o.exit != Exit::Hypervisor(HvStatus::Success)
-            && o.console.contains("(d1) timer: 20 ticks")
-            && !o.console.contains("(d1) timer: 5000 singleshot timers")
-    };
-    if lost_timer(&outcome) {
-        eprintln!(
-            "  KNOWN BUG: a singleshot timer was lost (the run hung after the periodic phase); running once more"
-        );
-        outcome = boot(&machine);
-    }
+    // A lost wake-up shows as a time-out: an upcall taken between the
+    // guest's `sti` and its `hlt` (QEMU forgets the shadow of the `sti`
+    // across an exit; svm.rs remembers it) left the vCPU halted with
+    // nothing more to come. 0 in 20 runs after the fix, about 1 in 10
+    // before.
+    let outcome = boot(&machine);
     expect_exit(&outcome, Exit::Hypervisor(HvStatus::Success));
     // The kernel fails itself for a lost or early timer; the line gives the
     // lateness distribution (judged by `cargo xtask bench`, not here).

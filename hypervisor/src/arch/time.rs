@@ -49,35 +49,39 @@ pub fn publish_bsp_tsc() {
 }
 
 /// An AP measures its TSC against the boot CPU's (which is spinning in
-/// [`publish_bsp_tsc`]): each sample's published value was read after it
-/// was written, so `bsp - ap` never overestimates; the largest sample is
-/// the tightest. The samples span `SYNC_WINDOW_MS`, not just a burst: under
-/// emulation the boot CPU's thread can be off its host CPU (or, with
-/// `-icount`, not scheduled) for a while, and a burst taken then sees
-/// only a stale value — an AP clock hundreds of microseconds behind,
-/// timers that look early to a guest moved between CPUs.
+/// [`publish_bsp_tsc`]): each sample's published value was read before
+/// the AP's TSC, so `bsp - ap` never overestimates; the largest sample is
+/// the tightest. Under emulation the boot CPU's thread can be off its host
+/// CPU for milliseconds (a loaded host, or `-icount`), and samples taken
+/// then see only a stale value — an AP clock hundreds of microseconds
+/// behind, timers that look early to a guest moved between CPUs (seen on
+/// a host running two QEMUs). So only samples in which the published
+/// value moved count: the boot CPU was running while the AP looked.
+/// Sampling goes on until `SAMPLES` of those, for at least
+/// `SYNC_WINDOW_MS` and at most `MAX_WINDOWS` of it (a boot CPU that never
+/// publishes gives offset 0).
 pub fn sync_with_bsp(cpu: usize) {
     const SAMPLES: usize = 64;
     const SYNC_WINDOW_MS: u64 = 5;
+    const MAX_WINDOWS: u64 = 40;
     let window = tsc_per_ms() * SYNC_WINDOW_MS;
     let start = raw_rdtsc();
     let mut best: Option<i64> = None;
-    let mut samples = 0;
+    let mut fresh = 0;
     loop {
         let elapsed = raw_rdtsc().wrapping_sub(start);
-        // At least the window and the samples; never more than four
-        // windows (a boot CPU that never publishes gives offset 0).
-        if elapsed >= window && (samples >= SAMPLES || elapsed >= 4 * window) {
+        if elapsed >= window && (fresh >= SAMPLES || elapsed >= MAX_WINDOWS * window) {
             break;
         }
         let bsp = BSP_TSC.load(Ordering::SeqCst);
         let ap = raw_rdtsc();
+        let moved = BSP_TSC.load(Ordering::SeqCst) != bsp;
         if bsp == 0 {
             continue;
         }
         let offset = bsp.wrapping_sub(ap) as i64;
         best = Some(best.map_or(offset, |b| b.max(offset)));
-        samples += 1;
+        fresh += usize::from(moved);
         core::hint::spin_loop();
     }
     TSC_OFFSET[cpu].store(best.unwrap_or(0) as u64, Ordering::Relaxed);

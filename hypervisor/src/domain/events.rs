@@ -134,6 +134,20 @@ fn raise(domain: &Arc<Domain>, vcpu: usize, word: usize) {
     sched::wake(domain, vcpu);
 }
 
+/// A new way of delivering upcalls to `vcpu` (HVMOP_set_evtchn_upcall_vector,
+/// HVM_PARAM_CALLBACK_IRQ), as Xen's `hvm_assert_evtchn_irq` there: an
+/// upcall raised before the guest said how to take it was asserted to
+/// nobody, and `evtchn_upcall_pending` — already 1 — stops [`raise`] from
+/// ever asserting another. Asserted again now, it is delivered. (Xen 4.17
+/// asserts even with nothing pending; a spurious upcall into a vCPU not
+/// yet up, before it has an IDT, helps no one, so only a pending one.)
+pub fn reassert_upcall(domain: &Arc<Domain>, vcpu: usize) {
+    if upcall_pending(domain, vcpu) {
+        domain.upcall_asserted[vcpu].store(true, Ordering::SeqCst);
+        sched::wake(domain, vcpu);
+    }
+}
+
 pub fn deliver(delivery: Delivery) {
     if let Some(domain) = registry::lookup(delivery.domain) {
         set_pending(&domain, delivery.port, delivery.vcpu);

@@ -88,6 +88,10 @@ const SLICE_NS: u64 = time::TICK_MS as u64 * 1_000_000;
 /// Timers closer than this fire now rather than being armed: less than
 /// the cost of an interrupt round trip.
 const TIMER_SLACK_NS: u64 = 2_000;
+/// How long a guest in an interrupt shadow runs before the exit that lets
+/// a waiting interrupt in (most shadowed instructions — the `hlt` of
+/// `sti; hlt` — exit by themselves long before).
+const SHADOW_EXIT_NS: u64 = 50_000;
 
 /// Arms this CPU's timer for `until` or the next guest deadline,
 /// whichever is first.
@@ -182,8 +186,10 @@ fn run_slice(domain: &Arc<Domain>, vcpu: usize) -> SliceEnd {
         }
         if slot.cpu.interrupt_queued() && slot.cpu.in_interrupt_shadow() {
             // The interrupt waits for the end of the shadow (one guest
-            // instruction): an exit just after it lets it in.
-            arm_timer(time::system_time_ns());
+            // instruction): an exit soon after it lets it in. Not at once:
+            // an exit before the guest has run the instruction leaves it
+            // in the shadow, and one every time would never let it run.
+            arm_timer(time::system_time_ns() + SHADOW_EXIT_NS);
         } else {
             arm_timer(slice_end);
         }

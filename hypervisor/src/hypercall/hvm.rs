@@ -10,6 +10,7 @@ use core::sync::atomic::Ordering;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use super::{Caller, Errno, HcResult};
+use crate::domain::events;
 use crate::domain::registry::Domain;
 use crate::hvm_params::{Access, NR_PARAMS, access, param, value_ok};
 
@@ -71,6 +72,12 @@ pub(super) fn hvm_op(c: &Caller, cmd: u64, arg: u64) -> HcResult {
                     _ => index,
                 };
                 target.hvm_params.lock()[stored] = p.value;
+                if p.index == param::CALLBACK_IRQ {
+                    // As Xen's hvm_set_callback_via, for every vCPU.
+                    for vcpu in 0..target.vcpus.len() {
+                        events::reassert_upcall(&target, vcpu);
+                    }
+                }
             }
             Ok(0)
         }
@@ -88,6 +95,7 @@ pub(super) fn hvm_op(c: &Caller, cmd: u64, arg: u64) -> HcResult {
                 return Err(Errno::Inval);
             }
             c.domain.upcall_vector[u.vcpu as usize].store(u.vector, Ordering::SeqCst);
+            events::reassert_upcall(c.domain, u.vcpu as usize);
             Ok(0)
         }
         // `arg` must be NULL.

@@ -232,6 +232,12 @@ pub struct SvmVcpu {
     tsc_aux: u64,
     /// DR0-DR3 (DR6 and DR7 are in the VMCB).
     debug_regs: DebugRegs,
+    /// Where the guest was last seen in an interrupt shadow (the `rip`
+    /// of the instruction after its `sti` or `mov ss`). QEMU's VMRUN does
+    /// not load the VMCB's shadow and its #VMEXIT saves only its own: an
+    /// exit before the guest has run that instruction reports no shadow,
+    /// though the guest is still in it. Until `rip` moves, it is.
+    shadow_at: Option<u64>,
 }
 
 // SAFETY: the VMCB page is owned by this value; it moves between
@@ -266,6 +272,7 @@ impl SvmVcpu {
             regs: GuestRegs::default(),
             flush: true,
             pending_interrupt: None,
+            shadow_at: None,
             entered_with: (0, None),
             tsc_aux: 0,
             debug_regs: DebugRegs::default(),
@@ -460,6 +467,7 @@ impl VirtCpu for SvmVcpu {
             }
         }
         self.pending_interrupt = None;
+        self.shadow_at = None;
         let c = &mut self.vmcb_mut().control;
         c.event_inject = 0;
         c.vintr &= !vmcb::V_IRQ;
@@ -479,11 +487,12 @@ impl VirtCpu for SvmVcpu {
             self.load_debug_registers();
         }
         if let Some(vector) = self.pending_interrupt {
+            let in_shadow = self.in_interrupt_shadow();
             let c = &mut self.vmcb_mut().control;
             let fields = vmcb::V_IRQ
                 | (0xf << vmcb::V_INTR_PRIO_SHIFT)
                 | (0xff << vmcb::V_INTR_VECTOR_SHIFT);
-            if c.interrupt_shadow & vmcb::INTERRUPT_SHADOW != 0 {
+            if in_shadow {
                 // Not offered in an interrupt shadow: QEMU's VMRUN does
                 // not load the VMCB's shadow and would deliver V_IRQ at
                 // once — between a guest's `sti` and `hlt`, so the guest's
@@ -523,6 +532,12 @@ impl VirtCpu for SvmVcpu {
         // Not every implementation intercepts XSETBV (QEMU's does not):
         // the guest's XCR0 is whatever the hardware holds now.
         self.fpu.note_hardware_xcr0();
+        let rip = self.vmcb_ref().save.rip;
+        if self.vmcb_ref().control.interrupt_shadow & vmcb::INTERRUPT_SHADOW != 0 {
+            self.shadow_at = Some(rip);
+        } else if self.shadow_at != Some(rip) {
+            self.shadow_at = None;
+        }
         let c = &mut self.vmcb_mut().control;
         // An event whose delivery this exit interrupted goes in again
         // (an exception an exit handler injects replaces it).
@@ -596,9 +611,12 @@ impl VirtCpu for SvmVcpu {
         let vmcb = self.vmcb_mut();
         vmcb.save.rip = value;
         vmcb.control.interrupt_shadow &= !vmcb::INTERRUPT_SHADOW;
+        self.shadow_at = None;
     }
     fn in_interrupt_shadow(&self) -> bool {
-        self.vmcb_ref().control.interrupt_shadow & vmcb::INTERRUPT_SHADOW != 0
+        let vmcb = self.vmcb_ref();
+        vmcb.control.interrupt_shadow & vmcb::INTERRUPT_SHADOW != 0
+            || self.shadow_at == Some(vmcb.save.rip)
     }
     fn paging(&self) -> GuestPaging {
         let s = &self.vmcb_ref().save;

@@ -1,4 +1,6 @@
-//! timer: VIRQ_TIMER with VCPUOP_set_singleshot_timer ticks at the asked
+//! timer: an event raised before the upcall vector is set is delivered
+//! once it is (Xen asserts the upcall when the vector is set: missed, the
+//! guest never hears of an event again); VIRQ_TIMER with VCPUOP_set_singleshot_timer ticks at the asked
 //! rate (20 Hz for one second), and system time from vcpu_time_info moves
 //! with the TSC; then 5000 singleshot timers 100 µs to 1.1 ms ahead, each
 //! waited for with `sti; hlt`: every one fires, none early. How late they
@@ -55,10 +57,54 @@ mod kernel {
         Some(())
     }
 
+    static EARLY: AtomicU32 = AtomicU32::new(0);
+
+    fn early(_port: u32) {
+        EARLY.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A loopback pair with an event sent on it before [`events::init`]
+    /// sets the upcall vector; Err says what failed.
+    fn send_before_init() -> Result<(u32, u32), &'static str> {
+        guest_shim::shared_info::map().map_err(|_| "map shared info")?;
+        let a = events::alloc_unbound(guest_shim::hypercall::DOMID_SELF)
+            .map_err(|_| "alloc_unbound")?;
+        let b = events::bind_interdomain(guest_shim::hypercall::DOMID_SELF, a)
+            .map_err(|_| "bind_interdomain")?;
+        events::on(b, early);
+        events::send(a).map_err(|_| "send")?;
+        Ok((a, b))
+    }
+
     fn main(_: &StartInfo) -> ! {
+        let early_ports = send_before_init();
         if let Err(e) = events::init() {
             println!("timer: FAIL events init: {e:?}");
             shutdown(ShutdownReason::Poweroff)
+        }
+        match early_ports {
+            Ok((a, b)) => {
+                // Not `wait_until`: a lost upcall would hang it, and this
+                // should say FAIL.
+                let give_up = time::system_time_ns() + 2_000_000_000;
+                while EARLY.load(Ordering::SeqCst) == 0 && time::system_time_ns() < give_up {
+                    let _ = guest_shim::hypercall::sched_yield();
+                }
+                if EARLY.load(Ordering::SeqCst) == 0 {
+                    println!(
+                        "timer: FAIL an event sent before the upcall vector was set never came"
+                    );
+                    shutdown(ShutdownReason::Poweroff)
+                }
+                println!("timer: an event sent before the upcall vector was set came once it was");
+                let _ = events::close(b);
+                let _ = events::close(a);
+                events::release_port(b);
+            }
+            Err(what) => {
+                println!("timer: FAIL {what} before events init");
+                shutdown(ShutdownReason::Poweroff)
+            }
         }
         let port = match events::bind_virq(Virq::Timer, 0) {
             Ok(p) => p,
