@@ -52,36 +52,38 @@ pub fn publish_bsp_tsc() {
 /// [`publish_bsp_tsc`]): each sample's published value was read before
 /// the AP's TSC, so `bsp - ap` never overestimates; the largest sample is
 /// the tightest. Under emulation the boot CPU's thread can be off its host
-/// CPU for milliseconds (a loaded host, or `-icount`), and samples taken
-/// then see only a stale value — an AP clock hundreds of microseconds
-/// behind, timers that look early to a guest moved between CPUs (seen on
-/// a host running two QEMUs). So only samples in which the published
-/// value moved count: the boot CPU was running while the AP looked.
-/// Sampling goes on until `SAMPLES` of those, for at least
-/// `SYNC_WINDOW_MS` and at most `MAX_WINDOWS` of it (a boot CPU that never
-/// publishes gives offset 0).
+/// CPU for milliseconds (a loaded host; with `-icount` the CPUs even take
+/// turns), and samples taken then see only a stale value — an AP clock
+/// hundreds of microseconds behind, timers that look early to a guest
+/// moved between CPUs (seen on a host running two QEMUs). A sample whose
+/// value differs from the previous sample's was published since that
+/// look, a moment ago: it is fresh. Sampling goes on for at least
+/// `SYNC_WINDOW_MS` and until `FRESH` such samples (at most `MAX_WINDOWS`
+/// of the window: a boot CPU that never publishes gives offset 0).
 pub fn sync_with_bsp(cpu: usize) {
-    const SAMPLES: usize = 64;
+    const FRESH: usize = 2;
     const SYNC_WINDOW_MS: u64 = 5;
     const MAX_WINDOWS: u64 = 40;
     let window = tsc_per_ms() * SYNC_WINDOW_MS;
     let start = raw_rdtsc();
     let mut best: Option<i64> = None;
-    let mut fresh = 0;
+    let (mut last, mut fresh) = (0, 0);
     loop {
         let elapsed = raw_rdtsc().wrapping_sub(start);
-        if elapsed >= window && (fresh >= SAMPLES || elapsed >= MAX_WINDOWS * window) {
+        if elapsed >= window && (fresh >= FRESH || elapsed >= MAX_WINDOWS * window) {
             break;
         }
         let bsp = BSP_TSC.load(Ordering::SeqCst);
         let ap = raw_rdtsc();
-        let moved = BSP_TSC.load(Ordering::SeqCst) != bsp;
         if bsp == 0 {
             continue;
         }
         let offset = bsp.wrapping_sub(ap) as i64;
         best = Some(best.map_or(offset, |b| b.max(offset)));
-        fresh += usize::from(moved);
+        if last != 0 && bsp != last {
+            fresh += 1;
+        }
+        last = bsp;
         core::hint::spin_loop();
     }
     TSC_OFFSET[cpu].store(best.unwrap_or(0) as u64, Ordering::Relaxed);

@@ -11,7 +11,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 use crate::domain::exits::{Next, XEN_VERSION_MAJOR, XEN_VERSION_MINOR};
 use crate::domain::registry::{self, DomId, Domain, EndReason, VcpuSlot, vcpu_state};
 use crate::domain::{events, sched};
-use crate::evtchn::{Binding, EvtchnError};
+use crate::evtchn::{self, Binding, EvtchnError};
 use crate::mm::guest::{Gfn, GuestFault, Gva};
 use crate::virt::{GuestRegs, StartState, VirtCpu};
 
@@ -700,10 +700,22 @@ fn event_channel_op(c: &Caller, cmd: u64, arg: u64) -> HcResult {
         }
         BIND_INTERDOMAIN => {
             let mut op: BindInterdomain = c.read(arg)?;
-            op.local_port =
-                events::CHANNELS
-                    .lock()
-                    .bind_interdomain(me, op.remote_dom, op.remote_port)?;
+            let (port, vcpu) = {
+                let mut channels = events::CHANNELS.lock();
+                let port = channels.bind_interdomain(me, op.remote_dom, op.remote_port)?;
+                (port, channels.status(me, me, port)?.vcpu)
+            };
+            // As Xen: the remote end may have sent on its unbound port,
+            // and nobody heard it — the new local port starts pending.
+            events::deliver_from(
+                c.domain,
+                evtchn::Delivery {
+                    domain: me,
+                    port,
+                    vcpu,
+                },
+            );
+            op.local_port = port;
             c.write(arg, &op)?;
             Ok(0)
         }

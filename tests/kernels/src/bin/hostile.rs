@@ -721,6 +721,10 @@ mod kernel {
             println!("hostile: bind_ipi: {problem}");
             failures += 1;
         }
+        if let Err(problem) = interdomain_starts_pending() {
+            println!("hostile: bind_interdomain: {problem}");
+            failures += 1;
+        }
         // XENVER_commandline from a DomU: Xen's "<denied>", NUL included.
         let mut cmdline = [0xffu8; 16];
         // SAFETY: a 16-byte buffer for at most 9 bytes the hypervisor writes.
@@ -796,6 +800,36 @@ mod kernel {
                 0,
             )
         }
+    }
+
+    /// EVTCHNOP_bind_interdomain sets the new local port pending, as Xen's
+    /// (a send on the remote end while it was unbound reached nobody),
+    /// and leaves the remote end alone.
+    fn interdomain_starts_pending() -> Result<(), alloc::string::String> {
+        use core::sync::atomic::Ordering::SeqCst;
+        use guest_shim::events;
+        guest_shim::shared_info::map().map_err(|e| alloc::format!("no shared info: {e:?}"))?;
+        let remote =
+            events::alloc_unbound(DOMID_SELF).map_err(|e| alloc::format!("alloc: {e:?}"))?;
+        // (No upcall vector is set here: nothing takes the bit away.)
+        let bound =
+            events::bind_interdomain(DOMID_SELF, remote).map_err(|e| alloc::format!("bind: {e:?}"));
+        let pending = |port: u32| {
+            guest_shim::shared_info::pending(port as usize / 64).load(SeqCst) & (1 << (port % 64))
+                != 0
+        };
+        let local = bound?;
+        let verdict = if !pending(local) {
+            Err(alloc::format!("port {local} not pending"))
+        } else if pending(remote) {
+            Err(alloc::format!("the remote port {remote} pending"))
+        } else {
+            Ok(())
+        };
+        let _ = events::close(local);
+        let _ = events::close(remote);
+        events::release_port(local);
+        verdict
     }
 
     /// EVTCHNOP_bind_ipi gives a port that works as Xen's: a send to it
