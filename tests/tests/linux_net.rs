@@ -156,7 +156,12 @@ fn fetch_through_hostfwd(port: u16, stop: Arc<AtomicBool>) -> std::thread::JoinH
     std::thread::spawn(move || {
         while !stop.load(Ordering::SeqCst) {
             if let Ok(mut stream) = TcpStream::connect((Ipv4Addr::LOCALHOST, port)) {
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                // QEMU's slirp takes the connection at once and opens it
+                // to the DomU when it can: one made before Linux's NIC is
+                // up is answered seconds later, after SYN retransmits (a
+                // 5 s limit dropped such a one that Linux then served
+                // into the void). A closed QEMU ends the read anyway.
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
                 let mut got = Vec::new();
                 let _ = stream.read_to_end(&mut got);
                 if !got.is_empty() {
