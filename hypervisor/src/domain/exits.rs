@@ -264,6 +264,24 @@ fn emulate_device_window_access(
     let Some(decoded) = mmio::decode(&bytes[..fetched], paging.efer & EFER_LMA != 0) else {
         return false;
     };
+    if let Access::Store { size, source } = decoded.access
+        && super::apic::is_xapic_access(gpa)
+    {
+        // The local APIC takes aligned 32-bit writes to its registers
+        // (Xen's vlapic_mmio_write); other sizes and an `rsp` source (no
+        // guest writes its stack pointer to a device) are dropped.
+        let register = match source {
+            mmio::Source::Reg { reg, .. } => read_gpr(cpu, reg),
+            mmio::Source::Imm(_) => Some(0),
+        };
+        if let Some(register) = register
+            && size == 4
+            && gpa & 0xf == 0
+        {
+            let value = source.value(size, register) as u32;
+            super::apic::write_mmio(domain, vcpu, (gpa & 0xfff) as u32, value);
+        }
+    }
     if let Access::Load {
         reg,
         size,

@@ -14,9 +14,34 @@ pub enum Access {
         dest_size: u8,
         high_byte: bool,
     },
-    Store {
-        size: u8,
-    },
+    /// Store `size` bytes of `source`.
+    Store { size: u8, source: Source },
+}
+
+/// What a store writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// Register `reg` (0 = rax … 15 = r15); `high_byte` for AH/CH/DH/BH.
+    Reg { reg: u8, high_byte: bool },
+    /// The instruction's immediate, sign-extended to the store's size.
+    Imm(u64),
+}
+
+impl Source {
+    /// The `size` bytes stored, given the source register's value.
+    pub fn value(self, size: u8, register: u64) -> u64 {
+        let raw = match self {
+            Source::Reg {
+                high_byte: true, ..
+            } => register >> 8,
+            Source::Reg { .. } => register,
+            Source::Imm(v) => v,
+        };
+        match size {
+            8 => raw,
+            n => raw & ((1u64 << (n * 8)) - 1),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,7 +130,13 @@ pub fn decode(bytes: &[u8], long: bool) -> Option<Decoded> {
                 high_byte: false,
             }
         } else {
-            Access::Store { size }
+            Access::Store {
+                size,
+                source: Source::Reg {
+                    reg: 0,
+                    high_byte: false,
+                },
+            }
         };
         return Some(Decoded {
             access,
@@ -158,15 +189,40 @@ pub fn decode(bytes: &[u8], long: bool) -> Option<Decoded> {
                 high_byte,
             }
         }
-        (false, 0x89) => Access::Store { size: wide },
-        (false, 0x88) => Access::Store { size: 1 },
+        (false, 0x89) => Access::Store {
+            size: wide,
+            source: Source::Reg {
+                reg,
+                high_byte: false,
+            },
+        },
+        (false, 0x88) => {
+            let (reg, high_byte) = byte_reg(reg);
+            Access::Store {
+                size: 1,
+                source: Source::Reg { reg, high_byte },
+            }
+        }
         (false, 0xc7) if reg & 7 == 0 => {
+            let imm = if opsize16 {
+                i16::from_le_bytes([*bytes.get(i)?, *bytes.get(i + 1)?]) as i64 as u64
+            } else {
+                let b = bytes.get(i..i + 4)?;
+                i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64 as u64
+            };
             i += if opsize16 { 2 } else { 4 };
-            Access::Store { size: wide }
+            Access::Store {
+                size: wide,
+                source: Source::Imm(imm),
+            }
         }
         (false, 0xc6) if reg & 7 == 0 => {
+            let imm = *bytes.get(i)? as u64;
             i += 1;
-            Access::Store { size: 1 }
+            Access::Store {
+                size: 1,
+                source: Source::Imm(imm),
+            }
         }
         (true, 0xb6) => Access::Load {
             reg,
@@ -352,7 +408,13 @@ mod tests {
         assert_eq!(
             decode(&[0xa3, 0xb0, 0, 0xe0, 0xfe], false),
             Some(Decoded {
-                access: Access::Store { size: 4 },
+                access: Access::Store {
+                    size: 4,
+                    source: Source::Reg {
+                        reg: 0,
+                        high_byte: false
+                    }
+                },
                 len: 5
             })
         );
@@ -361,28 +423,87 @@ mod tests {
 
     #[test]
     fn stores() {
+        // mov [rdi], eax
         assert_eq!(
             decode(&[0x89, 0x07], true),
             Some(Decoded {
-                access: Access::Store { size: 4 },
+                access: Access::Store {
+                    size: 4,
+                    source: Source::Reg {
+                        reg: 0,
+                        high_byte: false
+                    }
+                },
                 len: 2
             })
         );
-        // mov dword [rax+0x10], 0x12345678
+        // mov [rax], r9d (REX.R)
         assert_eq!(
-            decode(&[0xc7, 0x40, 0x10, 0x78, 0x56, 0x34, 0x12], true),
+            decode(&[0x44, 0x89, 0x08], true),
             Some(Decoded {
-                access: Access::Store { size: 4 },
-                len: 7
+                access: Access::Store {
+                    size: 4,
+                    source: Source::Reg {
+                        reg: 9,
+                        high_byte: false
+                    }
+                },
+                len: 3
             })
+        );
+        // mov [rax], bh: the high byte of rbx
+        let bh = decode(&[0x88, 0x38], true).unwrap();
+        assert_eq!(
+            bh.access,
+            Access::Store {
+                size: 1,
+                source: Source::Reg {
+                    reg: 3,
+                    high_byte: true
+                }
+            }
+        );
+        // mov dword [rax+0x10], 0x12345678
+        let imm = decode(&[0xc7, 0x40, 0x10, 0x78, 0x56, 0x34, 0x12], true).unwrap();
+        assert_eq!(
+            imm,
+            Decoded {
+                access: Access::Store {
+                    size: 4,
+                    source: Source::Imm(0x12345678)
+                },
+                len: 7
+            }
+        );
+        // mov qword [rax], -1: the imm32 sign-extended
+        let wide = decode(&[0x48, 0xc7, 0x00, 0xff, 0xff, 0xff, 0xff], true).unwrap();
+        assert_eq!(
+            wide.access,
+            Access::Store {
+                size: 8,
+                source: Source::Imm(u64::MAX)
+            }
         );
         assert_eq!(
             decode(&[0xc6, 0x00, 0x01], true),
             Some(Decoded {
-                access: Access::Store { size: 1 },
+                access: Access::Store {
+                    size: 1,
+                    source: Source::Imm(1)
+                },
                 len: 3
             })
         );
+        // A truncated immediate is not a store.
+        assert_eq!(decode(&[0xc7, 0x00, 0x78, 0x56], true), None);
+        // What is stored.
+        let reg = Source::Reg {
+            reg: 3,
+            high_byte: true,
+        };
+        assert_eq!(reg.value(1, 0x1234_5678), 0x56);
+        assert_eq!(Source::Imm(u64::MAX).value(4, 0), 0xffff_ffff);
+        assert_eq!(Source::Imm(7).value(8, 0), 7);
     }
 
     #[test]

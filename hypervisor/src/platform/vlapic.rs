@@ -789,6 +789,11 @@ impl VLapic {
             let vector = (lvt & VECTOR_MASK) as u8;
             if vector >= FIRST_LEGAL_VECTOR {
                 self.set_irr(vector);
+            } else {
+                // The error interrupt's own vector is illegal: it is not
+                // delivered, and says so (Xen's vlapic_error since
+                // XSA-462, which breaks the loop this way).
+                self.esr_pending |= ESR_RECEIVE_ILLEGAL_VECTOR;
             }
         }
     }
@@ -1169,6 +1174,20 @@ mod tests {
         // ack of a vector not pending changes nothing.
         l.ack(0x99);
         assert_eq!(l.read_msr(msr(reg::ISR0 + 0x40)), Ok(0));
+    }
+
+    #[test]
+    fn xtf_xsa_462_sequence() {
+        // XTF's XSA-462 PoC: an illegal vector sent with LVTERR set to an
+        // illegal one: "send illegal" and, for LVTERR, "receive illegal".
+        let mut l = VLapic::new(0, true);
+        l.write_mmio(reg::SVR, 0x1ff);
+        l.write_mmio(reg::ESR, 0);
+        l.write_mmio(reg::LVT_ERROR, 0xf);
+        l.write_mmio(reg::ICR_HIGH, 0);
+        let sent = l.write_mmio(reg::ICR_LOW, 0xf);
+        l.write_mmio(reg::ESR, 0);
+        assert_eq!((sent.is_none(), l.read_mmio(reg::ESR)), (true, 0x60));
     }
 
     #[test]
