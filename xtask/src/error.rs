@@ -173,6 +173,8 @@ pub enum Error {
     NotOnBochs { what: &'static str },
     /// `--accel kvm` where KVM cannot run Pavise's guests.
     KvmUnusable { why: String },
+    /// `cargo xtask xtf DIR` where DIR holds no built hvm64 tests.
+    XtfTree { dir: PathBuf },
 }
 
 /// xtask's result type.
@@ -406,6 +408,11 @@ impl fmt::Display for Error {
                 "the VMX backend runs under Bochs, which does not support {what}: leave it out, or use the SVM backend (QEMU)"
             ),
             Self::KvmUnusable { why } => write!(f, "{why}"),
+            Self::XtfTree { dir } => write!(
+                f,
+                "{} holds no Xen Test Framework hvm64 tests (tests/*/test-hvm64-*): give the top of an XTF tree built with `make`",
+                dir.display()
+            ),
             Self::Dom0MemWithModules => write!(
                 f,
                 "--dom0-mem sizes the Dom0 xtask makes, but with --module or --direct you give Dom0's module yourself: put mem=MiB in its module string instead"

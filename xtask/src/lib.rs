@@ -32,6 +32,7 @@ pub mod suite;
 pub mod vmx_bench;
 pub mod workspace;
 pub mod xl;
+pub mod xtf;
 
 pub use bare_metal::{artifact, build_all, check_built};
 pub use error::{Error, Result};

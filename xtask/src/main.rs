@@ -72,6 +72,13 @@ enum Command {
     /// leaked); with --host, the pure cores' property tests with raised
     /// case counts instead.
     Fuzz(FuzzArgs),
+    /// Run the Xen Test Framework's hvm64 tests from an XTF tree built by
+    /// hand (`make` in a clone of xen-project/xtf; CI cannot fetch it), each
+    /// as a DomU with XTF's 128 MiB and one vCPU, and print their verdicts.
+    Xtf {
+        /// The top of the built XTF tree.
+        dir: PathBuf,
+    },
     /// Manage the running Pavise over its control channel: any command
     /// Dom0's console takes (list [--json], info [--json], create CFG
     /// [KEY=VALUE…], files, pause ID, unpause ID, destroy ID, shutdown ID,
@@ -426,6 +433,7 @@ fn main() -> ExitCode {
         } => run_bench(json, quick, compare).map(|()| ExitCode::SUCCESS),
         Command::Fuzz(args) => run_fuzz(&args).map(|()| ExitCode::SUCCESS),
         Command::Xl { socket, command } => run_xl(socket, &command),
+        Command::Xtf { dir } => xtask::xtf::run(&dir).map(|()| ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|e| {
         say(&format!("error: {e}"));
