@@ -172,12 +172,18 @@ impl Xenstored {
             // SAFETY: inside the req[] array of the mapped ring page.
             bytes.push(unsafe { core::ptr::read_volatile(c.ring.add(at)) });
         }
-        ring_u32(c.ring, REQ_CONS).store(prod, Ordering::Release);
+        ring_u32(c.ring, REQ_CONS).store(prod, Ordering::SeqCst);
         // The guest may be waiting for room to finish a message (a long
-        // one, or many while we were busy): tell it there is room now, as
-        // C xenstored does after every read. Without this a half-written
-        // request gets no reply, so no event, and both sides wait.
-        let _ = events::send(c.port);
+        // one, or many while we were busy): without word of room a
+        // half-written request gets no reply, so no event, and both sides
+        // wait. It waits only on a full ring, so only then is it told
+        // (as Linux's xb_read tells the server); the producer index is
+        // read again after the consumer's store, so a guest that filled
+        // the ring meanwhile is told too.
+        let prod_now = ring_u32(c.ring, REQ_PROD).load(Ordering::SeqCst);
+        if prod_now.wrapping_sub(cons) >= RING {
+            let _ = events::send(c.port);
+        }
         c.reader.push(&bytes);
         let domid = c.domid;
         loop {

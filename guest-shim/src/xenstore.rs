@@ -134,9 +134,16 @@ impl XenStore {
                 // SAFETY: inside the rsp[] array of the ring page.
                 buf[done + i] = unsafe { core::ptr::read_volatile(self.ring.add(at)) };
             }
-            ring_u32(self.ring, RSP_CONS).store(cons.wrapping_add(n as u32), Ordering::Release);
+            ring_u32(self.ring, RSP_CONS).store(cons.wrapping_add(n as u32), Ordering::SeqCst);
             done += n;
-            let _ = events::send(self.port);
+            // The server waits for room only when it found the ring full:
+            // tell it of room then, and only then (as Linux's xb_read). The
+            // producer index is read again after the consumer's store, so
+            // a server that filled the ring meanwhile is told too.
+            let prod = ring_u32(self.ring, RSP_PROD).load(Ordering::SeqCst);
+            if prod.wrapping_sub(cons) >= RING_SIZE {
+                let _ = events::send(self.port);
+            }
         }
     }
 

@@ -1,5 +1,5 @@
 //! xstest: XenStore as a DomU sees it — its domain path, read/write/
-//! directory/rm, permissions (another domain's home is closed), watches
+//! directory/rm, a value larger than the ring, permissions (another domain's home is closed), watches
 //! (immediate event, event on change below the watch), and transactions
 //! (a conflicting commit gets EAGAIN; the retry commits).
 //! Command line: `peer=<domid>` of another DomU whose home must stay closed.
@@ -52,6 +52,19 @@ mod kernel {
             xs.write("xstest/a", "1").is_ok() && xs.write("xstest/b", "2").is_ok(),
         );
         check(&mut f, "read", xs.read("xstest/a").as_deref() == Ok("1"));
+        // A value three times the 1 KiB ring, both ways: each side must
+        // hear of the room the other makes (the word of room goes only to
+        // a side that found the ring full).
+        let long: String = (0..3000u32)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        check(
+            &mut f,
+            "a value larger than the ring",
+            xs.write("xstest/long", &long).is_ok()
+                && xs.read("xstest/long").as_deref() == Ok(long.as_str())
+                && xs.rm("xstest/long").is_ok(),
+        );
         let dir = xs.directory("xstest").unwrap_or_default();
         check(
             &mut f,
