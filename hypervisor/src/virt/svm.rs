@@ -292,6 +292,9 @@ impl SvmVcpu {
             | Intercept3::TASK_SWITCH
             | Intercept3::SHUTDOWN)
             .bits();
+        // ICEBP is not intercepted: the CPU raises its #DB through the
+        // guest's IDT, as a guest expects (intercepted, it was an exit
+        // nothing handled, and the domain ended).
         c.intercept4 = (Intercept4::VMRUN
             | Intercept4::VMMCALL
             | Intercept4::VMLOAD
@@ -299,7 +302,6 @@ impl SvmVcpu {
             | Intercept4::STGI
             | Intercept4::CLGI
             | Intercept4::SKINIT
-            | Intercept4::ICEBP
             | Intercept4::MONITOR
             | Intercept4::MWAIT
             | Intercept4::XSETBV)
