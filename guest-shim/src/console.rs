@@ -101,10 +101,21 @@ struct Buffered {
 }
 
 impl Buffered {
-    fn flush(&mut self) {
-        if self.len > 0 {
-            write_bytes(&self.buf[..self.len]);
-            self.len = 0;
+    /// Writes out what is gathered — when the buffer filled (`full`),
+    /// only up to its last line end: a line shorter than the buffer goes
+    /// out in one write, so another domain's output cannot land inside it
+    /// (a `print!` of several lines used to be cut at 256 bytes, mid-line);
+    /// a line longer than the buffer goes out in pieces.
+    fn flush(&mut self, full: bool) {
+        let gathered = &self.buf[..self.len];
+        let n = match gathered.iter().rposition(|&b| b == b'\n') {
+            Some(end) if full => end + 1,
+            _ => self.len,
+        };
+        if n > 0 {
+            write_bytes(&self.buf[..n]);
+            self.buf.copy_within(n..self.len, 0);
+            self.len -= n;
         }
     }
 }
@@ -113,7 +124,7 @@ impl Write for Buffered {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         for &b in s.as_bytes() {
             if self.len == CHUNK {
-                self.flush();
+                self.flush(true);
             }
             self.buf[self.len] = b;
             self.len += 1;
@@ -132,7 +143,7 @@ pub fn write_fmt(args: fmt::Arguments) {
         len: 0,
     };
     let _ = out.write_fmt(args);
-    out.flush();
+    out.flush(false);
 }
 
 /// For the crash handlers: if the console lock stays held (a fault or
