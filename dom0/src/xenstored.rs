@@ -176,12 +176,9 @@ impl Xenstored {
         // The guest may be waiting for room to finish a message (a long
         // one, or many while we were busy): without word of room a
         // half-written request gets no reply, so no event, and both sides
-        // wait. It waits only on a full ring, so only then is it told
-        // (as Linux's xb_read tells the server); the producer index is
-        // read again after the consumer's store, so a guest that filled
-        // the ring meanwhile is told too.
+        // wait: it is told when it can be waiting (`room_news_due`).
         let prod_now = ring_u32(c.ring, REQ_PROD).load(Ordering::SeqCst);
-        if prod_now.wrapping_sub(cons) >= RING {
+        if ring::room_news_due(prod_now, cons, RING) {
             let _ = events::send(c.port);
         }
         c.reader.push(&bytes);

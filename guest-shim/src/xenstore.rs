@@ -136,12 +136,10 @@ impl XenStore {
             }
             ring_u32(self.ring, RSP_CONS).store(cons.wrapping_add(n as u32), Ordering::SeqCst);
             done += n;
-            // The server waits for room only when it found the ring full:
-            // tell it of room then, and only then (as Linux's xb_read). The
-            // producer index is read again after the consumer's store, so
-            // a server that filled the ring meanwhile is told too.
+            // The server waits for room only on a full ring: tell it
+            // then, and only then (`room_news_due`, Linux's xb_read rule).
             let prod = ring_u32(self.ring, RSP_PROD).load(Ordering::SeqCst);
-            if prod.wrapping_sub(cons) >= RING_SIZE {
+            if ring::room_news_due(prod, cons, RING_SIZE) {
                 let _ = events::send(self.port);
             }
         }

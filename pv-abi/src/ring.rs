@@ -92,6 +92,16 @@ pub const fn unconsumed(prod: RingIdx, cons: RingIdx, size: u32) -> Option<u32> 
     if n <= size { Some(n) } else { None }
 }
 
+/// Whether a byte-stream reader (XenStore, Linux's `xb_read`) must tell
+/// the writer of the room it made: only if the ring was full, judged by
+/// the producer index read again after the reader stored its new
+/// consumer index (`cons_before` is the consumer index it read from). A
+/// writer waits for room only on a full ring, and one that filled it
+/// while the reader copied sees the new index or is told.
+pub const fn room_news_due(prod_after: RingIdx, cons_before: RingIdx, size: u32) -> bool {
+    prod_after.wrapping_sub(cons_before) >= size
+}
+
 /// Slots the producer may still fill (`size - unconsumed`), `None` for
 /// impossible indices.
 pub const fn free_slots(prod: RingIdx, cons: RingIdx, size: u32) -> Option<u32> {
@@ -171,6 +181,17 @@ pub const fn free_requests(req_prod_pvt: RingIdx, rsp_cons: RingIdx, size: u32) 
 mod tests {
     use super::*;
     use core::mem::{offset_of, size_of};
+
+    #[test]
+    fn room_news_only_for_a_full_ring() {
+        // Read 10 of 10 from a 1024-byte ring: the writer was not waiting.
+        assert!(!room_news_due(10, 0, 1024));
+        // The ring was full when read (or filled meanwhile): tell it.
+        assert!(room_news_due(1024, 0, 1024));
+        assert!(room_news_due(5, 5u32.wrapping_sub(1024), 1024));
+        // A bogus producer (more than a ring ahead) is told too: harmless.
+        assert!(room_news_due(5000, 0, 1024));
+    }
 
     #[test]
     fn header_layout() {
