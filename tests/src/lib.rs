@@ -85,17 +85,11 @@ pub fn with_domains(smp: u32, domus: &[DomU]) -> Machine {
 }
 
 /// [`with_domains`] with the uplink NIC (`--net`) when `uplink` is given:
-/// Dom0 is told its slot and joins it to the switch. QEMU runs its vCPUs
-/// on one thread ([`xtask::machine::SINGLE_THREAD_TCG`]).
+/// Dom0 is told its slot and joins it to the switch.
 pub fn with_network(smp: u32, domus: &[DomU], uplink: Option<xtask::Uplink>) -> Machine {
     let mut machine = with_domains(smp, domus);
     machine.modules[0] = xtask::domains::dom0_module_with(domus, uplink.as_ref());
     machine.net = uplink;
-    // Network scenarios push traffic hard enough to hit a rare QEMU MTTCG
-    // fault at world switches (see the constant).
-    machine
-        .extra_qemu_args
-        .extend(xtask::machine::SINGLE_THREAD_TCG.map(String::from));
     machine
 }
 

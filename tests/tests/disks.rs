@@ -10,21 +10,11 @@
 use std::path::PathBuf;
 
 use pavise_tests::{
-    DomU, Exit, HvStatus, boot, domu, expect_exit, expect_lines, expect_no_line, fail,
+    Exit, HvStatus, boot, domu, expect_exit, expect_lines, expect_no_line, fail, with_domains,
 };
 
 const ALL_ENDED: &str = "pavise: all watched domains ended";
 
-/// [`pavise_tests::with_domains`] with QEMU's vCPUs on one thread: disk
-/// traffic between domains is heavy enough to meet QEMU's rare
-/// multi-threaded TCG fault at world switches (`SINGLE_THREAD_TCG`).
-fn with_domains(smp: u32, domus: &[DomU]) -> xtask::Machine {
-    let mut machine = pavise_tests::with_domains(smp, domus);
-    machine
-        .extra_qemu_args
-        .extend(xtask::machine::SINGLE_THREAD_TCG.map(String::from));
-    machine
-}
 fn fresh_image(name: &str) -> PathBuf {
     pavise_tests::fresh_image(name)
 }

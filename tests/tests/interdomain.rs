@@ -49,8 +49,8 @@ fn xenstore_permissions_watches_transactions() {
 #[test]
 fn intruder_gets_xen_errors_and_the_others_carry_on() {
     let outcome = boot(&machine(&[
-        ("pingpong", "pong peer=2 ro=3"),
-        ("pingpong", "ping peer=1"),
+        ("pingpong", "pong peer=2 ro=3 linger=3"),
+        ("pingpong", "ping peer=1 linger=3"),
         ("intruder", "pong=1 ping=2"),
     ]));
     expect_exit(&outcome, Exit::Hypervisor(HvStatus::Success));

@@ -70,16 +70,7 @@ fn value<'a>(console: &'a str, key: &str) -> Option<&'a str> {
 
 fn check_linux(vcpus: u32, smp: u32) {
     let ramdisk = initramfs("check", linux::CHECK_INIT);
-    let mut machine = linux_machine(smp, &[linux_domu(vcpus, &ramdisk, "")]);
-    if vcpus > smp {
-        // Four vCPUs on two CPUs switch worlds most of all, and met QEMU
-        // 7.2's multi-threaded TCG fault twice in one day (a host reset at
-        // init, an RCU stall of one vCPU): one TCG thread, as the disk and
-        // network scenarios (`SINGLE_THREAD_TCG`).
-        machine
-            .extra_qemu_args
-            .extend(xtask::machine::SINGLE_THREAD_TCG.map(String::from));
-    }
+    let machine = linux_machine(smp, &[linux_domu(vcpus, &ramdisk, "")]);
     let outcome = boot(&machine);
     expect_exit(&outcome, Exit::Hypervisor(HvStatus::Success));
     expect_lines(
@@ -248,12 +239,6 @@ fn linux_created_at_run_time_from_a_config() {
     .expect("writing linux.cfg");
     // A counting boot-time DomU: destroying it ends the run.
     let mut machine = linux_machine(2, &[domu("counter", "name=anchor")]);
-    // Its first try in multi-threaded TCG stopped dead 3 s into Linux's
-    // boot, the look of QEMU's world-switch fault: one TCG thread, as the
-    // other scenarios with more vCPUs than CPUs.
-    machine
-        .extra_qemu_args
-        .extend(xtask::machine::SINGLE_THREAD_TCG.map(String::from));
     machine
         .create_config(&cfg)
         .unwrap_or_else(|e| panic!("linux.cfg: {e}"));

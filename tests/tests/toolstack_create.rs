@@ -361,9 +361,6 @@ fn run_time_domains_get_their_disks_and_interfaces() {
         )
     };
     let mut machine = with_domains(2, &[domu("counter", "name=anchor")]);
-    machine
-        .extra_qemu_args
-        .extend(xtask::machine::SINGLE_THREAD_TCG.map(String::from));
     for cfg in [
         disk_cfg("writer", "mode=write seed=11"),
         disk_cfg("reader", "mode=check seed=11"),

@@ -72,6 +72,12 @@ pub const QEMU_EXTRA_ENV: &str = "PAVISE_QEMU_EXTRA";
 /// probe in [`crate::kvm`] found nested virtualization).
 pub const KVM_CPU_ENV: &str = "PAVISE_KVM_CPU";
 
+/// The environment variable that keeps QEMU's multi-threaded TCG (one
+/// host thread per vCPU) on machines with several CPUs, to hunt races
+/// with true parallelism at the price of QEMU's own world-switch fault
+/// ([`SINGLE_THREAD_TCG`]).
+pub const MTTCG_ENV: &str = "PAVISE_MTTCG";
+
 /// The environment variable choosing every machine's default backend
 /// (`svm` or `vmx`; `cargo xtask test --backend vmx` sets it).
 pub const BACKEND_ENV: &str = "PAVISE_BACKEND";
@@ -255,15 +261,18 @@ impl Gdb {
     }
 }
 
-/// QEMU's TCG with one thread for all vCPUs instead of one each (MTTCG).
-/// Under a sustained flood of event-channel and grant-copy traffic between
-/// domains on two CPUs, QEMU 7.2's multi-threaded TCG with SVM now and then
-/// takes a fault at the first instruction after a world switch: the host at
-/// the instruction after VMRUN (an INTR exit, its IDT read faulting through
-/// intact page tables), or a guest at the instruction after a hypercall
-/// (its own page tables unreadable). About one run in 15 of the hostile
-/// network scenario did, 0 in 64 with this; the disk scenarios met it too
-/// (README, "Networks"). Those scenarios use it.
+/// QEMU's TCG with one thread for all vCPUs instead of one each (MTTCG),
+/// which every TCG machine with more than one CPU gets unless
+/// [`MTTCG_ENV`] is set or its own arguments choose TCG's settings.
+/// QEMU's multi-threaded TCG with SVM now and then takes a fault at the
+/// first instruction after a world switch: the host at the instruction
+/// after VMRUN, its fetch faulting through page tables that a QMP dump of
+/// the stopped machine shows intact, or a guest at the instruction after
+/// a hypercall (its IDT unreadable through tables its crash line shows
+/// intact). Seen in QEMU 7.2 and 10.0 (bookworm-backports), after
+/// hypercall exits and interrupt exits alike, never with one CPU (0 in 80)
+/// or one thread (0 in 64): about 1 run in 15 of the network, disk and
+/// intruder scenarios, and a CI failure each time a new test met it.
 pub const SINGLE_THREAD_TCG: [&str; 2] = ["-accel", "tcg,thread=single"];
 
 impl Default for Machine {
@@ -716,6 +725,9 @@ impl Machine {
         }
         if let Some(socket) = &self.control {
             args.extend(crate::xl::qemu_args(socket, iommu));
+        }
+        if kvm.is_none() && !tcg_only && self.smp > 1 && std::env::var_os(MTTCG_ENV).is_none() {
+            args.extend(SINGLE_THREAD_TCG.map(OsString::from));
         }
         args.extend(self.extra_qemu_args.iter().map(OsString::from));
         Ok(args)
@@ -1185,11 +1197,35 @@ mod tests {
             strings(&args).join(" "),
             "-machine q35 -cpu max -m 128M -smp 4 -display none -serial stdio \
              -monitor none -no-reboot -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
-             -boot d -cdrom /tmp/x.iso -d int"
+             -boot d -cdrom /tmp/x.iso -accel tcg,thread=single -d int"
         );
         assert_eq!(machine.describe(), "4 CPUs, 128 MiB, GRUB");
     }
 
+    #[test]
+    fn several_cpus_share_one_tcg_thread_unless_the_run_chose() {
+        let accel = |machine: &Machine| {
+            let args = strings(&machine.qemu_args(Some(Path::new("/x.iso"))).unwrap());
+            args.windows(2)
+                .any(|w| w[0] == "-accel" && w[1] == "tcg,thread=single")
+        };
+        let smp = |smp| Machine {
+            smp,
+            ..Machine::default()
+        };
+        assert!(accel(&smp(2)));
+        assert!(!accel(&smp(1)), "one vCPU has one thread anyway");
+        let icount = Machine {
+            extra_qemu_args: vec!["-icount".into(), "shift=0".into()],
+            ..smp(2)
+        };
+        assert!(!accel(&icount), "-icount is single-threaded by itself");
+        let kvm = Machine {
+            kvm_cpu: Some("host".into()),
+            ..smp(2)
+        };
+        assert!(!accel(&kvm), "KVM has no TCG threads");
+    }
     #[test]
     fn disk_arguments() {
         let machine = Machine {

@@ -209,10 +209,11 @@ pub fn handle(domain: &Arc<Domain>, vcpu: usize, slot: &mut VcpuSlot, exit: Exit
         Exit::Shutdown => crash(
             domain,
             format!(
-                "triple fault on vcpu{vcpu} at rip {:#x} ({}; {})",
+                "triple fault on vcpu{vcpu} at rip {:#x} ({}; {}; {})",
                 cpu.rip(),
                 cpu.fault_report(),
-                walk_report(domain, cpu.paging(), cpu.rip())
+                walk_report(domain, cpu.paging(), cpu.rip()),
+                walk_report(domain, cpu.paging(), cpu.cr2())
             ),
         ),
         Exit::InvalidState => crash(

@@ -126,6 +126,8 @@ pub trait VirtCpu {
     /// takes no interrupt before its next instruction has run.
     fn in_interrupt_shadow(&self) -> bool;
     fn paging(&self) -> GuestPaging;
+    /// The guest's CR2: the address of its last page fault.
+    fn cr2(&self) -> u64;
     /// Guest privilege level (hypercalls are refused outside ring 0).
     fn cpl(&self) -> u8;
     fn inject_exception(&mut self, vector: u8, error_code: Option<u32>);
@@ -379,6 +381,9 @@ mod backend {
         }
         fn paging(&self) -> GuestPaging {
             forward!(self, c => c.paging())
+        }
+        fn cr2(&self) -> u64 {
+            forward!(self, c => c.cr2())
         }
         fn cpl(&self) -> u8 {
             forward!(self, c => c.cpl())

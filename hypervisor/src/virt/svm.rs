@@ -629,6 +629,9 @@ impl VirtCpu for SvmVcpu {
             efer: s.efer,
         }
     }
+    fn cr2(&self) -> u64 {
+        self.vmcb_ref().save.cr2
+    }
     fn cpl(&self) -> u8 {
         self.vmcb_ref().save.cpl
     }

@@ -1210,6 +1210,9 @@ impl VirtCpu for VmxVcpu {
             efer: self.shadow.efer,
         }
     }
+    fn cr2(&self) -> u64 {
+        self.cr2
+    }
     fn cpl(&self) -> u8 {
         ((self.shadow.segments[SegmentReg::Ss as usize].attrib >> 5) & 3) as u8
     }

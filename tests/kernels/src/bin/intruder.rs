@@ -4,7 +4,9 @@
 //! for another domain, write through a read-only grant given to it, read
 //! another DomU's XenStore home, and floods events and XenStore requests.
 //! Each attempt must get Xen's error; the neighbours must carry on.
-//! Command line: `pong=<domid> ping=<domid>`.
+//! Once the attacks on them are over it writes `done` (readable by all)
+//! in its XenStore home: the pair, started with `linger=<our domid>`,
+//! stays up until then. Command line: `pong=<domid> ping=<domid>`.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(target_os = "none")]
@@ -210,6 +212,22 @@ mod kernel {
             xs.write(&format!("/local/domain/{pong}/pingpong/port"), "0")
                 .is_err(),
         );
+
+        // The neighbours may go now.
+        let me = guest_shim::domid().unwrap_or(0);
+        let done = format!("/local/domain/{me}/done");
+        let said_done = xs.write(&done, "1").is_ok()
+            && xs
+                .request(
+                    guest_shim::xenstore::msg::SET_PERMS,
+                    0,
+                    &[format!("{done}\0r{me}\0").as_bytes()],
+                )
+                .is_ok();
+        if !said_done {
+            println!("intruder: could not write {done} for the neighbours");
+            f += 1;
+        }
 
         // Floods: thousands of events to ourselves, XenStore until the quota.
         let mut ipi = EvtchnBindIpi::default();

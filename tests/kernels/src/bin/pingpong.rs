@@ -4,7 +4,10 @@
 //! Command line: `pong peer=<domid>` (offers a port and a granted page,
 //! publishing them under its XenStore home) or `ping peer=<domid>` (finds
 //! them, binds, maps and writes the page, grant-copies into it, then
-//! measures round trips). Each prints one verdict.
+//! measures round trips). Each prints one verdict. With `linger=<domid>`
+//! it stays up after its verdict until that domain has written
+//! `done` in its XenStore home (an attacker of the pair needs them alive
+//! until its attacks are over).
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(target_os = "none")]
@@ -51,11 +54,27 @@ mod kernel {
         events::wait_until(|| RECEIVED.load(Ordering::SeqCst) >= count);
     }
 
+    /// Polls for `/local/domain/<domid>/done`, then powers off.
+    fn linger_then_poweroff(role: &str, xs: &mut XenStore, linger: Option<u16>) -> ! {
+        if let Some(domid) = linger {
+            let done = format!("/local/domain/{domid}/done");
+            let mut tries = 0u32;
+            while xs.read(&done).is_err() {
+                tries += 1;
+                if tries > 1_000_000 {
+                    fail(role, &format!("d{domid} never wrote {done}"));
+                }
+                let _ = hypercall::sched_yield();
+            }
+        }
+        shutdown(ShutdownReason::Poweroff)
+    }
+
     fn page_addr(p: *mut Page) -> u64 {
         p as u64
     }
 
-    fn pong(peer: u16, ro_peer: Option<u16>, xs: &mut XenStore) -> ! {
+    fn pong(peer: u16, ro_peer: Option<u16>, linger: Option<u16>, xs: &mut XenStore) -> ! {
         let me = guest_shim::domid().unwrap_or(0);
         let port = events::alloc_unbound(peer)
             .unwrap_or_else(|e| fail("pong", &format!("alloc_unbound {e:?}")));
@@ -112,10 +131,10 @@ mod kernel {
             fail("pong", "could not revoke the grant");
         }
         println!("pong: PASS");
-        shutdown(ShutdownReason::Poweroff)
+        linger_then_poweroff("pong", xs, linger)
     }
 
-    fn ping(peer: u16, xs: &mut XenStore) -> ! {
+    fn ping(peer: u16, linger: Option<u16>, xs: &mut XenStore) -> ! {
         let home = format!("/local/domain/{peer}/pingpong");
         let mut tries = 0;
         while xs.read(&format!("{home}/ready")).is_err() {
@@ -177,7 +196,7 @@ mod kernel {
         let _ = events::send(local);
         println!("ping: evtchn_roundtrip_cycles={cycles}");
         println!("ping: PASS");
-        shutdown(ShutdownReason::Poweroff)
+        linger_then_poweroff("ping", xs, linger)
     }
 
     fn main(info: &StartInfo) -> ! {
@@ -194,16 +213,16 @@ mod kernel {
             fail(role, &format!("grant table {e:?}"));
         }
         let mut xs = XenStore::connect().unwrap_or_else(|e| fail(role, &format!("xenstore {e:?}")));
+        let option = |key: &str| {
+            info.cmdline()
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix(key))
+                .and_then(|p| p.parse().ok())
+        };
+        let linger = option("linger=");
         match role {
-            "pong" => {
-                let ro = info
-                    .cmdline()
-                    .split_whitespace()
-                    .find_map(|w| w.strip_prefix("ro="))
-                    .and_then(|p| p.parse().ok());
-                pong(peer, ro, &mut xs)
-            }
-            "ping" => ping(peer, &mut xs),
+            "pong" => pong(peer, option("ro="), linger, &mut xs),
+            "ping" => ping(peer, linger, &mut xs),
             other => fail("pingpong", &format!("unknown role '{other}'")),
         }
     }
