@@ -98,16 +98,20 @@ impl Xenstored {
         Ok(())
     }
 
-    /// The DomU is gone: drops its connection, removes its home and fires
-    /// `@releaseDomain`.
+    /// The DomU is gone: drops its connection, removes its nodes (home,
+    /// `/vm/<uuid>`, backend directories), fires `@releaseDomain`, and says
+    /// what the store holds now (a soak checks it returns).
     pub fn disconnect(&mut self, domid: DomId) {
         if let Some(i) = self.connections.iter().position(|c| c.domid == domid) {
             let c = self.connections.swap_remove(i);
             let _ = events::close(c.port);
             // Its ring page is unmapped as `c` goes.
         }
-        let _ = self.store.local_rm(&format!("/local/domain/{domid}"));
-        self.store.release(domid);
+        self.store.remove_domain(domid);
+        println!(
+            "dom0: XenStore after d{domid} left: {}",
+            self.store.counts()
+        );
     }
 
     /// Whether `domid` has a store connection.

@@ -153,3 +153,33 @@ fn fuzzers_get_errors_and_a_healthy_pair_carries_on() {
         "5000 calls each changed free memory by {fuzzed:+} frames, no calls by {baseline:+}: a leak"
     );
 }
+
+#[test]
+fn a_short_soak_loses_nothing_and_leaks_nothing() {
+    // `cargo xtask soak` for 8 s with two pairs: every round's event comes
+    // back, every grant copy arrives whole, every XenStore read gives what
+    // was written, and the free frames and Dom0's XenStore (nodes,
+    // watches, transactions) after the DomUs are what the same machine
+    // without load leaves.
+    let soak = xtask::soak::Soak {
+        seconds: 8,
+        pairs: 2,
+        qemu_args: Vec::new(),
+    };
+    let run = |seconds: u64| {
+        let outcome = boot(&xtask::soak::machine(&soak, seconds).expect("the soak machine"));
+        expect_exit(&outcome, Exit::Hypervisor(HvStatus::Success));
+        xtask::soak::verdict(&outcome.console, &soak, std::path::Path::new("console"))
+            .unwrap_or_else(|e| fail(&outcome, &e.to_string()))
+    };
+    let baseline = run(0);
+    let loaded = run(soak.seconds);
+    assert!(
+        loaded.rounds.iter().all(|&r| r > 100),
+        "too few rounds for a soak: {:?}",
+        loaded.rounds
+    );
+    if let Some(leak) = xtask::soak::leaks(&loaded, &baseline) {
+        panic!("{leak}");
+    }
+}

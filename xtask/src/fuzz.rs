@@ -176,12 +176,12 @@ pub fn guest(fuzz: &GuestFuzz) -> Result<()> {
 }
 
 /// Says every 15 s that a long run is still going, until dropped.
-struct Ticker {
+pub struct Ticker {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Ticker {
-    fn start(what: &'static str) -> Self {
+    pub fn start(what: &'static str) -> Self {
         use std::sync::atomic::Ordering;
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let seen = std::sync::Arc::clone(&stop);

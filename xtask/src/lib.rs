@@ -28,6 +28,7 @@ pub mod net;
 pub mod net_bench;
 pub mod prereqs;
 pub mod progress;
+pub mod soak;
 pub mod suite;
 pub mod vmx_bench;
 pub mod workspace;

@@ -72,6 +72,10 @@ enum Command {
     /// leaked); with --host, the pure cores' property tests with raised
     /// case counts instead.
     Fuzz(FuzzArgs),
+    /// Soak: Dom0 and pairs of DomUs under event-channel, grant-copy and
+    /// XenStore load for minutes; no event lost, no copy wrong, and the
+    /// free frames and XenStore nodes return as after a run without load.
+    Soak(SoakArgs),
     /// Run the Xen Test Framework's hvm64 tests from an XTF tree built by
     /// hand (`make` in a clone of xen-project/xtf; CI cannot fetch it), each
     /// as a DomU with XTF's 128 MiB and one vCPU, and print their verdicts.
@@ -115,6 +119,22 @@ struct FuzzArgs {
     #[arg(long, default_value_t = 1_000_000, requires = "host",
           value_parser = clap::value_parser!(u64).range(1..))]
     cases: u64,
+    /// Extra QEMU arguments, e.g. `-- -d cpu_reset -D qemu.log`.
+    #[arg(last = true, value_name = "QEMU ARGS")]
+    qemu_args: Vec<String>,
+}
+
+#[derive(Args)]
+struct SoakArgs {
+    /// How long the load lasts, in minutes.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=24 * 60))]
+    minutes: u64,
+    /// Or in seconds (a short soak).
+    #[arg(long, conflicts_with = "minutes", value_parser = clap::value_parser!(u64).range(1..))]
+    seconds: Option<u64>,
+    /// Pairs of DomUs (two DomUs each).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=8))]
+    pairs: u32,
     /// Extra QEMU arguments, e.g. `-- -d cpu_reset -D qemu.log`.
     #[arg(last = true, value_name = "QEMU ARGS")]
     qemu_args: Vec<String>,
@@ -432,6 +452,12 @@ fn main() -> ExitCode {
             compare,
         } => run_bench(json, quick, compare).map(|()| ExitCode::SUCCESS),
         Command::Fuzz(args) => run_fuzz(&args).map(|()| ExitCode::SUCCESS),
+        Command::Soak(args) => xtask::soak::run(&xtask::soak::Soak {
+            seconds: args.seconds.unwrap_or(args.minutes * 60),
+            pairs: args.pairs,
+            qemu_args: args.qemu_args,
+        })
+        .map(|()| ExitCode::SUCCESS),
         Command::Xl { socket, command } => run_xl(socket, &command),
         Command::Xtf { dir } => xtask::xtf::run(&dir).map(|()| ExitCode::SUCCESS),
     };

@@ -299,6 +299,25 @@ fn text(bytes: &[u8]) -> Result<&str> {
     core::str::from_utf8(bytes).map_err(|_| XsError::Inval)
 }
 
+/// How much the store holds (Dom0 prints it as domains come and go: a
+/// soak checks that it returns).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoreCounts {
+    pub nodes: usize,
+    pub watches: usize,
+    pub transactions: usize,
+}
+
+impl core::fmt::Display for StoreCounts {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "{} nodes, {} watches, {} transactions",
+            self.nodes, self.watches, self.transactions
+        )
+    }
+}
+
 impl Default for Store {
     fn default() -> Self {
         Self::new()
@@ -583,6 +602,48 @@ impl Store {
         self.watches.retain(|w| w.conn != conn);
         self.transactions.retain(|_, t| t.owner != conn);
         self.events.retain(|(c, _)| *c != conn);
+    }
+
+    /// The domain is gone (Xen's toolstack on destroy): its home, its
+    /// `/vm/<uuid>` and its backend directories go, with its watches and
+    /// transactions, and
+    /// `@releaseDomain` fires — the store holds what it held before the
+    /// domain came.
+    pub fn remove_domain(&mut self, dom: DomId) {
+        let vm = self.local_read(&format!("{}/vm", home(dom)));
+        if let Some(vm) = vm.filter(|v| v.starts_with("/vm/")) {
+            let _ = self.local_rm(&vm);
+        }
+        // Its backend directories under Dom0 (the console's, which
+        // `introduce_domain` wrote; disks' and interfaces' if their
+        // backends left any).
+        const BACKENDS: &str = "/local/domain/0/backend/";
+        let theirs: Vec<String> = self
+            .tree
+            .range::<str, _>((
+                core::ops::Bound::Excluded(BACKENDS),
+                core::ops::Bound::Unbounded,
+            ))
+            .map(|(k, _)| k)
+            .take_while(|k| k.starts_with(BACKENDS))
+            .filter(|k| !k[BACKENDS.len()..].contains('/'))
+            .map(|kind| format!("{kind}/{dom}"))
+            .filter(|path| self.tree.contains_key(path))
+            .collect();
+        for path in theirs {
+            let _ = self.local_rm(&path);
+        }
+        let _ = self.local_rm(&home(dom));
+        self.release(dom);
+    }
+
+    /// What the store holds now: nodes, watches, open transactions.
+    pub fn counts(&self) -> StoreCounts {
+        StoreCounts {
+            nodes: self.tree.len(),
+            watches: self.watches.len(),
+            transactions: self.transactions.len(),
+        }
     }
 
     /// Forgets a domain's watches and transactions, fires `@releaseDomain`.

@@ -630,3 +630,36 @@ fn shutdown_requests_go_to_control_shutdown() {
     );
     assert_eq!(read(&mut s, 0, "/local/domain/9").unwrap_err(), "ENOENT");
 }
+
+#[test]
+fn a_removed_domain_leaves_only_the_parents_xen_keeps() {
+    let mut s = Store::new();
+    s.introduce(0);
+    let cycle = |s: &mut Store| {
+        s.introduce_domain(&linux());
+        let dom = linux().domid;
+        let vm = s.local_read(&format!("{}/vm", home(dom))).unwrap();
+        write(s, dom, "data/x", "1").unwrap();
+        req(s, dom, msg::WATCH, 0, b"data\0t\0").unwrap();
+        req(s, dom, msg::TRANSACTION_START, 0, b"\0").unwrap();
+        assert_eq!((s.counts().watches, s.counts().transactions), (1, 1));
+        s.remove_domain(dom);
+        assert!(s.local_read(&vm).is_none());
+        s.counts()
+    };
+    let empty = s.counts();
+    let after_one = cycle(&mut s);
+    // `/vm` and Dom0's `backend/console` stay, as libxl leaves them.
+    assert_eq!(
+        after_one.nodes,
+        empty.nodes + 3,
+        "{:?}",
+        s.tree.keys().collect::<Vec<_>>()
+    );
+    assert_eq!((after_one.watches, after_one.transactions), (0, 0));
+    assert_eq!(
+        cycle(&mut s),
+        after_one,
+        "a second domain's coming and going leaves nothing"
+    );
+}
