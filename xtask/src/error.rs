@@ -175,6 +175,12 @@ pub enum Error {
     KvmUnusable { why: String },
     /// `cargo xtask xtf DIR` where DIR holds no built hvm64 tests.
     XtfTree { dir: PathBuf },
+    /// `cargo xtask xen-check` without the reference set-up.
+    XenReference { dir: PathBuf },
+    /// The reference set-up's `setup.sh` failed.
+    XenReferenceSetup { dir: PathBuf },
+    /// `cargo xtask xen-check KERNEL` naming no test kernel.
+    UnknownKernel { kernel: String },
 }
 
 /// xtask's result type.
@@ -408,6 +414,20 @@ impl fmt::Display for Error {
                 "the VMX backend runs under Bochs, which does not support {what}: leave it out, or use the SVM backend (QEMU)"
             ),
             Self::KvmUnusable { why } => write!(f, "{why}"),
+            Self::XenReference { dir } => write!(
+                f,
+                "{} holds no Xen reference set-up (run-probe.sh, setup.sh): give its directory with --reference",
+                dir.display()
+            ),
+            Self::XenReferenceSetup { dir } => write!(
+                f,
+                "{}/setup.sh could not fetch or unpack Debian's Xen packages (its lines above say why): check that apt-get reaches Debian's servers",
+                dir.display()
+            ),
+            Self::UnknownKernel { kernel } => write!(
+                f,
+                "no test kernel is called {kernel:?}: name one under tests/kernels/src/bin"
+            ),
             Self::XtfTree { dir } => write!(
                 f,
                 "{} holds no Xen Test Framework hvm64 tests (tests/*/test-hvm64-*): give the top of an XTF tree built with `make`",

@@ -32,6 +32,7 @@ pub mod soak;
 pub mod suite;
 pub mod vmx_bench;
 pub mod workspace;
+pub mod xen_check;
 pub mod xl;
 pub mod xtf;
 

@@ -76,6 +76,17 @@ enum Command {
     /// XenStore load for minutes; no event lost, no copy wrong, and the
     /// free frames and XenStore nodes return as after a run without load.
     Soak(SoakArgs),
+    /// Run the single-DomU test kernels on Pavise and on real Xen 4.17
+    /// (the reference set-up in ../shared/xen-reference, which downloads
+    /// Debian's Xen packages) and say kernel by kernel whether the
+    /// verdicts agree; non-zero if one does not.
+    XenCheck {
+        /// The reference set-up's directory.
+        #[arg(long, value_name = "DIR")]
+        reference: Option<std::path::PathBuf>,
+        /// Only these kernels (default: all).
+        kernels: Vec<String>,
+    },
     /// Run the Xen Test Framework's hvm64 tests from an XTF tree built by
     /// hand (`make` in a clone of xen-project/xtf; CI cannot fetch it), each
     /// as a DomU with XTF's 128 MiB and one vCPU, and print their verdicts.
@@ -452,6 +463,15 @@ fn main() -> ExitCode {
             compare,
         } => run_bench(json, quick, compare).map(|()| ExitCode::SUCCESS),
         Command::Fuzz(args) => run_fuzz(&args).map(|()| ExitCode::SUCCESS),
+        Command::XenCheck { reference, kernels } => {
+            xtask::xen_check::run(reference.as_deref(), &kernels).map(|same| {
+                if same {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            })
+        }
         Command::Soak(args) => xtask::soak::run(&xtask::soak::Soak {
             seconds: args.seconds.unwrap_or(args.minutes * 60),
             pairs: args.pairs,
