@@ -170,11 +170,15 @@ impl Xenstored {
         if available == 0 {
             return false;
         }
-        let mut bytes = Vec::with_capacity(available as usize);
-        for i in 0..available {
-            let at = REQ + ring::ring_index(cons.wrapping_add(i), RING);
-            // SAFETY: inside the req[] array of the mapped ring page.
-            bytes.push(unsafe { core::ptr::read_volatile(c.ring.add(at)) });
+        let mut bytes = alloc::vec![0u8; available as usize];
+        let mut to = 0;
+        for (at, len) in ring::byte_runs(cons, available as usize, RING) {
+            // SAFETY: a run of slots inside the req[] array of the mapped
+            // ring page (`byte_runs`), copied once into our buffer.
+            unsafe {
+                core::ptr::copy_nonoverlapping(c.ring.add(REQ + at), bytes[to..].as_mut_ptr(), len)
+            };
+            to += len;
         }
         ring_u32(c.ring, REQ_CONS).store(prod, Ordering::SeqCst);
         // The guest may be waiting for room to finish a message (a long
@@ -254,12 +258,18 @@ fn flush(c: &mut Connection) -> bool {
     };
     let space = space as usize;
     let n = space.min(c.outbox.len());
-    for i in 0..n {
-        let at = RSP + ring::ring_index(prod.wrapping_add(i as u32), RING);
-        let byte = c.outbox.pop_front().unwrap_or(0);
-        // SAFETY: inside the rsp[] array of the mapped ring page.
-        unsafe { core::ptr::write_volatile(c.ring.add(at), byte) };
+    c.outbox.make_contiguous();
+    let (pending, _) = c.outbox.as_slices();
+    let mut from = 0;
+    for (at, len) in ring::byte_runs(prod, n, RING) {
+        // SAFETY: a run of slots inside the rsp[] array of the mapped
+        // ring page (`byte_runs`), from our contiguous outbox.
+        unsafe {
+            core::ptr::copy_nonoverlapping(pending[from..].as_ptr(), c.ring.add(RSP + at), len)
+        };
+        from += len;
     }
+    c.outbox.drain(..n);
     ring_u32(c.ring, RSP_PROD).store(prod.wrapping_add(n as u32), Ordering::Release);
     let _ = events::send(c.port);
     n > 0

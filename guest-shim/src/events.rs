@@ -77,6 +77,8 @@ unsafe extern "C" {
 pub fn init() -> Result<()> {
     shared_info::map()?;
     crate::traps::set_gate(UPCALL_VECTOR, &raw const guest_upcall_entry as u64);
+    // Xen delivers the upcall vector through the local APIC (see `lapic`).
+    crate::lapic::enable();
     hypercall::set_evtchn_upcall_vector(0, UPCALL_VECTOR)?;
     // SAFETY: the upcall gate is installed; interrupts may now arrive.
     unsafe { core::arch::asm!("sti", options(nomem, nostack)) };
@@ -114,6 +116,7 @@ extern "C" fn dispatch() {
             }
         }
     }
+    crate::lapic::eoi();
 }
 
 fn op<T>(cmd: EvtchnOp, arg: &mut T) -> Result<()> {

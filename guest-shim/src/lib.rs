@@ -46,6 +46,8 @@ pub mod grants;
 pub mod heap;
 #[cfg(target_os = "none")]
 pub mod hypercall;
+#[cfg(target_os = "none")]
+pub mod lapic;
 pub mod netfront;
 #[cfg(target_os = "none")]
 pub mod pages;

@@ -103,10 +103,18 @@ impl XenStore {
                 continue;
             }
             let n = (space as usize).min(bytes.len() - done);
-            for i in 0..n {
-                let at = REQ + ring::ring_index(prod.wrapping_add(i as u32), RING_SIZE);
-                // SAFETY: inside the req[] array of the ring page.
-                unsafe { core::ptr::write_volatile(self.ring.add(at), bytes[done + i]) };
+            let mut from = done;
+            for (at, len) in ring::byte_runs(prod, n, RING_SIZE) {
+                // SAFETY: a run of slots inside the req[] array of the
+                // ring page (`byte_runs`), from our own buffer.
+                unsafe {
+                    core::ptr::copy_nonoverlapping(
+                        bytes[from..from + len].as_ptr(),
+                        self.ring.add(REQ + at),
+                        len,
+                    )
+                };
+                from += len;
             }
             ring_u32(self.ring, REQ_PROD).store(prod.wrapping_add(n as u32), Ordering::Release);
             done += n;
@@ -129,10 +137,18 @@ impl XenStore {
                 continue;
             }
             let n = available.min(buf.len() - done);
-            for i in 0..n {
-                let at = RSP + ring::ring_index(cons.wrapping_add(i as u32), RING_SIZE);
-                // SAFETY: inside the rsp[] array of the ring page.
-                buf[done + i] = unsafe { core::ptr::read_volatile(self.ring.add(at)) };
+            let mut to = done;
+            for (at, len) in ring::byte_runs(cons, n, RING_SIZE) {
+                // SAFETY: a run of slots inside the rsp[] array of the
+                // ring page (`byte_runs`), copied once into our buffer.
+                unsafe {
+                    core::ptr::copy_nonoverlapping(
+                        self.ring.add(RSP + at),
+                        buf[to..to + len].as_mut_ptr(),
+                        len,
+                    )
+                };
+                to += len;
             }
             ring_u32(self.ring, RSP_CONS).store(cons.wrapping_add(n as u32), Ordering::SeqCst);
             done += n;

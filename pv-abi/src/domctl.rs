@@ -15,6 +15,18 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 /// `XEN_DOMCTL_INTERFACE_VERSION` (Xen 4.19; 4.17 and 4.18: 0x15, 0x16).
 pub const INTERFACE_VERSION: u32 = 0x17;
 
+/// The `XEN_DOMCTL_INTERFACE_VERSION` of Xen `major.minor` (4.17 to
+/// 4.19), for a guest that runs on either: a domctl of another version
+/// is -EACCES before anything else is looked at.
+pub const fn interface_version_of(major: u16, minor: u16) -> Option<u32> {
+    match (major, minor) {
+        (4, 17) => Some(0x15),
+        (4, 18) => Some(0x16),
+        (4, 19) => Some(0x17),
+        _ => None,
+    }
+}
+
 /// `XEN_DOMCTL_createdomain`: build an empty domain ([`CreateDomain`]).
 pub const CREATEDOMAIN: u32 = 1;
 /// `XEN_DOMCTL_destroydomain` (no member).
@@ -446,6 +458,9 @@ mod tests {
     #[test]
     fn numbers() {
         assert_eq!(INTERFACE_VERSION, 0x17);
+        assert_eq!(interface_version_of(4, 19), Some(INTERFACE_VERSION));
+        assert_eq!(interface_version_of(4, 17), Some(0x15));
+        assert_eq!(interface_version_of(4, 20), None);
         assert_eq!(CREATEDOMAIN, 1);
         assert_eq!(DESTROYDOMAIN, 2);
         assert_eq!(PAUSEDOMAIN, 3);

@@ -102,6 +102,21 @@ pub const fn room_news_due(prod_after: RingIdx, cons_before: RingIdx, size: u32)
     prod_after.wrapping_sub(cons_before) >= size
 }
 
+/// Where `len` bytes from free-running index `idx` lie in a byte ring of
+/// `size` (a nonzero power of two; `len <= size`): at most two runs of
+/// slots, `(first slot, length)`, the second empty unless the bytes wrap.
+/// Copying run by run instead of byte by byte is what makes XenStore's
+/// and the console's rings cheap.
+pub const fn byte_runs(idx: RingIdx, len: usize, size: u32) -> [(usize, usize); 2] {
+    let start = ring_index(idx, size);
+    let to_end = size as usize - start;
+    if len <= to_end {
+        [(start, len), (0, 0)]
+    } else {
+        [(start, to_end), (0, len - to_end)]
+    }
+}
+
 /// Slots the producer may still fill (`size - unconsumed`), `None` for
 /// impossible indices.
 pub const fn free_slots(prod: RingIdx, cons: RingIdx, size: u32) -> Option<u32> {
@@ -180,6 +195,22 @@ pub const fn free_requests(req_prod_pvt: RingIdx, rsp_cons: RingIdx, size: u32) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_runs_cover_the_bytes_in_ring_order() {
+        assert_eq!(byte_runs(5, 10, 1024), [(5, 10), (0, 0)]);
+        assert_eq!(byte_runs(1020, 10, 1024), [(1020, 4), (0, 6)]);
+        assert_eq!(byte_runs(2048, 1024, 1024), [(0, 1024), (0, 0)]);
+        assert_eq!(byte_runs(u32::MAX, 2, 1024), [(1023, 1), (0, 1)]);
+        for idx in [0u32, 1, 511, 1023, 1024, u32::MAX - 3] {
+            for len in [0usize, 1, 100, 1023, 1024] {
+                let runs = byte_runs(idx, len, 1024);
+                let slots = runs.iter().flat_map(|&(at, n)| at..at + n);
+                let expected = (0..len).map(|i| ring_index(idx.wrapping_add(i as u32), 1024));
+                assert!(slots.eq(expected), "idx {idx} len {len}");
+            }
+        }
+    }
     use core::mem::{offset_of, size_of};
 
     #[test]

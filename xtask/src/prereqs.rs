@@ -20,6 +20,9 @@ pub enum Need {
     Ext4Image,
     /// Bochs with its BIOS images, for the VMX backend.
     Bochs,
+    /// What the Xen reference set-up packs Dom0's root file system with
+    /// (`cargo xtask xen-check`).
+    XenReference,
 }
 
 /// Something on the host that must exist, and the Debian package with it.
@@ -35,6 +38,12 @@ struct Requirement {
 }
 
 const REQUIREMENTS: &[Requirement] = &[
+    Requirement {
+        thing: "cpio",
+        sbin: false,
+        package: "cpio",
+        need: Need::XenReference,
+    },
     Requirement {
         thing: "qemu-system-x86_64",
         sbin: false,

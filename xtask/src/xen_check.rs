@@ -15,6 +15,7 @@ use crate::domains::{self, DomU};
 use crate::error::{Error, Result};
 use crate::fuzz::Ticker;
 use crate::machine::Machine;
+use crate::prereqs::Need;
 use crate::progress::{Steps, say};
 use crate::{bare_metal, workspace};
 
@@ -297,6 +298,7 @@ pub fn run(reference: Option<&Path>, only: &[String]) -> Result<bool> {
     for (kernel, cmdline, vcpus) in &runs {
         groups.entry((cmdline, *vcpus)).or_default().push(kernel);
     }
+    crate::prereqs::ensure(&[Need::Qemu, Need::GrubImage, Need::XenReference])?;
     let mut steps = Steps::new(3 + groups.len());
     let step = steps.start("building the bare-metal crates");
     bare_metal::build_all()?;

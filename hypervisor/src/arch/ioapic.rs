@@ -96,6 +96,19 @@ fn with_pin<R>(gsi: u32, f: impl FnOnce(u64, u32) -> R) -> Option<R> {
     ))
 }
 
+/// GSIs the I/O APICs cover (Xen's `nr_irqs_gsi`: the highest pin's GSI
+/// plus one, at least the 16 legacy IRQs).
+pub fn gsi_count() -> u32 {
+    CHIPS
+        .lock()
+        .iter()
+        .flatten()
+        .map(|c| c.gsi_base + c.pins)
+        .max()
+        .unwrap_or(0)
+        .max(16)
+}
+
 /// Whether some I/O APIC has a pin for `gsi`.
 pub fn has_gsi(gsi: u32) -> bool {
     with_pin(gsi, |_, _| ()).is_some()

@@ -330,13 +330,21 @@ impl EventChannels {
         }
     }
 
-    /// `EVTCHNOP_bind_pirq`: a port for physical IRQ `pirq`, delivered to
-    /// vCPU 0. Only the privileged domain has pirqs (-EPERM otherwise);
-    /// whether `pirq` is mapped is the caller's check (-EINVAL in Xen).
-    pub fn bind_pirq(&mut self, caller: DomId, pirq: u32) -> Result<PortNo, EvtchnError> {
+    /// `EVTCHNOP_bind_pirq`: a port for IRQ `pirq`, delivered to vCPU 0.
+    /// As Xen's for HVM and PVH domains: any `pirq` below the domain's
+    /// `nr_pirqs` binds (-EINVAL above, -EEXIST twice) without a
+    /// permission check — a DomU's pirq has no device behind it and its
+    /// port never fires; which physical IRQs reach the privileged domain
+    /// is the caller's business.
+    pub fn bind_pirq(
+        &mut self,
+        caller: DomId,
+        pirq: u32,
+        nr_pirqs: u32,
+    ) -> Result<PortNo, EvtchnError> {
         let d = self.domain(caller)?;
-        if !d.privileged {
-            return Err(EvtchnError::NotPermitted);
+        if pirq >= nr_pirqs {
+            return Err(EvtchnError::Invalid);
         }
         if d.pirqs.contains_key(&pirq) {
             return Err(EvtchnError::Exists);

@@ -282,13 +282,18 @@ fn pvclock_scale_is_accurate() {
 }
 
 #[test]
-fn pirqs_belong_to_the_privileged_domain() {
+fn pirqs_bind_below_nr_pirqs_as_on_xen() {
     let mut e = EventChannels::new();
     e.add_domain(0, 1, true);
     e.add_domain(1, 1, false);
-    assert_eq!(e.bind_pirq(1, 11), Err(EvtchnError::NotPermitted));
-    let port = e.bind_pirq(0, 11).unwrap();
-    assert_eq!(e.bind_pirq(0, 11), Err(EvtchnError::Exists));
+    // A DomU binds its own pirq numbers (Xen's HVM rule), which nothing
+    // raises; above its nr_pirqs it gets -EINVAL.
+    assert_eq!(e.bind_pirq(1, 56, 56), Err(EvtchnError::Invalid));
+    let theirs = e.bind_pirq(1, 11, 56).unwrap();
+    assert_eq!(e.bind_pirq(1, 11, 56), Err(EvtchnError::Exists));
+    let port = e.bind_pirq(0, 11, u32::MAX).unwrap();
+    assert_eq!(e.bind_pirq(0, 11, u32::MAX), Err(EvtchnError::Exists));
+    assert_eq!(e.pirq_target(1, 11).map(|d| d.port), Some(theirs));
     assert_eq!(
         e.pirq_target(0, 11),
         Some(Delivery {
@@ -302,5 +307,5 @@ fn pirqs_belong_to_the_privileged_domain() {
     assert_eq!(e.send(0, port), Err(EvtchnError::Invalid));
     e.close(0, port).unwrap();
     assert_eq!(e.pirq_target(0, 11), None);
-    assert!(e.bind_pirq(0, 11).is_ok());
+    assert!(e.bind_pirq(0, 11, u32::MAX).is_ok());
 }

@@ -127,9 +127,9 @@ pub(super) fn grant_table_op(c: &Caller, cmd: u64, uop: u64, count: u64) -> HcRe
                 let Ok(mut op) = Copy::read_from_bytes(chunk) else {
                     return Err(Errno::Fault);
                 };
-                // As Xen: an empty copy succeeds before anything is looked at.
+                // As Xen 4.17: an empty copy is checked as any other (its
+                // domains, grants and bounds), then copies nothing.
                 op.status = match copy_sides(c, &op) {
-                    _ if op.len == 0 => GrantStatus::Okay as i16,
                     Ok(copy) => grants::copy(c.domain, &copy, &peers) as i16,
                     Err(status) => status as i16,
                 };
