@@ -215,6 +215,18 @@ impl XenStore {
         v
     }
 
+    /// Reads `path` until it exists (and we may read it), yielding the
+    /// vCPU between tries; `None` after `tries` tries.
+    pub fn await_node(&mut self, path: &str, tries: u32) -> Option<String> {
+        for _ in 0..tries {
+            if let Ok(value) = self.read(path) {
+                return Some(value);
+            }
+            let _ = crate::hypercall::sched_yield();
+        }
+        None
+    }
+
     pub fn read(&mut self, path: &str) -> Result<String, XsError> {
         self.read_tx(0, path)
     }

@@ -5,7 +5,7 @@
 //! in-guest memcpy, and the XenStore read round trip — with plain TCG and
 //! with `-icount shift=0` (the guest TSC then counts instructions).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::domains::{self, DomU};
@@ -99,6 +99,22 @@ pub fn boot_logged(machine: &Machine, run: &'static str, file: &str) -> Result<(
         });
     }
     Ok((outcome.console, log))
+}
+
+/// A check of run `run` (console in `log`): `Ok` if `ok`, else the
+/// run's failure with `reason`.
+pub fn check_of<'a>(run: &'static str, log: &'a Path) -> impl Fn(bool, String) -> Result<()> + 'a {
+    move |ok, reason| {
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::BenchCheck {
+                run,
+                reason,
+                log: log.to_path_buf(),
+            })
+        }
+    }
 }
 
 /// Finds `key=<number>` in the console.

@@ -94,17 +94,7 @@ pub fn free_frames(console: &str) -> Option<(i64, i64)> {
 /// Checks one run's console: every DomU passed; returns the change of
 /// free frames across the DomUs.
 fn verdict(console: &str, fuzz: &GuestFuzz, calls_each: u64, log: &Path) -> Result<i64> {
-    let check = |ok: bool, reason: String| {
-        if ok {
-            Ok(())
-        } else {
-            Err(Error::BenchCheck {
-                run: RUN,
-                reason,
-                log: log.to_path_buf(),
-            })
-        }
-    };
+    let check = crate::bench::check_of(RUN, log);
     for line in ["(d1) pong: PASS", "(d2) ping: PASS"] {
         check(
             console.contains(line),

@@ -78,17 +78,7 @@ pub struct Verdict {
 
 /// Checks one run's console: every side passed; returns what it did.
 pub fn verdict(console: &str, soak: &Soak, log: &Path) -> Result<Verdict> {
-    let check = |ok: bool, reason: String| {
-        if ok {
-            Ok(())
-        } else {
-            Err(Error::BenchCheck {
-                run: RUN,
-                reason,
-                log: log.to_path_buf(),
-            })
-        }
-    };
+    let check = crate::bench::check_of(RUN, log);
     let failed: Vec<&str> = console
         .lines()
         .filter(|l| l.contains(": FAIL ") || l.contains(" crash: "))

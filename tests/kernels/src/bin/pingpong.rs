@@ -58,13 +58,8 @@ mod kernel {
     fn linger_then_poweroff(role: &str, xs: &mut XenStore, linger: Option<u16>) -> ! {
         if let Some(domid) = linger {
             let done = format!("/local/domain/{domid}/done");
-            let mut tries = 0u32;
-            while xs.read(&done).is_err() {
-                tries += 1;
-                if tries > 1_000_000 {
-                    fail(role, &format!("d{domid} never wrote {done}"));
-                }
-                let _ = hypercall::sched_yield();
+            if xs.await_node(&done, 1_000_000).is_none() {
+                fail(role, &format!("d{domid} never wrote {done}"));
             }
         }
         shutdown(ShutdownReason::Poweroff)

@@ -3,6 +3,9 @@
 //! (immediate event, event on change below the watch), and transactions
 //! (a conflicting commit gets EAGAIN; the retry commits).
 //! Command line: `peer=<domid>` of another DomU whose home must stay closed.
+//! Two peers each write `xstest-done` (readable by all) in their home when
+//! their checks are over and stay up until the other's is there, so
+//! neither looks at a home that went with its domain.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(target_os = "none")]
@@ -145,6 +148,25 @@ mod kernel {
             xs.read("xstest/t").as_deref() == Ok("from tx"),
         );
 
+        if peer != 0 {
+            let me = guest_shim::domid().unwrap_or(0);
+            let done = format!("/local/domain/{me}/xstest-done");
+            let said = xs.write(&done, "1").is_ok()
+                && xs
+                    .request(
+                        guest_shim::xenstore::msg::SET_PERMS,
+                        0,
+                        &[format!("{done}\0r{me}\0").as_bytes()],
+                    )
+                    .is_ok();
+            check(&mut f, "saying we are done", said);
+            let theirs = format!("/local/domain/{peer}/xstest-done");
+            check(
+                &mut f,
+                "the peer saying it is done",
+                xs.await_node(&theirs, 1_000_000).is_some(),
+            );
+        }
         if f == 0 {
             println!("xstest: PASS");
         } else {
