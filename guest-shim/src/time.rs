@@ -13,11 +13,14 @@ use pv_abi::shared_info::scale_delta;
 use crate::hypercall::{self, Result};
 use crate::{events, shared_info};
 
-/// System time in ns, as vCPU 0's pvclock gives it. A TSC behind the
-/// last update (another physical CPU's) counts as no time since it.
+/// System time in ns, as vCPU 0's pvclock gives it. The TSC stamp is on
+/// the guest's TSC, which may have started after it (Xen stamps an HVM
+/// guest's clock before its TSC's zero: the stamp reads as a huge u64), so
+/// the difference is taken wrapping, as Linux's pvclock does; a TSC just
+/// behind the stamp (another physical CPU's) counts as no time since it.
 pub fn system_time_ns() -> u64 {
     let t = shared_info::time(0);
-    let delta = crate::rdtsc().saturating_sub(t.tsc_timestamp);
+    let delta = (crate::rdtsc().wrapping_sub(t.tsc_timestamp) as i64).max(0) as u64;
     t.system_time
         .wrapping_add(scale_delta(delta, t.tsc_to_system_mul, t.tsc_shift))
 }
