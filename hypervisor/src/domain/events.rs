@@ -338,7 +338,7 @@ fn note_deadline(deadline: u64) {
 /// poll time-outs. Called from every CPU's scheduler loop.
 pub fn run_timers() {
     super::foreign::release_quarantine();
-    super::registry::stop_when_memory_settles();
+    super::registry::stop_when_settled();
     super::devices::deliver_pending();
     super::devices::poll_dma_faults();
     poll_console_input();

@@ -888,12 +888,31 @@ static NOT_FREED: AtomicUsize = AtomicUsize::new(0);
 /// Free frames once the boot-time Dom0 was built, before any DomU (0:
 /// not yet known).
 static FREE_BEFORE_DOMUS: AtomicUsize = AtomicUsize::new(0);
-/// An exit-when-done stop waiting for the ended domains' memory: its
-/// code and the system time after which it stops regardless.
-static PENDING_STOP: Mutex<Option<(ExitCode, u64)>> = Mutex::new(None);
+/// An exit-when-done stop waiting for Dom0 to catch up (and, with
+/// `memcheck`, for the ended domains' memory).
+#[derive(Clone, Copy)]
+struct PendingStop {
+    code: ExitCode,
+    /// System time after which it stops regardless.
+    deadline: u64,
+    /// [`PRIVILEGED_BLOCKS`] when the last watched domain ended.
+    blocks: u64,
+    memcheck: bool,
+}
+static PENDING_STOP: Mutex<Option<PendingStop>> = Mutex::new(None);
 /// How long a stop waits for memory to come back (quarantine is two
 /// ticks; scrubbing a large domain under emulation takes a while).
 const SETTLE_NS: u64 = 2_000_000_000;
+/// How long a stop waits for Dom0 to have gone idle once.
+const CATCH_UP_NS: u64 = 1_000_000_000;
+/// Times a vCPU of the privileged domain blocked (went idle).
+static PRIVILEGED_BLOCKS: AtomicU64 = AtomicU64::new(0);
+
+/// The scheduler saw a vCPU of the privileged domain block: it has done
+/// what there was to do (relayed the rings, said what it had to say).
+pub fn note_privileged_block() {
+    PRIVILEGED_BLOCKS.fetch_add(1, Ordering::SeqCst);
+}
 
 /// Notes the free frames before the first DomU is built.
 pub fn note_free_before_domus() {
@@ -907,21 +926,34 @@ pub fn note_free_before_domus() {
 /// and the other CPUs take a few frames of their own meanwhile, the same
 /// in every run; `cargo xtask fuzz` compares the figure with a run whose
 /// DomUs did nothing, so a frame leaked by what a guest did shows.
-pub fn stop_when_memory_settles() {
-    let Some((code, deadline)) = *PENDING_STOP.lock() else {
+pub fn stop_when_settled() {
+    let Some(pending) = *PENDING_STOP.lock() else {
         return;
     };
-    super::foreign::release_quarantine();
-    let before = FREE_BEFORE_DOMUS.load(Ordering::SeqCst);
-    let free = crate::mm::frames().free_frames();
-    let settled = NOT_FREED.load(Ordering::SeqCst) == DOMAINS.lock().len()
-        && super::foreign::quarantined() == 0;
-    if !settled && crate::arch::time::system_time_ns() < deadline {
+    // Dom0 relays the DomUs' console rings and reports their ends: the
+    // machine stops once it has gone idle after the last one ended (so
+    // its lines, and theirs, are out), or it is gone.
+    let dom0_caught_up = PRIVILEGED_BLOCKS.load(Ordering::SeqCst) > pending.blocks
+        || !all().iter().any(|d| d.privileged && !d.is_dead());
+    let settled = if pending.memcheck {
+        super::foreign::release_quarantine();
+        NOT_FREED.load(Ordering::SeqCst) == DOMAINS.lock().len()
+            && super::foreign::quarantined() == 0
+    } else {
+        true
+    };
+    if !(settled && dom0_caught_up) && crate::arch::time::system_time_ns() < pending.deadline {
         return;
     }
     if PENDING_STOP.lock().take().is_none() {
         return; // another CPU is stopping
     }
+    let code = pending.code;
+    if !pending.memcheck {
+        power::stop(code);
+    }
+    let before = FREE_BEFORE_DOMUS.load(Ordering::SeqCst);
+    let free = crate::mm::frames().free_frames();
     if free == before {
         println!("pavise: free memory: {free} frames, as before the DomUs");
     } else {
@@ -985,14 +1017,18 @@ fn note_end(watched: bool, clean: bool) {
             } else {
                 ExitCode::Success
             };
-            if !MEMCHECK.load(Ordering::SeqCst) {
-                power::stop(code);
-            }
-            // Stopped from the scheduler loop once their memory is back
-            // (see `stop_when_memory_settles`): not here, inside the
-            // ending domain, which still holds it.
-            let deadline = crate::arch::time::system_time_ns() + SETTLE_NS;
-            *PENDING_STOP.lock() = Some((code, deadline));
+            // Stopped from the scheduler loop once Dom0 has caught up
+            // and, with memcheck, their memory is back (see
+            // `stop_when_settled`): not here, inside the ending domain,
+            // which still holds it.
+            let memcheck = MEMCHECK.load(Ordering::SeqCst);
+            let wait = if memcheck { SETTLE_NS } else { CATCH_UP_NS };
+            *PENDING_STOP.lock() = Some(PendingStop {
+                code,
+                deadline: crate::arch::time::system_time_ns() + wait,
+                blocks: PRIVILEGED_BLOCKS.load(Ordering::SeqCst),
+                memcheck,
+            });
         }
     } else if !clean {
         WATCHED_FAILED.store(true, Ordering::SeqCst);

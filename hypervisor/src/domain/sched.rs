@@ -154,6 +154,9 @@ pub fn run_cpu() -> ! {
             }
             SliceEnd::Block => {
                 domain.vcpu_states[vcpu].store(vcpu_state::BLOCKED, Ordering::SeqCst);
+                if domain.privileged {
+                    super::registry::note_privileged_block();
+                }
                 // An event that arrived while it was going to sleep must
                 // not be lost.
                 if super::events::upcall_pending(&domain, vcpu)
