@@ -215,6 +215,19 @@ impl XenStore {
         v
     }
 
+    /// Writes our node `path` (absolute, under our home) and lets every
+    /// domain read it (owner us, others `r`): a flag a peer polls for.
+    pub fn publish(&mut self, path: &str, value: &str) -> Result<(), XsError> {
+        let me = crate::domid().unwrap_or(0);
+        self.write(path, value)?;
+        self.request(
+            msg::SET_PERMS,
+            0,
+            &[alloc::format!("{path}\0r{me}\0").as_bytes()],
+        )
+        .map(|_| ())
+    }
+
     /// Reads `path` until it exists (and we may read it), yielding the
     /// vCPU between tries; `None` after `tries` tries.
     pub fn await_node(&mut self, path: &str, tries: u32) -> Option<String> {

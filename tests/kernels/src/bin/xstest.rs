@@ -151,15 +151,7 @@ mod kernel {
         if peer != 0 {
             let me = guest_shim::domid().unwrap_or(0);
             let done = format!("/local/domain/{me}/xstest-done");
-            let said = xs.write(&done, "1").is_ok()
-                && xs
-                    .request(
-                        guest_shim::xenstore::msg::SET_PERMS,
-                        0,
-                        &[format!("{done}\0r{me}\0").as_bytes()],
-                    )
-                    .is_ok();
-            check(&mut f, "saying we are done", said);
+            check(&mut f, "saying we are done", xs.publish(&done, "1").is_ok());
             // Done, or gone: its home (EACCES to us while it lives) is
             // ENOENT once it has ended — after its own checks.
             let theirs = format!("/local/domain/{peer}/xstest-done");
