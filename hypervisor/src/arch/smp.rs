@@ -25,7 +25,10 @@ pavise_ap_trampoline_start:
     xor %ax, %ax
     mov %ax, %ds
     lgdtl (ap_gdt_ptr - pavise_ap_trampoline_start + TRAMP)
+    // INIT leaves CR0.CD and CR0.NW set (0x60000010): caches off, which
+    // QEMU ignores and hardware does not. Clear them with PE on.
     mov %cr0, %eax
+    and $0x9fffffff, %eax
     or $1, %eax
     mov %eax, %cr0
     ljmpl $0x08, $(ap_protected - pavise_ap_trampoline_start + TRAMP)
