@@ -171,15 +171,8 @@ impl Xenstored {
             return false;
         }
         let mut bytes = alloc::vec![0u8; available as usize];
-        let mut to = 0;
-        for (at, len) in ring::byte_runs(cons, available as usize, RING) {
-            // SAFETY: a run of slots inside the req[] array of the mapped
-            // ring page (`byte_runs`), copied once into our buffer.
-            unsafe {
-                core::ptr::copy_nonoverlapping(c.ring.add(REQ + at), bytes[to..].as_mut_ptr(), len)
-            };
-            to += len;
-        }
+        // SAFETY: req[] of the mapped ring page; `available` <= its size.
+        unsafe { guest_shim::byte_ring::take(c.ring, REQ, RING, cons, &mut bytes) };
         ring_u32(c.ring, REQ_CONS).store(prod, Ordering::SeqCst);
         // The guest may be waiting for room to finish a message (a long
         // one, or many while we were busy): without word of room a
@@ -260,15 +253,8 @@ fn flush(c: &mut Connection) -> bool {
     let n = space.min(c.outbox.len());
     c.outbox.make_contiguous();
     let (pending, _) = c.outbox.as_slices();
-    let mut from = 0;
-    for (at, len) in ring::byte_runs(prod, n, RING) {
-        // SAFETY: a run of slots inside the rsp[] array of the mapped
-        // ring page (`byte_runs`), from our contiguous outbox.
-        unsafe {
-            core::ptr::copy_nonoverlapping(pending[from..].as_ptr(), c.ring.add(RSP + at), len)
-        };
-        from += len;
-    }
+    // SAFETY: rsp[] of the mapped ring page; n <= the free slots <= its size.
+    unsafe { guest_shim::byte_ring::put(c.ring, RSP, RING, prod, &pending[..n]) };
     c.outbox.drain(..n);
     ring_u32(c.ring, RSP_PROD).store(prod.wrapping_add(n as u32), Ordering::Release);
     let _ = events::send(c.port);

@@ -31,6 +31,7 @@ extern crate alloc;
 
 #[cfg(target_os = "none")]
 pub mod blkfront;
+pub mod byte_ring;
 #[cfg(target_os = "none")]
 pub mod console;
 #[cfg(target_os = "none")]

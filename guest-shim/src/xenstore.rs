@@ -103,19 +103,10 @@ impl XenStore {
                 continue;
             }
             let n = (space as usize).min(bytes.len() - done);
-            let mut from = done;
-            for (at, len) in ring::byte_runs(prod, n, RING_SIZE) {
-                // SAFETY: a run of slots inside the req[] array of the
-                // ring page (`byte_runs`), from our own buffer.
-                unsafe {
-                    core::ptr::copy_nonoverlapping(
-                        bytes[from..from + len].as_ptr(),
-                        self.ring.add(REQ + at),
-                        len,
-                    )
-                };
-                from += len;
-            }
+            // SAFETY: req[] of the ring page; n <= the free slots <= its size.
+            unsafe {
+                crate::byte_ring::put(self.ring, REQ, RING_SIZE, prod, &bytes[done..done + n])
+            };
             ring_u32(self.ring, REQ_PROD).store(prod.wrapping_add(n as u32), Ordering::Release);
             done += n;
         }
@@ -137,19 +128,10 @@ impl XenStore {
                 continue;
             }
             let n = available.min(buf.len() - done);
-            let mut to = done;
-            for (at, len) in ring::byte_runs(cons, n, RING_SIZE) {
-                // SAFETY: a run of slots inside the rsp[] array of the
-                // ring page (`byte_runs`), copied once into our buffer.
-                unsafe {
-                    core::ptr::copy_nonoverlapping(
-                        self.ring.add(RSP + at),
-                        buf[to..to + len].as_mut_ptr(),
-                        len,
-                    )
-                };
-                to += len;
-            }
+            // SAFETY: rsp[] of the ring page; n <= the unconsumed bytes <= its size.
+            unsafe {
+                crate::byte_ring::take(self.ring, RSP, RING_SIZE, cons, &mut buf[done..done + n])
+            };
             ring_u32(self.ring, RSP_CONS).store(cons.wrapping_add(n as u32), Ordering::SeqCst);
             done += n;
             // The server waits for room only on a full ring: tell it

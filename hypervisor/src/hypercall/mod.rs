@@ -734,19 +734,20 @@ fn event_channel_op(c: &Caller, cmd: u64, arg: u64) -> HcResult {
         }
         BIND_PIRQ => {
             let mut op: pv_abi::event_channel::EvtchnBindPirq = c.read(arg)?;
-            if c.domain.privileged {
+            let nr_pirqs = if c.domain.privileged {
                 if !crate::domain::devices::is_mapped(op.pirq) {
                     return Err(Errno::Inval);
                 }
-                op.port = events::CHANNELS.lock().bind_pirq(me, op.pirq, u32::MAX)?;
-                c.write(arg, &op)?;
-                crate::domain::devices::bound(op.pirq);
+                u32::MAX
             } else {
                 // Xen's `nr_pirqs` of a DomU: the GSIs plus
                 // `extra_domU_pirqs` (32).
-                let nr_pirqs = crate::arch::ioapic::gsi_count() + 32;
-                op.port = events::CHANNELS.lock().bind_pirq(me, op.pirq, nr_pirqs)?;
-                c.write(arg, &op)?;
+                crate::arch::ioapic::gsi_count() + 32
+            };
+            op.port = events::CHANNELS.lock().bind_pirq(me, op.pirq, nr_pirqs)?;
+            c.write(arg, &op)?;
+            if c.domain.privileged {
+                crate::domain::devices::bound(op.pirq);
             }
             Ok(0)
         }
